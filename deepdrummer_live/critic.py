@@ -1,0 +1,219 @@
+"""Critics: P(like) from one bar of audio, and their online training from ratings.
+
+- `PaperCritic`: the DeepDrummer paper's network, kept exactly (60 MFCCs of 2 s at 44.1 kHz ->
+  three strided Conv2d with LeakyReLU/dropout/batch norm -> 1x1 conv -> MLP -> 2-way log-softmax,
+  about 291k parameters). Trained on augmented audio (gain, DC offset, noise, circular shift).
+- `LeanCritic` (default): MFCC frames aligned to the 16th grid (8 frames per step), a strided
+  Conv1d that turns each step into one embedding, a circular conv across steps, and a small MLP
+  that sees every step's embedding (where a hit lands) and their mean (what it sounds like).
+  Features are computed once per rated loop; augmentation is applied to them where it is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .features import MfccSpec
+
+PAPER_SR = 44100
+PAPER_SPEC = MfccSpec(sr=16000, n_fft=400, hop=200, n_mels=128, n_mfcc=60, fmax=8000.0, htk=True,
+                      mel_norm=None, top_db=80.0, circular=False, pad_mode="reflect")
+# torchaudio.transforms.MFCC defaults as the paper used them: its nominal 16 kHz rate on 44.1 kHz audio.
+LEAN_SPEC = MfccSpec(sr=16000, n_fft=512, hop=500, n_mels=40, n_mfcc=20, fmax=8000.0, top_db=80.0)
+REFERENCE_BPM = 120.0  # the critic always hears the loop at this tempo: its input is tempo-invariant
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    name: str
+    spec: MfccSpec
+    audio_sr: int
+    bar_seconds: float = 2.0
+    lr: float = 5.7e-5
+    weight_decay: float = 5.9e-6
+    dropout: float = 0.167
+    batch_size: int = 16
+    batches_per_rating: int = 40
+    gain_sd: float = 0.05
+    dc_sd: float = 0.05
+    noise_sd: float = 0.006
+    max_shift: int = 128  # samples (paper) or frames (lean)
+    width: int = 32
+    hidden: int = 64
+
+
+PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
+LEAN_CONFIG = CriticConfig("lean", LEAN_SPEC, LEAN_SPEC.sr, lr=1e-3, weight_decay=1e-4, dropout=0.2,
+                           batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=64)
+
+
+class PaperCritic(nn.Module):
+    """The paper's MFCCCritic(n_conv=64, n_mlp=128, p_dropout=0.167) head and tail on MFCC input."""
+
+    def __init__(self, n_mfcc: int = 60, n_frames: int = 442, n_conv: int = 64, n_mlp: int = 128,
+                 p_dropout: float = 0.167):
+        super().__init__()
+
+        def block(c_in):
+            return [nn.Conv2d(c_in, n_conv, kernel_size=(4, 8), stride=(2, 4)), nn.LeakyReLU(),
+                    nn.Dropout(p_dropout), nn.BatchNorm2d(n_conv)]
+
+        self.head = nn.Sequential(*block(1), *block(n_conv), *block(n_conv),
+                                  nn.Conv2d(n_conv, 8, kernel_size=1), nn.LeakyReLU(), nn.BatchNorm2d(8))
+        with torch.no_grad():
+            emb = self.head.eval()(torch.zeros(1, 1, n_mfcc, n_frames)).numel()
+        self.head.train()
+        self.tail = nn.Sequential(nn.Linear(emb, n_mlp), nn.LeakyReLU(), nn.Linear(n_mlp, 2),
+                                  nn.LeakyReLU(), nn.LogSoftmax(dim=1))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """MFCC `[batch, n_mfcc, frames]` -> log-probabilities `[batch, 2]` (index 1 = like)."""
+        return self.tail(self.head(feats.unsqueeze(1)).flatten(1))
+
+
+class LeanCritic(nn.Module):
+    def __init__(self, n_mfcc: int = 20, frames_per_step: int = 8, width: int = 32, hidden: int = 64,
+                 p_dropout: float = 0.2):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(n_mfcc, 1))
+        self.register_buffer("feat_std", torch.ones(n_mfcc, 1))
+        self.per_step = nn.Conv1d(n_mfcc, width, kernel_size=frames_per_step, stride=frames_per_step)
+        self.across = nn.Conv1d(width, width, kernel_size=3, padding=1, padding_mode="circular")
+        self.drop = nn.Dropout(p_dropout)
+        self.mlp = nn.Sequential(nn.Linear(width * 16 + width, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2))
+
+    def calibrate(self, feats: torch.Tensor) -> None:
+        """Fix the input scaling from MFCCs of random loops `[batch, n_mfcc, frames]` (not learned)."""
+        self.feat_mean.copy_(feats.mean(dim=(0, 2))[:, None])
+        self.feat_std.copy_(feats.std(dim=(0, 2))[:, None].clamp(min=1e-3))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """MFCC `[batch, n_mfcc, 16 * frames_per_step]` -> log-probabilities `[batch, 2]`."""
+        x = (feats - self.feat_mean) / self.feat_std
+        steps = F.leaky_relu(self.per_step(x))  # [batch, width, 16]
+        steps = steps + F.leaky_relu(self.across(steps))
+        emb = torch.cat([steps.flatten(1), steps.mean(dim=2)], dim=1)
+        return F.log_softmax(self.mlp(self.drop(emb)), dim=1)
+
+
+def build_critic(config: CriticConfig) -> nn.Module:
+    if config.name == "paper":
+        return PaperCritic(n_mfcc=config.spec.n_mfcc, p_dropout=config.dropout)
+    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
+    return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def p_like(model: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """P(like) `[batch]` from features `[batch, n_mfcc, frames]`; model must be in eval mode."""
+    with torch.no_grad():
+        return model(feats)[:, 1].exp()
+
+
+# --- augmentation -------------------------------------------------------------------------------
+
+def augment_audio(audio: torch.Tensor, cfg: CriticConfig, gen: torch.Generator) -> torch.Tensor:
+    """The paper's augmentation on audio `[batch, samples]`: gain, DC offset, noise, circular shift."""
+    dev = audio.device
+    gain = 1.0 + cfg.gain_sd * torch.randn((), generator=gen, device=dev)
+    dc = cfg.dc_sd * torch.randn((), generator=gen, device=dev)
+    noise = cfg.noise_sd * torch.randn(audio.shape, generator=gen, device=dev)
+    shift = int(torch.randint(0, max(cfg.max_shift, 1), (), generator=gen))
+    return torch.roll(audio * gain + dc + noise, shifts=shift, dims=-1)
+
+
+def augment_features(feats: torch.Tensor, cfg: CriticConfig, gen: torch.Generator) -> torch.Tensor:
+    """Cheap equivalents on MFCCs `[batch, n_mfcc, frames]`.
+
+    Gain g adds 20*log10(g) dB to every mel band, which an orthonormal DCT puts in c0 alone
+    (times sqrt(n_mels)); noise becomes small noise on the coefficients; a circular shift of
+    whole frames is a roll. A DC offset only touches the lowest FFT bin, which the mel bank
+    barely weights, so it is left out.
+    """
+    dev = feats.device
+    batch = feats.shape[0]
+    gain_db = 20.0 * torch.log10((1.0 + cfg.gain_sd * torch.randn(batch, generator=gen, device=dev)).clamp(min=0.5))
+    out = feats.clone()
+    out[:, 0, :] += gain_db[:, None] * cfg.spec.n_mels ** 0.5
+    out = out + cfg.noise_sd * feats.std() * torch.randn(feats.shape, generator=gen, device=dev)
+    if cfg.max_shift > 0:
+        shift = int(torch.randint(-cfg.max_shift, cfg.max_shift + 1, (), generator=gen))
+        out = torch.roll(out, shifts=shift, dims=-1)
+    return out
+
+
+# --- online training -----------------------------------------------------------------------------
+
+@dataclass
+class Trainer:
+    """Online training from ratings. `examples` are what the critic's trainable input is built from:
+    features (lean) or audio (paper, re-featurized after augmentation every batch)."""
+
+    config: CriticConfig
+    model: nn.Module
+    featurize: object  # callable: audio [batch, samples] -> feats
+    gen: torch.Generator
+    examples: dict = field(default_factory=dict)  # loop_id -> (tensor, label)
+    steps: int = 0
+    losses: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr,
+                                          weight_decay=self.config.weight_decay)
+
+    def set_example(self, loop_id: int, example: torch.Tensor, label: int | None) -> None:
+        """Add or replace (re-rating) or remove (label None: undo) a rated loop."""
+        if label is None:
+            self.examples.pop(loop_id, None)
+        else:
+            self.examples[loop_id] = (example, int(label))
+
+    def ready(self) -> bool:
+        labels = {lab for _, lab in self.examples.values()}
+        return labels == {0, 1}
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        items = list(self.examples.values())
+        good = [x for x, lab in items if lab == 1]
+        bad = [x for x, lab in items if lab == 0]
+        half = self.config.batch_size // 2
+        pick_good = torch.randint(0, len(good), (half,), generator=self.gen).tolist()
+        pick_bad = torch.randint(0, len(bad), (half,), generator=self.gen).tolist()
+        x = torch.stack([good[i] for i in pick_good] + [bad[i] for i in pick_bad])
+        y = torch.tensor([1] * half + [0] * half, device=x.device)
+        return x, y
+
+    def train(self, n_batches: int | None = None) -> float | None:
+        """Run `n_batches` (default: config.batches_per_rating); mean loss, or None if not ready."""
+        if not self.ready():
+            return None
+        n = self.config.batches_per_rating if n_batches is None else n_batches
+        self.model.train()
+        total = 0.0
+        for _ in range(n):
+            x, y = self._batch()
+            if self.config.name == "paper":
+                feats = self.featurize(augment_audio(x, self.config, self.gen))
+            else:
+                feats = augment_features(x, self.config, self.gen)
+            loss = F.nll_loss(self.model(feats), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            self.steps += 1
+        self.model.eval()
+        mean = total / max(n, 1)
+        self.losses.append(mean)
+        return mean
+
+
+def with_overrides(config: CriticConfig, **kwargs) -> CriticConfig:
+    return replace(config, **kwargs)

@@ -1,0 +1,21 @@
+"""One exception root. Messages name the bad value, the valid range and the fix."""
+
+
+class DeepDrummerError(Exception):
+    """Root of every error the project raises on purpose."""
+
+
+class UsageError(DeepDrummerError):
+    """Bad flag, missing kit, unusable port or device: `run` exits with status 2."""
+
+
+class KitError(UsageError):
+    """A kit folder or kit file that cannot be used."""
+
+
+class OscError(DeepDrummerError):
+    """An inbound OSC message with wrong types or values; answered with /dd/error."""
+
+
+class StateError(DeepDrummerError):
+    """The state dir cannot be used (permissions, disk full, corrupt file)."""
