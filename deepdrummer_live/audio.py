@@ -4,16 +4,17 @@ The engine renders each loop as one bar of mono float32 (render.py's single mix)
 here is exactly the critic's input and the exported .wav. The clock owns time: `bar_line()` is
 called by the player's clock thread at each bar line and only fires a trigger.
 
-Playback objects (`_BarPlayer`): three voices `Trig -> Count -> TableIndex`, used in rotation.
-A voice reads its table by an integer sample counter, so playback is sample exact (no phase
-increment rounding). Each table is `[0, bar..., 0]`; TableIndex clamps the counter to the table,
-so a voice that has run past its bar (or before it, in offline rendering) outputs silence.
-Voice k plays bar k; voice k+1 is preset with the next bar; voice k-1 may still be finishing its
-last samples when the clock is early, and is left alone. A table is therefore only ever written
-or swapped on a voice that has been silent for a whole bar: no click, no race with the audio
-thread, and `bar_line()` is a single `Trig.play()` plus one table assignment.
+Playback objects (`_BarPlayer`): two voices `Trig -> Count -> TableIndex`, used in turn. A voice
+reads its table by an integer sample counter, so playback is sample exact (no phase-increment
+rounding). Each bar lives in its own table `[zeros, bar..., 0]` (double buffering: a queued bar
+never overwrites the playing one); TableIndex clamps the counter to the table, so a voice that
+has run past its bar outputs silence. At a bar line the idle voice (silent since the previous bar
+line) gets the current table and a trigger; the other voice may still finish the last samples of
+its bar when the clock is early, so bars never cut each other. `bar_line()` is one table
+assignment and one `Trig.play()`: pyo computes each block holding the GIL, so the audio thread
+cannot run between the two (bar_line is far shorter than Python's 5 ms switch interval).
 
-pyo quirks handled here (see also docs in the report to the lead):
+pyo quirks handled here:
 - `import pyo` prints a WxPython banner to stdout unless PYO_GUI_WX=0: set before importing.
 - The pyo Server fades its master gain in over 5 ms after start (and ends at ~0.9999992, a float
   accumulation). Offline renders therefore start the first bar after OFFLINE_LEAD_IN samples of
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +41,12 @@ import numpy as np
 from .errors import UsageError
 
 BACKENDS = ("jack", "portaudio", "offline")
-N_VOICES = 3
+N_VOICES = 2
 OFFLINE_LEAD_IN = 1024  # samples of silence before bar 0 in offline files (> pyo's 5 ms fade-in up to 192 kHz)
 OFFLINE_BLOCK = 64  # offline buffer size; bar starts inside a block are placed by the Count offset
 OFFLINE_TAIL = OFFLINE_BLOCK  # silence after the last bar, so pyo's block rounding never cuts it
-_GUARD = 1  # index of a bar's first sample in its table ([0, bar..., 0])
+_RETIRED_TABLES = 8  # see _BarPlayer._retired
+_LEAD = OFFLINE_BLOCK  # index of a bar's first sample in its table (zeros before it)
 _JACK_PORTS = ("system:playback_1", "system:playback_2")
 
 
@@ -71,45 +74,56 @@ class _BarPlayer:
 
     def __init__(self, pyo):
         self._pyo = pyo
-        self._silent = pyo.DataTable(2)  # zeros: what an idle or stopped voice reads
+        self._silent = pyo.DataTable(2)  # zeros: what a stopped voice reads
         # Trig fires once when created: that starts each Count (an unstarted Count outputs garbage).
         self._trigs = [pyo.Trig() for _ in range(N_VOICES)]
-        self._counts = [pyo.Count(t, min=_GUARD) for t in self._trigs]
+        self._counts = [pyo.Count(t, min=_LEAD) for t in self._trigs]
         self._voices = [pyo.TableIndex(self._silent, c) for c in self._counts]
         self.out = pyo.Mix(self._voices, voices=1)
+        # pyo 1.1 crashes if a table is freed right after a voice lets go of it (the audio thread
+        # still reads it until its next block): replaced tables stay alive a few swaps longer.
+        self._retired: deque = deque(maxlen=_RETIRED_TABLES)
         self._k = 0  # voice that plays the current bar
         self._current = None  # table of the current bar (repeats until a queued one replaces it)
         self._queued = None
 
     def make_table(self, bar: np.ndarray):
-        """A table `[0, bar..., 0]`, filled in place through pyo's buffer protocol (no list copy)."""
-        table = self._pyo.DataTable(bar.size + 2 * _GUARD)
+        """A table `[_LEAD zeros, bar..., 0]`, filled in place through pyo's buffer protocol."""
+        table = self._pyo.DataTable(_LEAD + bar.size + 1)
         buf = np.asarray(table.getBuffer())
         buf[:] = 0.0
-        buf[_GUARD:_GUARD + bar.size] = bar
+        buf[_LEAD:_LEAD + bar.size] = bar
         return table
 
     def queue(self, table) -> None:
         self._queued = table
-        self._voices[(self._k + 1) % N_VOICES].table = table  # idle for a whole bar: safe to swap
 
     def bar_line(self, offset: int | None = None) -> None:
-        """Start the next voice; `offset` (offline only) = samples from block start to the bar line."""
-        nxt = (self._k + 1) % N_VOICES
-        if offset is not None:
-            self._counts[nxt].min = _GUARD - offset  # counts through the leading 0 until the bar line
-        self._trigs[nxt].play()
-        self._k = nxt
+        """Start the current bar on the idle voice; the other voice may still finish its last
+        samples (clock early) and is left alone. `offset` (offline only): samples from the start
+        of the block to the bar line, 0 <= offset < OFFLINE_BLOCK."""
         if self._queued is not None:
             self._current, self._queued = self._queued, None
-        # preset the voice after next; it finished its bar one bar ago
-        self._voices[(nxt + 1) % N_VOICES].table = self._current if self._current is not None else self._silent
+        if self._current is None:
+            return
+        nxt = (self._k + 1) % N_VOICES
+        if offset is not None:
+            self._counts[nxt].min = _LEAD - offset  # counts through leading zeros up to the bar line
+        # idle since the previous bar line, so swapping its table is silent
+        self._set_table(nxt, self._current)
+        self._trigs[nxt].play()
+        self._k = nxt
 
     def stop(self) -> None:
-        """Silence now: the playing voice and the one finishing its tail read zeros; the next
-        voice keeps its preset bar so the next bar_line resumes the loop."""
-        self._voices[self._k].table = self._silent
-        self._voices[(self._k - 1) % N_VOICES].table = self._silent
+        """Silence now; the next bar_line restarts the current bar."""
+        for i in range(N_VOICES):
+            self._set_table(i, self._silent)
+
+    def _set_table(self, i: int, table) -> None:
+        voice = self._voices[i]
+        if voice.table is not table:
+            self._retired.append(voice.table)
+            voice.table = table
 
 
 class LoopAudio:
@@ -140,6 +154,7 @@ class LoopAudio:
         self._current_bar: np.ndarray | None = None
         self._started = False
         self._closed = False
+        self.description: str | None = None  # what opened, for the player's `ready` event
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -150,6 +165,7 @@ class LoopAudio:
             return
         if self.backend == "offline":
             self._started = True
+            self.description = f"offline -> {self.out_path} at {self.sr} Hz"
             return
         pyo = _pyo()
         if self.backend == "portaudio" and pyo.pa_get_default_output() < 0:
@@ -185,6 +201,11 @@ class LoopAudio:
         self._outs = [pyo.Sig(self._player.out).out(ch) for ch in (0, 1)]
         server.start()
         self._started = True
+        if self.backend == "jack":
+            self.description = (f"jack client {self.jack_client_name!r} on server "
+                                f"{os.environ.get('JACK_DEFAULT_SERVER', 'default')!r} at {actual} Hz")
+        else:
+            self.description = f"portaudio device {pyo.pa_get_default_output()} at {actual} Hz"
 
     def close(self) -> None:
         """Stop and shut the server down (offline: write the file). Safe to call twice."""

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from .errors import KitError
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac"}
+TAIL_FLOOR = 1e-4  # -80 dBFS
 MAX_SAMPLE_SECONDS = 10.0  # a one-shot longer than this is a loop or a song, not a drum hit
 KITS_DIR = Path(__file__).resolve().parent.parent / "kits"
 DEFAULT_KIT = "dd-analog"
@@ -123,14 +125,21 @@ class Kit:
         """Every sample resampled to `sr` (float32 mono), cached per rate."""
         key = ("audio", sr)
         if key not in self._bank_cache:
-            import librosa
-
             out = []
             for s in self.samples:
-                y = s.audio if s.sr == sr else librosa.resample(s.audio, orig_sr=s.sr, target_sr=sr)
+                y = s.audio if s.sr == sr else soxr.resample(s.audio, s.sr, sr, quality="HQ")
                 out.append(np.ascontiguousarray(y, dtype=np.float32))
             self._bank_cache[key] = out
         return self._bank_cache[key]
+
+
+def trim_tail(audio: np.ndarray, floor: float = TAIL_FLOOR) -> np.ndarray:
+    """Drop the trailing samples quieter than `floor` (dither and noise after the hit has died).
+
+    Part of the kit's definition, so the critic, the live audio and the .wav all hear the same.
+    """
+    loud = np.flatnonzero(np.abs(audio) >= floor)
+    return audio[: loud[-1] + 1] if loud.size else audio
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:
@@ -172,7 +181,7 @@ def _load_sample(path: Path, root: Path, role: str | None, note: int | None) -> 
         role = role_from_name(rel.rsplit("/", 1)[-1])
     if role not in GM_NOTES:
         return f"skipped {path}: role {role!r} unknown; use one of {', '.join(GM_NOTES)}"
-    return KitSample(rel, path, role, note if note is not None else GM_NOTES[role], audio, sr)
+    return KitSample(rel, path, role, note if note is not None else GM_NOTES[role], trim_tail(audio), sr)
 
 
 def _toml_entries(root: Path) -> dict[Path, tuple[str | None, int | None]]:

@@ -8,6 +8,8 @@ The critic's input, the live audio and the exported .wav all come from `render_b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -28,47 +30,67 @@ def fold_to_bar(sample: np.ndarray, bar_len: int) -> np.ndarray:
     return padded.reshape(n_bars, bar_len).sum(axis=0)
 
 
-def sample_bank(samples: list[np.ndarray], step_len: int, n_steps: int, device) -> torch.Tensor:
-    """Kit samples folded to one bar and cut into steps -> float `[n_samples, n_steps, step_len]`."""
-    bar = step_len * n_steps
-    folded = np.stack([fold_to_bar(s, bar) for s in samples])
-    return torch.from_numpy(folded).reshape(len(samples), n_steps, step_len).to(device)
+@dataclass
+class SampleBank:
+    """Kit samples folded to one bar and cut into steps, on one device.
 
-
-def _circulant_index(n_steps: int, device) -> torch.Tensor:
-    m = torch.arange(n_steps, device=device)
-    return (m[:, None] - m[None, :]) % n_steps  # [out_step, sample_chunk] -> onset step
-
-
-def mix(rows_audio: torch.Tensor) -> torch.Tensor:
-    """The mix: float `[..., row, samples]` of unit-gain row renders -> `[..., samples]`."""
-    return torch.clamp(MIX_GAIN * rows_audio.sum(dim=-2), -1.0, 1.0)
-
-
-def render_rows(grid: torch.Tensor, sample_ids: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """Each row of each loop rendered alone at unit gain.
-
-    grid: bool `[batch, row, step]`; sample_ids: long `[batch, row]`;
-    bank: float `[n_samples, step, step_len]` (from `sample_bank`) -> float `[batch, row, step*step_len]`.
-
-    Bar chunk m of a row is sum_j g[(m - j) % S] * chunk_j(sample): a circulant matrix of the
-    row's steps times the sample's chunks, so a whole batch is one batched matmul per row.
+    chunks: float `[n_samples, step, step_len]`; active: bool `[n_samples, step]`, False where a
+    chunk is all zeros (most one-shots end long before the bar does), so no work is spent on it.
     """
-    batch, n_rows, n_steps = grid.shape
-    step_len = bank.shape[-1]
-    circ = _circulant_index(n_steps, grid.device)
-    g = grid.to(bank.dtype)[:, :, circ]  # [batch, row, m, j]
-    chunks = bank[sample_ids]  # [batch, row, j, step_len]
-    out = torch.matmul(g, chunks)  # [batch, row, m, step_len]
-    return out.reshape(batch, n_rows, n_steps * step_len)
+
+    chunks: torch.Tensor
+    active: torch.Tensor
+
+    @property
+    def bar_len(self) -> int:
+        return self.chunks.shape[1] * self.chunks.shape[2]
 
 
-def render_bars(grid: torch.Tensor, sample_ids: torch.Tensor, bank: torch.Tensor,
-                chunk: int = 256) -> torch.Tensor:
-    """One mixed bar per loop: float `[batch, step*step_len]`, in chunks to bound memory."""
-    outs = [mix(render_rows(grid[i:i + chunk], sample_ids[i:i + chunk], bank))
-            for i in range(0, grid.shape[0], chunk)]
-    return torch.cat(outs) if outs else bank.new_zeros((0, bank.shape[1] * bank.shape[2]))
+def sample_bank(samples: list[np.ndarray], step_len: int, n_steps: int, device) -> SampleBank:
+    bar = step_len * n_steps
+    folded = np.stack([fold_to_bar(s, bar) for s in samples]).reshape(len(samples), n_steps, step_len)
+    chunks = torch.from_numpy(folded).to(device)
+    return SampleBank(chunks, (chunks != 0).any(dim=2))
+
+
+def mix(summed: torch.Tensor) -> torch.Tensor:
+    """The mix: the sum of every hit at unit gain `[..., samples]` -> gain, clip."""
+    return torch.clamp(MIX_GAIN * summed, -1.0, 1.0)
+
+
+def hit_matrix(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
+    """Sparse `[batch * step, n_samples * step]`: bar chunk m of loop b sums sample chunks.
+
+    A hit of sample s at step k puts chunk j of s into bar chunk (k + j) % S (circular), so
+    entry (b*S + m, s*S + j) counts the hits of s at step (m - j) % S in loop b.
+    """
+    batch, _, n_steps = grid.shape
+    n_samples = bank.chunks.shape[0]
+    b, r, k = torch.nonzero(grid, as_tuple=True)
+    s = sample_ids[b, r]
+    j = torch.arange(n_steps, device=grid.device)
+    keep = bank.active[s]  # [hits, j]: skip silent chunks
+    hit, jj = torch.nonzero(keep, as_tuple=True)
+    rows = b[hit] * n_steps + (k[hit] + jj) % n_steps
+    cols = s[hit] * n_steps + j[jj]
+    index = torch.stack([rows, cols])
+    values = torch.ones(rows.numel(), dtype=bank.chunks.dtype, device=grid.device)
+    return torch.sparse_coo_tensor(index, values, (batch * n_steps, n_samples * n_steps),
+                                   check_invariants=False).coalesce()
+
+
+def render_bars(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
+    """One mixed bar per loop.
+
+    grid: bool `[batch, row, step]`; sample_ids: long `[batch, row]` -> float `[batch, step * step_len]`.
+    """
+    batch, _, n_steps = grid.shape
+    n_samples, _, step_len = bank.chunks.shape
+    weights = hit_matrix(grid, sample_ids, bank)
+    if weights.device.type == "mps":  # no sparse matmul there
+        weights = weights.to_dense()
+    summed = torch.sparse.mm(weights, bank.chunks.reshape(n_samples * n_steps, step_len))
+    return mix(summed.reshape(batch, n_steps * step_len))
 
 
 def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int) -> np.ndarray:

@@ -27,6 +27,8 @@ GOOD_P = 0.95  # the paper's phase II: MH until P(like) >= 0.95
 class Scorer:
     """Render, featurize and score loops of one kit, batched, on `device`."""
 
+    cpu_chunk = 16
+
     def __init__(self, kit: Kit, config: CriticConfig, device):
         self.kit = kit
         self.config = config
@@ -42,10 +44,12 @@ class Scorer:
         """One mixed bar per loop at the critic's rate and reference tempo `[batch, samples]`."""
         return render_bars(loops.grid, loops.sample_ids, self.bank)
 
-    def features(self, loops: Loops, chunk: int = 512) -> torch.Tensor:
+    def features(self, loops: Loops) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, frames]` of each loop's bar."""
-        outs = [self.transform(self.audio(loops.take(torch.arange(i, min(i + chunk, len(loops)),
-                                                                  device=loops.grid.device))))
+        # Small chunks on the CPU keep a bar's audio and its spectrogram in cache (the pipeline is
+        # memory-bound there: 5x faster at 16 loops a chunk than at 1024); a GPU wants big batches.
+        chunk = self.cpu_chunk if self.device.type == "cpu" else 8192
+        outs = [self.transform(self.audio(Loops(loops.grid[i:i + chunk], loops.sample_ids[i:i + chunk])))
                 for i in range(0, len(loops), chunk)]
         return torch.cat(outs)
 

@@ -1,0 +1,264 @@
+"""`deepdrummer-live`: run (the daemon), bench, kits build, doctor, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import DeepDrummerError, StateError, UsageError
+
+log = logging.getLogger("deepdrummer_live")
+
+MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags end with exit status 2 and one line naming the value and the fix."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def default_state_dir() -> Path:
+    try:
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("deepdrummer-live"))
+    except ImportError:
+        return Path.home() / ".local" / "share" / "deepdrummer-live"
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9001)")
+    return host, int(port)
+
+
+def port_number(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535")
+    return int(value)
+
+
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kit", default=None, help="a kit under kits/ by name, or any folder of one-shots")
+    p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
+    p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's exact path: its critic, 44.1 kHz, one candidate at a time")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="deepdrummer-live", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"deepdrummer-live {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="the daemon: generate, filter, play and learn until SIGINT/SIGTERM")
+    add_engine_flags(run)
+    run.add_argument("--state-dir", type=Path, default=None, help="ratings, checkpoints and the loop library")
+    run.add_argument("--osc-host", default="127.0.0.1")
+    run.add_argument("--osc-port", type=port_number, default=9000)
+    run.add_argument("--osc-allow", action="append", default=[], metavar="CIDR",
+                     help="accept OSC from these networks (needed to listen beyond 127.0.0.1)")
+    run.add_argument("--notify", action="append", default=[], type=host_port, metavar="HOST:PORT",
+                     help="pre-subscribed receiver of outbound OSC (repeatable)")
+    run.add_argument("--midi-backend", choices=MIDI_BACKENDS, default=None)
+    run.add_argument("--midi-out", default="DeepDrummer")
+    run.add_argument("--midi-in", default=None)
+    run.add_argument("--midi-offset-ms", type=float, default=0.0)
+    run.add_argument("--controller", default=None, help="controller mapping: a name in patches/controllers or a file")
+    run.add_argument("--clock", choices=("internal", "midi", "link"), default="internal")
+    run.add_argument("--tempo", type=float, default=120.0)
+    run.add_argument("--audio", choices=("pyo", "none"), default=None)
+    run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
+    run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
+    run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
+    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
+    add_engine_flags(bench)
+    bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
+    bench.add_argument("--ratings", type=int, default=40, help="ratings for the latency measurement")
+
+    kits = sub.add_parser("kits", help="the built-in synthesized kits")
+    kits_sub = kits.add_subparsers(dest="kits_command", parser_class=OneLineParser)
+    kits_sub.add_parser("build", help="regenerate kits/ deterministically")
+
+    doctor = sub.add_parser("doctor", help="check MIDI, audio, torch, kit, state dir and ports")
+    add_engine_flags(doctor)
+    doctor.add_argument("--state-dir", type=Path, default=None)
+    doctor.add_argument("--osc-port", type=port_number, default=9000)
+
+    report = sub.add_parser("report", help="PNG plots of a session")
+    report.add_argument("--state-dir", type=Path, default=None)
+    report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
+    return parser
+
+
+def setup_logging(level: str, state_dir: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if state_dir is not None:
+        handlers.append(logging.FileHandler(state_dir / "daemon.log"))
+    logging.basicConfig(level=getattr(logging, level), handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def check_run_flags(args) -> None:
+    if not 20.0 <= args.tempo <= 300.0:
+        raise UsageError(f"--tempo {args.tempo:g}: out of range; use 20-300 BPM")
+    if args.clock == "midi" and args.midi_in is None:
+        raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
+    if args.clock == "midi" and args.midi_backend == "none":
+        raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
+    if not -500.0 <= args.midi_offset_ms <= 500.0:
+        raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
+
+
+def default_midi_backend() -> str | None:
+    """The platform's MIDI system if it looks usable, else None (run without MIDI and say so)."""
+    if sys.platform == "darwin":
+        return "coremidi"
+    if sys.platform.startswith("win"):
+        return "winmm"
+    if os.path.exists("/dev/snd/seq"):
+        return "alsa"
+    if any(Path("/dev/shm").glob("jack*")):  # a running JACK server keeps its shared memory here
+        return "jack"
+    return None
+
+
+def cmd_run(args) -> int:
+    check_run_flags(args)
+    from .engine import Engine
+    from .kit import load_kit
+    from .osc import OscServer
+    from .search import resolve_device
+    from .session import Session, VirtualTransport
+    from .store import Store
+
+    device = resolve_device(args.device)
+    state_dir = args.state_dir or default_state_dir()
+    store = Store(state_dir)
+    setup_logging(args.log_level, store.dir)
+    osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
+    transport = None
+    try:
+        kit = load_kit(args.kit)
+        for note in kit.notes:
+            log.info("kit: %s", note)
+        player_config = resolve_player(args)
+        seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+        t0 = time.perf_counter()
+        engine = Engine(kit, device, seed, paper=args.paper)
+        log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
+                 engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
+        audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
+        session = Session(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        if player_config is None:
+            transport = VirtualTransport(session.tempo, session.on_transport_event)
+        else:
+            from .player import PlayerHandle
+
+            player_config.tempo = session.tempo
+            transport = PlayerHandle(player_config, session.on_transport_event)
+            transport.start()
+        session.attach_transport(transport)
+        osc.start(session)
+        session.start(autoplay=args.autoplay)
+        log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        if not args.headless and sys.stdout.isatty():
+            from .tui import run_tui
+
+            run_tui(session, stop)
+        else:
+            while not stop.wait(0.5):
+                pass
+        log.info("shutting down")
+        session.stop()
+        return 0
+    finally:
+        osc.stop()
+        if transport is not None:
+            transport.close()
+        store.close()
+
+
+def resolve_player(args):
+    """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
+    backend = args.midi_backend
+    if backend is None:
+        backend = default_midi_backend()
+        if backend is None:
+            log.warning("no MIDI system found (no ALSA sequencer, no JACK server): running without MIDI; "
+                        "start JACK or load snd-seq, or pass --midi-backend none to silence this")
+            backend = "none"
+    audio = args.audio
+    if audio is None:
+        audio = "pyo" if args.audio_backend else "none" if backend == "none" else "pyo"
+    if backend == "none" and audio == "none" and args.clock == "internal":
+        return None
+    from .player import PlayerConfig
+
+    return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
+                        tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        audio=audio, audio_backend=args.audio_backend or "jack")
+
+
+def cmd_kits(args) -> int:
+    from .synth import build_kits
+
+    if args.kits_command != "build":
+        raise UsageError("kits: give a subcommand: `deepdrummer-live kits build`")
+    from .progress import bar
+
+    paths = build_kits(progress=bar("synthesizing kits"))
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "bench":
+            from .bench import cmd_bench
+
+            return cmd_bench(args)
+        if args.command == "kits":
+            return cmd_kits(args)
+        if args.command == "doctor":
+            from .doctor import cmd_doctor
+
+            return cmd_doctor(args)
+        if args.command == "report":
+            from .report import cmd_report
+
+            return cmd_report(args)
+    except (UsageError, StateError) as exc:
+        print(f"deepdrummer-live: {exc}", file=sys.stderr)
+        return 2
+    except DeepDrummerError as exc:
+        print(f"deepdrummer-live: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

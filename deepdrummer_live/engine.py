@@ -1,0 +1,152 @@
+"""The engine: one kit, one critic, one device; proposes loops, learns from rated ones.
+
+Not thread-safe by itself: the session's worker thread is its only caller, so training and
+search never run at the same time and never touch the timing-critical player process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import pattern
+from .critic import (LEAN_CONFIG, PAPER_CONFIG, REFERENCE_BPM, CriticConfig, LeanCritic, Trainer,
+                     build_critic, count_parameters)
+from .kit import Kit
+from .pattern import Loops
+from .render import render_bars, sample_bank, step_length
+from .search import PaperScorer, Scorer, search
+from .store import LoopRecord, Store, atomic_write
+
+log = logging.getLogger(__name__)
+CALIBRATION_LOOPS = 256
+
+
+@dataclass
+class Proposal:
+    loops: Loops  # batch of one, on the engine's device
+    p_like: float
+    mode: str
+    fotf: bool
+    critic_version: int  # training rounds behind it; stale once the critic has moved on
+
+
+class Engine:
+    def __init__(self, kit: Kit, device: torch.device, seed: int, paper: bool = False,
+                 config: CriticConfig | None = None, chains: int | None = None, iters: int | None = None):
+        self.kit = kit
+        self.device = device
+        self.paper = paper
+        self.config = config or (PAPER_CONFIG if paper else LEAN_CONFIG)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.train_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        if paper:
+            self.scorer = PaperScorer(kit, self.config, device)
+            # The original program ran one chain of 100 MH steps per proposal.
+            self.chains, self.iters = chains or 1, iters or 100
+        else:
+            self.scorer = Scorer(kit, self.config, device)
+            big = device.type != "cpu"
+            self.chains, self.iters = chains or (4096 if big else 256), iters or (32 if big else 8)
+        torch.manual_seed(seed)  # initial critic weights
+        self.model = build_critic(self.config).to(device)
+        if isinstance(self.model, LeanCritic):
+            calib = pattern.random_loops(CALIBRATION_LOOPS, len(kit), self.gen, device)
+            self.model.calibrate(self.scorer.features(calib))
+        self.model.eval()
+        self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen)
+        self.version = 0
+        self._live_cache: dict = {}
+
+    @property
+    def n_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    # --- proposals --------------------------------------------------------------------------
+
+    def propose(self, mode: str, fotf: bool) -> Proposal:
+        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf)
+        return Proposal(result.loop, result.p_like, mode, fotf, self.version)
+
+    def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
+        """(sample names, GM notes, roles, step strings) of a batch-of-one."""
+        ids = loops.sample_ids[0].tolist()
+        samples = [self.kit.samples[i] for i in ids]
+        return ([s.name for s in samples], [s.note for s in samples], [s.role for s in samples],
+                pattern.grid_to_strings(loops.grid[0].cpu()))
+
+    def loops_from_record(self, rec: LoopRecord) -> Loops | None:
+        """Rebuild a stored loop with this kit; None when the kit no longer has its samples."""
+        names = {s.name: i for i, s in enumerate(self.kit.samples)}
+        if any(n not in names for n in rec.samples) or len(rec.steps) != pattern.N_ROWS:
+            return None
+        grid = pattern.strings_to_grid(rec.steps)[None].to(self.device)
+        ids = torch.tensor([[names[n] for n in rec.samples]], device=self.device)
+        return Loops(grid, ids)
+
+    # --- learning ---------------------------------------------------------------------------
+
+    def example(self, loops: Loops) -> torch.Tensor:
+        """What training keeps for a rated loop: MFCCs (lean) or the 2 s of audio (paper)."""
+        with torch.no_grad():
+            if self.paper:
+                return self.scorer.audio(loops)[0]
+            return self.scorer.features(loops)[0]
+
+    def set_rating(self, loop_id: int, loops: Loops | None, label: int | None) -> None:
+        if label is None or loops is None:
+            self.trainer.set_example(loop_id, None, None)
+        else:
+            self.trainer.set_example(loop_id, self.example(loops), label)
+
+    def train(self, n_batches: int | None = None) -> float | None:
+        loss = self.trainer.train(n_batches)
+        if loss is not None:
+            self.version += 1
+        return loss
+
+    # --- audio out ----------------------------------------------------------------------------
+
+    def live_audio(self, loops: Loops, bpm: float, sr: int) -> np.ndarray:
+        """One bar of the loop at `bpm` and `sr` through the one mix (render_bars) -> float32."""
+        ids = loops.sample_ids[0].tolist()
+        key = (sr, round(bpm, 3), tuple(ids))
+        if key not in self._live_cache:
+            audio = self.kit.audio_at(sr)
+            # One entry: the loop and the tempo change together, so older banks are garbage.
+            self._live_cache = {key: sample_bank([audio[i] for i in ids], step_length(bpm, sr),
+                                                 pattern.N_STEPS, "cpu")}
+        return render_bars(loops.grid[:1].cpu(), torch.arange(len(ids))[None], self._live_cache[key])[0].numpy()
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self, store: Store) -> None:
+        state = {"model": self.model.state_dict(), "config": self.config.name,
+                 "train_steps": self.trainer.steps, "version": self.version}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(store.checkpoint_path, lambda fh: fh.write(buf.getvalue()))
+
+    def load_checkpoint(self, store: Store) -> bool:
+        path = store.checkpoint_path
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad file; all mean "start fresh"
+            log.warning("critic checkpoint %s unreadable (%s); starting from an untrained critic", path, exc)
+            return False
+        if state.get("config") != self.config.name:
+            log.warning("critic checkpoint %s is for the %r critic, this run uses %r; starting fresh",
+                        path, state.get("config"), self.config.name)
+            return False
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.trainer.steps = int(state.get("train_steps", 0))
+        self.version = int(state.get("version", 0))
+        return True
+

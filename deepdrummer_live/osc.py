@@ -1,0 +1,297 @@
+"""OSC over UDP: transport (socket, parsing, subscribers) apart from routing (plain handler functions).
+
+Every datagram is parsed with python-osc, then each message is validated against its route's
+argument spec *before* its handler runs, so a bad message changes nothing and is answered with
+/dd/error. Datagrams that are not OSC are dropped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from .errors import DeepDrummerError, OscError, UsageError
+
+log = logging.getLogger(__name__)
+
+MAX_SUBSCRIBERS = 64
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+# --- argument validation -------------------------------------------------------------------------
+
+def as_int(value, what: str, lo: int, hi: int) -> int:
+    """OSC 'i', also an integral float (Pd and Max send only floats); never a bool or 1.5."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OscError(f"{what} must be an integer {lo}-{hi}, got {value!r}")
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise OscError(f"{what} must be an integer {lo}-{hi}, got {value!r}")
+        value = int(value)
+    if not lo <= value <= hi:
+        raise OscError(f"{what} {value} out of range; use {lo}-{hi}")
+    return value
+
+
+def as_float(value, what: str, lo: float, hi: float) -> float:
+    """OSC 'f', also an int."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OscError(f"{what} must be a number {lo:g}-{hi:g}, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise OscError(f"{what} {value:g} out of range; use {lo:g}-{hi:g}")
+    return value
+
+
+def as_str(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise OscError(f"{what} must be a string, got {value!r}")
+    return value
+
+
+@dataclass
+class Request:
+    address: str
+    args: tuple
+    sender: tuple  # (ip, port)
+
+
+# A route: (min args, max args, handler(server, request)). Handlers validate their own values
+# with the as_* helpers before touching any state.
+Route = tuple[int, int, Callable[["OscServer", Request], None]]
+INT32 = 2**31 - 1
+
+
+def _loop_id(req: Request) -> int | None:
+    return as_int(req.args[0], "loop_id", 0, INT32) if req.args else None
+
+
+def h_ping(srv: "OscServer", req: Request) -> None:
+    srv.reply(req.sender, "/dd/pong")
+
+
+def h_subscribe(srv: "OscServer", req: Request) -> None:
+    port = as_int(req.args[0], "port", 1, 65535) if req.args else req.sender[1]
+    srv.subscribe((req.sender[0], port))
+
+
+def h_unsubscribe(srv: "OscServer", req: Request) -> None:
+    port = as_int(req.args[0], "port", 1, 65535) if req.args else req.sender[1]
+    srv.subscribers.discard((req.sender[0], port))
+
+
+def h_like(srv: "OscServer", req: Request) -> None:
+    srv.session.rate(_loop_id(req), True)
+
+
+def h_dislike(srv: "OscServer", req: Request) -> None:
+    srv.session.rate(_loop_id(req), False)
+
+
+def h_next(srv: "OscServer", req: Request) -> None:
+    srv.session.next()
+
+
+def h_undo(srv: "OscServer", req: Request) -> None:
+    srv.session.undo()
+
+
+def h_mode(srv: "OscServer", req: Request) -> None:
+    srv.session.set_mode(as_str(req.args[0], "mode"))
+
+
+def h_fotf(srv: "OscServer", req: Request) -> None:
+    srv.session.set_fotf(bool(as_int(req.args[0], "fotf", 0, 1)))
+
+
+def h_tempo(srv: "OscServer", req: Request) -> None:
+    srv.session.set_tempo(as_float(req.args[0], "tempo", 20.0, 300.0))
+
+
+def h_play(srv: "OscServer", req: Request) -> None:
+    srv.session.play()
+
+
+def h_stop(srv: "OscServer", req: Request) -> None:
+    srv.session.stop_transport()
+
+
+def h_save(srv: "OscServer", req: Request) -> None:
+    srv.session.save(as_str(req.args[0], "name") if req.args else None)
+
+
+def h_status(srv: "OscServer", req: Request) -> None:
+    srv.reply(req.sender, "/dd/status", *srv.session.status_args())
+
+
+ROUTES: dict[str, Route] = {
+    "/dd/ping": (0, 0, h_ping),
+    "/dd/subscribe": (0, 1, h_subscribe),
+    "/dd/unsubscribe": (0, 1, h_unsubscribe),
+    "/dd/like": (0, 1, h_like),
+    "/dd/dislike": (0, 1, h_dislike),
+    "/dd/next": (0, 0, h_next),
+    "/dd/undo": (0, 0, h_undo),
+    "/dd/mode": (1, 1, h_mode),
+    "/dd/fotf": (1, 1, h_fotf),
+    "/dd/tempo": (1, 1, h_tempo),
+    "/dd/play": (0, 0, h_play),
+    "/dd/stop": (0, 0, h_stop),
+    "/dd/save": (0, 1, h_save),
+    "/dd/status": (0, 0, h_status),
+}
+
+
+def encode(address: str, *args) -> bytes:
+    """An OSC message with i/f/s types chosen from the Python types (bool is not sent)."""
+    builder = OscMessageBuilder(address=address)
+    for a in args:
+        if isinstance(a, bool):
+            raise TypeError(f"{address}: bool argument {a!r}; send 0/1")
+        if isinstance(a, int):
+            builder.add_arg(a, "i")
+        elif isinstance(a, float):
+            builder.add_arg(a, "f")
+        else:
+            builder.add_arg(str(a), "s")
+    return builder.build().dgram
+
+
+class OscServer:
+    """UDP OSC server in its own thread; `out()` sends to every subscriber."""
+
+    def __init__(self, host: str, port: int, notify: list[tuple[str, int]] = (),
+                 allow: list[str] = ()):
+        self.session = None
+        self.subscribers: set[tuple[str, int]] = set(notify)
+        self.counts: Counter = Counter()
+        self.allow = self._allow_list(host, allow)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise UsageError(f"--osc-host {host} --osc-port {port}: cannot listen ({exc.strerror}); "
+                             f"pick a free port with --osc-port or stop the program using it") from exc
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()[:2]
+        self.send_lock = threading.Lock()
+        self._running = False
+        self._thread = threading.Thread(target=self._serve, name="osc-server", daemon=True)
+
+    @staticmethod
+    def _allow_list(host: str, allow) -> list:
+        try:
+            nets = [ipaddress.ip_network(c, strict=False) for c in allow]
+        except ValueError as exc:
+            raise UsageError(f"--osc-allow: {exc}; give a CIDR such as 192.168.1.0/24") from exc
+        try:
+            loopback_host = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0")
+        if not loopback_host and not nets:
+            raise UsageError(f"--osc-host {host}: listening beyond this machine needs --osc-allow CIDR "
+                             f"(e.g. --osc-allow 192.168.1.0/24); or keep the default 127.0.0.1")
+        return LOOPBACK + nets
+
+    def start(self, session) -> None:
+        self.session = session
+        self._running = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self.sock.close()
+
+    # --- outbound ---------------------------------------------------------------------------------
+
+    def subscribe(self, target: tuple[str, int]) -> None:
+        if target not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise OscError(f"too many subscribers ({MAX_SUBSCRIBERS}); send /dd/unsubscribe from unused ones")
+        self.subscribers.add(target)
+
+    def _send(self, data: bytes, targets) -> None:
+        for target in targets:
+            try:
+                with self.send_lock:
+                    self.sock.sendto(data, target)
+            except OSError as exc:  # a receiver that went away must not stop the others
+                self.counts["send_failed"] += 1
+                log.debug("OSC send to %s failed: %s", target, exc)
+
+    def out(self, address: str, *args) -> None:
+        """To every subscriber."""
+        self._send(encode(address, *args), list(self.subscribers))
+
+    def reply(self, sender: tuple, address: str, *args) -> None:
+        """To the sender and every subscriber, once each."""
+        self._send(encode(address, *args), {tuple(sender)} | set(self.subscribers))
+
+    # --- inbound ----------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                data, sender = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._running:
+                    log.warning("OSC socket error: %s", exc)
+                continue
+            try:
+                self.handle_datagram(data, sender[:2])
+            except Exception:  # nothing a client sends may stop the server; keep the traceback
+                self.counts["internal_errors"] += 1
+                log.exception("unexpected error handling an OSC datagram from %s", sender)
+
+    def allowed(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allow if addr.version == net.version)
+
+    def handle_datagram(self, data: bytes, sender: tuple) -> None:
+        self.counts["datagrams"] += 1
+        if not self.allowed(sender[0]):
+            self.counts["dropped_not_allowed"] += 1
+            return
+        try:
+            messages = [t.message for t in OscPacket(data).messages]
+        except (ParseError, ValueError, IndexError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+            self.counts["dropped_not_osc"] += 1
+            log.debug("dropped a non-OSC datagram from %s: %s", sender, exc)
+            return
+        for msg in messages:
+            self.dispatch(Request(msg.address, tuple(msg.params), sender))
+
+    def dispatch(self, req: Request) -> None:
+        if not req.address.startswith("/dd/"):
+            self.counts["ignored_foreign"] += 1
+            return
+        route = ROUTES.get(req.address)
+        try:
+            if route is None:
+                raise OscError(f"unknown address {req.address}; see docs/protocol.md for the /dd/ addresses")
+            lo, hi, handler = route
+            if not lo <= len(req.args) <= hi:
+                want = f"{lo}" if lo == hi else f"{lo}-{hi}"
+                raise OscError(f"{req.address} takes {want} argument(s), got {len(req.args)}: {list(req.args)!r}")
+            handler(self, req)
+            self.counts["handled"] += 1
+        except DeepDrummerError as exc:
+            self.counts["errors"] += 1
+            self.reply(req.sender, "/dd/error", str(exc), req.address)

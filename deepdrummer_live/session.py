@@ -1,0 +1,485 @@
+"""The session: current loop, ratings, modes, bar-synchronous switching, background learning.
+
+Callers (OSC handlers, the terminal surface, MIDI controller events) call the public methods;
+they return quickly. One worker thread owns the engine: it keeps the next proposal ready,
+trains the critic after ratings, writes checkpoints and library files. The next loop never
+waits for training: a proposal is popped from the buffer the moment a rating lands.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import library
+from .engine import Engine, Proposal
+from .errors import DeepDrummerError, OscError
+from .search import MODES
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+TEMPO_RANGE = (20.0, 300.0)
+BUFFER_DEPTH = 2  # proposals kept ready for the current mode
+WAV_SR = 44100
+
+
+@dataclass
+class Loop:
+    id: int
+    proposal: Proposal
+    samples: list[str]
+    notes: list[int]
+    roles: list[str]
+    steps: list[str]
+
+    @property
+    def p_like(self) -> float:
+        return self.proposal.p_like
+
+    def rows(self) -> list[dict]:
+        return [{"sample": s, "note": n, "role": r, "steps": st}
+                for s, n, r, st in zip(self.samples, self.notes, self.roles, self.steps)]
+
+
+@dataclass
+class Stats:
+    ratings: int = 0
+    rating_to_next_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+    train_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+    losses: deque = field(default_factory=lambda: deque(maxlen=200))
+
+
+class VirtualTransport:
+    """Bar lines from the monotonic clock, for runs with no MIDI and no audio (headless tests)."""
+
+    def __init__(self, tempo: float, on_event: Callable[[dict], None]):
+        self.tempo = tempo
+        self.on_event = on_event
+        self.playing = False
+        self.origin = 0.0
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def _bar_seconds(self) -> float:
+        return 4 * 60.0 / self.tempo
+
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if not (at_bar and self.playing):
+                self._timer = None
+                self.on_event({"type": "switched", "loop_id": loop_id})
+                return
+            bar = self._bar_seconds()
+            elapsed = time.monotonic() - self.origin
+            next_bar = self.origin + (int(elapsed // bar) + 1) * bar
+            self._timer = threading.Timer(max(0.0, next_bar - time.monotonic()),
+                                          self.on_event, args=({"type": "switched", "loop_id": loop_id},))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def play(self) -> None:
+        with self._lock:
+            if not self.playing:
+                self.playing = True
+                self.origin = time.monotonic()
+        self.on_event({"type": "transport", "playing": True})
+
+    def stop(self) -> None:
+        with self._lock:
+            self.playing = False
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            timer.function(*timer.args)  # a switch waiting for a bar line happens now
+        self.on_event({"type": "transport", "playing": False})
+
+    def set_tempo(self, bpm: float) -> None:
+        with self._lock:
+            if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
+                now = time.monotonic()
+                phase = ((now - self.origin) / self._bar_seconds()) % 1.0
+                self.tempo = bpm
+                self.origin = now - phase * self._bar_seconds()
+            else:
+                self.tempo = bpm
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+
+
+class Session:
+    def __init__(self, engine: Engine, store: Store, out: Callable[..., None], tempo: float = 120.0,
+                 clock: str = "internal", audio_sr: int | None = None):
+        self.engine = engine
+        self.store = store
+        self.out = out  # out(address, *args): to every subscriber
+        self.transport = None
+        self.clock = clock
+        self.audio_sr = audio_sr
+        self.lock = threading.RLock()
+        self.wake = threading.Condition(self.lock)
+        self.mode = store.get_meta("mode", "explore")
+        self.fotf = store.get_meta("fotf", "0") == "1"
+        self.tempo = float(store.get_meta("tempo", str(tempo))) if clock == "internal" else tempo
+        if tempo != 120.0:
+            self.tempo = tempo  # an explicit --tempo wins over the resumed one
+        self.playing = False
+        self.step = 0
+        self.current: Loop | None = None
+        self.pending: Loop | None = None
+        self.want_next_since: float | None = None  # a rating/next waits for a proposal since then
+        self.buffer: deque[Proposal] = deque()
+        self.train_pending = 0
+        self.jobs: deque[Callable[[], None]] = deque()  # library writes etc., run by the worker
+        self.last_error = ""
+        self.stats = Stats()
+        self.running = False
+        self._worker = threading.Thread(target=self._run_worker, name="engine-worker", daemon=True)
+        self.likes, self.dislikes = store.totals()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def attach_transport(self, transport) -> None:
+        self.transport = transport
+
+    def start(self, autoplay: bool = False) -> None:
+        """Resume from the store, propose the first loop, start the worker."""
+        self.engine.load_checkpoint(self.store)
+        resumed = 0
+        for rec, rating in self.store.rated_loops():
+            loops = self.engine.loops_from_record(rec)
+            if loops is not None:
+                self.engine.set_rating(rec.id, loops, rating)
+                resumed += 1
+        if resumed:
+            log.info("resumed %d rated loops from %s", resumed, self.store.dir)
+        self.running = True
+        self._worker.start()
+        with self.lock:
+            self._request_next()
+        if autoplay and self.clock == "internal":
+            self.play()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.running = False
+            self.wake.notify_all()
+        self._worker.join(timeout=30)
+
+    # --- worker ---------------------------------------------------------------------------------
+
+    def _key_ok(self, p: Proposal) -> bool:
+        return p.mode == self.mode and p.fotf == self.fotf
+
+    def _run_worker(self) -> None:
+        while True:
+            with self.lock:
+                while self.running and not self._has_work():
+                    self.wake.wait(timeout=0.5)
+                if not self.running:
+                    return
+                task = self._next_task()
+            try:
+                task()
+            except DeepDrummerError as exc:
+                self.report_error(str(exc), "/dd/engine")
+            except Exception as exc:  # the worker must survive anything; the log keeps the traceback
+                log.exception("engine worker task failed")
+                self.report_error(f"internal error in the engine: {exc!r}", "/dd/engine")
+
+    def _has_work(self) -> bool:
+        fresh = [p for p in self.buffer if p.critic_version == self.engine.version]
+        return (self.want_next_since is not None or bool(self.jobs) or self.train_pending > 0
+                or len(fresh) < BUFFER_DEPTH)
+
+    def _next_task(self) -> Callable[[], None]:
+        # Priority: a waiting performer, then files, then learning, then keeping proposals fresh.
+        if self.want_next_since is not None and not self.buffer:
+            return self._task_propose
+        if self.jobs:
+            return self.jobs.popleft()
+        if self.train_pending > 0:
+            return self._task_train
+        return self._task_propose
+
+    def _task_propose(self) -> None:
+        with self.lock:
+            mode, fotf = self.mode, self.fotf
+        proposal = self.engine.propose(mode, fotf)
+        with self.lock:
+            if not self._key_ok(proposal):
+                return
+            # Fresh proposals replace stale ones (made by an older critic).
+            stale = [p for p in self.buffer if p.critic_version != proposal.critic_version]
+            for p in stale:
+                self.buffer.remove(p)
+            self.buffer.append(proposal)
+            while len(self.buffer) > BUFFER_DEPTH:
+                self.buffer.popleft()
+            if self.want_next_since is not None:
+                self._advance_now()
+
+    def _task_train(self) -> None:
+        with self.lock:
+            rounds, self.train_pending = min(self.train_pending, 3), 0
+        t0 = time.perf_counter()
+        loss = self.engine.train(self.engine.config.batches_per_rating * rounds)
+        if loss is None:
+            return
+        self.stats.train_ms.append((time.perf_counter() - t0) * 1000 / rounds)
+        self.stats.losses.append(loss)
+        self.engine.save_checkpoint(self.store)
+        self.store.log_train(self.engine.trainer.steps, loss)
+
+    # --- switching ------------------------------------------------------------------------------
+
+    def _request_next(self) -> None:
+        """Make the next loop current (stopped) or pending for the next bar line (playing)."""
+        if self.pending is not None:
+            return  # already switching at the next bar line: one rating, one switch
+        self.want_next_since = time.perf_counter()
+        if any(self._key_ok(p) for p in self.buffer):
+            self._advance_now()
+        else:
+            self.buffer.clear()
+            self.wake.notify_all()
+
+    def _advance_now(self) -> None:
+        proposal = next(p for p in self.buffer if self._key_ok(p))
+        self.buffer.remove(proposal)
+        samples, notes, roles, steps = self.engine.describe(proposal.loops)
+        loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
+                                      proposal.mode, self.tempo)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps)
+        if self.want_next_since is not None:
+            self.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
+        self.want_next_since = None
+        self.wake.notify_all()  # refill the buffer
+        if self.transport is None:
+            self._make_current(loop)
+            return
+        self.pending = loop
+        audio = self.engine.live_audio(proposal.loops, self.tempo, self.audio_sr) if self.audio_sr else None
+        rows = [{"note": n, "steps": s} for n, s in zip(notes, steps)]
+        self.transport.set_loop(loop_id, rows, audio, at_bar=self.playing)
+
+    def _make_current(self, loop: Loop) -> None:
+        self.current = loop
+        self.pending = None
+        self.out("/dd/loop", *self.loop_args(loop))
+
+    def loop_args(self, loop: Loop) -> list:
+        args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
+        for s, n, st in zip(loop.samples, loop.notes, loop.steps):
+            args += [s, n, st]
+        return args
+
+    # --- transport events -------------------------------------------------------------------------
+
+    def on_transport_event(self, event: dict) -> None:
+        kind = event.get("type")
+        with self.lock:
+            if kind == "switched":
+                if self.pending is not None and self.pending.id == event["loop_id"]:
+                    self._make_current(self.pending)
+            elif kind == "transport":
+                self.playing = bool(event["playing"])
+            elif kind == "tempo":
+                self.tempo = float(event["bpm"])
+            elif kind == "step":
+                self.step = int(event["step"])
+            elif kind == "error":
+                self.report_error(str(event.get("message")), "/dd/midi")
+        if kind == "control":
+            self.control(event.get("action"), event.get("value"))
+
+    def control(self, action: str, value=None) -> None:
+        """A MIDI controller or key press; errors are reported, never raised."""
+        try:
+            if action in ("like", "dislike"):
+                self.rate(None, action == "like")
+            elif action == "next":
+                self.next()
+            elif action == "undo":
+                self.undo()
+            elif action == "mode":
+                self.set_mode(value if value in MODES else MODES[(MODES.index(self.mode) + 1) % len(MODES)])
+            elif action == "fotf":
+                self.set_fotf(not self.fotf if value is None else bool(value))
+            elif action == "tempo":
+                self.set_tempo(float(value))
+            elif action == "tempo_delta":
+                self.set_tempo(min(max(self.tempo + float(value), TEMPO_RANGE[0]), TEMPO_RANGE[1]))
+            elif action == "save":
+                self.save(None)
+            elif action == "play":
+                self.play()
+            elif action == "stop":
+                self.stop_transport()
+            elif action == "toggle_play":
+                self.stop_transport() if self.playing else self.play()
+            else:
+                raise OscError(f"controller action {action!r} unknown")
+        except DeepDrummerError as exc:
+            self.report_error(str(exc), f"/dd/{action}")
+
+    def report_error(self, message: str, address: str) -> None:
+        self.last_error = message
+        log.error("%s (%s)", message, address)
+        self.out("/dd/error", message, address)
+
+    # --- public commands ----------------------------------------------------------------------------
+
+    def _resolve_loop(self, loop_id: int | None) -> int:
+        if loop_id is None:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop")
+            return self.current.id
+        if (self.current and loop_id == self.current.id) or self.store.loop(loop_id) is not None:
+            return loop_id
+        raise OscError(f"loop id {loop_id} was never proposed; use the id of a /dd/loop "
+                       f"(current: {self.current.id if self.current else 'none'})")
+
+    def rate(self, loop_id: int | None, liked: bool) -> tuple[int, int, int]:
+        """Store a rating durably, then learn from it; returns (loop_id, likes, dislikes)."""
+        with self.lock:
+            loop_id = self._resolve_loop(loop_id)
+            is_current = self.current is not None and loop_id == self.current.id
+            p = self.current.p_like if is_current else 0.0
+        likes, dislikes = self.store.add_rating(loop_id, liked, p)  # durable before acknowledged
+        with self.lock:
+            self.likes, self.dislikes = likes, dislikes
+            self.stats.ratings += 1
+            self.out("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
+            rec = self.store.loop(loop_id)
+            loops = self.engine.loops_from_record(rec) if rec else None
+            self.jobs.append(lambda: self._learn(loop_id, loops, int(liked)))
+            if liked and loops is not None:
+                self.jobs.append(lambda: self._write_library(loop_id, rec, loops, "liked"))
+            if is_current:
+                self._request_next()
+            self.wake.notify_all()
+        return loop_id, likes, dislikes
+
+    def _learn(self, loop_id: int, loops, label: int | None) -> None:
+        self.engine.set_rating(loop_id, loops, label)
+        with self.lock:
+            self.train_pending += 1 if label is not None else 0
+
+    def next(self) -> None:
+        with self.lock:
+            self._request_next()
+
+    def undo(self) -> tuple[int, int, int]:
+        undone = self.store.undo_last()
+        if undone is None:
+            raise OscError("nothing to undo: no rating left in this state dir")
+        loop_id, _ = undone
+        with self.lock:
+            self.likes, self.dislikes = self.store.totals()
+            rating = self.store.effective_rating(loop_id)  # an earlier rating of it may remain
+            rec = self.store.loop(loop_id)
+            loops = self.engine.loops_from_record(rec) if rec else None
+            self.jobs.append(lambda: self._learn(loop_id, loops, rating))
+            self.out("/dd/undone", loop_id, self.likes, self.dislikes)
+            self.wake.notify_all()
+        return loop_id, self.likes, self.dislikes
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise OscError(f"mode {mode!r} unknown; use one of {', '.join(MODES)}")
+        with self.lock:
+            self.mode = mode
+            self.buffer.clear()
+            self.wake.notify_all()
+        self.store.set_meta("mode", mode)
+
+    def set_fotf(self, on: bool) -> None:
+        with self.lock:
+            self.fotf = bool(on)
+            self.buffer.clear()
+            self.wake.notify_all()
+        self.store.set_meta("fotf", "1" if on else "0")
+
+    def set_tempo(self, bpm: float) -> None:
+        lo, hi = TEMPO_RANGE
+        if not lo <= bpm <= hi:
+            raise OscError(f"tempo {bpm:g} BPM out of range; use {lo:g}-{hi:g}")
+        if self.clock != "internal":
+            raise OscError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
+        with self.lock:
+            self.tempo = float(bpm)
+            if self.transport is not None:
+                self.transport.set_tempo(self.tempo)
+                if self.audio_sr and self.current is not None:  # the playing bar must follow the tempo
+                    audio = self.engine.live_audio(self.current.proposal.loops, self.tempo, self.audio_sr)
+                    rows = [{"note": n, "steps": s} for n, s in zip(self.current.notes, self.current.steps)]
+                    self.transport.set_loop(self.current.id, rows, audio, at_bar=self.playing)
+        self.store.set_meta("tempo", repr(self.tempo))
+
+    def _check_transport_owner(self) -> None:
+        if self.clock != "internal":
+            raise OscError(f"the transport follows the {self.clock} clock; start/stop it there "
+                           f"(or run with --clock internal)")
+
+    def play(self) -> None:
+        self._check_transport_owner()
+        with self.lock:
+            self.playing = True
+        if self.transport is not None:
+            self.transport.play()
+
+    def stop_transport(self) -> None:
+        self._check_transport_owner()
+        with self.lock:
+            self.playing = False
+        if self.transport is not None:
+            self.transport.stop()
+
+    def save(self, name: str | None) -> None:
+        """Queue the current loop for the library; /dd/saved follows once the files are on disk."""
+        if name is not None:
+            library.check_name(name)
+        with self.lock:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop")
+            loop = self.current
+            rec = self.store.loop(loop.id)
+            self.jobs.append(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved"))
+            self.wake.notify_all()
+
+    def _write_library(self, loop_id: int, rec, loops, name: str) -> None:
+        bpm = rec.bpm if rec else self.tempo
+        audio = self.engine.live_audio(loops, bpm, WAV_SR)
+        rows = list(zip(rec.notes, rec.steps))
+        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, audio, WAV_SR)
+        self.out("/dd/saved", loop_id, str(mid), str(wav))
+
+    # --- views ---------------------------------------------------------------------------------------
+
+    def status_args(self) -> list:
+        with self.lock:
+            return [self.likes, self.dislikes, self.current.id if self.current else -1, self.mode,
+                    str(self.engine.device), self.engine.trainer.steps]
+
+    def snapshot(self) -> dict:
+        """Everything the terminal surface shows, as plain data."""
+        with self.lock:
+            loop = self.current
+            return {
+                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": loop.rows()},
+                "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
+                "tempo": self.tempo, "clock": self.clock, "playing": self.playing, "step": self.step,
+                "device": str(self.engine.device), "train_steps": self.engine.trainer.steps,
+                "losses": list(self.stats.losses), "last_error": self.last_error,
+            }

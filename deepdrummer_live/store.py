@@ -1,0 +1,169 @@
+"""The state dir's durable store: loops and ratings in SQLite, critic checkpoints on disk.
+
+Ratings are committed (WAL, synchronous=FULL: the commit is fsynced) before anyone hears
+about them, so an acknowledged rating survives `kill -9` and a power cut. Checkpoints are
+written to a temp file, fsynced and renamed over the old one, so a crash leaves either the
+old or the new checkpoint, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,
+                                 notes TEXT, roles TEXT, grid TEXT, p_like REAL, mode TEXT, bpm REAL);
+CREATE TABLE IF NOT EXISTS ratings(seq INTEGER PRIMARY KEY AUTOINCREMENT, loop_id INTEGER, rating INTEGER,
+                                   ts REAL, p_like REAL, undone INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS train_log(step INTEGER, ts REAL, loss REAL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
+"""
+
+# A loop's effective rating: its latest rating that was not undone (re-rating replaces).
+EFFECTIVE = """
+SELECT r.loop_id, r.rating FROM ratings r
+JOIN (SELECT loop_id, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id) last
+  ON r.seq = last.seq
+"""
+
+
+@dataclass
+class LoopRecord:
+    id: int
+    kit: str
+    samples: list[str]
+    notes: list[int]
+    roles: list[str]
+    steps: list[str]
+    p_like: float
+    mode: str
+    bpm: float
+
+
+def _row_to_loop(row) -> LoopRecord:
+    return LoopRecord(row[0], row[2], json.loads(row[3]), json.loads(row[4]), json.loads(row[5]),
+                      row[6].split("|"), row[7], row[8], row[9])
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temp file beside `path`, fsync it, rename it over `path`, fsync the dir."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Store:
+    def __init__(self, state_dir: Path):
+        self.dir = Path(state_dir).expanduser()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.dir, 0o700)
+            (self.dir / "library").mkdir(exist_ok=True, mode=0o700)
+            self.db = sqlite3.connect(self.dir / "state.sqlite", check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"--state-dir {str(self.dir)!r}: cannot use it ({exc}); "
+                             f"give a writable folder") from exc
+        self.lock = threading.Lock()
+        self._next_id = (self.db.execute("SELECT MAX(id) FROM loops").fetchone()[0] or 0) + 1
+
+    @property
+    def library(self) -> Path:
+        return self.dir / "library"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "critic.pt"
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def _write(self, sql: str, args=()) -> sqlite3.Cursor:
+        with self.lock:
+            return self.db.execute(sql, args)
+
+    def add_loop(self, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float) -> int:
+        """Store a loop that is about to become current; returns its new id (increasing forever)."""
+        with self.lock:
+            loop_id = self._next_id
+            self.db.execute("INSERT INTO loops VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (loop_id, time.time(), kit, json.dumps(samples), json.dumps(notes),
+                             json.dumps(roles), "|".join(steps), float(p_like), mode, float(bpm)))
+            self._next_id += 1
+        return loop_id
+
+    def loop(self, loop_id: int) -> LoopRecord | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM loops WHERE id = ?", (loop_id,)).fetchone()
+        return _row_to_loop(row) if row else None
+
+    def add_rating(self, loop_id: int, liked: bool, p_like: float) -> tuple[int, int]:
+        """Commit a rating durably; returns (total_likes, total_dislikes)."""
+        with self.lock:
+            self.db.execute("INSERT INTO ratings(loop_id, rating, ts, p_like) VALUES (?,?,?,?)",
+                            (loop_id, int(liked), time.time(), float(p_like)))
+        return self.totals()
+
+    def undo_last(self) -> tuple[int, int] | None:
+        """Mark the latest rating undone; returns (loop_id, rating) or None when nothing is left."""
+        with self.lock:
+            row = self.db.execute("SELECT seq, loop_id, rating FROM ratings WHERE undone = 0 "
+                                  "ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self.db.execute("UPDATE ratings SET undone = 1 WHERE seq = ?", (row[0],))
+        return row[1], row[2]
+
+    def effective_rating(self, loop_id: int) -> int | None:
+        with self.lock:
+            row = self.db.execute(EFFECTIVE + " WHERE r.loop_id = ?", (loop_id,)).fetchone()
+        return None if row is None else row[1]
+
+    def totals(self) -> tuple[int, int]:
+        with self.lock:
+            rows = self.db.execute(f"SELECT rating, COUNT(*) FROM ({EFFECTIVE}) GROUP BY rating").fetchall()
+        counts = dict(rows)
+        return counts.get(1, 0), counts.get(0, 0)
+
+    def rated_loops(self) -> list[tuple[LoopRecord, int]]:
+        with self.lock:
+            rows = self.db.execute(f"SELECT l.*, e.rating FROM loops l JOIN ({EFFECTIVE}) e ON e.loop_id = l.id "
+                                   "ORDER BY l.id").fetchall()
+        return [(_row_to_loop(r[:10]), r[10]) for r in rows]
+
+    def log_train(self, step: int, loss: float) -> None:
+        # Losses are diagnostics: a crash may lose the last few, so no fsync is forced here.
+        self._write("INSERT INTO train_log VALUES (?,?,?)", (step, time.time(), float(loss)))
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value))

@@ -1,0 +1,87 @@
+"""MIDI message bytes (golden) and backend checks; real-port tests live in test_player.py."""
+
+import sys
+
+import pytest
+
+from deepdrummer_live import midi
+from deepdrummer_live.errors import UsageError
+
+
+def test_golden_bytes():
+    assert midi.note_on(36) == [0x99, 36, 100]
+    assert midi.note_on(42, 127) == [0x99, 42, 127]
+    assert midi.note_off(38) == [0x89, 38, 0]
+    assert midi.all_notes_off() == [0xB9, 123, 0]
+    assert midi.song_position(0) == [0xF2, 0, 0]
+    assert midi.song_position(16) == [0xF2, 16, 0]
+    assert midi.song_position(200) == [0xF2, 200 & 0x7F, 1]
+    assert midi.parse_song_position(midi.song_position(12345)) == 12345
+    assert (midi.CLOCK, midi.START, midi.CONTINUE, midi.STOP) == (0xF8, 0xFA, 0xFB, 0xFC)
+
+
+def test_golden_bytes_match_mido():
+    import mido
+
+    assert mido.Message("note_on", channel=9, note=36, velocity=100).bytes() == midi.note_on(36)
+    assert mido.Message("note_off", channel=9, note=36, velocity=0).bytes() == midi.note_off(36)
+    assert mido.Message("control_change", channel=9, control=123).bytes() == midi.all_notes_off()
+    assert mido.Message("songpos", pos=200).bytes() == midi.song_position(200)
+
+
+def test_song_position_range():
+    with pytest.raises(ValueError, match="0..16383"):
+        midi.song_position(1 << 14)
+
+
+def test_default_backend_is_known():
+    assert midi.default_backend() in midi.BACKENDS
+    if sys.platform.startswith("linux"):
+        assert midi.default_backend() in ("alsa", "jack")
+
+
+def test_check_backend_messages():
+    with pytest.raises(UsageError, match="--midi-backend midiman: unknown; use one of"):
+        midi.check_backend("midiman")
+    midi.check_backend("none")
+    if sys.platform.startswith("linux"):
+        with pytest.raises(UsageError, match="no coremidi support"):
+            midi.check_backend("coremidi")
+
+
+def test_alsa_without_sequencer(monkeypatch):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("ALSA is Linux only")
+    monkeypatch.setattr(midi, "Path", lambda p: type("P", (), {"exists": lambda self: False})())
+    with pytest.raises(UsageError, match="/dev/snd/seq is missing"):
+        midi.check_backend("alsa")
+
+
+def test_jack_without_server(monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dd-no-such-server")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    ports = midi.MidiPorts("jack", "DeepDrummer", None)
+    with pytest.raises(UsageError, match="--midi-backend jack: no JACK server running; start jackd"):
+        ports.open()
+
+
+def test_none_backend_opens_nothing():
+    ports = midi.MidiPorts("none", "DeepDrummer", "ctl")
+    ports.open()
+    ports.send(midi.note_on(36))  # a no-op, not an error
+    assert ports.alive()
+    assert ports.out_full_name is None
+    ports.close()
+
+
+def test_jack_ports_open_and_vanish(private_jack_server):
+    name, kill, start_again = private_jack_server
+    ports = midi.MidiPorts("jack", "DDout", "DDin")
+    ports.open()
+    try:
+        assert ports.out_full_name == "DeepDrummer Live:DDout"
+        assert ports.alive()
+        kill()
+        assert not ports.alive()
+    finally:
+        ports.close()

@@ -1,0 +1,471 @@
+"""The player: engine units with fake ports and injected time, then the real process on JACK."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from deepdrummer_live import midi
+from deepdrummer_live.clock import InternalClock, MidiClockFollower
+from deepdrummer_live.errors import UsageError
+from deepdrummer_live.player import Engine, PlayerConfig, PlayerHandle
+
+ROWS_A = [
+    {"note": 36, "steps": "x...x...x...x..."},
+    {"note": 38, "steps": "....x.......x..."},
+    {"note": 42, "steps": "x.x.x.x.x.x.x.x."},
+    {"note": 46, "steps": "..............x."},
+]
+ROWS_B = [
+    {"note": 51, "steps": "x.......x......."},
+    {"note": 39, "steps": "....x.......x..."},
+    {"note": 44, "steps": "................"},
+    {"note": 49, "steps": "................"},
+]
+T0 = 100.0
+
+
+# ---- units --------------------------------------------------------------------------------
+
+class FakePorts:
+    def __init__(self):
+        self.sent: list[tuple[float, list[int]]] = []
+        self.now = T0
+        self.is_alive = True
+        self.closed = False
+
+    def send(self, data):
+        self.sent.append((self.now, list(data)))
+
+    def alive(self):
+        return self.is_alive
+
+    def close(self):
+        self.closed = True
+
+
+class FakeAudio:
+    def __init__(self):
+        self.calls = []
+
+    def queue_bar(self, audio):
+        self.calls.append(("queue", audio))
+
+    def bar_line(self):
+        self.calls.append(("bar",))
+
+    def stop_transport(self):
+        self.calls.append(("stop",))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def make_engine(offset_ms=0.0, audio=None):
+    cfg = PlayerConfig(midi_backend="none", audio="none", midi_offset_ms=offset_ms)
+    ports = FakePorts()
+    events = []
+    clock = InternalClock(120.0, T0, lead=max(0.0, -offset_ms / 1000))
+    eng = Engine(cfg, ports, clock, events.append, audio=audio, now=lambda: ports.now)
+    return eng, ports, events
+
+
+def run(eng, ports, until):
+    while True:
+        d = eng.deadline(ports.now)
+        if d > until:
+            ports.now = until
+            eng.tick(until)
+            return
+        ports.now = max(ports.now, d)
+        eng.tick(ports.now)
+
+
+def tick_index_of(sent):
+    """For each message: the number of clocks since Start minus one (the tick it rides on)."""
+    out, ticks, started = [], -1, False
+    for t, data in sent:
+        if data == [midi.START]:
+            started, ticks = True, -1
+        elif data == [midi.CLOCK] and started:
+            ticks += 1
+        out.append((ticks if started else None, t, data))
+    return out
+
+
+def test_engine_notes_on_the_grid_with_note_offs():
+    eng, ports, events = make_engine()
+    eng.handle_command({"type": "set_loop", "loop_id": 7, "rows": ROWS_A, "audio": None,
+                        "at_bar": True}, T0)
+    assert events[-1] == {"type": "switched", "loop_id": 7}  # stopped: applies at once
+    eng.handle_command({"type": "play"}, T0)
+    run(eng, ports, T0 + 2.05)  # one bar at 120 BPM, plus a bit
+    ons = [(k, d[1]) for k, _, d in tick_index_of(ports.sent) if d[0] == 0x99]
+    expected = [(6 * s, r["note"]) for s in range(17) for r in ROWS_A if r["steps"][s % 16] == "x"]
+    assert ons == expected
+    offs = [(t, d[1]) for t, d in ports.sent if d[0] == 0x89]
+    on_times = [(t, d[1]) for t, d in ports.sent if d[0] == 0x99]
+    for (t_on, n_on), (t_off, n_off) in zip(on_times, offs):
+        assert n_on == n_off and t_off - t_on == pytest.approx(0.0625)  # half a step
+    assert [e["step"] for e in events if e["type"] == "step"][:17] == list(range(16)) + [0]
+
+
+def test_engine_bar_synchronous_switch_and_stop_flush():
+    audio = FakeAudio()
+    eng, ports, events = make_engine(audio=audio)
+    eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": ROWS_A, "audio": "A",
+                        "at_bar": True}, T0)
+    eng.handle_command({"type": "play"}, T0)
+    run(eng, ports, T0 + 0.7)
+    eng.handle_command({"type": "set_loop", "loop_id": 2, "rows": ROWS_B, "audio": "B",
+                        "at_bar": True}, ports.now)
+    assert not [e for e in events if e == {"type": "switched", "loop_id": 2}]
+    run(eng, ports, T0 + 2.3)
+    assert {"type": "switched", "loop_id": 2} in events
+    rows = tick_index_of(ports.sent)
+    first_b = next(k for k, _, d in rows if d[0] == 0x99 and d[1] == 51)
+    assert first_b == 96  # the bar line
+    assert not [k for k, _, d in rows if d[0] == 0x99 and d[1] == 36 and k >= 96]
+    assert audio.calls[:3] == [("queue", "A"), ("bar",), ("queue", "B")]
+    assert audio.calls[3] == ("bar",)
+    n = len(ports.sent)
+    eng.handle_command({"type": "stop"}, ports.now)
+    tail = [d for _, d in ports.sent[n:]]
+    assert tail[0] == [midi.STOP] and tail[-1] == [0xB9, 123, 0]
+    assert all(d[0] == 0x89 for d in tail[1:-1])  # note-offs for what was sounding
+    assert {"type": "transport", "playing": False} in events
+    assert audio.calls[-1] == ("stop",)
+    eng.close()
+    assert ports.closed and ports.sent[-1][1] == [0xB9, 123, 0]
+
+
+def test_engine_offset_shifts_notes_both_ways():
+    for offset_ms in (30.0, -30.0):
+        eng, ports, _ = make_engine(offset_ms=offset_ms)
+        eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": ROWS_A, "audio": None,
+                            "at_bar": False}, T0)
+        eng.handle_command({"type": "play"}, T0)
+        run(eng, ports, T0 + 1.0)
+        clock = eng.clock
+        on_times = [t for t, d in ports.sent if d[0] == 0x99]
+        step0 = clock.grid.time_of(clock.start_tick)
+        assert on_times[0] == pytest.approx(step0 + offset_ms / 1000)
+
+
+def test_engine_bad_commands_are_errors_not_crashes():
+    eng, ports, events = make_engine()
+    eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": [{"note": 200, "steps": "x"}]}, T0)
+    eng.handle_command({"type": "tempo", "bpm": 999}, T0)
+    eng.handle_command({"type": "dance"}, T0)
+    msgs = [e["message"] for e in events if e["type"] == "error"]
+    assert "note 200 out of range 0..127" in msgs[0]
+    assert "out of range 20..300" in msgs[1]
+    assert "player command 'dance' unknown" in msgs[2]
+    eng.handle_midi([0xF0, 1, 2, 0xF7], T0)
+    eng.handle_midi([], T0)
+    assert eng.midi_ignored == 2
+
+
+def test_engine_port_fault_reports_and_reopens():
+    eng, ports, events = make_engine()
+    fresh = FakePorts()
+    fresh.out_full_name, fresh.in_full_name = "DeepDrummer Live:DeepDrummer", None
+    eng._reopen = lambda: fresh
+    ports.is_alive = False
+    run(eng, ports, T0 + 1.0)
+    assert any(e["type"] == "error" and "MIDI ports lost" in e["message"] for e in events)
+    fresh.now = ports.now
+    run(eng, ports, T0 + 3.5)
+    assert {"type": "ports", "midi_out": "DeepDrummer Live:DeepDrummer", "midi_in": None} in events
+    assert eng.ports is fresh and ports.closed
+
+
+def test_engine_follower_steps_on_incoming_clock():
+    cfg = PlayerConfig(midi_backend="none", audio="none", clock="midi", midi_in="x")
+    ports = FakePorts()
+    events = []
+    eng = Engine(cfg, ports, MidiClockFollower(), events.append, now=lambda: ports.now)
+    eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": ROWS_A, "at_bar": True}, T0)
+    eng.handle_midi([midi.START], T0)
+    for i in range(13):
+        ports.now = T0 + i * 0.02
+        eng.handle_midi([midi.CLOCK], ports.now)
+        eng.tick(ports.now)
+    assert [e["step"] for e in events if e["type"] == "step"] == [0, 1, 2]
+    assert not [d for _, d in ports.sent if d[0] == midi.CLOCK]  # no clock of its own
+    eng.handle_command({"type": "play"}, T0)
+    assert "follows the incoming MIDI clock" in events[-1]["message"]
+
+
+def test_config_validation_messages():
+    with pytest.raises(UsageError, match="--clock midi needs an input port"):
+        PlayerConfig(midi_backend="jack", clock="midi").validate()
+    with pytest.raises(UsageError, match="--clock wall: unknown; use one of internal/midi/link"):
+        PlayerConfig(clock="wall").validate()
+    with pytest.raises(UsageError, match="--tempo 400"):
+        PlayerConfig(tempo=400).validate()
+    with pytest.raises(UsageError, match="--midi-offset-ms 900"):
+        PlayerConfig(midi_offset_ms=900).validate()
+
+
+# ---- the real process on a real JACK server -----------------------------------------------
+
+class Events:
+    def __init__(self):
+        self.items: list[dict] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, event):
+        with self.cond:
+            self.items.append(event)
+            self.cond.notify_all()
+
+    def wait(self, pred, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e in self.items:
+                    if pred(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching event in {timeout} s; got {self.items[-10:]}")
+                self.cond.wait(left)
+
+
+def jack_probe_in(source_substring):
+    import rtmidi
+
+    mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-probe-in", queue_size_limit=65536)
+    mi.ignore_types(sysex=False, timing=False, active_sense=True)
+    ports = mi.get_ports()
+    idx = [i for i, p in enumerate(ports) if source_substring in p]
+    assert idx, f"no JACK MIDI port containing {source_substring!r} in {ports}"
+    mi.open_port(idx[0], "in")
+    return mi
+
+
+def jack_probe_out(dest_substring):
+    import rtmidi
+
+    mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "dd-probe-out")
+    ports = mo.get_ports()
+    idx = [i for i, p in enumerate(ports) if dest_substring in p]
+    assert idx, f"no JACK MIDI port containing {dest_substring!r} in {ports}"
+    mo.open_port(idx[0], "out")
+    return mo
+
+
+def drain(mi):
+    out, t = [], 0.0
+    while (m := mi.get_message()) is not None:
+        t += m[1]
+        out.append((t, m[0]))
+    return out
+
+
+@pytest.fixture
+def player_factory(jack_server):
+    handles = []
+
+    def make(**kw):
+        events = Events()
+        cfg = PlayerConfig(midi_backend="jack", audio="none", **kw)
+        h = PlayerHandle(cfg, events)
+        ready = h.start()
+        handles.append(h)
+        return h, events, ready
+
+    yield make
+    for h in handles:
+        h.close()
+
+
+@pytest.mark.slow
+def test_jack_internal_clock_notes_transport(player_factory):
+    h, events, ready = player_factory(midi_out="ddout1", tempo=120.0)
+    assert ready["midi_out"] == "DeepDrummer Live:ddout1"
+    mi = jack_probe_in("ddout1")
+    try:
+        h.set_loop(1, ROWS_A, None, True)
+        events.wait(lambda e: e == {"type": "switched", "loop_id": 1})
+        time.sleep(0.2)
+        h.play()
+        events.wait(lambda e: e.get("type") == "step" and e["step"] == 8, timeout=5)
+        time.sleep(1.5)
+        h.stop()
+        events.wait(lambda e: e == {"type": "transport", "playing": False})
+        time.sleep(0.3)
+        msgs = drain(mi)
+    finally:
+        mi.close_port()
+    data = [d for _, d in msgs]
+    i_start = data.index([midi.START])
+    assert data[i_start - 1] == [0xF2, 0, 0]  # SPP(0) right before Start
+    assert data[i_start + 1] == [midi.CLOCK]  # Start rides on a tick
+    i_stop = data.index([midi.STOP])
+    assert [0xB9, 123, 0] in data[i_stop:]  # all-notes-off after Stop
+    played = [(t, d) for t, d in msgs[i_start:i_stop + 1]]
+    rows = tick_index_of(played)
+    ons = [(k, d[1]) for k, _, d in rows if d[0] == 0x99]
+    assert ons, "no notes between Start and Stop"
+    for k, note in ons:
+        assert k % 6 == 0, f"note {note} off the 16th grid (tick {k}): {[(round(t,5),d) for _,t,d in rows if k-8 <= (_ or 0) <= k+1]}"
+        step = k // 6 % 16
+        assert note in [r["note"] for r in ROWS_A if r["steps"][step] == "x"]
+    n_on = sum(1 for _, d in played if d[0] == 0x99)
+    n_off = sum(1 for _, d in msgs[i_start:] if d[0] == 0x89)
+    assert n_off >= n_on  # every note gets its note-off
+    assert all(d[0] & 0x0F == 9 for _, d in played if d[0] & 0xF0 in (0x80, 0x90))  # channel 10
+    clocks = [t for t, d in msgs if d == [midi.CLOCK]]
+    mean = (clocks[-1] - clocks[0]) / (len(clocks) - 1)
+    assert mean == pytest.approx(60 / 120 / 24, rel=0.02)  # 24 ppqn (loose: not a timing test)
+
+
+@pytest.mark.slow
+def test_jack_bar_synchronous_switch(player_factory):
+    h, events, _ = player_factory(midi_out="ddout2", tempo=150.0)
+    mi = jack_probe_in("ddout2")
+    try:
+        h.set_loop(1, ROWS_A, None, True)
+        h.play()
+        events.wait(lambda e: e.get("type") == "step" and e["step"] == 5, timeout=5)
+        h.set_loop(2, ROWS_B, None, True)
+        events.wait(lambda e: e == {"type": "switched", "loop_id": 2}, timeout=5)
+        time.sleep(0.4)
+        h.stop()
+        events.wait(lambda e: e == {"type": "transport", "playing": False})
+        time.sleep(0.2)
+        msgs = drain(mi)
+    finally:
+        mi.close_port()
+    rows = tick_index_of(msgs)
+    first_b = next(k for k, _, d in rows if d[0] == 0x99 and d[1] == 51)
+    assert first_b % 96 == 0 and first_b > 0, f"loop 2 started at tick {first_b}, not on a bar line"
+    assert not [k for k, _, d in rows if d[0] == 0x99 and d[1] == 36 and k is not None and k >= first_b]
+
+
+def send_clock(mo, bpm, n, t0=None):
+    """n clocks at bpm on absolute times (sleep, then spin)."""
+    iv = 60.0 / (bpm * 24)
+    t0 = time.perf_counter() if t0 is None else t0
+    for i in range(n):
+        target = t0 + i * iv
+        while (left := target - time.perf_counter()) > 0.001:
+            time.sleep(left - 0.001)
+        while time.perf_counter() < target:
+            pass
+        mo.send_message([midi.CLOCK])
+    return t0 + n * iv
+
+
+@pytest.mark.slow
+def test_jack_follower(player_factory):
+    h, events, ready = player_factory(midi_out="ddout3", midi_in="ddin3", clock="midi")
+    assert ready["midi_in"] == "DeepDrummer Live:ddin3"
+    mi = jack_probe_in("ddout3")
+    mo = jack_probe_out("ddin3")
+    try:
+        h.set_loop(1, ROWS_A, None, True)
+        events.wait(lambda e: e.get("type") == "switched")
+        t = send_clock(mo, 125.0, 72)  # pre-roll: tempo only
+        tempo = events.wait(lambda e: e.get("type") == "tempo", timeout=5)
+        assert tempo["bpm"] == pytest.approx(125.0, rel=0.01)
+        mo.send_message([0xF2, 0, 0])
+        mo.send_message([midi.START])
+        t = send_clock(mo, 125.0, 96, t)  # one bar: steps 0..15
+        mo.send_message([midi.STOP])
+        events.wait(lambda e: e == {"type": "transport", "playing": False}, timeout=5)
+        steps_bar1 = [e["step"] for e in events.items if e.get("type") == "step"]
+        assert steps_bar1 == list(range(16))
+        mo.send_message(midi.song_position(20))  # bar 2, step 4
+        mo.send_message([midi.CONTINUE])
+        send_clock(mo, 125.0, 12)
+        mo.send_message([midi.STOP])
+        time.sleep(0.3)
+        steps = [e["step"] for e in events.items if e.get("type") == "step"]
+        assert steps[16:] == [4, 5]
+        msgs = drain(mi)
+    finally:
+        mi.close_port()
+        mo.close_port()
+    data = [d for _, d in msgs]
+    assert [midi.CLOCK] not in data and [midi.START] not in data  # no clock of its own
+    ons = [d[1] for d in data if d[0] == 0x99]
+    expected = [r["note"] for s in list(range(16)) + [4, 5] for r in ROWS_A if r["steps"][s] == "x"]
+    assert sorted(ons) == sorted(expected)
+    assert [0xB9, 123, 0] in data  # Stop flushes
+
+
+@pytest.mark.slow
+def test_jack_controller_input(player_factory):
+    h, events, _ = player_factory(midi_out="ddout4", midi_in="ddin4", controller="generic")
+    mo = jack_probe_out("ddin4")
+    try:
+        mo.send_message([0xF0, 0x7E, 0x01, 0x02, 0xF7])  # sysex junk: ignored
+        mo.send_message([0x99, 99, 100])  # unmapped note: ignored
+        mo.send_message([0x99, 36, 100])
+        assert events.wait(lambda e: e.get("type") == "control") == \
+            {"type": "control", "action": "like", "value": None}
+        mo.send_message([0xB0, 20, 127])
+        events.wait(lambda e: e.get("type") == "control" and e["action"] == "tempo"
+                    and e["value"] == 300.0)
+        assert h.alive
+    finally:
+        mo.close_port()
+
+
+def test_no_jack_server_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "dd-no-such-server")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    h = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none"), lambda e: None)
+    with pytest.raises(UsageError) as info:
+        h.start()
+    assert str(info.value) == ("--midi-backend jack: no JACK server running; start jackd or use "
+                               "--midi-backend alsa/none")
+    assert not h.alive
+
+
+def test_bad_controller_file_is_a_usage_error(tmp_path):
+    bad = tmp_path / "pads.toml"
+    bad.write_text('[[note]]\nnote = 36\naction = "love"\n')
+    h = PlayerHandle(PlayerConfig(midi_backend="none", audio="none", controller=str(bad)),
+                     lambda e: None)
+    with pytest.raises(UsageError, match=r"pads.toml: \[\[note\]\] #1: action 'love' is unknown"):
+        h.start()
+
+
+def test_none_backend_runs_and_closes():
+    events = Events()
+    h = PlayerHandle(PlayerConfig(midi_backend="none", audio="none", tempo=240), events)
+    assert h.start()["midi_out"] is None
+    try:
+        h.set_loop(3, ROWS_A, None, True)
+        h.play()
+        events.wait(lambda e: e.get("type") == "step" and e["step"] == 3, timeout=5)
+        h.set_tempo(200)
+        events.wait(lambda e: e == {"type": "tempo", "bpm": 200.0})
+    finally:
+        h.close()
+    assert not h.alive
+
+
+@pytest.mark.slow
+def test_jack_server_vanishing_is_survived(private_jack_server):
+    name, kill, start_again = private_jack_server
+    events = Events()
+    h = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none", midi_out="ddout5"), events)
+    h.start()
+    try:
+        h.set_loop(1, ROWS_A, None, True)
+        h.play()
+        kill()
+        events.wait(lambda e: e.get("type") == "error" and "MIDI ports lost" in e["message"])
+        start_again()
+        ev = events.wait(lambda e: e.get("type") == "ports", timeout=15)
+        assert ev["midi_out"] == "DeepDrummer Live:ddout5"
+        assert h.alive
+    finally:
+        h.close()
