@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import DeepDrummerError, UsageError
 
 BACKENDS = ("jack", "portaudio", "offline")
 N_VOICES = 2
@@ -48,6 +48,10 @@ OFFLINE_TAIL = OFFLINE_BLOCK  # silence after the last bar, so pyo's block round
 _RETIRED_TABLES = 8  # see _BarPlayer._retired
 _LEAD = OFFLINE_BLOCK  # index of a bar's first sample in its table (zeros before it)
 _JACK_PORTS = ("system:playback_1", "system:playback_2")
+
+
+class AudioLost(DeepDrummerError):
+    """The audio server went away mid-session (e.g. jackd stopped): a fault the daemon survives."""
 
 
 def _pyo():
@@ -257,6 +261,15 @@ class LoopAudio:
     def _require_started(self) -> None:
         if self._closed or not self._started:
             raise RuntimeError("LoopAudio is not running; call start() first (and not after close())")
+        # JACK shutting down (or kicking the client) makes pyo shut its server down by itself
+        if self._server is not None and not self._server.getIsBooted():
+            raise AudioLost(f"audio backend {self.backend!r} went away ({self.description}); "
+                            "restart the audio server and the daemon, or use --audio none")
+
+    @property
+    def alive(self) -> bool:
+        """False once the audio server went away under us (JACK stopped); see AudioLost."""
+        return self._started and not self._closed and (self._server is None or bool(self._server.getIsBooted()))
 
 
 def render_offline(bars: list[np.ndarray], sr: int, path: Path) -> Path:
@@ -313,4 +326,4 @@ def offline_bar_starts(bars: list[np.ndarray]) -> list[int]:
     return [OFFLINE_LEAD_IN + int(s) for s in np.concatenate([[0], np.cumsum([len(b) for b in bars])])[:-1]]
 
 
-__all__ = ["BACKENDS", "LoopAudio", "OFFLINE_LEAD_IN", "offline_bar_starts", "render_offline"]
+__all__ = ["AudioLost", "BACKENDS", "LoopAudio", "OFFLINE_LEAD_IN", "offline_bar_starts", "render_offline"]

@@ -41,6 +41,8 @@ class Engine:
         self.kit = kit
         self.device = device
         self.paper = paper
+        if device.type == "cpu":
+            torch.set_num_threads(min(2, torch.get_num_threads()))  # leave the rest to the player and OS
         self.config = config or (PAPER_CONFIG if paper else LEAN_CONFIG)
         self.gen = torch.Generator(device=device).manual_seed(seed)
         self.train_gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -68,8 +70,8 @@ class Engine:
 
     # --- proposals --------------------------------------------------------------------------
 
-    def propose(self, mode: str, fotf: bool) -> Proposal:
-        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf)
+    def propose(self, mode: str, fotf: bool, should_stop=None) -> Proposal:
+        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf, should_stop)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version)
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:

@@ -9,6 +9,7 @@ one-candidate-at-a-time path, kept as the baseline the benchmark compares agains
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -99,12 +100,13 @@ class SearchResult:
 
 
 def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, iters: int = 8,
-           fotf: bool = False) -> SearchResult:
+           fotf: bool = False, should_stop: Callable[[], bool] | None = None) -> SearchResult:
     """One proposal in `mode` from `chains` chains run for at most `iters` iterations each.
 
     explore: Metropolis-Hastings on P(like) (accept with min(1, p_new / p_cur)), then one chain's
     state drawn at random; good: the same until a chain reaches P(like) >= 0.95; bad: hill-climb
-    towards P(like) = 0; random: the prior alone.
+    towards P(like) = 0; random: the prior alone. `should_stop` is polled between iterations:
+    when a performer is waiting, the chains' current states are good enough (anytime search).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
@@ -117,6 +119,8 @@ def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, it
     if mode != "random":
         for _ in range(iters):
             if mode == "good" and bool((cur_p >= GOOD_P).any()):
+                break
+            if should_stop is not None and should_stop():
                 break
             new = pattern.mutate(cur, scorer.n_samples, gen, fotf=fotf, kick_ids=kick_ids)
             new_p = scorer.score(model, new)

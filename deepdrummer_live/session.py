@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 TEMPO_RANGE = (20.0, 300.0)
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
+TRAIN_SLICE = 8  # batches between two looks at the queue, so a waiting performer is served first
+MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 WAV_SR = 44100
 
 
@@ -139,7 +141,7 @@ class Session:
         self.pending: Loop | None = None
         self.want_next_since: float | None = None  # a rating/next waits for a proposal since then
         self.buffer: deque[Proposal] = deque()
-        self.train_pending = 0
+        self.train_pending = 0  # batches owed to ratings not yet learned from
         self.jobs: deque[Callable[[], None]] = deque()  # library writes etc., run by the worker
         self.last_error = ""
         self.stats = Stats()
@@ -212,10 +214,14 @@ class Session:
             return self._task_train
         return self._task_propose
 
+    def _performer_waiting(self) -> bool:
+        # Read without the lock: a stale answer only costs one more search iteration.
+        return self.want_next_since is not None and not self.buffer
+
     def _task_propose(self) -> None:
         with self.lock:
             mode, fotf = self.mode, self.fotf
-        proposal = self.engine.propose(mode, fotf)
+        proposal = self.engine.propose(mode, fotf, should_stop=self._performer_waiting)
         with self.lock:
             if not self._key_ok(proposal):
                 return
@@ -231,15 +237,18 @@ class Session:
 
     def _task_train(self) -> None:
         with self.lock:
-            rounds, self.train_pending = min(self.train_pending, 3), 0
+            n = min(TRAIN_SLICE, self.train_pending)
+            self.train_pending -= n
+            done = self.train_pending == 0
         t0 = time.perf_counter()
-        loss = self.engine.train(self.engine.config.batches_per_rating * rounds)
+        loss = self.engine.train(n)
         if loss is None:
             return
-        self.stats.train_ms.append((time.perf_counter() - t0) * 1000 / rounds)
+        self.stats.train_ms.append((time.perf_counter() - t0) * 1000 / n)
         self.stats.losses.append(loss)
-        self.engine.save_checkpoint(self.store)
-        self.store.log_train(self.engine.trainer.steps, loss)
+        if done:  # one checkpoint per burst of learning, not per slice
+            self.engine.save_checkpoint(self.store)
+            self.store.log_train(self.engine.trainer.steps, loss)
 
     # --- switching ------------------------------------------------------------------------------
 
@@ -373,8 +382,11 @@ class Session:
 
     def _learn(self, loop_id: int, loops, label: int | None) -> None:
         self.engine.set_rating(loop_id, loops, label)
+        if label is None:
+            return
+        per_rating = self.engine.config.batches_per_rating
         with self.lock:
-            self.train_pending += 1 if label is not None else 0
+            self.train_pending = min(self.train_pending + per_rating, per_rating * MAX_TRAIN_BACKLOG_RATINGS)
 
     def next(self) -> None:
         with self.lock:

@@ -30,7 +30,7 @@ def start_jack_server(name: str | None = None, timeout: float = 10.0):
             err = proc.stderr.read().decode(errors="replace")[-500:]
             raise RuntimeError(f"jackd exited with {proc.returncode}: {err}")
         if sock.exists() or Path(f"/tmp/jack_{name}_{os.getuid()}_0").exists():
-            time.sleep(0.2)  # the socket appears just before the server accepts clients
+            time.sleep(0.5)  # accepts clients just after; the dummy driver xruns while settling
             return name, proc
         time.sleep(0.05)
     stop_jack_server(proc)

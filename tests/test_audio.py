@@ -182,3 +182,46 @@ def test_jack_without_server_is_a_usage_error():
     absent = f"absent-{uuid.uuid4().hex[:8]}"
     result = _jack_scenario("DDtest", SR, {"JACK_DEFAULT_SERVER": absent, "JACK_NO_START_SERVER": "1"})
     assert result["usage_error"].startswith(f"audio backend 'jack': cannot connect to JACK server '{absent}'")
+
+
+_JACK_DIES = r"""
+import sys
+import numpy as np
+from deepdrummer_live.audio import AudioLost, LoopAudio
+
+audio = LoopAudio("jack", sr=48000, jack_client_name="DDtestLost")
+audio.start()
+audio.queue_bar(np.zeros(4800, dtype=np.float32))
+audio.bar_line()
+print("ready", flush=True)
+sys.stdin.readline()  # the test stops jackd here
+import time
+deadline = time.monotonic() + 10
+while audio.alive and time.monotonic() < deadline:
+    time.sleep(0.05)
+try:
+    audio.bar_line()
+    print("no error")
+except AudioLost as exc:
+    print("lost:", exc)
+finally:
+    audio.close()
+print("closed")
+"""
+
+
+def test_jack_going_away_is_reported_not_fatal(private_jack_server):
+    name, kill, _start_again = private_jack_server
+    child = subprocess.Popen([sys.executable, "-c", _JACK_DIES], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "JACK_DEFAULT_SERVER": name})
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()[-2000:]
+        kill()
+        out, err = child.communicate("go\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+    assert child.returncode == 0, err[-2000:]
+    assert f"lost: audio backend 'jack' went away (jack client 'DDtestLost' on server '{name}'" in out, out
+    assert out.strip().endswith("closed")

@@ -1,0 +1,150 @@
+"""MIDI clock rate error and jitter at a real JACK port while torch trains in this process.
+
+Starts a private jackd (dummy driver, 48 kHz, 64-frame period) unless --jack-server names a
+running one, starts the player process (--clock internal) on it, connects a JACK MIDI input
+to its output and timestamps every clock on the JACK side (rtmidi delta times, taken in
+JACK's process cycle, so this process's GIL and the torch load cannot bias them).
+Meanwhile the main thread runs a torch training loop (matmul + backward) as the daemon does.
+
+Prints one JSON line: rate_error_pct (mean clock interval vs nominal), jitter_p99_ms and
+jitter_max_ms (|interval - nominal|), plus the load that ran. Targets: |rate| <= 0.2 %,
+p99 <= 2 ms. The dummy driver delivers MIDI in 64-frame periods, so up to 1.33 ms of
+the jitter is the period quantisation of the measurement itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deepdrummer_live.player import PlayerConfig, PlayerHandle  # noqa: E402
+
+PERIOD_FRAMES, RATE = 64, 48000
+
+
+def start_jackd() -> tuple[str, subprocess.Popen]:
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        sys.exit("jackd is not installed (apt-get install jackd2)")
+    name = f"ddbench{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen([jackd, "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE),
+                             "-p", str(PERIOD_FRAMES)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    sock = Path("/dev/shm") / f"jack_{name}_{os.getuid()}_0"
+    for _ in range(200):
+        if sock.exists():
+            time.sleep(0.5)
+            return name, proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.terminate()
+    sys.exit(f"jackd -n {name} did not start")
+
+
+def torch_load(stop: threading.Event, counter: list[int]) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(),
+                                torch.nn.Linear(2048, 1024))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    x = torch.randn(512, 1024)
+    while not stop.is_set():
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        counter[0] += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--bpm", type=float, default=120.0)
+    ap.add_argument("--no-load", action="store_true", help="skip the torch training load")
+    ap.add_argument("--jack-server", help="use this running JACK server instead of a private one")
+    args = ap.parse_args()
+
+    jack_proc = None
+    if args.jack_server:
+        os.environ["JACK_DEFAULT_SERVER"] = args.jack_server
+    else:
+        name, jack_proc = start_jackd()
+        os.environ["JACK_DEFAULT_SERVER"] = name
+    import rtmidi
+
+    handle = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none", midi_out="ddbench",
+                                       tempo=args.bpm), lambda e: None)
+    handle.start()
+    probe = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bench-probe", queue_size_limit=1 << 16)
+    probe.ignore_types(sysex=True, timing=False, active_sense=True)
+    ports = probe.get_ports()
+    probe.open_port(next(i for i, p in enumerate(ports) if "ddbench" in p))
+    stop = threading.Event()
+    steps = [0]
+    clock_times: list[float] = []
+
+    def collect() -> None:
+        t = 0.0
+        while not stop.is_set() or True:
+            m = probe.get_message()
+            if m is None:
+                if stop.is_set():
+                    return
+                time.sleep(0.02)
+                continue
+            t += m[1]
+            if m[0] == [0xF8]:
+                clock_times.append(t)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    handle.play()
+    load = None
+    if not args.no_load:
+        load = threading.Thread(target=torch_load, args=(stop, steps), daemon=True)
+        load.start()
+    time.sleep(args.seconds)
+    stop.set()
+    if load is not None:
+        load.join()
+    handle.stop()
+    time.sleep(0.2)
+    collector.join()
+    handle.close()
+    probe.close_port()
+    if jack_proc is not None:
+        jack_proc.terminate()
+        jack_proc.wait(5)
+
+    nominal = 60.0 / (args.bpm * 24)
+    times = clock_times[24:]  # skip the first beat: the probe connects mid-stream
+    intervals = [b - a for a, b in zip(times, times[1:])]
+    mean = (times[-1] - times[0]) / len(intervals)
+    dev = sorted(abs(iv - nominal) for iv in intervals)
+    p99 = dev[min(len(dev) - 1, int(0.99 * len(dev)))]
+    print(json.dumps({
+        "bpm": args.bpm, "seconds": args.seconds, "clocks": len(times),
+        "rate_error_pct": round((mean / nominal - 1.0) * 100.0, 4),
+        "jitter_p99_ms": round(p99 * 1000, 3), "jitter_max_ms": round(dev[-1] * 1000, 3),
+        "jitter_median_ms": round(dev[len(dev) // 2] * 1000, 3),
+        "load": "none" if args.no_load else "torch-train", "train_steps": steps[0],
+        "torch_threads": None if args.no_load else __import__("torch").get_num_threads(),
+        "jack_period_ms": round(PERIOD_FRAMES / RATE * 1000, 3),
+        "targets": {"rate_error_pct": 0.2, "jitter_p99_ms": 2.0},
+    }))
+
+
+if __name__ == "__main__":
+    main()

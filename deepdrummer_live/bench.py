@@ -1,0 +1,168 @@
+"""`deepdrummer-live bench --json`: throughput, latency and memory, measured in one run.
+
+- candidates_per_s: render + MFCC + critic score, batched (the chains of one search step).
+- baseline_candidates_per_s: the paper's path, one candidate at a time (4 bars at 44.1 kHz,
+  its 291k-parameter critic), measured in the same process right after.
+- rating_to_next_ms_*: a real daemon in this process (store, engine, session, OSC server on a
+  free UDP port); a UDP client rates the current loop and waits for the next /dd/loop.
+- train_step_ms: one optimizer step (batch 16) of the critic the daemon uses.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import pattern
+from .critic import PAPER_CONFIG, build_critic
+from .engine import Engine
+from .kit import load_kit
+from .search import PaperScorer, resolve_device
+
+
+def _throughput(score, make_batch, seconds: float) -> float:
+    score(make_batch())  # warm-up: allocations, kernels
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        batch = make_batch()
+        score(batch)
+        n += len(batch)
+    if n and str(getattr(batch.grid, "device", "cpu")).startswith("cuda"):
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def measure_candidates(engine: Engine, seconds: float) -> float:
+    g = torch.Generator(device=engine.device).manual_seed(0)
+    n = engine.chains
+
+    def make():
+        return pattern.random_loops(n, len(engine.kit), g, engine.device)
+
+    def score(loops):
+        p = engine.scorer.score(engine.model, loops)
+        return float(p[-1])  # forces the device to finish
+
+    return _throughput(score, make, seconds)
+
+
+def measure_baseline(kit, device, seconds: float) -> float:
+    scorer = PaperScorer(kit, PAPER_CONFIG, device)
+    model = build_critic(PAPER_CONFIG).to(device).eval()
+    g = torch.Generator(device=device).manual_seed(0)
+    return _throughput(lambda loops: scorer.score(model, loops),
+                       lambda: pattern.random_loops(1, len(kit), g, device), seconds)
+
+
+def measure_train_step(engine: Engine, steps: int = 40) -> float:
+    g = torch.Generator(device=engine.device).manual_seed(1)
+    loops = pattern.random_loops(24, len(engine.kit), g, engine.device)
+    for i in range(24):
+        engine.set_rating(10_000_000 + i, loops.take(i), i % 2)
+    engine.train(2)  # warm-up
+    t0 = time.perf_counter()
+    engine.train(steps)
+    ms = (time.perf_counter() - t0) * 1000 / steps
+    for i in range(24):
+        engine.set_rating(10_000_000 + i, None, None)
+    return ms
+
+
+def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, interval: float) -> list[float]:
+    """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
+    from pythonosc.osc_message import OscMessage
+
+    from .osc import OscServer, encode
+    from .session import Session, VirtualTransport
+    from .store import Store
+
+    with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
+        store = Store(Path(tmp))
+        osc = OscServer("127.0.0.1", 0)
+        engine = Engine(kit, device, seed, paper=paper)
+        session = Session(engine, store, osc.out)
+        transport = VirtualTransport(session.tempo, session.on_transport_event)
+        session.attach_transport(transport)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(30)
+        osc.subscribers.add(client.getsockname())
+        osc.start(session)
+        session.start()
+        latencies: list[float] = []
+        try:
+            def wait_for(address: str) -> list:
+                while True:
+                    msg = OscMessage(client.recvfrom(65536)[0])
+                    if msg.address == address:
+                        return msg.params
+
+            current = wait_for("/dd/loop")[0]
+            for i in range(ratings):
+                time.sleep(interval)  # the performer listens to the loop
+                t0 = time.perf_counter()
+                client.sendto(encode("/dd/like" if i % 3 == 0 else "/dd/dislike", current), osc.address)
+                params = wait_for("/dd/loop")
+                latencies.append((time.perf_counter() - t0) * 1000)
+                current = params[0]
+        finally:
+            osc.stop()
+            session.stop()
+            transport.close()
+            store.close()
+            client.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def cmd_bench(args) -> int:
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(2)
+    kit = load_kit(args.kit)
+    seed = 0 if args.seed is None else args.seed
+    engine = Engine(kit, device, seed, paper=args.paper)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    say(f"kit {kit.name} ({len(kit)} samples), critic {engine.config.name} ({engine.n_parameters} params), "
+        f"device {device}, {engine.chains} chains x {engine.iters} iterations")
+    batched = measure_candidates(engine, args.seconds)
+    say(f"batched: {batched:,.0f} candidates/s")
+    baseline = measure_baseline(kit, device, args.seconds)
+    say(f"paper path, one at a time: {baseline:,.0f} candidates/s ({batched / baseline:.1f}x)")
+    train_ms = measure_train_step(engine)
+    say(f"train step: {train_ms:.2f} ms")
+    latencies = measure_rating_latency(kit, device, seed, args.paper, args.ratings, interval=1.0)
+    result = {
+        "candidates_per_s": round(batched, 1),
+        "baseline_candidates_per_s": round(baseline, 1),
+        "speedup": round(batched / baseline, 2),
+        "rating_to_next_ms_p50": round(statistics.median(latencies), 2),
+        "rating_to_next_ms_p95": round(percentile(latencies, 95), 2),
+        "train_step_ms": round(train_ms, 3),
+        "train_per_rating_ms": round(train_ms * engine.config.batches_per_rating, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": str(device),
+        "kit": kit.name,
+        "critic": engine.config.name,
+        "critic_parameters": engine.n_parameters,
+        "chains": engine.chains,
+        "iters": engine.iters,
+        "ratings": len(latencies),
+    }
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k:28s} {v}")
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,245 @@
+"""Simulated performers: consistent tastes over the 16-step grid and the rows' GM roles.
+
+A simulated user judges a loop only from what the daemon sends in `/dd/loop`
+(`i loop_id, f p_like, f bpm, i n_steps`, then per row `s sample_name, i midi_note, s steps`):
+sample names and GM notes give each row a role, the step strings give where it hits.
+Nothing else (no audio, no kit) is used, so the same user works with any kit.
+
+Every user has a `score(loop) -> float` (its taste, higher is better) and a threshold;
+`like_probability(loop)` is a steep logistic around the threshold mixed with a small
+lapse rate (a person who sometimes presses the wrong button), and `judge(loop)` draws from
+it with a generator seeded by the user's seed and the loop's content, so a given user gives
+the same loop the same answer every time (deterministic, yet noisy across loops).
+
+Thresholds are set so that the like-rate on the paper's prior (random loops: 4 random
+samples, each cell on with p=0.5) lies in 0.2-0.5 with both the built-in kit and the
+paper's 292-sample kit (see `base_rate` and tests/test_simuser.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .kit import GM_NOTES, role_from_name
+
+N_STEPS = 16
+BEATS = (0, 4, 8, 12)  # quarter notes
+BACKBEAT = (4, 12)  # beats 2 and 4
+OFFBEATS = (2, 6, 10, 14)  # the "and"s (8th-note offbeats)
+ODD_16THS = tuple(range(1, 16, 2))  # the "e"s and "a"s
+
+_NOTE_ROLES = {note: role for role, note in GM_NOTES.items()}
+
+KICKS = {"kick"}
+SNARES = {"snare", "clap", "rim"}
+HATS = {"closed_hat", "pedal_hat", "open_hat", "shaker", "tambourine"}
+CYMBALS = {"crash", "ride", "open_hat"}
+TOMS = {"tom_low", "tom_mid", "tom_high"}
+PERCS = TOMS | {"conga", "cowbell", "clave", "perc", "tambourine", "shaker"}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    note: int
+    role: str
+    steps: tuple[bool, ...]
+
+    @property
+    def hits(self) -> int:
+        return sum(self.steps)
+
+    def on(self, step: int) -> bool:
+        return self.steps[step]
+
+
+@dataclass(frozen=True)
+class LoopMsg:
+    loop_id: int
+    p_like: float
+    bpm: float
+    n_steps: int
+    rows: tuple[Row, ...]
+
+    def with_roles(self, roles: set[str]) -> list[Row]:
+        return [r for r in self.rows if r.role in roles]
+
+    @property
+    def total_hits(self) -> int:
+        return sum(r.hits for r in self.rows)
+
+    def key(self) -> str:
+        """The loop's content (not its id): same content, same judgement."""
+        return "|".join(f"{r.name}:{r.note}:{''.join('x' if s else '.' for s in r.steps)}" for r in self.rows)
+
+
+def row_role(name: str, note: int) -> str:
+    """A row's role: from the sample name when it names one, else from the GM note."""
+    role = role_from_name(name)
+    if role == "perc" and note in _NOTE_ROLES:
+        return _NOTE_ROLES[note]
+    return role
+
+
+def parse_loop(args: Sequence) -> LoopMsg:
+    """The arguments of a `/dd/loop` message (a list) -> LoopMsg. A LoopMsg is returned as is."""
+    if isinstance(args, LoopMsg):
+        return args
+    loop_id, p_like, bpm, n_steps = int(args[0]), float(args[1]), float(args[2]), int(args[3])
+    rest = list(args[4:])
+    if len(rest) % 3:
+        raise ValueError(f"/dd/loop: {len(rest)} row arguments, want 3 per row (name, note, steps)")
+    rows = []
+    for i in range(0, len(rest), 3):
+        name, note, steps = str(rest[i]), int(rest[i + 1]), str(rest[i + 2])
+        rows.append(Row(name, note, row_role(name, note), tuple(c == "x" for c in steps)))
+    return LoopMsg(loop_id, p_like, bpm, n_steps, tuple(rows))
+
+
+def make_loop(rows: Sequence[tuple[str, str]], loop_id: int = 0) -> LoopMsg:
+    """A LoopMsg from (role-or-sample-name, steps) pairs, for tests: note from GM_NOTES."""
+    args: list = [loop_id, 0.5, 120.0, len(rows[0][1])]
+    for name, steps in rows:
+        args += [name, GM_NOTES.get(role_from_name(name), GM_NOTES["perc"]), steps]
+    return parse_loop(args)
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+@dataclass
+class SimUser:
+    """One taste: `score` (higher = better), liked when above `threshold`."""
+
+    name: str
+    description: str
+    score: Callable[[LoopMsg], float]
+    threshold: float
+    sharpness: float = 8.0  # logistic slope around the threshold (per unit of score)
+    lapse: float = 0.03  # probability of answering at random
+    seed: int = 0
+
+    def like_probability(self, loop) -> float:
+        loop = parse_loop(loop)
+        z = self.sharpness * (self.score(loop) - self.threshold)
+        p = 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+        return self.lapse * 0.5 + (1.0 - self.lapse) * p
+
+    def judge(self, loop) -> bool:
+        """Like (True) or dislike; the same loop content always gets the same answer."""
+        loop = parse_loop(loop)
+        digest = hashlib.sha256(f"{self.name}/{self.seed}/{loop.key()}".encode()).digest()
+        u = int.from_bytes(digest[:8], "little") / 2.0**64
+        return u < self.like_probability(loop)
+
+
+def _frac(row: Row, steps: Sequence[int]) -> float:
+    return sum(row.on(s) for s in steps) / len(steps)
+
+
+def _best(rows: list[Row], f: Callable[[Row], float], default: float = 0.0) -> float:
+    return max((f(r) for r in rows), default=default)
+
+
+def backbeat(loop: LoopMsg) -> float:
+    """Snare/clap/rim on 2 and 4 (steps 4 and 12) and a kick on the one; not on every step."""
+    def row_score(r: Row) -> float:
+        return _frac(r, BACKBEAT) - 0.5 * _frac(r, (0, 8))
+    kick_one = 0.5 if any(r.on(0) for r in loop.with_roles(KICKS)) else 0.0
+    return _best(loop.with_roles(SNARES), row_score, -0.5) + kick_one
+
+
+def four_on_the_floor(loop: LoopMsg) -> float:
+    """A kick on every beat, and few kicks in between."""
+    def row_score(r: Row) -> float:
+        off = [s for s in range(N_STEPS) if s not in BEATS]
+        return _frac(r, BEATS) - 0.5 * _frac(r, off)
+    return _best(loop.with_roles(KICKS), row_score, -0.5)
+
+
+def offbeat_hats(loop: LoopMsg) -> float:
+    """Hats (closed/pedal/open, shaker, tambourine) on the offbeats, not on the beats."""
+    def row_score(r: Row) -> float:
+        return _frac(r, OFFBEATS) - _frac(r, BEATS)
+    return _best(loop.with_roles(HATS), row_score, -1.0)
+
+
+def sparse(loop: LoopMsg) -> float:
+    """Few hits in all: 1 at 16 hits or fewer, 0 at 40 or more."""
+    return min(1.0, max(0.0, (40 - loop.total_hits) / 24.0))
+
+
+def busy(loop: LoopMsg) -> float:
+    """Many hits in all: 0 at 24 or fewer, 1 at 48 or more."""
+    return min(1.0, max(0.0, (loop.total_hits - 24) / 24.0))
+
+
+def no_cymbals(loop: LoopMsg) -> float:
+    """Hates crash, ride and open hat (the more their hits, the worse); wants a kick and a snare."""
+    cym = sum(r.hits for r in loop.with_roles(CYMBALS))
+    core = bool(loop.with_roles(KICKS)) + bool(loop.with_roles(SNARES))
+    return core / 2.0 - cym / 8.0
+
+
+def percussionist(loop: LoopMsg) -> float:
+    """Loves toms and hand percussion: rows of them, and many hits on them."""
+    rows = loop.with_roles(PERCS)
+    return len(rows) / 4.0 + sum(r.hits for r in rows) / 64.0
+
+
+def syncopation(loop: LoopMsg) -> float:
+    """Kick and snare hits off the 8th grid (odd 16ths) rather than on it."""
+    rows = loop.with_roles(KICKS | SNARES)
+    odd = sum(_frac(r, ODD_16THS) for r in rows)
+    even = sum(_frac(r, [s for s in range(N_STEPS) if s % 2 == 0]) for r in rows)
+    return (odd - even) if rows else -1.0
+
+
+# Threshold per user: like-rate on the paper's prior about 0.2-0.5 with both the built-in kit
+# and the paper's kit (measured by `base_rate`, 4000 random loops each; see docs/learning.md).
+USERS: dict[str, tuple[str, Callable[[LoopMsg], float], float, float]] = {
+    # name: (description, score, threshold, sharpness)
+    "backbeat": ("snare/clap on 2 and 4 (steps 4, 12), kick on the one", backbeat, 0.625, 20.0),
+    "fotf": ("four-on-the-floor kick (steps 0, 4, 8, 12), little else on the kick", four_on_the_floor, 0.3, 20.0),
+    "offbeat_hats": ("hats on the offbeats (2, 6, 10, 14), not on the beats", offbeat_hats, 0.125, 20.0),
+    "sparse": ("few hits in all (minimalist)", sparse, 0.44, 20.0),
+    "busy": ("many hits in all (dense)", busy, 0.44, 20.0),
+    "no_cymbals": ("hates crash/ride/open hat; wants kick and snare", no_cymbals, 0.8, 20.0),
+    "percussionist": ("loves toms and hand percussion", percussionist, 0.6, 12.0),
+    "syncopation": ("kick/snare on odd 16ths rather than on the 8th grid", syncopation, 0.19, 20.0),
+}
+
+
+def make_user(name: str, seed: int = 0, lapse: float = 0.03) -> SimUser:
+    if name not in USERS:
+        raise ValueError(f"unknown simulated user {name!r}; use one of {', '.join(USERS)}")
+    description, score, threshold, sharpness = USERS[name]
+    return SimUser(name, description, score, threshold, sharpness=sharpness, lapse=lapse, seed=seed)
+
+
+def all_users(seed: int = 0) -> list[SimUser]:
+    return [make_user(n, seed) for n in USERS]
+
+
+# --- the prior, for calibration ------------------------------------------------------------------
+
+def random_loop_msg(kit_rows: Sequence[tuple[str, int]], rng: random.Random, loop_id: int = 0) -> LoopMsg:
+    """A loop from the paper's prior over (sample name, GM note) pairs of a kit."""
+    args: list = [loop_id, 0.5, 120.0, N_STEPS]
+    for _ in range(4):
+        name, note = kit_rows[rng.randrange(len(kit_rows))]
+        args += [name, note, "".join("x" if rng.random() < 0.5 else "." for _ in range(N_STEPS))]
+    return parse_loop(args)
+
+
+def base_rate(user: SimUser, kit_rows: Sequence[tuple[str, int]], n: int = 2000, seed: int = 0,
+              expected: bool = True) -> float:
+    """The user's like-rate on random loops of a kit (mean like_probability, or judged)."""
+    rng = random.Random(seed)
+    loops = [random_loop_msg(kit_rows, rng, i) for i in range(n)]
+    if expected:
+        return sum(user.like_probability(lp) for lp in loops) / n
+    return sum(user.judge(lp) for lp in loops) / n

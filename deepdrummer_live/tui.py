@@ -1,0 +1,361 @@
+"""The terminal control surface: a curses view of `Session.snapshot()` plus single-key commands.
+
+Rendering is pure (`layout`/`render_lines` turn a snapshot into text lines), key handling is a
+plain function (`handle_key`), and only `run_tui` touches the terminal, so the first two are
+tested without a tty and the last one in a real terminal (tmux).
+"""
+
+from __future__ import annotations
+
+import curses
+import locale
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from .errors import DeepDrummerError
+from .search import MODES
+
+log = logging.getLogger(__name__)
+
+FPS = 15  # redraws per second: smooth playhead at 300 BPM (8 steps/s) without burning a core
+MIN_WIDTH = 70
+MIN_HEIGHT = 18
+NAME_W = 14
+ROLE_W = 10
+LABEL_W = 2 + NAME_W + 1 + ROLE_W + 1 + 3 + 2  # indent, name, role, note, gap
+TEMPO_STEP = 5.0
+TEMPO_RANGE = (20.0, 300.0)
+SPARK_UNICODE = "▁▂▃▄▅▆▇█"
+SPARK_ASCII = "_.-:=+*#"
+
+HELP = [("l", "like"), ("d", "dislike"), ("n", "next"), ("u", "undo"), ("m", "mode"), ("f", "4/4 kick"),
+        ("+/-", "tempo"), ("space", "play/stop"), ("s", "save"), ("q", "quit")]
+
+
+# --- pure rendering -----------------------------------------------------------------------------
+
+def sparkline(values, width: int, unicode: bool = True) -> str:
+    """The last `width` values as block characters scaled between their min and max."""
+    chars = SPARK_UNICODE if unicode else SPARK_ASCII
+    vals = [float(v) for v in values][-width:] if width > 0 else []
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    if span <= 0:  # flat: draw mid-height so a constant loss is still visible
+        return chars[len(chars) // 2] * len(vals)
+    return "".join(chars[min(len(chars) - 1, int((v - lo) / span * len(chars)))] for v in vals)
+
+
+def step_col(step: int) -> int:
+    """Column of step `step` in a grid row: two characters per step, one extra space per beat."""
+    return LABEL_W + 2 * step + step // 4
+
+
+def fit(text: str, width: int, unicode: bool = True) -> str:
+    """Cut to width; a long sample name keeps its end (the distinctive part: 'kick01', not '808/clean/')."""
+    if len(text) <= width:
+        return text.ljust(width)
+    return ("…" if unicode else "~") + text[-(width - 1):] if width > 1 else text[:width]
+
+
+def grid_cells(steps: str, unicode: bool = True) -> str:
+    hit, rest = ("■", "·") if unicode else ("x", ".")
+    cells = []
+    for i, c in enumerate(steps):
+        if i and i % 4 == 0:
+            cells.append(" ")
+        cells.append((hit if c == "x" else rest) + " ")
+    return "".join(cells).rstrip()
+
+
+def wrap_help(width: int) -> list[str]:
+    lines, line = [], " "
+    for key, what in HELP:
+        item = f"{key} {what}"
+        if len(line) + len(item) + 2 > width and line.strip():
+            lines.append(line.rstrip())
+            line = " "
+        line += item + "  "
+    lines.append(line.rstrip())
+    return lines
+
+
+@dataclass
+class Mark:
+    """A span to draw with an attribute: line index, column, length, style name."""
+    line: int
+    col: int
+    length: int
+    style: str
+
+
+def layout(snap: dict, width: int, height: int | None = None, unicode: bool = True,
+           message: str = "", error: str | None = None) -> tuple[list[str], list[Mark]]:
+    """Text lines (each at most width-1 wide) and style marks for one frame.
+
+    `error` overrides the snapshot's last_error (the surface shows the newest of the two);
+    `message` is a transient note ("saving loop #4").
+    """
+    if width < MIN_WIDTH or (height is not None and height < MIN_HEIGHT):
+        have = f"{width}x{height}" if height is not None else f"{width} columns"
+        text = f"make the terminal bigger: need {MIN_WIDTH}x{MIN_HEIGHT}, have {have} (q quits)"
+        return [text[:max(1, width - 1)]], []
+    lines: list[str] = []
+    marks: list[Mark] = []
+    playing = bool(snap.get("playing"))
+    dot = ("▶" if unicode else ">") if playing else ("■" if unicode else "#")
+    right = f"{dot} {'playing' if playing else 'stopped'}   {snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)"
+    title = " DeepDrummer Live"
+    lines.append(title + right.rjust(width - 1 - len(title)))
+    marks.append(Mark(0, 1, len(title) - 1, "title"))
+    loop = snap.get("loop")
+    likes, dislikes = snap.get("likes", 0), snap.get("dislikes", 0)
+    if loop is None:
+        lines.append(f" waiting for the first loop...   likes {likes}   dislikes {dislikes}")
+    else:
+        p = float(loop.get("p_like", 0.0))
+        head = f" loop #{loop.get('id')}   P(like) {p:.2f} "
+        tail = f"   likes {likes}   dislikes {dislikes}"
+        bar_w = max(5, min(20, width - 1 - len(head) - len(tail)))
+        filled = max(0, min(bar_w, round(p * bar_w)))
+        bar = ("█" * filled + "░" * (bar_w - filled)) if unicode else ("#" * filled + "-" * (bar_w - filled))
+        lines.append(head + bar + tail)
+        marks.append(Mark(1, len(head), filled, "like"))
+        marks.append(Mark(1, len(head) + bar_w + 3, len(f"likes {likes}"), "like"))
+        marks.append(Mark(1, len(head) + bar_w + len(tail) - len(f"dislikes {dislikes}"),
+                          len(f"dislikes {dislikes}"), "dislike"))
+    lines.append(f" mode {snap.get('mode', '?')}   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
+                 f"   device {snap.get('device', '?')}   train steps {snap.get('train_steps', 0)}")
+    lines.append("")
+    beat_nums = "".join(f"{i + 1:<9}" for i in range(0, 16, 4)).rstrip()
+    lines.append(" " * LABEL_W + beat_nums)
+    rows = loop.get("rows", []) if loop else []
+    n_steps = max((len(r.get("steps", "")) for r in rows), default=16)
+    step = int(snap.get("step", 0)) % max(1, n_steps)
+    for r in rows:
+        label = f"  {fit(str(r.get('sample', '?')), NAME_W, unicode)} {fit(str(r.get('role', '?')), ROLE_W, unicode)} {r.get('note', 0):>3}  "
+        lines.append(label + grid_cells(r.get("steps", ""), unicode))
+        if playing:
+            marks.append(Mark(len(lines) - 1, step_col(step), 1, "playhead"))
+    for _ in range(4 - len(rows)):
+        lines.append("")
+    if playing:
+        lines.append(" " * step_col(step) + ("▲" if unicode else "^"))
+    else:
+        lines.append("")
+    losses = snap.get("losses") or []
+    if losses:
+        prefix = " loss "
+        suffix = f"  {float(losses[-1]):.3f} (step {snap.get('train_steps', 0)})"
+        spark = sparkline(losses, width - 1 - len(prefix) - len(suffix), unicode)
+        lines.append(prefix + spark + suffix)
+    else:
+        lines.append(" loss  (no training yet: rate a few loops)")
+    lines.append("")
+    err = snap.get("last_error", "") if error is None else error
+    if err:
+        lines.append(f" error: {err}")
+        marks.append(Mark(len(lines) - 1, 1, len(lines[-1]) - 1, "error"))
+    else:
+        lines.append(f" {message}" if message else "")
+    lines.append("")
+    help_start = len(lines)
+    lines.extend(wrap_help(width - 1))
+    for i in range(help_start, len(lines)):
+        marks.append(Mark(i, 0, len(lines[i]), "help"))
+    lines = [ln[:width - 1] for ln in lines]
+    return lines, [m for m in marks if m.col < width - 1]
+
+
+def render_lines(snapshot: dict, width: int, unicode: bool = True) -> list[str]:
+    """The frame for `snapshot` as text lines at most width-1 characters wide."""
+    return layout(snapshot, width, unicode=unicode)[0]
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+@dataclass
+class KeyResult:
+    quit: bool = False
+    message: str = ""  # a note to show ("saving loop #3")
+    error: str = ""    # a DeepDrummerError's message
+
+
+def _key_char(key) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and 0 <= key < 0x110000:
+        return chr(key)
+    return ""
+
+
+def handle_key(session, key) -> KeyResult:
+    """Run the session command bound to `key` (a curses key code or a one-character string)."""
+    c = _key_char(key)
+    try:
+        if c in ("q", "Q"):
+            return KeyResult(quit=True)
+        if c == "l":
+            loop_id, likes, _ = session.rate(None, True)
+            return KeyResult(message=f"liked loop #{loop_id} ({likes} likes)")
+        if c == "d":
+            loop_id, _, dislikes = session.rate(None, False)
+            return KeyResult(message=f"disliked loop #{loop_id} ({dislikes} dislikes)")
+        if c == "n":
+            session.next()
+            return KeyResult(message="next loop")
+        if c == "u":
+            loop_id, _, _ = session.undo()
+            return KeyResult(message=f"took back the last rating (loop #{loop_id})")
+        if c == "m":
+            mode = MODES[(MODES.index(session.mode) + 1) % len(MODES)] if session.mode in MODES else MODES[0]
+            session.set_mode(mode)
+            return KeyResult(message=f"mode {mode}")
+        if c == "f":
+            session.set_fotf(not session.fotf)
+            return KeyResult(message=f"4-on-the-floor {'on' if session.fotf else 'off'}")
+        if c in ("+", "=", "-", "_"):
+            delta = TEMPO_STEP if c in ("+", "=") else -TEMPO_STEP
+            target = session.tempo + delta
+            lo, hi = TEMPO_RANGE
+            # Clamp so 298 + 5 reaches 300; at the limit itself pass it on so the session says why.
+            if lo <= session.tempo <= hi and not lo <= target <= hi and session.tempo not in (lo, hi):
+                target = min(max(target, lo), hi)
+            session.set_tempo(target)
+            return KeyResult(message=f"tempo {target:g} BPM")
+        if c == " ":
+            if session.playing:
+                session.stop_transport()
+                return KeyResult(message="stopped")
+            session.play()
+            return KeyResult(message="playing")
+        if c == "s":
+            session.save(None)
+            return KeyResult(message="saving the current loop to the library")
+    except DeepDrummerError as exc:
+        return KeyResult(error=str(exc))
+    return KeyResult()
+
+
+# --- the terminal ------------------------------------------------------------------------------------
+
+class _LastWarning(logging.Handler):
+    """Keeps the newest warning/error log line, shown on the surface instead of scribbling on it."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.text = ""
+        self.at = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text = record.getMessage()
+        self.at = time.monotonic()
+
+
+def _is_console_handler(h: logging.Handler) -> bool:
+    return (isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+            and getattr(h, "stream", None) in (sys.stderr, sys.stdout))
+
+
+def _styles() -> dict[str, int]:
+    styles = {"title": curses.A_BOLD, "playhead": curses.A_REVERSE, "error": curses.A_BOLD,
+              "like": curses.A_NORMAL, "dislike": curses.A_NORMAL, "help": curses.A_DIM}
+    if curses.has_colors():
+        try:
+            curses.use_default_colors()
+            bg = -1
+        except curses.error:
+            bg = curses.COLOR_BLACK
+        for i, color in enumerate((curses.COLOR_RED, curses.COLOR_GREEN, curses.COLOR_CYAN), start=1):
+            curses.init_pair(i, color, bg)
+        styles.update(error=curses.color_pair(1) | curses.A_BOLD, like=curses.color_pair(2),
+                      dislike=curses.color_pair(1), title=curses.color_pair(3) | curses.A_BOLD)
+    return styles
+
+
+def _draw(scr, lines: list[str], marks: list[Mark], styles: dict[str, int]) -> None:
+    h, w = scr.getmaxyx()
+    scr.erase()
+    for y, text in enumerate(lines[:h]):
+        try:
+            scr.addstr(y, 0, text[:max(0, w - 1)])
+        except curses.error:
+            continue  # a cell the terminal cannot show (resize race): the next frame redraws it
+    for m in marks:
+        if m.line < h and m.col < w - 1 and m.length > 0:
+            try:
+                scr.chgat(m.line, m.col, min(m.length, w - 1 - m.col), styles.get(m.style, 0))
+            except curses.error:
+                continue
+    scr.refresh()
+
+
+def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
+    try:
+        curses.curs_set(0)
+    except curses.error:
+        log.debug("terminal cannot hide the cursor")
+    scr.timeout(int(1000 / FPS))
+    scr.keypad(True)
+    styles = _styles()
+    unicode = (locale.getpreferredencoding(False) or "").lower().replace("-", "") == "utf8"
+    message, error, error_at, seen_error = "", "", 0.0, None
+    while not stop.is_set():
+        snap = session.snapshot()
+        if snap.get("last_error") != seen_error:  # a new session error is newer than any key error
+            seen_error = snap.get("last_error")
+            if seen_error:
+                error, error_at = seen_error, time.monotonic()
+        if warnings.at > error_at and warnings.text and warnings.text != error:
+            error, error_at = warnings.text, warnings.at
+        h, w = scr.getmaxyx()
+        lines, marks = layout(snap, w, h, unicode=unicode, message=message, error=error)
+        _draw(scr, lines, marks, styles)
+        key = scr.getch()
+        if key == -1:
+            continue
+        if key == curses.KEY_RESIZE:
+            curses.update_lines_cols()
+            scr.clear()  # full repaint: the old frame's cells are stale after a resize
+            continue
+        result = handle_key(session, key)
+        if result.quit:
+            return
+        if result.error:
+            error, error_at, message = result.error, time.monotonic(), ""
+        elif result.message:
+            message, error = result.message, ""
+
+
+def run_tui(session, stop: threading.Event) -> None:
+    """Show the surface until the user presses q (then sets `stop`) or `stop` is set elsewhere."""
+    root = logging.getLogger()
+    console = [h for h in root.handlers if _is_console_handler(h)]
+    warnings = _LastWarning()
+    # Log lines on stderr would tear the curses screen: mute them while it is up (daemon.log keeps all).
+    for h in console:
+        root.removeHandler(h)
+    root.addHandler(warnings)
+    try:
+        try:
+            locale.setlocale(locale.LC_CTYPE, "")  # ncurses draws multibyte characters only with a locale
+        except locale.Error as exc:
+            log.warning("locale from LANG/LC_* unusable (%s): drawing ASCII only", exc)
+        curses.wrapper(_loop, session, stop, warnings)
+    except curses.error as exc:
+        for h in console:
+            root.addHandler(h)
+        console = []
+        log.warning("terminal surface unavailable (%s; TERM=%s); running without it, Ctrl-C stops",
+                    exc, os.environ.get("TERM"))
+        stop.wait()
+    finally:
+        root.removeHandler(warnings)
+        for h in console:
+            root.addHandler(h)
+    stop.set()

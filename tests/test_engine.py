@@ -1,0 +1,173 @@
+"""Engine: batched paths equal one-at-a-time paths; torch MFCC equals librosa's; the paper's network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from deepdrummer_live import pattern
+from deepdrummer_live.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, LeanCritic, PaperCritic,
+                                     Trainer, augment_features, build_critic, count_parameters, p_like)
+from deepdrummer_live.engine import Engine
+from deepdrummer_live.features import MfccTransform
+from deepdrummer_live.kit import load_kit
+from deepdrummer_live.render import MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
+from deepdrummer_live.search import Scorer, search
+
+
+@pytest.fixture(scope="module")
+def kit():
+    return load_kit(None)
+
+
+@pytest.fixture(scope="module")
+def scorer(kit):
+    return Scorer(kit, LEAN_CONFIG, "cpu")
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_render_batched_equals_hit_by_hit(kit):
+    sr, step = 16000, step_length(120, 16000)
+    audio = kit.audio_at(sr)
+    bank = sample_bank(audio, step, 16, "cpu")
+    loops = pattern.random_loops(12, len(kit), gen(1), "cpu")
+    batched = render_bars(loops.grid, loops.sample_ids, bank)
+    for b in range(len(loops)):
+        steps = pattern.grid_to_strings(loops.grid[b])
+        one = render_bar_numpy(steps, [audio[i] for i in loops.sample_ids[b].tolist()], step)
+        np.testing.assert_allclose(batched[b].numpy(), one, atol=1e-5)
+
+
+def test_render_wraps_tails_and_clips():
+    step = 4
+    long_tail = np.ones(3 * step, dtype=np.float32)  # rings for three steps
+    bank = sample_bank([long_tail], step, 4, "cpu")
+    grid = torch.tensor([[[False, False, False, True]]])  # hit on the last step: its tail wraps
+    out = render_bars(grid, torch.tensor([[0]]), bank)[0].numpy()
+    expected = np.zeros(16, dtype=np.float32)
+    expected[12:16] = MIX_GAIN
+    expected[0:8] = MIX_GAIN
+    np.testing.assert_allclose(out, expected)
+    loud = sample_bank([np.full(16, 3.0, dtype=np.float32)], step, 4, "cpu")
+    assert float(render_bars(torch.ones(1, 1, 4, dtype=torch.bool), torch.tensor([[0]]), loud).max()) == 1.0
+
+
+@pytest.mark.parametrize("spec", [LEAN_SPEC, PAPER_SPEC], ids=["lean", "paper"])
+def test_mfcc_matches_librosa(spec):
+    rng = np.random.default_rng(0)
+    n = 16000
+    y = (rng.standard_normal(n) * np.exp(-np.arange(n) / 3000)).astype(np.float32)
+    ours = MfccTransform(spec, "cpu")(torch.from_numpy(y)[None])[0].numpy()
+    kwargs = dict(sr=spec.sr, n_mfcc=spec.n_mfcc, n_fft=spec.n_fft, hop_length=spec.hop, n_mels=spec.n_mels,
+                  fmin=spec.fmin, fmax=spec.fmax, htk=spec.htk, norm="ortho", mel_norm=spec.mel_norm,
+                  window="hann")
+    assert spec.top_db == 80.0  # librosa.feature.mfcc's own power_to_db default
+    if spec.circular:
+        half = spec.n_fft // 2
+        padded = np.concatenate([y[-half:], y, y[:half]])
+        ref = librosa.feature.mfcc(y=padded, center=False, **kwargs)[:, : n // spec.hop]
+    else:
+        ref = librosa.feature.mfcc(y=y, center=True, pad_mode=spec.pad_mode, **kwargs)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=2e-2)
+
+
+def test_mfcc_batched_equals_one_at_a_time():
+    rng = np.random.default_rng(1)
+    audio = torch.from_numpy(rng.standard_normal((5, 32000)).astype(np.float32)) * torch.linspace(0.01, 1, 5)[:, None]
+    tr = MfccTransform(LEAN_SPEC, "cpu")
+    batched = tr(audio)
+    for i in range(5):
+        torch.testing.assert_close(batched[i], tr(audio[i:i + 1])[0], atol=1e-3, rtol=1e-4)
+
+
+def test_scores_batched_equal_one_at_a_time(scorer, kit):
+    model = build_critic(LEAN_CONFIG).eval()
+    loops = pattern.random_loops(40, len(kit), gen(2), "cpu")
+    batched = scorer.score(model, loops)
+    singles = torch.cat([scorer.score(model, loops.take(i)) for i in range(len(loops))])
+    torch.testing.assert_close(batched, singles, atol=1e-5, rtol=1e-4)
+
+
+def test_paper_critic_is_the_papers_network():
+    model = PaperCritic()
+    assert count_parameters(model) == 291290  # the original's 291k parameters
+    feats = MfccTransform(PAPER_SPEC, "cpu")(torch.zeros(2, 88200))
+    assert feats.shape == (2, 60, 442)
+    assert model.eval()(feats).shape == (2, 2)
+    assert PAPER_CONFIG.lr == 5.7e-5 and PAPER_CONFIG.weight_decay == 5.9e-6
+    assert PAPER_CONFIG.batch_size == 16 and PAPER_CONFIG.batches_per_rating == 40
+    assert abs(PAPER_CONFIG.dropout - 0.167) < 1e-9
+
+
+def test_mutation_and_fotf_follow_the_paper(kit):
+    g = gen(3)
+    kicks = torch.tensor(kit.ids_with_role("kick"))
+    loops = pattern.random_loops(4000, len(kit), g, "cpu")
+    assert abs(loops.grid.float().mean().item() - pattern.P_CELL_ON) < 0.02
+    mutated = pattern.mutate(loops, len(kit), g)
+    assert abs((mutated.grid ^ loops.grid).float().mean().item() - pattern.P_TOGGLE) < 0.01
+    swapped = (mutated.sample_ids != loops.sample_ids).float().mean().item()
+    assert abs(swapped - pattern.P_SWAP_SAMPLE * (1 - 1 / len(kit))) < 0.02
+    fotf = pattern.mutate(pattern.random_loops(200, len(kit), g, "cpu", True, kicks), len(kit), g, True, kicks)
+    assert bool((fotf.grid[:, 0] == pattern.fotf_row()).all())
+    assert bool(torch.isin(fotf.sample_ids[:, 0], kicks).all())
+
+
+def test_search_is_reproducible_and_respects_modes(scorer):
+    model = build_critic(LEAN_CONFIG).eval()
+    a = search(scorer, model, "explore", gen(5), chains=16, iters=3)
+    b = search(scorer, model, "explore", gen(5), chains=16, iters=3)
+    assert torch.equal(a.loop.grid, b.loop.grid) and a.p_like == b.p_like
+    assert a.candidates == 16 * 4
+    bad = search(scorer, model, "bad", gen(6), chains=32, iters=4)
+    rnd = search(scorer, model, "random", gen(6))
+    assert rnd.candidates == 1 and 0.0 <= bad.p_like <= 1.0
+    with pytest.raises(ValueError):
+        search(scorer, model, "groovy", gen(0))
+
+
+def test_training_moves_the_critic_towards_ratings(scorer, kit):
+    """Likes have a kick on every beat, dislikes have none: a few rounds separate them."""
+    torch.manual_seed(0)
+    model = build_critic(LEAN_CONFIG)
+    g = gen(7)
+    kicks = torch.tensor(kit.ids_with_role("kick"))
+    liked = pattern.random_loops(16, len(kit), g, "cpu", fotf=True, kick_ids=kicks)
+    disliked = pattern.random_loops(16, len(kit), g, "cpu")
+    disliked.grid[:, 0, :] = False
+    model.calibrate(scorer.features(pattern.random_loops(128, len(kit), g, "cpu")))
+    trainer = Trainer(LEAN_CONFIG, model, scorer.transform, gen(8))
+    feats_l, feats_d = scorer.features(liked), scorer.features(disliked)
+    for i in range(16):
+        trainer.set_example(i, feats_l[i], 1)
+        trainer.set_example(100 + i, feats_d[i], 0)
+    for _ in range(6):
+        trainer.train()
+    assert p_like(model, feats_l).mean() > p_like(model, feats_d).mean() + 0.3
+
+
+def test_feature_augmentation_gain_moves_only_c0():
+    cfg = dataclasses.replace(LEAN_CONFIG, noise_sd=0.0, max_shift=0)
+    feats = torch.randn(4, 20, 64)
+    out = augment_features(feats, cfg, gen(9))
+    torch.testing.assert_close(out[:, 1:], feats[:, 1:])
+    assert not torch.allclose(out[:, 0], feats[:, 0])
+
+
+def test_engine_live_audio_is_the_critics_mix(kit):
+    """The bar the performer hears (any rate/tempo) is render_bars of the same loop: one mix."""
+    engine = Engine(kit, torch.device("cpu"), seed=1, chains=8, iters=1)
+    prop = engine.propose("random", False)
+    live = engine.live_audio(prop.loops, 120.0, 16000)
+    critic_input = engine.scorer.audio(prop.loops)[0].numpy()
+    np.testing.assert_allclose(live, critic_input, atol=1e-6)
+    slow = engine.live_audio(prop.loops, 90.0, 44100)
+    assert len(slow) == 16 * step_length(90.0, 44100)
