@@ -346,6 +346,8 @@ def run_tui(session, stop: threading.Event) -> None:
             locale.setlocale(locale.LC_CTYPE, "")  # ncurses draws multibyte characters only with a locale
         except locale.Error as exc:
             log.warning("locale from LANG/LC_* unusable (%s): drawing ASCII only", exc)
+        # Exported LINES/COLUMNS would pin ncurses to a stale size and defeat resizing.
+        curses.use_env(False)
         curses.wrapper(_loop, session, stop, warnings)
     except curses.error as exc:
         for h in console:

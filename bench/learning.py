@@ -1,0 +1,306 @@
+"""Learning benchmark: does the daemon learn a (simulated) performer's taste fast?
+
+The paper's protocol, played over OSC against the real daemon, once per simulated user:
+
+1. start `deepdrummer-live run --headless --midi-backend none --audio none` on a free port with a
+   fresh state dir; subscribe; wait for it to answer /dd/ping;
+2. *before*: `/dd/mode good` and `--eval-loops` loops from the untrained critic (each judged by
+   the user without rating it; `/dd/next` moves on);
+3. *training*: `/dd/mode explore` and `--ratings` ratings, one per `--seconds-per-loop` (one bar
+   at 120 BPM = 2 s): the user listens, then sends `/dd/like` or `/dd/dislike` with the loop id,
+   and the daemon trains in the background while the next loop plays;
+4. *after*: `/dd/mode good` again and `--eval-loops` loops from the trained critic, judged
+   without rating;
+5. SIGINT the daemon (clean shutdown).
+
+The like-rate before and after, per user, is printed as a table; with `--json` the last stdout
+line is one JSON object. `--inproc` runs the same protocol in this process against
+`deepdrummer_live.engine.Engine` directly (propose, set_rating, train): faster and deterministic,
+for tuning; the figures to report come from the OSC run.
+
+    .venv/bin/python bench/learning.py --users all --ratings 50 --eval-loops 25 --json
+    .venv/bin/python bench/learning.py --kit ../shared/external-kits/deepdrummer-paper --users backbeat,sparse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pythonosc.osc_packet import OscPacket  # noqa: E402
+
+from deepdrummer_live.osc import encode  # noqa: E402
+from deepdrummer_live.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
+
+
+@dataclass
+class UserResult:
+    user: str
+    kit: str
+    before: float
+    after: float
+    gain: float
+    liked_in_training: float  # like-rate over the rated (explore) loops
+    liked_last_half: float  # like-rate over the second half of the rated loops
+    before_p_like: float  # mean critic P(like) the daemon reported for the eval loops
+    after_p_like: float
+    rating_to_next_ms_p95: float | None = None  # client side: rating sent -> next /dd/loop received
+    train_steps: int | None = None
+    seconds: float = 0.0
+    errors: list = field(default_factory=list)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def daemon_command() -> list[str]:
+    exe = Path(sys.executable).parent / "deepdrummer-live"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("deepdrummer-live")
+    return [found] if found else [sys.executable, "-m", "deepdrummer_live.cli"]
+
+
+class OscClient:
+    """A UDP OSC client subscribed to the daemon; blocking waits for given addresses."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.target = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.errors: list[str] = []
+        self.backlog: list[tuple[str, list]] = []
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(encode(address, *args), self.target)
+
+    def _recv(self, timeout: float) -> list[tuple[str, list]]:
+        self.sock.settimeout(max(timeout, 1e-3))
+        try:
+            data, _ = self.sock.recvfrom(65536)
+        except (socket.timeout, BlockingIOError):
+            return []
+        out = []
+        for t in OscPacket(data).messages:
+            msg = (t.message.address, list(t.message.params))
+            if msg[0] == "/dd/error":
+                self.errors.append(f"{msg[1][1] if len(msg[1]) > 1 else '?'}: {msg[1][0]}")
+            out.append(msg)
+        return out
+
+    def wait_for(self, address: str, timeout: float, pred=lambda args: True) -> list:
+        """Args of the first message to `address` that satisfies `pred` (earlier ones are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.backlog:
+                addr, args = self.backlog.pop(0)
+                if addr == address and pred(args):
+                    return args
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {address} within {timeout:g} s (errors: {self.errors[-3:]})")
+            self.backlog.extend(self._recv(min(left, 0.5)))
+
+    def drain(self) -> None:
+        self.backlog.extend(self._recv(0.001))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _rate(judgements: list[bool]) -> float:
+    return sum(judgements) / len(judgements) if judgements else float("nan")
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))]
+
+
+def run_osc_user(user: SimUser, args) -> UserResult:
+    t_start = time.monotonic()
+    port = free_udp_port()
+    state = Path(tempfile.mkdtemp(prefix=f"ddlearn-{user.name}-"))
+    cmd = daemon_command() + ["run", "--headless", "--state-dir", str(state), "--osc-port", str(port),
+                              "--midi-backend", "none", "--audio", "none", "--seed", str(args.seed),
+                              "--log-level", "WARNING"]
+    if args.kit:
+        cmd += ["--kit", args.kit]
+    if args.device:
+        cmd += ["--device", args.device]
+    log = open(state / "bench-daemon.stderr", "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, cwd=str(ROOT))
+    client = OscClient(port)
+    timeout = args.timeout
+    try:
+        deadline = time.monotonic() + args.startup_timeout
+        while True:  # the daemon takes a few seconds to load the kit and calibrate the critic
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {proc.returncode}; see {state}/bench-daemon.stderr")
+            client.send("/dd/ping")
+            try:
+                client.wait_for("/dd/pong", 0.5)
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+        client.send("/dd/subscribe")
+        last_id = [-1]
+
+        def next_loop(send: tuple | None) -> tuple[list, float]:
+            t0 = time.perf_counter()
+            if send:
+                client.send(*send)
+            msg = client.wait_for("/dd/loop", timeout, lambda a: a[0] > last_id[0])
+            last_id[0] = msg[0]
+            return msg, (time.perf_counter() - t0) * 1000
+
+        def evaluate() -> tuple[list[bool], list[float]]:
+            client.send("/dd/mode", args.eval_mode)
+            judged, ps = [], []
+            for _ in range(args.eval_loops):
+                msg, _ = next_loop(("/dd/next",))
+                judged.append(user.judge(parse_loop(msg)))
+                ps.append(float(msg[1]))
+            return judged, ps
+
+        before, before_p = evaluate()
+        client.send("/dd/mode", "explore")
+        msg, _ = next_loop(("/dd/next",))
+        rated, latencies = [], []
+        for _ in range(args.ratings):
+            time.sleep(args.seconds_per_loop)  # listening to one bar while the critic trains
+            liked = user.judge(parse_loop(msg))
+            rated.append(liked)
+            loop_id = msg[0]
+            msg, ms = next_loop(("/dd/like" if liked else "/dd/dislike", int(loop_id)))
+            client.wait_for("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
+            latencies.append(ms)
+        after, after_p = evaluate()
+        client.send("/dd/status")
+        status = client.wait_for("/dd/status", timeout)
+        half = rated[len(rated) // 2:]
+        return UserResult(user.name, args.kit or "default", _rate(before), _rate(after),
+                          _rate(after) - _rate(before), _rate(rated), _rate(half),
+                          sum(before_p) / len(before_p), sum(after_p) / len(after_p), _p95(latencies),
+                          int(status[5]), time.monotonic() - t_start, client.errors[:5])
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log.close()
+        if not args.keep_state:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def run_inproc_user(user: SimUser, args) -> UserResult:
+    """The same protocol against an Engine in this process: no buffer, no worker, no OSC."""
+    import torch
+
+    from deepdrummer_live.engine import Engine
+    from deepdrummer_live.kit import load_kit
+    from deepdrummer_live.search import resolve_device
+
+    torch.set_num_threads(args.threads)
+    t_start = time.monotonic()
+    kit = load_kit(args.kit)
+    engine = Engine(kit, resolve_device(args.device or "cpu"), args.seed)
+    ids = iter(range(1, 10**9))
+
+    def propose(mode: str):
+        p = engine.propose(mode, False)
+        names, notes, _, steps = engine.describe(p.loops)
+        loop_args: list = [next(ids), p.p_like, 120.0, len(steps[0])]
+        for n, note, st in zip(names, notes, steps):
+            loop_args += [n, note, st]
+        return p, parse_loop(loop_args)
+
+    def evaluate():
+        out = [propose(args.eval_mode) for _ in range(args.eval_loops)]
+        return [user.judge(m) for _, m in out], [p.p_like for p, _ in out]
+
+    before, before_p = evaluate()
+    rated = []
+    for _ in range(args.ratings):
+        p, m = propose("explore")
+        liked = user.judge(m)
+        rated.append(liked)
+        engine.set_rating(m.loop_id, p.loops, int(liked))
+        engine.train()
+    after, after_p = evaluate()
+    half = rated[len(rated) // 2:]
+    return UserResult(user.name, args.kit or "default", _rate(before), _rate(after), _rate(after) - _rate(before),
+                      _rate(rated), _rate(half), sum(before_p) / len(before_p), sum(after_p) / len(after_p),
+                      None, engine.trainer.steps, time.monotonic() - t_start)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", default="all", help=f"comma list of {', '.join(USERS)}, or 'all'")
+    ap.add_argument("--ratings", type=int, default=50)
+    ap.add_argument("--eval-loops", type=int, default=25)
+    ap.add_argument("--eval-mode", default="good", choices=("good", "explore", "random"))
+    ap.add_argument("--kit", default=None, help="kit name or folder (default: the built-in kit)")
+    ap.add_argument("--seconds-per-loop", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--user-seed", type=int, default=0, help="seed of the users' answer noise")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--inproc", action="store_true", help="drive an Engine in this process (tuning)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for --inproc")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for any one answer")
+    ap.add_argument("--startup-timeout", type=float, default=120.0)
+    ap.add_argument("--keep-state", action="store_true", help="keep the daemons' state dirs")
+    ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    args = ap.parse_args(argv)
+    names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
+    users = [make_user(n, args.user_seed) for n in names]
+    results = []
+    print(f"{'user':14s} {'kit':18s} {'before':>6s} {'after':>6s} {'gain':>6s} {'train':>6s} "
+          f"{'2nd½':>6s} {'p95ms':>6s} {'secs':>5s}", flush=True)
+    for user in users:
+        res = run_inproc_user(user, args) if args.inproc else run_osc_user(user, args)
+        results.append(res)
+        p95 = f"{res.rating_to_next_ms_p95:6.0f}" if res.rating_to_next_ms_p95 is not None else "     -"
+        print(f"{res.user:14s} {Path(res.kit).name[:18]:18s} {res.before:6.2f} {res.after:6.2f} {res.gain:+6.2f} "
+              f"{res.liked_in_training:6.2f} {res.liked_last_half:6.2f} {p95} {res.seconds:5.0f}"
+              + (f"  errors: {res.errors}" if res.errors else ""), flush=True)
+    gains = [r.gain for r in results]
+    summary = {
+        "protocol": "inproc" if args.inproc else "osc", "kit": args.kit or "default", "ratings": args.ratings,
+        "eval_loops": args.eval_loops, "eval_mode": args.eval_mode, "seconds_per_loop": args.seconds_per_loop,
+        "seed": args.seed, "mean_before": sum(r.before for r in results) / len(results),
+        "mean_after": sum(r.after for r in results) / len(results), "mean_gain": sum(gains) / len(gains),
+        "min_gain": min(gains), "users": {r.user: asdict(r) for r in results},
+    }
+    print(f"mean before {summary['mean_before']:.2f}  after {summary['mean_after']:.2f}  "
+          f"gain {summary['mean_gain']:+.2f}  min gain {summary['min_gain']:+.2f}", flush=True)
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

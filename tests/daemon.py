@@ -1,0 +1,158 @@
+"""Test helpers: the real daemon as a subprocess, and a real UDP OSC client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "deepdrummer_live.cli"]
+EXTERNAL_KIT = REPO.parent / "shared" / "external-kits" / "deepdrummer-paper"
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(address: str, *args, types: str | None = None) -> bytes:
+    b = OscMessageBuilder(address)
+    for i, a in enumerate(args):
+        b.add_arg(a, types[i] if types else None)
+    return b.build().dgram
+
+
+class OscClient:
+    """A UDP socket that sends to the daemon and collects what comes back."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.target = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.backlog: list[tuple[str, list]] = []
+
+    def send(self, address: str, *args, types: str | None = None) -> None:
+        self.sock.sendto(build(address, *args, types=types), self.target)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.target)
+
+    def recv(self, timeout: float = 10.0) -> tuple[str, list]:
+        if self.backlog:
+            return self.backlog.pop(0)
+        self.sock.settimeout(timeout)
+        msg = OscMessage(self.sock.recvfrom(65536)[0])
+        return msg.address, list(msg.params)
+
+    def expect(self, address: str, timeout: float = 10.0) -> list:
+        """The next message with `address`; others are kept for later `expect`s."""
+        deadline = time.monotonic() + timeout
+        kept = []
+        try:
+            for i, (addr, args) in enumerate(self.backlog):
+                if addr == address:
+                    del self.backlog[i]
+                    return args
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {address} within {timeout} s (got {kept + self.backlog})")
+                self.sock.settimeout(left)
+                try:
+                    msg = OscMessage(self.sock.recvfrom(65536)[0])
+                except socket.timeout:
+                    continue
+                if msg.address == address:
+                    return list(msg.params)
+                kept.append((msg.address, list(msg.params)))
+        finally:
+            self.backlog.extend(kept)
+
+    def drain(self, wait: float = 0.2) -> list[tuple[str, list]]:
+        out = list(self.backlog)
+        self.backlog.clear()
+        self.sock.settimeout(wait)
+        try:
+            while True:
+                msg = OscMessage(self.sock.recvfrom(65536)[0])
+                out.append((msg.address, list(msg.params)))
+        except socket.timeout:
+            return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Daemon:
+    """`deepdrummer-live run --headless` on a free port and a state dir; stop() sends SIGTERM."""
+
+    def __init__(self, state_dir: Path, *extra: str, port: int | None = None, seed: int = 1,
+                 midi: str = "none", audio: str = "none", env: dict | None = None):
+        self.port = port or free_udp_port()
+        self.state_dir = Path(state_dir)
+        self.args = [*CLI, "run", "--headless", "--state-dir", str(state_dir), "--osc-port", str(self.port),
+                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *extra]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait: bool = True) -> "Daemon":
+        self.log = open(self.state_dir.parent / f"{self.state_dir.name}-daemon.log", "ab")
+        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        probe = OscClient(self.port)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.output()}")
+                probe.send("/dd/status")
+                try:
+                    addr, args = probe.recv(timeout=0.5)
+                except (socket.timeout, ConnectionRefusedError, OSError):
+                    continue
+                if addr == "/dd/status" and args[2] >= 0:  # a first loop is current
+                    return
+                time.sleep(0.1)
+            raise TimeoutError(f"daemon not ready in {timeout} s: {self.output()}")
+        finally:
+            probe.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        return (self.state_dir.parent / f"{self.state_dir.name}-daemon.log").read_text(errors="replace")[-3000:]
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.log.close()
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

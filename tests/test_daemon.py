@@ -1,0 +1,243 @@
+"""The daemon end to end over real UDP OSC: the contract's addresses, errors, library, resume."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+
+import mido
+import pytest
+import soundfile as sf
+
+from deepdrummer_live import __version__
+
+from daemon import CLI, REPO, Daemon, OscClient, free_udp_port
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    client = OscClient(0)
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    client.drain()  # the readiness probe's /dd/status replies reach subscribers too
+    yield d, client
+    client.close()
+    assert d.stop() == 0, d.output()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    """One daemon for the tests that must leave it unchanged anyway (saves a start per case)."""
+    client = OscClient(0)
+    d = Daemon(tmp_path_factory.mktemp("shared") / "state", "--notify", f"127.0.0.1:{client.port}")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    client.drain()
+    yield d, client
+    client.close()
+    assert d.stop() == 0, d.output()
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_version():
+    out = run_cli("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def check_loop_message(args):
+    loop_id, p_like, bpm, n_steps = args[:4]
+    assert isinstance(loop_id, int) and 0.0 <= p_like <= 1.0 and bpm == 120.0 and n_steps == 16
+    rows = [args[4 + 3 * r: 7 + 3 * r] for r in range(4)]
+    assert len(args) == 4 + 3 * 4
+    for name, note, steps in rows:
+        assert isinstance(name, str) and 35 <= note <= 81 and len(steps) == 16 and set(steps) <= {"x", "."}
+    return loop_id, rows
+
+
+def test_rating_flow_over_osc(daemon):
+    d, c = daemon
+    c.send("/dd/ping")
+    assert c.expect("/dd/pong") == []
+    c.send("/dd/status")
+    likes, dislikes, current, mode, device, steps = c.expect("/dd/status")
+    assert (likes, dislikes, mode, device) == (0, 0, "explore", "cpu") and current >= 1
+    c.send("/dd/like")
+    assert c.expect("/dd/rated") == [current, "like", 1, 0]
+    new_id, _ = check_loop_message(c.expect("/dd/loop"))
+    assert new_id > current
+    assert c.expect("/dd/saved")[0] == current  # liked loops land in the library
+    c.send("/dd/dislike", float(new_id))  # Pd sends ints as floats
+    assert c.expect("/dd/rated") == [new_id, "dislike", 1, 1]
+    third, _ = check_loop_message(c.expect("/dd/loop"))
+    c.send("/dd/like", new_id)  # re-rating replaces
+    assert c.expect("/dd/rated") == [new_id, "like", 2, 0]
+    c.send("/dd/undo")
+    assert c.expect("/dd/undone") == [new_id, 1, 1]
+    c.send("/dd/next")
+    assert check_loop_message(c.expect("/dd/loop"))[0] > third
+
+
+@pytest.mark.parametrize("address,args,types", [
+    ("/dd/like", [1.5], "f"),
+    ("/dd/like", [999999], "i"),
+    ("/dd/like", ["3"], "s"),
+    ("/dd/like", [1, 2], "ii"),
+    ("/dd/tempo", [500.0], "f"),
+    ("/dd/tempo", ["fast"], "s"),
+    ("/dd/tempo", [], ""),
+    ("/dd/mode", ["groovy"], "s"),
+    ("/dd/mode", [1], "i"),
+    ("/dd/fotf", [2], "i"),
+    ("/dd/save", ["../escape"], "s"),
+    ("/dd/save", ["a/b"], "s"),
+    ("/dd/save", ["x" * 65], "s"),
+    ("/dd/save", [""], "s"),
+    ("/dd/subscribe", [70000], "i"),
+    ("/dd/nope", [], ""),
+])
+def test_bad_messages_answer_error_and_change_nothing(shared_daemon, address, args, types):
+    d, c = shared_daemon
+    c.drain()
+    c.send("/dd/status")
+    before = c.expect("/dd/status")
+    c.send(address, *args, types=types or None)
+    message, offending = c.expect("/dd/error")
+    assert offending == address and message
+    c.send("/dd/status")
+    assert c.expect("/dd/status") == before
+    assert not [m for m in c.drain() if m[0] in ("/dd/loop", "/dd/rated", "/dd/saved")]
+
+
+def test_non_osc_datagrams_are_dropped_not_fatal(shared_daemon):
+    d, c = shared_daemon
+    for junk in (b"", b"hello", b"/dd/like\x00\x00\x00\x00,i\x00\x00", b"\xff" * 3000, b"#bundle\x00junk"):
+        c.send_raw(junk)
+    c.send("/dd/ping")
+    assert c.expect("/dd/pong") == []
+
+
+def test_sender_gets_error_and_pong_without_subscribing(daemon):
+    d, _ = daemon
+    stranger = OscClient(d.port)
+    try:
+        stranger.send("/dd/ping")
+        assert stranger.expect("/dd/pong") == []
+        stranger.send("/dd/tempo", 10.0)
+        assert stranger.expect("/dd/error")[1] == "/dd/tempo"
+        stranger.send("/dd/like")
+        time.sleep(0.3)
+        assert all(addr != "/dd/rated" for addr, _ in stranger.drain())  # not a subscriber
+        stranger.send("/dd/subscribe")
+        stranger.send("/dd/next")
+        stranger.expect("/dd/loop")
+    finally:
+        stranger.close()
+
+
+def test_save_writes_midi_and_wav(daemon):
+    d, c = daemon
+    c.send("/dd/tempo", 100)  # int accepted where float expected
+    c.send("/dd/save", "my groove_1")
+    loop_id, mid_path, wav_path = c.expect("/dd/saved")
+    assert mid_path.endswith("my groove_1.mid") and "/library/" in mid_path
+    mid = mido.MidiFile(mid_path)
+    metas = {m.type: m for m in mid.tracks[0] if m.is_meta}
+    assert metas["time_signature"].numerator == 4 and metas["time_signature"].denominator == 4
+    assert "set_tempo" in metas
+    notes = [m for m in mid.tracks[0] if m.type == "note_on"]
+    assert notes and all(m.channel == 9 for m in notes)
+    assert sum(m.time for m in mid.tracks[0]) == 4 * mid.ticks_per_beat  # exactly one bar
+    info = sf.info(wav_path)
+    assert info.samplerate == 44100 and info.frames > 0
+
+
+def test_restart_resumes_ratings_and_ids(tmp_path):
+    state = tmp_path / "state"
+    client = OscClient(0)
+    d = Daemon(state, "--notify", f"127.0.0.1:{client.port}")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    client.drain()
+    ids = []
+    for liked in (True, False, True):
+        client.send("/dd/like" if liked else "/dd/dislike")
+        ids.append(client.expect("/dd/rated")[0])
+        client.expect("/dd/loop")
+    assert d.stop() == 0
+    d2 = Daemon(state, "--notify", f"127.0.0.1:{client.port}", port=d.port)
+    d2.start()
+    client.drain()
+    try:
+        client.send("/dd/status")
+        likes, dislikes, current, *_ = client.expect("/dd/status")
+        assert (likes, dislikes) == (2, 1) and current > max(ids)
+        client.send("/dd/dislike", ids[0])  # an old loop can still be re-rated after restart
+        assert client.expect("/dd/rated") == [ids[0], "dislike", 1, 2]
+    finally:
+        assert d2.stop() == 0
+        client.close()
+    db = sqlite3.connect(state / "state.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (state.stat().st_mode & 0o777) == 0o700
+
+
+def test_playing_switches_at_the_bar_line(daemon):
+    d, c = daemon
+    c.send("/dd/tempo", 240.0)  # 1 s bars
+    c.send("/dd/play")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    c.send("/dd/like")
+    c.expect("/dd/rated")
+    c.expect("/dd/loop", timeout=5)
+    waited = time.monotonic() - t0
+    assert 0.3 < waited < 1.5  # the rest of the bar, never at once mid-bar
+    c.send("/dd/stop")
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--tempo", "500"], "--tempo"),
+    (["--tempo", "fast"], "--tempo"),
+    (["--kit", "/no/such/kit"], "/no/such/kit"),
+    (["--device", "cuda"], "--device"),
+    (["--device", "tpu"], "tpu"),
+    (["--midi-backend", "oss"], "--midi-backend"),
+    (["--notify", "nowhere"], "--notify"),
+    (["--osc-host", "0.0.0.0"], "--osc-allow"),
+    (["--clock", "midi"], "--midi-in"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, flags, needle):
+    if flags == ["--device", "cuda"]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    out = run_cli("run", "--headless", "--state-dir", str(tmp_path), "--osc-port", str(free_udp_port()),
+                  "--midi-backend", "none", "--audio", "none", *flags)
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_busy_port_exit_2(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        out = run_cli("run", "--headless", "--state-dir", str(tmp_path), "--osc-port", str(port),
+                      "--midi-backend", "none", "--audio", "none")
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(port) in lines[0]
+
+
+def test_sigint_is_a_clean_shutdown(tmp_path):
+    d = Daemon(tmp_path / "s").start()
+    assert d.stop(signal.SIGINT) == 0

@@ -1,0 +1,255 @@
+"""The terminal surface: pure rendering and key handling, then the real daemon in a real terminal (tmux)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deepdrummer_live.errors import OscError
+from deepdrummer_live.tui import (LABEL_W, MIN_HEIGHT, MIN_WIDTH, handle_key, layout, render_lines, sparkline,
+                                  step_col)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).parent / "deepdrummer-live"
+
+
+def snapshot(**over) -> dict:
+    snap = {
+        "loop": {"id": 12, "p_like": 0.54, "rows": [
+            {"sample": "kick_01", "note": 36, "role": "kick", "steps": "x...x...x...x..."},
+            {"sample": "808/clean/snare_with_a_long_name", "note": 38, "role": "snare", "steps": "....x.......x..."},
+            {"sample": "closed_hat_01", "note": 42, "role": "closed_hat", "steps": "x.x.x.x.x.x.x.x."},
+            {"sample": "conga_01", "note": 63, "role": "conga", "steps": "...x..x....x..x."}]},
+        "likes": 3, "dislikes": 2, "mode": "explore", "fotf": False, "tempo": 120.0, "clock": "internal",
+        "playing": True, "step": 5, "device": "cpu", "train_steps": 42,
+        "losses": [0.7, 0.69, 0.6, 0.55, 0.5, 0.52, 0.4, 0.3], "last_error": "",
+    }
+    snap.update(over)
+    return snap
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def test_render_shows_every_panel():
+    text = "\n".join(render_lines(snapshot(last_error="tempo 305 BPM out of range; use 20-300"), 100))
+    for needle in ("loop #12", "P(like) 0.54", "likes 3", "dislikes 2", "mode explore", "4-on-the-floor off",
+                   "120.0 BPM (internal clock)", "playing", "device cpu", "train steps 42",
+                   "kick_01", "closed_hat", "conga", " 63 ", "error: tempo 305 BPM out of range",
+                   "l like", "q quit", "0.300"):
+        assert needle in text, needle
+    assert "…" in text and "long_name" in text  # long names keep their distinctive end
+    assert any(c in text for c in "▁▂▃▄▅▆▇█")
+
+
+def test_grid_cells_and_playhead_line_up():
+    lines = render_lines(snapshot(), 100)
+    kick = next(ln for ln in lines if "kick_01" in ln)
+    hits = [s for s in range(16) if kick[step_col(s)] == "■"]
+    assert hits == [0, 4, 8, 12]
+    assert all(kick[step_col(s)] == "·" for s in range(16) if s not in hits)
+    marker = next(ln for ln in lines if "▲" in ln)
+    assert marker.index("▲") == step_col(5)
+    beats = next(ln for ln in lines if ln.strip().startswith("1 "))
+    assert beats.index("1") == LABEL_W and beats.index("13") == step_col(12)
+
+
+def test_stopped_has_no_playhead_and_ascii_fallback():
+    lines = render_lines(snapshot(playing=False), 80, unicode=False)
+    text = "\n".join(lines)
+    assert "▲" not in text and "^" not in text and "stopped" in text
+    assert all(ord(c) < 128 for c in text)
+    kick = next(ln for ln in lines if "kick_01" in ln)
+    assert kick[step_col(0)] == "x" and kick[step_col(1)] == "."
+
+
+@pytest.mark.parametrize("width", [MIN_WIDTH, 80, 100, 200])
+def test_lines_never_exceed_the_width(width):
+    for line in render_lines(snapshot(last_error="x" * 300, losses=[float(i % 7) for i in range(500)]), width):
+        assert len(line) <= width - 1
+
+
+def test_tiny_terminal_asks_for_more_room():
+    assert "make the terminal bigger" in render_lines(snapshot(), 40)[0]
+    lines, marks = layout(snapshot(), 100, MIN_HEIGHT - 1)
+    assert lines[0].startswith("make the terminal bigger") and marks == []
+    assert len(render_lines(snapshot(), 5)[0]) <= 4
+
+
+def test_before_the_first_loop_and_before_training():
+    text = "\n".join(render_lines(snapshot(loop=None, losses=[], playing=False), 80))
+    assert "waiting for the first loop" in text and "no training yet" in text
+
+
+def test_sparkline():
+    assert sparkline([], 10) == ""
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8], 8) == "▁▂▃▄▅▆▇█"
+    assert sparkline([0.5] * 4, 10) == "▅▅▅▅"
+    assert len(sparkline(range(100), 10)) == 10
+    assert sparkline([3, 1], 5, unicode=False) == "#_"
+
+
+# --- keys -------------------------------------------------------------------------------------------
+
+class FakeSession:
+    def __init__(self):
+        self.calls = []
+        self.mode, self.fotf, self.tempo, self.playing = "explore", False, 120.0, False
+        self.fail: Exception | None = None
+
+    def _call(self, *call):
+        if self.fail:
+            raise self.fail
+        self.calls.append(call)
+
+    def rate(self, loop_id, liked):
+        self._call("rate", loop_id, liked)
+        return 7, 1, 2
+
+    def next(self):
+        self._call("next")
+
+    def undo(self):
+        self._call("undo")
+        return 7, 0, 2
+
+    def set_mode(self, mode):
+        self._call("mode", mode)
+        self.mode = mode
+
+    def set_fotf(self, on):
+        self._call("fotf", on)
+        self.fotf = on
+
+    def set_tempo(self, bpm):
+        self._call("tempo", bpm)
+        self.tempo = bpm
+
+    def play(self):
+        self._call("play")
+        self.playing = True
+
+    def stop_transport(self):
+        self._call("stop")
+        self.playing = False
+
+    def save(self, name):
+        self._call("save", name)
+
+
+def test_keys_call_the_session():
+    s = FakeSession()
+    for key in ["l", ord("d"), "n", "u", "f", "+", "-", "-", " ", " ", "s"]:
+        assert handle_key(s, key).quit is False
+    assert s.calls == [("rate", None, True), ("rate", None, False), ("next",), ("undo",), ("fotf", True),
+                       ("tempo", 125.0), ("tempo", 120.0), ("tempo", 115.0), ("play",), ("stop",), ("save", None)]
+    assert handle_key(s, "q").quit and handle_key(s, ord("q")).quit
+
+
+def test_mode_key_cycles_through_the_paper_modes():
+    s = FakeSession()
+    seen = [handle_key(s, "m") and s.mode for _ in range(4)]
+    assert seen == ["good", "bad", "random", "explore"]
+
+
+def test_tempo_clamps_then_lets_the_session_refuse():
+    s = FakeSession()
+    s.tempo = 298.0
+    handle_key(s, "+")
+    assert s.tempo == 300.0
+    handle_key(s, "+")
+    assert s.calls[-1] == ("tempo", 305.0)  # the session answers with its own range message
+
+
+def test_session_errors_become_the_error_line_not_a_crash():
+    s = FakeSession()
+    s.fail = OscError("nothing to undo: no rating left in this state dir")
+    result = handle_key(s, "u")
+    assert result.error.startswith("nothing to undo") and not result.quit
+    text = "\n".join(layout(snapshot(), 100, error=result.error)[0])
+    assert "error: nothing to undo" in text
+
+
+def test_unknown_keys_do_nothing():
+    s = FakeSession()
+    for key in ["z", -1, 410, 0x1F600 + 0x110000]:
+        assert handle_key(s, key).quit is False
+    assert s.calls == []
+
+
+# --- the real daemon in a real terminal ------------------------------------------------------------
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tmux:
+    def __init__(self):
+        self.sock = f"ddtui{uuid.uuid4().hex[:8]}"  # a private server: never touches the user's tmux
+
+    def __call__(self, *args) -> str:
+        return subprocess.run(["tmux", "-L", self.sock, *args], check=True, capture_output=True,
+                              text=True, timeout=10).stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "dd")
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if needle in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{needle!r} did not appear within {timeout:g} s; screen:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux); "
+                    "the terminal-surface test needs a real terminal")
+def test_daemon_surface_in_tmux(tmp_path):
+    state, rc_file = tmp_path / "state", tmp_path / "rc"
+    cmd = (f"{EXE} run --state-dir {state} --osc-port {free_udp_port()} --midi-backend none --audio none "
+           f"--seed 1 2>{tmp_path / 'stderr'}; echo $? > {rc_file}")
+    tmux = Tmux()
+    try:
+        tmux("new-session", "-d", "-s", "dd", "-x", "100", "-y", "30", "-c", str(ROOT), cmd)
+        screen = tmux.wait_for("P(like)")
+        assert "likes 0" in screen and "mode explore" in screen and "q quit" in screen
+        tmux("send-keys", "-t", "dd", "l")
+        tmux.wait_for("likes 1")
+        tmux("send-keys", "-t", "dd", "d")
+        tmux.wait_for("dislikes 1")
+        tmux("send-keys", "-t", "dd", "m")
+        tmux.wait_for("mode good")
+        tmux("resize-window", "-t", "dd", "-x", "40", "-y", "10")
+        tmux.wait_for("make the terminal bigger")
+        tmux("resize-window", "-t", "dd", "-x", "100", "-y", "30")
+        tmux.wait_for("P(like)")
+        tmux("send-keys", "-t", "dd", "q")
+        deadline = time.monotonic() + 60
+        while not (rc_file.exists() and rc_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rc_file.read_text().strip() == "0", (tmp_path / "stderr").read_text()[-2000:]
+    finally:
+        tmux.kill()
+    db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
+    try:
+        ratings = db.execute("SELECT rating FROM ratings WHERE undone = 0 ORDER BY seq").fetchall()
+        mode = db.execute("SELECT value FROM meta WHERE key = 'mode'").fetchone()
+    finally:
+        db.close()
+    assert ratings == [(1,), (0,)]
+    assert mode == ("good",)
