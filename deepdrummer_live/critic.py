@@ -125,7 +125,7 @@ def augment_audio(audio: torch.Tensor, cfg: CriticConfig, gen: torch.Generator) 
     gain = 1.0 + cfg.gain_sd * torch.randn((), generator=gen, device=dev)
     dc = cfg.dc_sd * torch.randn((), generator=gen, device=dev)
     noise = cfg.noise_sd * torch.randn(audio.shape, generator=gen, device=dev)
-    shift = int(torch.randint(0, max(cfg.max_shift, 1), (), generator=gen))
+    shift = int(torch.randint(0, max(cfg.max_shift, 1), (), generator=gen, device=gen.device))
     return torch.roll(audio * gain + dc + noise, shifts=shift, dims=-1)
 
 
@@ -144,7 +144,7 @@ def augment_features(feats: torch.Tensor, cfg: CriticConfig, gen: torch.Generato
     out[:, 0, :] += gain_db[:, None] * cfg.spec.n_mels ** 0.5
     out = out + cfg.noise_sd * feats.std() * torch.randn(feats.shape, generator=gen, device=dev)
     if cfg.max_shift > 0:
-        shift = int(torch.randint(-cfg.max_shift, cfg.max_shift + 1, (), generator=gen))
+        shift = int(torch.randint(-cfg.max_shift, cfg.max_shift + 1, (), generator=gen, device=gen.device))
         out = torch.roll(out, shifts=shift, dims=-1)
     return out
 
@@ -184,8 +184,8 @@ class Trainer:
         good = [x for x, lab in items if lab == 1]
         bad = [x for x, lab in items if lab == 0]
         half = self.config.batch_size // 2
-        pick_good = torch.randint(0, len(good), (half,), generator=self.gen).tolist()
-        pick_bad = torch.randint(0, len(bad), (half,), generator=self.gen).tolist()
+        pick_good = torch.randint(0, len(good), (half,), generator=self.gen, device=self.gen.device).tolist()
+        pick_bad = torch.randint(0, len(bad), (half,), generator=self.gen, device=self.gen.device).tolist()
         x = torch.stack([good[i] for i in pick_good] + [bad[i] for i in pick_bad])
         y = torch.tensor([1] * half + [0] * half, device=x.device)
         return x, y

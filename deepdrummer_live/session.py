@@ -354,7 +354,7 @@ class Session:
             if self.current is None:
                 raise OscError("no loop is current yet; wait for the first /dd/loop")
             return self.current.id
-        if (self.current and loop_id == self.current.id) or self.store.loop(loop_id) is not None:
+        if self.store.loop(loop_id) is not None:
             return loop_id
         raise OscError(f"loop id {loop_id} was never proposed; use the id of a /dd/loop "
                        f"(current: {self.current.id if self.current else 'none'})")
@@ -364,14 +364,13 @@ class Session:
         with self.lock:
             loop_id = self._resolve_loop(loop_id)
             is_current = self.current is not None and loop_id == self.current.id
-            p = self.current.p_like if is_current else 0.0
-        likes, dislikes = self.store.add_rating(loop_id, liked, p)  # durable before acknowledged
+        rec = self.store.loop(loop_id)
+        likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like)  # durable before acknowledged
         with self.lock:
             self.likes, self.dislikes = likes, dislikes
             self.stats.ratings += 1
             self.out("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
-            rec = self.store.loop(loop_id)
-            loops = self.engine.loops_from_record(rec) if rec else None
+            loops = self.engine.loops_from_record(rec)
             self.jobs.append(lambda: self._learn(loop_id, loops, int(liked)))
             if liked and loops is not None:
                 self.jobs.append(lambda: self._write_library(loop_id, rec, loops, "liked"))
