@@ -18,52 +18,23 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deepdrummer_live.player import PlayerConfig, PlayerHandle  # noqa: E402
+from tests.conftest import start_jack_server, stop_jack_server  # noqa: E402  (one jackd recipe)
 
 PERIOD_FRAMES, RATE = 64, 48000
 
 
-def _die_with_parent() -> None:
-    """Linux: jackd gets SIGTERM if this script dies, so no server outlives a killed run."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def start_jackd() -> tuple[str, subprocess.Popen]:
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        sys.exit("jackd is not installed (apt-get install jackd2)")
-    name = f"ddbench{uuid.uuid4().hex[:6]}"
-    proc = subprocess.Popen([jackd, "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE),
-                             "-p", str(PERIOD_FRAMES)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
-    sock = Path("/dev/shm") / f"jack_{name}_{os.getuid()}_0"
-    for _ in range(200):
-        if sock.exists():
-            time.sleep(0.5)
-            return name, proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.terminate()
-    sys.exit(f"jackd -n {name} did not start")
-
-
-def torch_load(stop: threading.Event, counter: list[int]) -> None:
+def torch_load(stop: threading.Event, counter: list[int], threads: int) -> None:
     import torch
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(),
                                 torch.nn.Linear(2048, 1024))
@@ -82,6 +53,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--bpm", type=float, default=120.0)
     ap.add_argument("--no-load", action="store_true", help="skip the torch training load")
+    ap.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                    help="torch intra-op threads for the load (default: all cores but one)")
+    ap.add_argument("--jack-realtime", action="store_true",
+                    help="run the private jackd with --realtime (SCHED_FIFO), as on a stage machine")
     ap.add_argument("--jack-server", help="use this running JACK server instead of a private one")
     args = ap.parse_args()
 
@@ -89,13 +64,23 @@ def main() -> None:
     if args.jack_server:
         os.environ["JACK_DEFAULT_SERVER"] = args.jack_server
     else:
-        name, jack_proc = start_jackd()
+        if shutil.which("jackd") is None:
+            sys.exit("jackd is not installed (apt-get install jackd2)")
+        name, jack_proc = start_jack_server(realtime=args.jack_realtime)
         os.environ["JACK_DEFAULT_SERVER"] = name
     import rtmidi
 
+    stats: dict = {}
+    got_stats = threading.Event()
+
+    def on_event(event: dict) -> None:
+        if event.get("type") == "stats":
+            stats.update(event)
+            got_stats.set()
+
     handle = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none", midi_out="ddbench",
-                                       tempo=args.bpm), lambda e: None)
-    handle.start()
+                                       tempo=args.bpm), on_event)
+    ready = handle.start()
     probe = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bench-probe", queue_size_limit=1 << 16)
     probe.ignore_types(sysex=True, timing=False, active_sense=True)
     ports = probe.get_ports()
@@ -122,9 +107,11 @@ def main() -> None:
     handle.play()
     load = None
     if not args.no_load:
-        load = threading.Thread(target=torch_load, args=(stop, steps), daemon=True)
+        load = threading.Thread(target=torch_load, args=(stop, steps, args.torch_threads), daemon=True)
         load.start()
     time.sleep(args.seconds)
+    handle.request_stats()
+    got_stats.wait(5)
     stop.set()
     if load is not None:
         load.join()
@@ -135,9 +122,9 @@ def main() -> None:
     probe.close_port()
     xruns = None
     if jack_proc is not None:
-        jack_proc.terminate()
-        log, _ = jack_proc.communicate(timeout=5)
-        xruns = log.count("XRun")  # dummy-driver cycles that ran late: MIDI can be lost there
+        stop_jack_server(jack_proc)
+        jack_proc.log.seek(0)
+        xruns = jack_proc.log.read().count("XRun")  # dummy-driver cycles that ran late: MIDI can be lost there
 
     nominal = 60.0 / (args.bpm * 24)
     times = clock_times[24:]  # skip the first beat: the probe connects mid-stream
@@ -165,7 +152,10 @@ def main() -> None:
         "jitter_median_ms": round(kept[len(kept) // 2] * 1000, 3),
         "jitter_p99_ms_incl_lost": round(p99(every) * 1000, 3),
         "load": "none" if args.no_load else "torch-train", "train_steps": steps[0],
-        "torch_threads": None if args.no_load else __import__("torch").get_num_threads(),
+        "torch_threads": None if args.no_load else args.torch_threads,
+        "player_priority": ready.get("priority"), "jack_realtime": args.jack_realtime,
+        "send_tick_late_ms_p99": stats.get("tick_late_ms_p99"),
+        "send_tick_late_ms_max": stats.get("tick_late_ms_max"),
         "jack_period_ms": round(PERIOD_FRAMES / RATE * 1000, 3), "jack_xruns": xruns,
         "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "targets": {"rate_error_pct": 0.2, "jitter_p99_ms": 2.0},

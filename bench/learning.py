@@ -105,13 +105,15 @@ class OscClient:
         return out
 
     def wait_for(self, address: str, timeout: float, pred=lambda args: True) -> list:
-        """Args of the first message to `address` that satisfies `pred` (earlier ones are dropped)."""
+        """Args of the first message to `address` that satisfies `pred` (taken out of the backlog;
+        other messages stay there, the newest 256 of them)."""
         deadline = time.monotonic() + timeout
         while True:
-            while self.backlog:
-                addr, args = self.backlog.pop(0)
+            for i, (addr, args) in enumerate(self.backlog):
                 if addr == address and pred(args):
+                    del self.backlog[i]
                     return args
+            del self.backlog[:-256]
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {address} within {timeout:g} s (errors: {self.errors[-3:]})")

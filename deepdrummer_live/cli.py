@@ -131,7 +131,7 @@ def default_midi_backend() -> str | None:
         return "winmm"
     if os.path.exists("/dev/snd/seq"):
         return "alsa"
-    if any(Path("/dev/shm").glob("jack*")):  # a running JACK server keeps its shared memory here
+    if jack_running():
         return "jack"
     return None
 
@@ -151,11 +151,20 @@ def cmd_run(args) -> int:
     setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
     transport = None
+    events = EventForwarder()
     try:
         kit = load_kit(args.kit)
         for note in kit.notes:
             log.info("kit: %s", note)
-        player_config = resolve_player(args)
+        player_config = resolve_player(args, store.dir)
+        if player_config is not None:
+            # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
+            from .player import PlayerHandle
+
+            transport = PlayerHandle(player_config, events)
+            ready = transport.start()
+            log.info("player: MIDI out %s, MIDI in %s, audio %s", ready.get("midi_out"), ready.get("midi_in"),
+                     ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
         engine = Engine(kit, device, seed, paper=args.paper)
@@ -163,15 +172,12 @@ def cmd_run(args) -> int:
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session = Session(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
-        if player_config is None:
+        if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
-        else:
-            from .player import PlayerHandle
-
-            player_config.tempo = session.tempo
-            transport = PlayerHandle(player_config, session.on_transport_event)
-            transport.start()
+        elif session.tempo != args.tempo:
+            transport.set_tempo(session.tempo)  # the resumed session's tempo
         session.attach_transport(transport)
+        events.target = session.on_transport_event
         osc.start(session)
         session.start(autoplay=args.autoplay)
         log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
@@ -195,7 +201,24 @@ def cmd_run(args) -> int:
         store.close()
 
 
-def resolve_player(args):
+class EventForwarder:
+    """Player events go to the session once it exists; earlier ones (startup notes) go to the log."""
+
+    def __init__(self):
+        self.target = None
+
+    def __call__(self, event: dict) -> None:
+        if self.target is not None:
+            self.target(event)
+        elif event.get("type") == "error":
+            log.warning("player: %s", event.get("message"))
+
+
+def jack_running() -> bool:
+    return any(Path("/dev/shm").glob("jack*"))  # a running JACK server keeps its shared memory here
+
+
+def resolve_player(args, state_dir: Path):
     """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
     backend = args.midi_backend
     if backend is None:
@@ -204,16 +227,16 @@ def resolve_player(args):
             log.warning("no MIDI system found (no ALSA sequencer, no JACK server): running without MIDI; "
                         "start JACK or load snd-seq, or pass --midi-backend none to silence this")
             backend = "none"
-    audio = args.audio
-    if audio is None:
-        audio = "pyo" if args.audio_backend else "none" if backend == "none" else "pyo"
+    audio = args.audio or "pyo"
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from .player import PlayerConfig
 
+    audio_backend = args.audio_backend or ("jack" if backend == "jack" or jack_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
-                        audio=audio, audio_backend=args.audio_backend or "jack")
+                        audio=audio, audio_backend=audio_backend,
+                        audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None)
 
 
 def cmd_kits(args) -> int:

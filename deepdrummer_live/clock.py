@@ -86,6 +86,12 @@ class InternalClock:
         self.playing = False
         self.start_tick: int | None = None  # tick that carries Start and is step 0
         self.next_step = 0
+        self.lateness: deque[float] = deque(maxlen=8192)  # send time - due time, per tick
+
+    def resync(self, now: float) -> None:
+        """Re-anchor the idle grid at `now` (startup took a while: no burst of late ticks)."""
+        if not self.playing:
+            self.grid.anchor_n, self.grid.anchor_t = self.next_tick, now + START_GUARD_S
 
     def _step_time(self, step: int) -> float:
         return self.grid.time_of(self.start_tick + step * TICKS_PER_STEP)
@@ -111,6 +117,7 @@ class InternalClock:
                 if self.playing and self.next_tick == self.start_tick:
                     events.append(("send", [midi.START]))
                 events.append(("send", [midi.CLOCK]))
+                self.lateness.append(now - t_tick)
                 self.next_tick += 1
 
     def play(self, now: float) -> list:

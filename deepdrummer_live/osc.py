@@ -11,13 +11,15 @@ import ipaddress
 import logging
 import math
 import socket
+import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket, ParseError
+from pythonosc.parsing import osc_types
 
 from .errors import DeepDrummerError, OscError, UsageError
 
@@ -25,6 +27,49 @@ log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBERS = 64
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+MAX_BUNDLE_DEPTH = 8
+# Type tags python-osc parses into a value; it silently skips others ('c', 'I', ...), which would
+# turn `/dd/like ,c` into `/dd/like` (rate the current loop), so messages with others are refused.
+PARSED_TAGS = frozenset("ihfdsbrmtTFN[]")
+
+
+class NotOsc(Exception):
+    """A datagram that is not an OSC message or bundle (dropped and counted)."""
+
+
+def unpack(data: bytes, depth: int = 0) -> list[bytes]:
+    """The message datagrams of an OSC packet, in order; bundles (nested too) are walked here.
+
+    python-osc's own bundle parser loops forever on a negative element size and recurses without
+    limit, so bundles never reach it: every element must be a positive size that fits.
+    """
+    if data.startswith(b"#bundle\x00"):
+        if depth >= MAX_BUNDLE_DEPTH:
+            raise NotOsc(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
+        if len(data) < 16:
+            raise NotOsc("bundle shorter than its header")
+        out, i = [], 16
+        while i < len(data):
+            if i + 4 > len(data):
+                raise NotOsc("truncated bundle element size")
+            (size,) = struct.unpack(">i", data[i:i + 4])
+            i += 4
+            if size <= 0 or i + size > len(data):
+                raise NotOsc(f"bundle element size {size} does not fit")
+            out += unpack(data[i:i + size], depth + 1)
+            i += size
+        return out
+    if data.startswith(b"/"):
+        return [data]
+    raise NotOsc("neither an OSC message nor a bundle")
+
+
+def type_tags(dgram: bytes) -> str:
+    _, index = osc_types.get_string(dgram, 0)
+    if not dgram[index:]:
+        return ""
+    tags = osc_types.get_string(dgram, index)[0]
+    return tags[1:] if tags.startswith(",") else ""  # no leading ",": OscMessage refuses the message
 
 
 # --- argument validation -------------------------------------------------------------------------
@@ -63,6 +108,7 @@ class Request:
     address: str
     args: tuple
     sender: tuple  # (ip, port)
+    bad: str | None = None  # why the message cannot be used although it parsed (unsupported type tags)
 
 
 # A route: (min args, max args, handler(server, request)). Handlers validate their own values
@@ -218,6 +264,8 @@ class OscServer:
     # --- outbound ---------------------------------------------------------------------------------
 
     def subscribe(self, target: tuple[str, int]) -> None:
+        if self._is_self(target):
+            raise OscError(f"cannot subscribe the daemon's own port {target[1]}; give your receiving port")
         if target not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise OscError(f"too many subscribers ({MAX_SUBSCRIBERS}); send /dd/unsubscribe from unused ones")
         self.subscribers.add(target)
@@ -264,28 +312,56 @@ class OscServer:
             return False
         return any(addr in net for net in self.allow if addr.version == net.version)
 
+    def _is_self(self, addr: tuple) -> bool:
+        """Our own socket (a --notify or /dd/subscribe pointing back at the server would echo forever)."""
+        if addr[1] != self.address[1]:
+            return False
+        try:
+            return addr[0] == self.address[0] or ipaddress.ip_address(addr[0]).is_loopback
+        except ValueError:
+            return False
+
+    def _parse(self, dgram: bytes, sender: tuple) -> Request:
+        tags = type_tags(dgram)
+        unsupported = sorted(set(tags) - PARSED_TAGS)
+        if unsupported:  # parse the address only: python-osc would drop these arguments silently
+            address = osc_types.get_string(dgram, 0)[0]
+            return Request(address, (), sender, f"unsupported OSC type tag(s) {''.join(unsupported)!r} "
+                                                f"in ,{tags}; send i, f or s")
+        msg = osc_message.OscMessage(dgram)
+        return Request(msg.address, tuple(msg.params), sender)
+
     def handle_datagram(self, data: bytes, sender: tuple) -> None:
         self.counts["datagrams"] += 1
         if not self.allowed(sender[0]):
             self.counts["dropped_not_allowed"] += 1
             return
+        if self._is_self(sender):
+            self.counts["dropped_own"] += 1
+            return
         try:
-            messages = [t.message for t in OscPacket(data).messages]
-        except (ParseError, ValueError, IndexError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+            requests = [self._parse(d, sender) for d in unpack(data)]
+        except (NotOsc, osc_types.ParseError, osc_message.ParseError, ValueError, IndexError, TypeError,
+                OverflowError, UnicodeDecodeError, struct.error) as exc:
             self.counts["dropped_not_osc"] += 1
             log.debug("dropped a non-OSC datagram from %s: %s", sender, exc)
             return
-        for msg in messages:
-            self.dispatch(Request(msg.address, tuple(msg.params), sender))
+        for req in requests:
+            self.dispatch(req)
 
     def dispatch(self, req: Request) -> None:
         if not req.address.startswith("/dd/"):
             self.counts["ignored_foreign"] += 1
             return
+        if req.address == "/dd/error":  # never answer an error with an error (two daemons would ping-pong)
+            self.counts["ignored_error"] += 1
+            return
         route = ROUTES.get(req.address)
         try:
             if route is None:
                 raise OscError(f"unknown address {req.address}; see docs/protocol.md for the /dd/ addresses")
+            if req.bad:
+                raise OscError(f"{req.address}: {req.bad}")
             lo, hi, handler = route
             if not lo <= len(req.args) <= hi:
                 want = f"{lo}" if lo == hi else f"{lo}-{hi}"
@@ -294,4 +370,7 @@ class OscServer:
             self.counts["handled"] += 1
         except DeepDrummerError as exc:
             self.counts["errors"] += 1
-            self.reply(req.sender, "/dd/error", str(exc), req.address)
+            message = str(exc)  # it may echo a huge argument: keep the reply well inside one datagram
+            if len(message) > 500:
+                message = message[:497] + "..."
+            self.reply(req.sender, "/dd/error", message, req.address[:200])

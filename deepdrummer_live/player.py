@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 import multiprocessing as mp
+import os
 import queue
 import sys
 import threading
@@ -46,6 +47,7 @@ class PlayerConfig:
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
     audio_out_path: Path | None = None  # offline rendering target for audio_backend "offline"
+    realtime: bool = True  # try SCHED_FIFO (then nice) for the engine thread; off = plain
 
     def validate(self) -> None:
         """UsageError naming the bad value and the fix; called before anything opens."""
@@ -158,13 +160,25 @@ class Engine:
                 self._clock_events(self.clock.stop(now), now)
             elif kind == "tempo":
                 self._clock_events(self.clock.set_tempo(cmd.get("bpm"), now), now)
+            elif kind == "stats":
+                self.emit(self.stats())
             elif kind == "shutdown":
                 self._running = False
             else:
                 raise ValueError(f"player command {kind!r} unknown; use set_loop, play, stop, "
-                                 f"tempo or shutdown")
+                                 f"tempo, stats or shutdown")
         except (ValueError, TypeError) as exc:
             self.emit({"type": "error", "message": str(exc)})
+
+    def stats(self) -> dict:
+        """How late the clock ticks left this process (send side, before any MIDI system)."""
+        late = sorted(getattr(self.clock, "lateness", ()))
+        out = {"type": "stats", "midi_ignored": self.midi_ignored, "ticks": len(late)}
+        if late:
+            out["tick_late_ms_p50"] = round(late[len(late) // 2] * 1000, 3)
+            out["tick_late_ms_p99"] = round(late[min(len(late) - 1, int(0.99 * len(late)))] * 1000, 3)
+            out["tick_late_ms_max"] = round(late[-1] * 1000, 3)
+        return out
 
     def _set_loop(self, cmd: dict, now: float) -> None:
         rows = _parse_rows(cmd.get("rows"))
@@ -306,6 +320,8 @@ class Engine:
     def run(self) -> None:
         """The engine thread: wait for the next deadline or input, whichever is first."""
         now_fn, inbox = self.now, self.inbox
+        if hasattr(self.clock, "resync"):
+            self.clock.resync(now_fn())
         while self._running:
             now = now_fn()
             self.tick(now)
@@ -368,6 +384,29 @@ def _make_clock(config: PlayerConfig, now: float):
         raise UsageError(f"--clock link: Ableton Link is unavailable ({exc}); install aalink "
                          f"(pip install aalink) or use --clock internal/midi") from exc
     return LinkClock(link, config.tempo, now, lead)
+
+
+RT_PRIORITY = 5  # below a realtime jackd's process thread (its default is 10)
+
+
+def raise_priority() -> str | None:
+    """Give the calling thread SCHED_FIFO, else a better nice value; what worked, or None.
+
+    Only this thread: its waits are short sleeps plus <= 1 ms spins, so it cannot hog a core.
+    """
+    if hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+            return "fifo"
+        except OSError:
+            pass  # EPERM without CAP_SYS_NICE / rtprio limit: try nice next
+    if hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
+            return "nice"
+        except OSError:
+            return None  # unprivileged: the clock still runs, just with more jitter under load
+    return None
 
 
 def _open_audio(config: PlayerConfig, emit):
@@ -453,8 +492,10 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
                 return
 
     threading.Thread(target=reader, name="dd-player-commands", daemon=True).start()
+    # the engine runs on this (main) thread of the child, so priority applies to it alone
+    priority = raise_priority() if config.realtime else None
     emit({"type": "ready", "midi_out": ports.out_full_name, "midi_in": ports.in_full_name,
-          "audio": audio_name})
+          "audio": audio_name, "priority": priority})
     gc.collect()
     gc.freeze()  # fewer objects for the collector to walk while the clock runs
     try:
@@ -579,6 +620,10 @@ class PlayerHandle:
 
     def set_tempo(self, bpm: float) -> None:
         self._send({"type": "tempo", "bpm": float(bpm)})
+
+    def request_stats(self) -> None:
+        """The player answers with a `stats` event (send-side clock lateness)."""
+        self._send({"type": "stats"})
 
     @property
     def alive(self) -> bool:

@@ -28,6 +28,7 @@ BUFFER_DEPTH = 2  # proposals kept ready for the current mode
 TRAIN_SLICE = 8  # batches between two looks at the queue, so a waiting performer is served first
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 WAV_SR = 44100
+CHECKPOINT_EVERY_S = 5.0
 
 
 @dataclass
@@ -246,8 +247,11 @@ class Session:
             return
         self.stats.train_ms.append((time.perf_counter() - t0) * 1000 / n)
         self.stats.losses.append(loss)
-        if done:  # one checkpoint per burst of learning, not per slice
+        # One checkpoint per burst of learning, not per slice; and at least every CHECKPOINT_EVERY_S
+        # while ratings keep coming (a burst that never ends must not leave the disk untrained).
+        if done or time.monotonic() - getattr(self, "_last_checkpoint", 0.0) > CHECKPOINT_EVERY_S:
             self.engine.save_checkpoint(self.store)
+            self._last_checkpoint = time.monotonic()
             self.store.log_train(self.engine.trainer.steps, loss)
 
     # --- switching ------------------------------------------------------------------------------
@@ -375,7 +379,10 @@ class Session:
             if liked and loops is not None:
                 self.jobs.append(lambda: self._write_library(loop_id, rec, loops, "liked"))
             if is_current:
-                self._request_next()
+                try:  # the rating is stored and acknowledged; a failure to switch is a separate error
+                    self._request_next()
+                except DeepDrummerError as exc:
+                    self.report_error(str(exc), "/dd/loop")
             self.wake.notify_all()
         return loop_id, likes, dislikes
 

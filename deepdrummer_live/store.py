@@ -65,12 +65,39 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, write) -> None:
     """Call write(file) on a temp file beside `path`, fsync it, rename it over `path`, fsync the dir."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:  # disk full, read-only, gone: the old file (if any) stays whole
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise StateError(f"cannot write {path} ({exc.strerror or exc}); free disk space or make "
+                         f"{path.parent} writable") from exc
+
+
+class _DbLock:
+    """The store's lock. A SQLite failure under it (disk full, read-only dir, I/O error) becomes a
+    StateError, so callers answer /dd/error instead of dying, and nothing is acknowledged."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        self._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StateError(f"the state database cannot be written ({exc}); free disk space or make "
+                             f"the state dir writable") from exc
+        return False
 
 
 class Store:
@@ -87,7 +114,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"--state-dir {str(self.dir)!r}: cannot use it ({exc}); "
                              f"give a writable folder") from exc
-        self.lock = threading.Lock()
+        self.lock = _DbLock()
         self._next_id = (self.db.execute("SELECT MAX(id) FROM loops").fetchone()[0] or 0) + 1
 
     @property

@@ -33,7 +33,7 @@ SPARK_UNICODE = "▁▂▃▄▅▆▇█"
 SPARK_ASCII = "_.-:=+*#"
 
 HELP = [("l", "like"), ("d", "dislike"), ("n", "next"), ("u", "undo"), ("m", "mode"), ("f", "4/4 kick"),
-        ("+/-", "tempo"), ("space", "play/stop"), ("s", "save"), ("q", "quit")]
+        ("+/-", "tempo"), ("space", "play"), ("s", "save"), ("q", "quit")]
 
 
 # --- pure rendering -----------------------------------------------------------------------------
@@ -109,10 +109,13 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     marks: list[Mark] = []
     playing = bool(snap.get("playing"))
     dot = ("▶" if unicode else ">") if playing else ("■" if unicode else "#")
-    right = f"{dot} {'playing' if playing else 'stopped'}   {snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)"
+    right = (f"{dot} {'playing' if playing else 'stopped'}   "
+             f"{snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)")
     title = " DeepDrummer Live"
     lines.append(title + right.rjust(width - 1 - len(title)))
     marks.append(Mark(0, 1, len(title) - 1, "title"))
+    if playing:
+        marks.append(Mark(0, len(lines[0]) - len(right), 9, "like"))
     loop = snap.get("loop")
     likes, dislikes = snap.get("likes", 0), snap.get("dislikes", 0)
     if loop is None:
@@ -138,8 +141,11 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     n_steps = max((len(r.get("steps", "")) for r in rows), default=16)
     step = int(snap.get("step", 0)) % max(1, n_steps)
     for r in rows:
-        label = f"  {fit(str(r.get('sample', '?')), NAME_W, unicode)} {fit(str(r.get('role', '?')), ROLE_W, unicode)} {r.get('note', 0):>3}  "
+        name = fit(str(r.get("sample", "?")), NAME_W, unicode)
+        role = fit(str(r.get("role", "?")), ROLE_W, unicode)
+        label = f"  {name} {role} {r.get('note', 0):>3}  "
         lines.append(label + grid_cells(r.get("steps", ""), unicode))
+        marks.extend(Mark(len(lines) - 1, step_col(i), 1, "hit") for i, c in enumerate(r.get("steps", "")) if c == "x")
         if playing:
             marks.append(Mark(len(lines) - 1, step_col(step), 1, "playhead"))
     for _ in range(4 - len(rows)):
@@ -154,6 +160,8 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
         suffix = f"  {float(losses[-1]):.3f} (step {snap.get('train_steps', 0)})"
         spark = sparkline(losses, width - 1 - len(prefix) - len(suffix), unicode)
         lines.append(prefix + spark + suffix)
+    elif snap.get("train_steps"):
+        lines.append(f" loss  (none since this run started; {snap.get('train_steps')} steps before; rate to train)")
     else:
         lines.append(" loss  (no training yet: rate a few loops)")
     lines.append("")
@@ -264,7 +272,8 @@ def _is_console_handler(h: logging.Handler) -> bool:
 
 def _styles() -> dict[str, int]:
     styles = {"title": curses.A_BOLD, "playhead": curses.A_REVERSE, "error": curses.A_BOLD,
-              "like": curses.A_NORMAL, "dislike": curses.A_NORMAL, "help": curses.A_DIM}
+              "like": curses.A_NORMAL, "dislike": curses.A_NORMAL, "help": curses.A_DIM,
+              "hit": curses.A_BOLD}
     if curses.has_colors():
         try:
             curses.use_default_colors()
@@ -274,7 +283,8 @@ def _styles() -> dict[str, int]:
         for i, color in enumerate((curses.COLOR_RED, curses.COLOR_GREEN, curses.COLOR_CYAN), start=1):
             curses.init_pair(i, color, bg)
         styles.update(error=curses.color_pair(1) | curses.A_BOLD, like=curses.color_pair(2),
-                      dislike=curses.color_pair(1), title=curses.color_pair(3) | curses.A_BOLD)
+                      dislike=curses.color_pair(1), title=curses.color_pair(3) | curses.A_BOLD,
+                      hit=curses.color_pair(2) | curses.A_BOLD)
     return styles
 
 
@@ -305,7 +315,11 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
     styles = _styles()
     unicode = (locale.getpreferredencoding(False) or "").lower().replace("-", "") == "utf8"
     message, error, error_at, seen_error = "", "", 0.0, None
+    frame = 0
     while not stop.is_set():
+        frame += 1
+        if frame % (FPS * 5) == 0:
+            scr.redrawwin()  # repaint everything now and then: a child process may have written to the tty
         snap = session.snapshot()
         if snap.get("last_error") != seen_error:  # a new session error is newer than any key error
             seen_error = snap.get("last_error")
@@ -346,8 +360,10 @@ def run_tui(session, stop: threading.Event) -> None:
             locale.setlocale(locale.LC_CTYPE, "")  # ncurses draws multibyte characters only with a locale
         except locale.Error as exc:
             log.warning("locale from LANG/LC_* unusable (%s): drawing ASCII only", exc)
-        # Exported LINES/COLUMNS would pin ncurses to a stale size and defeat resizing.
-        curses.use_env(False)
+        # Exported LINES/COLUMNS (pytest, some shells) would pin ncurses to a stale size: drop them so
+        # it asks the tty, before and after every resize.
+        for name in ("LINES", "COLUMNS"):
+            os.environ.pop(name, None)
         curses.wrapper(_loop, session, stop, warnings)
     except curses.error as exc:
         for h in console:

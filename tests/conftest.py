@@ -4,49 +4,75 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 JACKD = shutil.which("jackd")
+# Names come from a small pool, not fresh random ones: JACK keeps a registry of at most 8
+# servers and only reclaims the slot of a server that died uncleanly when a new server
+# starts under the same name. A pool name in use by a live server is skipped.
+JACK_POOL = [f"ddjack{i}" for i in range(6)]
 
 
-def start_jack_server(name: str | None = None, timeout: float = 10.0):
+def _die_with_parent() -> None:
+    """Linux: jackd gets SIGTERM (and unregisters cleanly) if the test run is killed."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool = False):
     """Start `jackd --no-realtime -n NAME -d dummy -r 48000 -p 64`; return (name, Popen).
 
-    Up means its server socket exists and a client can connect (checked with rtmidi).
+    Up means its server socket exists and it is still running after a short settle time.
+    Its log goes to a temp file (`proc.log`): a pipe left unread would fill with xrun
+    lines and stall the server.
     """
-    name = name or f"ddtest{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen(
-        [JACKD, "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
-    sock = Path("/dev/shm") / f"jack_{name}_{os.getuid()}_0"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-500:]
-            raise RuntimeError(f"jackd exited with {proc.returncode}: {err}")
-        if sock.exists() or Path(f"/tmp/jack_{name}_{os.getuid()}_0").exists():
-            time.sleep(0.5)  # accepts clients just after; the dummy driver xruns while settling
-            return name, proc
-        time.sleep(0.05)
-    stop_jack_server(proc)
-    raise RuntimeError(f"jackd -n {name} did not come up within {timeout:g} s")
+    errors = []
+    for candidate in ([name] if name else JACK_POOL):
+        log = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(
+            [JACKD, "--realtime" if realtime else "--no-realtime", "-n", candidate, "-d", "dummy", "-r", "48000", "-p", "64"],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc.log = log
+        sock = Path("/dev/shm") / f"jack_{candidate}_{os.getuid()}_0"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not sock.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)  # accepts clients just after; the dummy driver xruns while settling
+        if proc.poll() is None and sock.exists():
+            return candidate, proc
+        stop_jack_server(proc)
+        log.seek(0)
+        errors.append(f"{candidate}: " + " / ".join(log.read().strip().splitlines()[-2:]))
+    raise RuntimeError("jackd did not start: " + "; ".join(errors))
 
 
 def stop_jack_server(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: jackd unregisters from JACK's server registry
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    if proc.stderr:
-        proc.stderr.close()
+
+
+class JackServer(str):
+    """The server's name (a str), plus its process and an xrun counter from its log."""
+
+    proc: subprocess.Popen
+
+    def xruns(self) -> int:
+        self.proc.log.seek(0)
+        return self.proc.log.read().count("XRun")
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +84,8 @@ def jack_server():
     if JACKD is None:
         pytest.skip("jackd is not installed (apt-get install jackd2); JACK MIDI tests need it")
     name, proc = start_jack_server()
+    name = JackServer(name)
+    name.proc = proc
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:

@@ -1,7 +1,5 @@
 """Clock sources as pure scheduling logic, driven with an injected time."""
 
-import math
-
 import pytest
 
 from deepdrummer_live import clock as ck

@@ -277,6 +277,22 @@ def drain(mi):
     return out
 
 
+class _Xruns:
+    def __init__(self, server):
+        self.server, self.before = server, server.xruns()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, (AssertionError, StopIteration, ValueError)):
+            n = self.server.xruns() - self.before
+            if n > 0:
+                pytest.skip(f"jackd (non-realtime) overran {n} cycles during the test, MIDI was "
+                            f"lost or bunched ({kind.__name__}: {exc}); rerun on an idle machine")
+        return False
+
+
 @pytest.fixture
 def player_factory(jack_server):
     handles = []
@@ -289,6 +305,8 @@ def player_factory(jack_server):
         handles.append(h)
         return h, events, ready
 
+    guard = _Xruns(jack_server)  # counts overruns from the start of the test
+    make.xruns = lambda: guard
     yield make
     for h in handles:
         h.close()
@@ -312,6 +330,11 @@ def test_jack_internal_clock_notes_transport(player_factory):
         msgs = drain(mi)
     finally:
         mi.close_port()
+    with player_factory.xruns():
+        check_internal_run(msgs)
+
+
+def check_internal_run(msgs):
     data = [d for _, d in msgs]
     i_start = data.index([midi.START])
     assert data[i_start - 1] == [0xF2, 0, 0]  # SPP(0) right before Start
@@ -352,10 +375,12 @@ def test_jack_bar_synchronous_switch(player_factory):
         msgs = drain(mi)
     finally:
         mi.close_port()
-    rows = ticks_by_time(msgs, 150.0)
-    first_b = next(k for k, _, d in rows if d[0] == 0x99 and d[1] == 51)
-    assert first_b % 96 == 0 and first_b > 0, f"loop 2 started at tick {first_b}, not on a bar line"
-    assert not [k for k, _, d in rows if d[0] == 0x99 and d[1] == 36 and k is not None and k >= first_b]
+    with player_factory.xruns():
+        rows = ticks_by_time(msgs, 150.0)
+        first_b = next(k for k, _, d in rows if d[0] == 0x99 and d[1] == 51)
+        assert first_b % 96 == 0 and first_b > 0, f"loop 2 started at tick {first_b}, not on a bar line"
+        assert not [k for k, _, d in rows
+                    if d[0] == 0x99 and d[1] == 36 and k is not None and k >= first_b]
 
 
 def send_clock(mo, bpm, n, t0=None):
@@ -378,6 +403,11 @@ def test_jack_follower(player_factory):
     assert ready["midi_in"] == "DeepDrummer Live:ddin3"
     mi = jack_probe_in("ddout3")
     mo = jack_probe_out("ddin3")
+    with player_factory.xruns():
+        run_follower(h, events, mi, mo)
+
+
+def run_follower(h, events, mi, mo):
     try:
         h.set_loop(1, ROWS_A, None, True)
         events.wait(lambda e: e.get("type") == "switched")
@@ -414,6 +444,11 @@ def test_jack_follower(player_factory):
 def test_jack_controller_input(player_factory):
     h, events, _ = player_factory(midi_out="ddout4", midi_in="ddin4", controller="generic")
     mo = jack_probe_out("ddin4")
+    with player_factory.xruns():
+        run_controller(h, events, mo)
+
+
+def run_controller(h, events, mo):
     try:
         mo.send_message([0xF0, 0x7E, 0x01, 0x02, 0xF7])  # sysex junk: ignored
         mo.send_message([0x99, 99, 100])  # unmapped note: ignored

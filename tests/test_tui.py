@@ -84,8 +84,10 @@ def test_tiny_terminal_asks_for_more_room():
 
 
 def test_before_the_first_loop_and_before_training():
-    text = "\n".join(render_lines(snapshot(loop=None, losses=[], playing=False), 80))
+    text = "\n".join(render_lines(snapshot(loop=None, losses=[], playing=False, train_steps=0), 80))
     assert "waiting for the first loop" in text and "no training yet" in text
+    resumed = "\n".join(render_lines(snapshot(losses=[], train_steps=1392), 80))
+    assert "1392 steps before" in resumed
 
 
 def test_sparkline():
@@ -155,7 +157,10 @@ def test_keys_call_the_session():
 
 def test_mode_key_cycles_through_the_paper_modes():
     s = FakeSession()
-    seen = [handle_key(s, "m") and s.mode for _ in range(4)]
+    seen = []
+    for _ in range(4):
+        handle_key(s, "m")
+        seen.append(s.mode)
     assert seen == ["good", "bad", "random", "explore"]
 
 
@@ -234,6 +239,11 @@ def test_daemon_surface_in_tmux(tmp_path):
         tmux.wait_for("dislikes 1")
         tmux("send-keys", "-t", "dd", "m")
         tmux.wait_for("mode good")
+        tmux("send-keys", "-t", "dd", "u")  # takes back the dislike
+        tmux.wait_for("dislikes 0")
+        tmux("send-keys", "-t", "dd", "u", "u")  # the like, then nothing left: an error, not a crash
+        screen = tmux.wait_for("error: nothing to undo")
+        assert "likes 0" in screen
         tmux("resize-window", "-t", "dd", "-x", "40", "-y", "10")
         tmux.wait_for("make the terminal bigger")
         tmux("resize-window", "-t", "dd", "-x", "100", "-y", "30")
@@ -247,9 +257,9 @@ def test_daemon_surface_in_tmux(tmp_path):
         tmux.kill()
     db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
     try:
-        ratings = db.execute("SELECT rating FROM ratings WHERE undone = 0 ORDER BY seq").fetchall()
+        ratings = db.execute("SELECT rating, undone FROM ratings ORDER BY seq").fetchall()
         mode = db.execute("SELECT value FROM meta WHERE key = 'mode'").fetchone()
     finally:
         db.close()
-    assert ratings == [(1,), (0,)]
+    assert ratings == [(1, 1), (0, 1)]  # both landed, both taken back
     assert mode == ("good",)

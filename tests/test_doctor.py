@@ -1,0 +1,154 @@
+"""`doctor`: each check alone, then the whole command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepdrummer_live import doctor
+from deepdrummer_live.doctor import FAIL, OK, WARN, Check
+
+EXE = Path(sys.executable).parent / "deepdrummer-live"
+
+
+def statuses(checks: list[Check]) -> list[str]:
+    return [c.status for c in checks]
+
+
+def test_busy_osc_port_fails_the_whole_command(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        result = subprocess.run([str(EXE), "doctor", "--state-dir", str(tmp_path / "state"), "--osc-port",
+                                 str(port), "--device", "cpu", "--seed", "1"],
+                                capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout + result.stderr
+    busy = next(i for i, ln in enumerate(lines) if ln.startswith("FAIL  OSC port"))
+    assert f"127.0.0.1:{port} is busy" in lines[busy]
+    assert lines[busy + 1].strip().startswith("fix:") and "--osc-port" in lines[busy + 1]
+    for ln in lines:  # every line is a verdict, a fix, or the summary
+        assert ln.split(" ", 1)[0] in ("ok", "warn", "FAIL", "") or ln.startswith("      fix: ") or \
+            ln.endswith(" ok"), ln
+    for name in ("python-rtmidi", "pyo", "torch device", "kit", "engine", "state dir", "disk"):
+        assert any(f"  {name}: " in ln for ln in lines), name
+    assert not (tmp_path / "state").exists()  # doctor looks, it does not create
+
+
+def test_free_port_is_ok():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert statuses(doctor.check_osc_port(port)) == [OK]
+
+
+def test_exit_status_follows_fails(monkeypatch, capsys):
+    args = Namespace()
+    monkeypatch.setattr(doctor, "run_checks", lambda a: [Check(OK, "a", "fine"), Check(WARN, "b", "meh", "do x")])
+    assert doctor.cmd_doctor(args) == 0
+    monkeypatch.setattr(doctor, "run_checks", lambda a: [Check(FAIL, "c", "broken", "do y")])
+    assert doctor.cmd_doctor(args) == 1
+    out = capsys.readouterr().out
+    assert "warn  b: meh\n      fix: do x" in out and "FAIL  c: broken\n      fix: do y" in out
+
+
+def test_state_dir_checks(tmp_path):
+    assert "will be created" in doctor.check_state_dir(tmp_path / "new" / "dir")[0].detail
+    d = tmp_path / "open"
+    d.mkdir(mode=0o755)
+    os.chmod(d, 0o755)
+    checks = doctor.check_state_dir(d)
+    perm = next(c for c in checks if "permissions" in c.detail)
+    assert perm.status == WARN and "0755" in perm.detail and f"chmod 700 {d}" in perm.fix
+    os.chmod(d, 0o700)
+    assert WARN not in statuses(doctor.check_state_dir(d))
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert statuses(doctor.check_state_dir(f)) == [FAIL]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable dir cannot be made")
+def test_unwritable_state_dir_fails(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    os.chmod(d, 0o500)
+    try:
+        checks = doctor.check_state_dir(d)
+    finally:
+        os.chmod(d, 0o700)
+    assert checks[0].status == FAIL and "not writable" in checks[0].detail
+
+
+def test_state_dir_with_a_session_is_described(tmp_path):
+    from deepdrummer_live.store import Store
+
+    store = Store(tmp_path)
+    loop_id = store.add_loop("k", ["a"] * 4, [36] * 4, ["kick"] * 4, ["x" * 16] * 4, 0.5, "explore", 120.0)
+    store.add_rating(loop_id, True, 0.5)
+    store.close()
+    session = next(c for c in doctor.check_state_dir(tmp_path) if c.what == "session")
+    assert session.status == OK and "1 loops, 1 ratings" in session.detail
+
+
+def test_kit_checks(tmp_path):
+    checks, kit = doctor.check_kit(str(tmp_path))  # an empty folder
+    assert kit is None and statuses(checks) == [FAIL] and str(tmp_path) in checks[0].detail
+    t = np.arange(4800) / 48000
+    sf.write(tmp_path / "kick_01.wav", (np.sin(2 * np.pi * 60 * t) * np.exp(-t * 30)).astype(np.float32), 48000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    checks, kit = doctor.check_kit(str(tmp_path))
+    assert kit is not None and checks[0].status == OK and "1 samples; kick x1" in checks[0].detail
+    assert any(c.status == WARN and "notes.txt" in c.detail for c in checks)
+    assert any(c.status == WARN and "only 1 samples" in c.detail for c in checks)
+
+
+def test_device_checks():
+    checks, device = doctor.check_device("cpu")
+    assert statuses(checks) == [OK] and str(device) == "cpu"
+    checks, device = doctor.check_device("tpu")
+    assert device is None and statuses(checks) == [FAIL] and "'tpu'" in checks[0].detail
+
+
+def test_platform_midi_advice():
+    win = doctor.check_midi_systems("win32")
+    assert statuses(win) == [WARN] and "loopMIDI" in win[0].fix
+    assert statuses(doctor.check_midi_systems("darwin")) == [OK]
+
+
+def test_rtmidi_apis_are_listed():
+    import rtmidi
+
+    check = doctor.check_rtmidi("linux")[0]
+    for api in rtmidi.get_compiled_api():
+        assert rtmidi.get_api_name(api) in check.detail
+
+
+def test_default_run_prediction():
+    assert statuses(doctor.check_default_run(False, None)) == [OK]
+    assert statuses(doctor.check_default_run(True, "alsa")) == [OK]
+    assert statuses(doctor.check_default_run(False, "alsa")) == [FAIL]
+    stale = doctor.check_default_run(False, "jack")
+    assert statuses(stale) == [FAIL] and "/dev/shm/jack*" in stale[0].fix
+
+
+def test_jack_detection_with_a_real_server(jack_server):
+    if doctor.shutil.which("jack_lsp") is None:
+        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+    running, how = doctor.jack_server_running()
+    assert running and jack_server in how
+
+
+def test_jack_detection_without_a_server(monkeypatch):
+    if doctor.shutil.which("jack_lsp") is None:
+        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "ddnoserver-doctor-test")
+    running, how = doctor.jack_server_running()
+    assert running is False and "not running" in how

@@ -1,0 +1,176 @@
+"""`report`: PNGs from a state dir; one from the real daemon rated over real OSC, others via Store."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from deepdrummer_live.cli import main
+from deepdrummer_live.errors import StateError
+from deepdrummer_live.report import cmd_report, load_session, rolling_mean
+from deepdrummer_live.store import Store
+
+EXE = Path(sys.executable).parent / "deepdrummer-live"
+SAMPLES = ["kick_01", "snare_02", "closed_hat_01", "conga_01"]
+
+
+def fill_store(state_dir: Path, n: int = 12, train: int = 20) -> Store:
+    store = Store(state_dir)
+    for i in range(n):
+        steps = ["x...x...x...x...", "....x.......x...", "x.x.x.x.x.x.x.x.", ("x" if i % 2 else ".") * 16]
+        loop_id = store.add_loop("dd-analog", SAMPLES, [36, 38, 42, 63], ["kick", "snare", "closed_hat", "conga"],
+                                 steps, i / n, "explore", 120.0)
+        store.add_rating(loop_id, i % 3 != 0, i / n)
+    store.add_rating(1, True, 0.0)  # re-rating replaces: loop 1 ends liked
+    store.undo_last()               # ...and undo takes that back: loop 1 is disliked again
+    for step in range(train):
+        store.log_train(step * 8, 0.7 / (1 + step))
+    return store
+
+
+def assert_png(path: Path) -> None:
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200
+
+
+def test_load_session_uses_effective_ratings(tmp_path):
+    fill_store(tmp_path).close()
+    data = load_session(tmp_path)
+    assert [r.loop_id for r in data.rated] == list(range(1, 13))
+    assert [r.liked for r in data.rated] == [i % 3 != 0 for i in range(12)]
+    assert data.rated[4].p_like == pytest.approx(4 / 12)
+    assert data.loops[2].samples == SAMPLES and data.loops[2].steps[0] == "x...x...x...x..."
+    assert len(data.train) == 20 and data.n_loops == 12
+
+
+def test_report_writes_valid_pngs(tmp_path, capsys):
+    fill_store(tmp_path / "state").close()
+    assert cmd_report(Namespace(state_dir=tmp_path / "state", out=tmp_path / "out")) == 0
+    printed = capsys.readouterr().out.split()
+    names = sorted(Path(p).name for p in printed)
+    assert names == ["report-like-rate.png", "report-liked-loops.png", "report-loss.png", "report-p-like.png"]
+    for p in printed:
+        assert_png(Path(p))
+
+
+def test_report_default_out_is_inside_the_state_dir(tmp_path, capsys):
+    fill_store(tmp_path, n=2, train=0).close()
+    assert main(["report", "--state-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert all(Path(p).parent == tmp_path / "report" for p in out.split())
+    assert "training loss" in err  # skipped pictures say why
+
+
+def test_empty_session_writes_nothing_and_says_why(tmp_path, capsys):
+    Store(tmp_path).close()
+    assert cmd_report(Namespace(state_dir=tmp_path, out=tmp_path / "out")) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "no ratings yet" in err
+
+
+def test_missing_state_dir_is_one_clear_line(tmp_path, capsys):
+    with pytest.raises(StateError):
+        load_session(tmp_path / "nowhere")
+    assert main(["report", "--state-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nowhere" in err and "state.sqlite" in err and "--state-dir" in err
+
+
+def test_report_does_not_write_to_the_store(tmp_path):
+    fill_store(tmp_path).close()
+    before = (tmp_path / "state.sqlite").stat().st_mtime_ns
+    cmd_report(Namespace(state_dir=tmp_path, out=tmp_path / "out"))
+    assert (tmp_path / "state.sqlite").stat().st_mtime_ns == before
+
+
+def test_rolling_mean():
+    assert rolling_mean([1, 0, 1, 1], 2) == [1.0, 0.5, 0.5, 1.0]
+    assert rolling_mean([], 3) == []
+
+
+# --- from a real session -----------------------------------------------------------------------
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_report_of_a_real_session_rated_over_osc(tmp_path):
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import BlockingOSCUDPServer
+    from pythonosc.udp_client import SimpleUDPClient
+
+    port = free_udp_port()
+    state = tmp_path / "state"
+    daemon = subprocess.Popen([str(EXE), "run", "--headless", "--state-dir", str(state), "--osc-port", str(port),
+                               "--midi-backend", "none", "--audio", "none", "--seed", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    events = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: events.append((address, args)))
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    server.timeout = 0.1
+    client = SimpleUDPClient("127.0.0.1", port)
+    client._sock = server.socket  # replies come back to the socket we listen on
+
+    def wait_for(address: str, count: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(a == address for a, _ in events) < count:
+            assert time.monotonic() < deadline, f"{address} x{count} not received; got {events[-5:]}"
+            assert daemon.poll() is None, daemon.stderr.read()[-2000:]
+            server.handle_request()
+
+    try:
+        deadline = time.monotonic() + 60
+        while not any(a == "/dd/pong" for a, _ in events):  # the daemon is up once it answers
+            assert time.monotonic() < deadline and daemon.poll() is None, "daemon did not answer /dd/ping"
+            client.send_message("/dd/ping", [])
+            for _ in range(5):
+                server.handle_request()
+        client.send_message("/dd/subscribe", [])
+
+        def current() -> int:
+            for address, args in reversed(events):
+                if address == "/dd/loop" or (address == "/dd/status" and args[2] >= 0):
+                    return args[0] if address == "/dd/loop" else args[2]
+            return -1
+
+        deadline = time.monotonic() + 60
+        while current() < 0:  # the first proposal is still being made
+            assert time.monotonic() < deadline and daemon.poll() is None, "no first loop within 60 s"
+            client.send_message("/dd/status", [])
+            for _ in range(5):
+                server.handle_request()
+        for i, verdict in enumerate(["/dd/like", "/dd/dislike", "/dd/like", "/dd/dislike"]):
+            before = current()
+            client.send_message(verdict, [before])
+            wait_for("/dd/rated", i + 1)
+            deadline = time.monotonic() + 60
+            while current() == before:  # the next loop is current before the next rating
+                assert time.monotonic() < deadline, "no next loop within 60 s"
+                server.handle_request()
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        server.server_close()
+    assert daemon.returncode == 0
+    out = tmp_path / "report"
+    result = subprocess.run([str(EXE), "report", "--state-dir", str(state), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    paths = [Path(p) for p in result.stdout.split()]
+    assert {p.name for p in paths} >= {"report-like-rate.png", "report-p-like.png", "report-liked-loops.png"}
+    for p in paths:
+        assert_png(p)
+    data = load_session(state)
+    assert [r.liked for r in data.rated] == [True, False, True, False]
