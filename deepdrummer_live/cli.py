@@ -215,7 +215,9 @@ class EventForwarder:
 
 
 def jack_running() -> bool:
-    return any(Path("/dev/shm").glob("jack*"))  # a running JACK server keeps its shared memory here
+    from .midi import jack_server_running
+
+    return jack_server_running()
 
 
 def resolve_player(args, state_dir: Path):

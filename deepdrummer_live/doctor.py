@@ -155,21 +155,36 @@ def check_audio() -> list[Check]:
     return checks
 
 
-def check_default_run(jack_running: bool | None, midi_backend: str | None) -> list[Check]:
-    """Would `run` with no flags start? Its default audio is pyo on JACK whenever MIDI is on."""
+def check_default_run(midi_backend: str | None, jack_files: bool, jack_running: bool | None,
+                      pyo_ok: bool, portaudio_ok: bool) -> list[Check]:
+    """Would `run` with no flags start, and with what? Mirrors cli.resolve_player's defaults:
+    MIDI from default_midi_backend(); audio always pyo, on JACK when JACK looks present
+    (/dev/shm/jack* files), else on PortAudio. A MIDI failure stops `run`; an audio one does not."""
+    checks = []
     if midi_backend is None:
-        return [Check(OK, "defaults", "no MIDI system found: `run` starts silent (no MIDI, no audio); "
-                      "the terminal surface and OSC still work")]
-    if jack_running:
-        return [Check(OK, "defaults", f"`run` would use MIDI via {midi_backend} and pyo audio on JACK")]
-    if midi_backend == "jack":
+        checks.append(Check(OK, "defaults", "no MIDI system found: `run` starts without MIDI "
+                            "(the terminal surface, OSC and audio still work)"))
+    elif midi_backend == "jack" and not jack_running:
         return [Check(FAIL, "defaults", "`run` would pick JACK MIDI (it found /dev/shm/jack* files, perhaps "
                       "left by a crashed server) but no JACK server answers, so it would stop at startup",
-                      "start JACK, or remove stale /dev/shm/jack* files, or pass --midi-backend alsa|none "
-                      "(and --audio none without JACK)")]
-    return [Check(FAIL, "defaults", f"`run` would open MIDI via {midi_backend} and pyo audio on JACK, "
-                  "but no JACK server runs, so it would stop at startup",
-                  "start JACK, or run with --audio-backend portaudio, or --audio none")]
+                      "start JACK, or remove stale /dev/shm/jack* files, or pass --midi-backend alsa|none")]
+    else:
+        checks.append(Check(OK, "defaults", f"`run` would open its MIDI ports via {midi_backend}"))
+    audio_backend = "jack" if midi_backend == "jack" or jack_files else "portaudio"
+    if not pyo_ok:
+        checks.append(Check(WARN, "defaults", "`run` would play no audio: pyo is not importable",
+                            "install pyo (see above), or pass --audio none to say you do not want audio"))
+    elif audio_backend == "jack" and not jack_running:
+        checks.append(Check(WARN, "defaults", "`run` would try pyo on JACK (it found /dev/shm/jack* files) "
+                            "but no JACK server answers: it would play no audio",
+                            "start JACK, or pass --audio-backend portaudio, or --audio none"))
+    elif audio_backend == "portaudio" and not portaudio_ok:
+        checks.append(Check(WARN, "defaults", "`run` would try pyo on PortAudio, which has no output device: "
+                            "it would play no audio (MIDI is unaffected)",
+                            "connect a sound card or start JACK; or pass --audio none to say you do not want audio"))
+    else:
+        checks.append(Check(OK, "defaults", f"`run` would play audio with pyo on {audio_backend}"))
+    return checks
 
 
 # --- torch, kit, engine -----------------------------------------------------------------------------
@@ -307,13 +322,17 @@ def check_osc_port(port: int, host: str = "127.0.0.1") -> list[Check]:
 # --- the command -------------------------------------------------------------------------------------------
 
 def run_checks(args) -> list[Check]:
-    from .cli import default_midi_backend, default_state_dir
+    from .cli import default_midi_backend, default_state_dir, jack_running
 
     checks = check_midi_systems()
     checks += check_rtmidi()
     checks += check_audio()
-    jack_running = next((c.status == OK for c in checks if c.what == "JACK"), None)
-    checks += check_default_run(jack_running, default_midi_backend())
+
+    def passed(what: str) -> bool:
+        return any(c.what == what and c.status == OK for c in checks)
+
+    checks += check_default_run(default_midi_backend(), jack_running(), passed("JACK"), passed("pyo"),
+                                passed("PortAudio"))
     device_checks, device = check_device(args.device)
     checks += device_checks
     kit_checks, kit = check_kit(args.kit)

@@ -84,6 +84,10 @@ def _jack_server_socket() -> Path | None:
     return None
 
 
+def jack_server_running() -> bool:
+    return _jack_server_socket() is not None
+
+
 def check_backend(backend: str) -> None:
     """Raise UsageError with the fix when `backend` cannot work on this machine."""
     if backend not in BACKENDS:

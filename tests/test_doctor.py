@@ -132,10 +132,15 @@ def test_rtmidi_apis_are_listed():
 
 
 def test_default_run_prediction():
-    assert statuses(doctor.check_default_run(False, None)) == [OK]
-    assert statuses(doctor.check_default_run(True, "alsa")) == [OK]
-    assert statuses(doctor.check_default_run(False, "alsa")) == [FAIL]
-    stale = doctor.check_default_run(False, "jack")
+    # (midi_backend, jack_files, jack_running, pyo_ok, portaudio_ok) -> statuses
+    assert statuses(doctor.check_default_run(None, False, False, True, True)) == [OK, OK]
+    assert statuses(doctor.check_default_run("alsa", False, False, True, True)) == [OK, OK]
+    assert statuses(doctor.check_default_run("jack", True, True, True, False)) == [OK, OK]
+    no_card = doctor.check_default_run("alsa", False, False, True, False)
+    assert statuses(no_card) == [OK, WARN] and "PortAudio" in no_card[1].detail
+    assert statuses(doctor.check_default_run("alsa", True, False, True, True))[1] == WARN  # stale: pyo on JACK
+    assert statuses(doctor.check_default_run(None, False, False, False, False)) == [OK, WARN]
+    stale = doctor.check_default_run("jack", True, False, True, True)
     assert statuses(stale) == [FAIL] and "/dev/shm/jack*" in stale[0].fix
 
 

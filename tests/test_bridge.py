@@ -1,0 +1,103 @@
+"""The whole bridge: the real daemon on a JACK dummy server, MIDI checked against /dd/loop over OSC."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from daemon import Daemon, OscClient
+
+
+def jack_in(substring: str):
+    import rtmidi
+
+    mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bridge-probe", queue_size_limit=65536)
+    mi.ignore_types(sysex=True, timing=False, active_sense=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ports = [i for i, p in enumerate(mi.get_ports()) if substring in p]
+        if ports:
+            mi.open_port(ports[0], "in")
+            return mi
+        time.sleep(0.2)
+    raise AssertionError(f"no JACK MIDI port containing {substring!r}: {mi.get_ports()}")
+
+
+def collect(mi, seconds: float) -> list[tuple[float, list[int]]]:
+    """(receive time, bytes) for `seconds`, times from the first message."""
+    out, t, deadline = [], 0.0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        msg = mi.get_message()
+        if msg is None:
+            time.sleep(0.002)
+            continue
+        data, delta = msg
+        t += delta
+        out.append((t, data))
+    return out
+
+
+def expected_pattern(loop_args) -> set[tuple[int, int]]:
+    """(step, GM note) of every hit of a /dd/loop message."""
+    hits = set()
+    for r in range(4):
+        _, note, steps = loop_args[4 + 3 * r: 7 + 3 * r]
+        hits |= {(k, note) for k, c in enumerate(steps) if c == "x"}
+    return hits
+
+
+def played_pattern(msgs, bpm: float) -> list[set[tuple[int, int]]]:
+    """Per bar after Start: the (step, note) of every channel-10 note-on, from the 24-ppqn clock."""
+    bars: dict[int, set] = {}
+    clocks = None
+    for _, data in msgs:
+        if data[0] == 0xFA:
+            clocks = 0
+        elif data[0] == 0xF8 and clocks is not None:
+            clocks += 1
+        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
+            # a note due with clock n is sent just before or after it: round to the nearest step
+            step = int(round(clocks / 6))
+            bars.setdefault(step // 16, set()).add((step % 16, data[1]))
+    return [bars[b] for b in sorted(bars)]
+
+
+@pytest.mark.usefixtures("jack_server")
+def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path):
+    client = OscClient(0)
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", midi="jack",
+               audio="none")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        client.send("/dd/status")
+        current = client.expect("/dd/status")[2]
+        client.drain()
+        mi = jack_in("DeepDrummer")
+        client.send("/dd/next")
+        first = client.expect("/dd/loop")
+        client.send("/dd/play")
+        msgs = collect(mi, 2.6)  # 1 s bars at 240 BPM
+        client.send("/dd/like")
+        client.expect("/dd/rated")
+        second = client.expect("/dd/loop", timeout=5)
+        msgs += collect(mi, 2.2)
+        client.send("/dd/stop")
+        msgs += collect(mi, 0.5)
+        mi.close_port()
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+    assert first[0] > current and second[0] > first[0]
+    bars = played_pattern(msgs, 240)
+    assert len(bars) >= 4
+    pats = [expected_pattern(first), expected_pattern(second)]
+    assert bars[0] == pats[0] and bars[1] == pats[0]
+    assert pats[1] in bars
+    assert all(b in pats for b in bars[:-1])  # whole bars only: never a mix within a bar
+    assert bars[-1] <= pats[0] or bars[-1] <= pats[1]  # the bar cut short by Stop
+    kinds = [data[0] for _, data in msgs]
+    assert 0xFA in kinds and 0xFC in kinds and 0xF8 in kinds  # Start, Stop, clock
+    assert any(data[0] == 0xB9 and data[1] == 123 for _, data in msgs)  # all notes off on stop
+    assert all(data[0] & 0x0F == 9 for _, data in msgs if 0x80 <= data[0] < 0xF0)  # channel 10
