@@ -101,3 +101,40 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path):
     assert 0xFA in kinds and 0xFC in kinds and 0xF8 in kinds  # Start, Stop, clock
     assert any(data[0] == 0xB9 and data[1] == 123 for _, data in msgs)  # all notes off on stop
     assert all(data[0] & 0x0F == 9 for _, data in msgs if 0x80 <= data[0] < 0xF0)  # channel 10
+
+
+def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
+    """pyo's offline rendering of the live loop equals the engine's render of the announced loop."""
+    import numpy as np
+    import soundfile as sf
+
+    from deepdrummer_live.audio import OFFLINE_LEAD_IN
+    from deepdrummer_live.kit import load_kit
+    from deepdrummer_live.render import render_bar_numpy, step_length
+
+    client = OscClient(0)
+    state = tmp_path / "state"
+    d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--audio-backend", "offline",
+               midi="none", audio="pyo")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        client.drain()
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop")
+        client.send("/dd/play")
+        time.sleep(2.5)
+        client.send("/dd/stop")
+        time.sleep(0.3)
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+    audio, sr = sf.read(state / "live-audio.wav", dtype="float32")
+    kit = load_kit(None)
+    names = {s.name: s for s in kit.samples}
+    rows = [loop[4 + 3 * r: 7 + 3 * r] for r in range(4)]
+    samples = [kit.audio_at(sr)[kit.samples.index(names[name])] for name, _, _ in rows]
+    bar = render_bar_numpy([steps for _, _, steps in rows], samples, step_length(240.0, sr))
+    played = audio[OFFLINE_LEAD_IN: OFFLINE_LEAD_IN + len(bar)]
+    assert np.abs(bar).max() > 0.05
+    np.testing.assert_allclose(played, bar, atol=1e-4)
