@@ -87,6 +87,13 @@ class VirtualTransport:
             self._timer.daemon = True
             self._timer.start()
 
+    def current_step(self) -> int:
+        """The playhead (0-15), computed from the clock: no events needed for a display."""
+        with self._lock:
+            if not self.playing:
+                return 0
+            return int((time.monotonic() - self.origin) / (self._bar_seconds() / 16)) % 16
+
     def play(self) -> None:
         with self._lock:
             if not self.playing:
@@ -328,7 +335,7 @@ class Session:
             elif action == "mode":
                 self.set_mode(value if value in MODES else MODES[(MODES.index(self.mode) + 1) % len(MODES)])
             elif action == "fotf":
-                self.set_fotf(not self.fotf if value is None else bool(value))
+                self.set_fotf(not self.fotf if value in (None, "toggle") else bool(value))
             elif action == "tempo":
                 self.set_tempo(float(value))
             elif action == "tempo_delta":
@@ -497,7 +504,8 @@ class Session:
             return {
                 "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": loop.rows()},
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
-                "tempo": self.tempo, "clock": self.clock, "playing": self.playing, "step": self.step,
+                "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
+                "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.engine.device), "train_steps": self.engine.trainer.steps,
                 "losses": list(self.stats.losses), "last_error": self.last_error,
             }

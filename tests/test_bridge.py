@@ -138,3 +138,47 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     played = audio[OFFLINE_LEAD_IN: OFFLINE_LEAD_IN + len(bar)]
     assert np.abs(bar).max() > 0.05
     np.testing.assert_allclose(played, bar, atol=1e-4)
+
+
+def jack_out(substring: str):
+    import rtmidi
+
+    mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "dd-bridge-pads")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ports = [i for i, p in enumerate(mo.get_ports()) if substring in p]
+        if ports:
+            mo.open_port(ports[0], "out")
+            return mo
+        time.sleep(0.2)
+    raise AssertionError(f"no JACK MIDI input port containing {substring!r}: {mo.get_ports()}")
+
+
+@pytest.mark.usefixtures("jack_server")
+def test_controller_pads_rate_loops(tmp_path):
+    """The generic mapping: note 36 likes, 37 dislikes, 41 toggles four-on-the-floor."""
+    client = OscClient(0)
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--midi-in", "pads",
+               "--controller", "generic", midi="jack", audio="none")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        client.drain()
+        pads = jack_out("pads")
+        pads.send_message([0x90, 36, 100])
+        pads.send_message([0x80, 36, 0])
+        assert client.expect("/dd/rated")[1:] == ["like", 1, 0]
+        client.expect("/dd/loop")
+        pads.send_message([0x99, 37, 90])  # any channel
+        assert client.expect("/dd/rated")[1:] == ["dislike", 1, 1]
+        pads.send_message([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])  # sysex junk is ignored
+        pads.send_message([0x90, 41, 100])  # fotf on: the next loops have a kick on every beat
+        time.sleep(0.5)
+        for _ in range(2):
+            client.send("/dd/next")
+            loop = client.expect("/dd/loop")
+        assert loop[4 + 1] == 36 and loop[4 + 2] == "x...x...x...x..."
+        pads.close_port()
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
