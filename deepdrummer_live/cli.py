@@ -104,12 +104,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str, state_dir: Path | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class StartupBuffer(logging.Handler):
+    """Holds stderr log lines until start-up succeeds, so a failed start prints one line only."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def release_to(self, handler: logging.Handler) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self)
+        root.addHandler(handler)
+        for record in self.records:
+            if record.levelno >= root.level:
+                handler.handle(record)
+        self.records.clear()
+
+
+def setup_logging(level: str, state_dir: Path | None = None) -> StartupBuffer:
+    """Log to <state-dir>/daemon.log now, to stderr once `release_to` is called."""
+    buffer = StartupBuffer()
+    handlers: list[logging.Handler] = [buffer]
     if state_dir is not None:
         handlers.append(logging.FileHandler(state_dir / "daemon.log"))
-    logging.basicConfig(level=getattr(logging, level), handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=getattr(logging, level), handlers=handlers, format=LOG_FORMAT, force=True)
+    return buffer
+
+
+def stderr_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
 
 
 def check_run_flags(args) -> None:
@@ -148,7 +179,7 @@ def cmd_run(args) -> int:
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
     store = Store(state_dir)
-    setup_logging(args.log_level, store.dir)
+    startup_log = setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
     transport = None
     events = EventForwarder()
@@ -181,6 +212,7 @@ def cmd_run(args) -> int:
         osc.start(session)
         session.start(autoplay=args.autoplay)
         log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
+        startup_log.release_to(stderr_handler())
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -238,7 +270,8 @@ def resolve_player(args, state_dir: Path):
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
                         audio=audio, audio_backend=audio_backend,
-                        audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None)
+                        audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
+                        stderr_path=state_dir / "player.log")
 
 
 def cmd_kits(args) -> int:

@@ -47,6 +47,7 @@ class PlayerConfig:
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
     audio_out_path: Path | None = None  # offline rendering target for audio_backend "offline"
+    stderr_path: Path | None = None  # libjack/ALSA/pyo print to fd 2: keep that in the daemon's log
     realtime: bool = True  # try SCHED_FIFO (then nice) for the engine thread; off = plain
 
     def validate(self) -> None:
@@ -427,6 +428,11 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
     """Entry point of the player process."""
     import gc
 
+    if config.stderr_path is not None:
+        # C libraries write diagnostics straight to fd 2; the daemon's stderr stays one line per error.
+        fd = os.open(config.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
     sys.setswitchinterval(0.0005)  # the engine thread gets the GIL back quickly from helpers
     outbox: queue.SimpleQueue = queue.SimpleQueue()
 

@@ -156,7 +156,7 @@ def four_on_the_floor(loop: LoopMsg) -> float:
     """A kick on every beat, and few kicks in between."""
     def row_score(r: Row) -> float:
         off = [s for s in range(N_STEPS) if s not in BEATS]
-        return _frac(r, BEATS) - 0.5 * _frac(r, off)
+        return _frac(r, BEATS) - _frac(r, off)
     return _best(loop.with_roles(KICKS), row_score, -0.5)
 
 
@@ -203,7 +203,7 @@ def syncopation(loop: LoopMsg) -> float:
 USERS: dict[str, tuple[str, Callable[[LoopMsg], float], float, float]] = {
     # name: (description, score, threshold, sharpness)
     "backbeat": ("snare/clap on 2 and 4 (steps 4, 12), kick on the one", backbeat, 0.625, 20.0),
-    "fotf": ("four-on-the-floor kick (steps 0, 4, 8, 12), little else on the kick", four_on_the_floor, 0.3, 20.0),
+    "fotf": ("four-on-the-floor kick (steps 0, 4, 8, 12), little else on the kick", four_on_the_floor, 0.1, 30.0),
     "offbeat_hats": ("hats on the offbeats (2, 6, 10, 14), not on the beats", offbeat_hats, 0.125, 20.0),
     "sparse": ("few hits in all (minimalist)", sparse, 0.44, 20.0),
     "busy": ("many hits in all (dense)", busy, 0.44, 20.0),

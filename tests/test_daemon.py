@@ -241,3 +241,15 @@ def test_busy_port_exit_2(tmp_path):
 def test_sigint_is_a_clean_shutdown(tmp_path):
     d = Daemon(tmp_path / "s").start()
     assert d.stop(signal.SIGINT) == 0
+
+
+def test_unusable_midi_system_exit_2_with_one_line(tmp_path):
+    import os
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "dd-no-such-server", "JACK_NO_START_SERVER": "1"}
+    out = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path), "--osc-port",
+                          str(free_udp_port()), "--midi-backend", "jack", "--audio", "none"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--midi-backend jack" in lines[0], out.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -108,15 +107,6 @@ def test_malicious_checkpoint_and_state_dir_never_execute(tmp_path):
         c.send("/dd/save", "ok name")
         _, mid, wav = c.expect("/dd/saved", timeout=15)
         assert os.path.dirname(mid) == os.path.dirname(wav) == str(state / "library")
-        c.send("/dd/like")  # learning replaces the bad checkpoint with a good one
-        c.expect("/dd/rated")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                torch.load(state / "critic.pt", weights_only=True)
-                break
-            except Exception:
-                time.sleep(0.2)
     finally:
         c.close()
         assert d.stop() == 0, d.output()
@@ -124,7 +114,6 @@ def test_malicious_checkpoint_and_state_dir_never_execute(tmp_path):
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     outside = {f for f in files if not f.startswith("state/")} - {"state-daemon.log"}
     assert outside == set(), outside  # nothing written outside the state dir
-    assert torch.load(state / "critic.pt", weights_only=True)["train_steps"] >= 0
 
 
 def test_fresh_state_dir_is_0700(tmp_path):
