@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from . import __version__
@@ -208,7 +209,7 @@ def cmd_run(args) -> int:
         elif session.tempo != args.tempo:
             transport.set_tempo(session.tempo)  # the resumed session's tempo
         session.attach_transport(transport)
-        events.target = session.on_transport_event
+        events.attach(session.on_transport_event)
         osc.start(session)
         session.start(autoplay=args.autoplay)
         log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
@@ -234,16 +235,31 @@ def cmd_run(args) -> int:
 
 
 class EventForwarder:
-    """Player events go to the session once it exists; earlier ones (startup notes) go to the log."""
+    """Player events go to the session once it exists. Earlier ones are kept and replayed then:
+    a Link or MIDI-clock tempo learnt during the engine's warm-up must not be lost."""
 
     def __init__(self):
-        self.target = None
+        self._target = None
+        self._early: deque = deque(maxlen=256)
+        self._lock = threading.Lock()
+
+    def attach(self, target) -> None:
+        with self._lock:
+            early, self._early = list(self._early), deque()
+            self._target = target
+        for event in early:
+            target(event)
 
     def __call__(self, event: dict) -> None:
-        if self.target is not None:
-            self.target(event)
-        elif event.get("type") == "error":
-            log.warning("player: %s", event.get("message"))
+        with self._lock:
+            target = self._target
+            if target is None:
+                if event.get("type") == "error":
+                    log.warning("player: %s", event.get("message"))
+                if event.get("type") != "step":
+                    self._early.append(event)
+                return
+        target(event)
 
 
 def jack_running() -> bool:

@@ -182,3 +182,42 @@ def test_controller_pads_rate_loops(tmp_path):
     finally:
         client.close()
         assert d.stop() == 0, d.output()
+
+
+def test_link_session_shares_tempo_and_transport(tmp_path):
+    """A real Ableton Link peer in this process: the daemon follows its tempo and start/stop."""
+    import asyncio
+
+    aalink = pytest.importorskip("aalink")
+    client = OscClient(0)
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--clock", "link", midi="none",
+               audio="none")
+    client.target = ("127.0.0.1", d.port)
+    loop = asyncio.new_event_loop()
+    peer = aalink.Link(100.0, loop)
+    peer.enabled = True
+    peer.start_stop_sync_enabled = True
+    try:
+        d.start()
+        deadline = time.monotonic() + 15
+        while peer.num_peers < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert peer.num_peers >= 1, "the daemon did not join the Link session"
+        bpm = None
+        while time.monotonic() < deadline:
+            if abs(peer.tempo - 100.0) > 0.01:  # the sessions may merge on the daemon's tempo first
+                peer.tempo = 100.0
+            client.drain()
+            client.send("/dd/next")
+            bpm = client.expect("/dd/loop")[2]
+            if abs(bpm - 100.0) < 0.5:
+                break
+            time.sleep(0.5)
+        assert abs(bpm - 100.0) < 0.5
+        client.send("/dd/tempo", 130.0)  # the tempo belongs to the Link session, not to OSC
+        assert client.expect("/dd/error")[1] == "/dd/tempo"
+    finally:
+        peer.enabled = False
+        client.close()
+        assert d.stop() == 0, d.output()
+        loop.close()
