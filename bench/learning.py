@@ -229,7 +229,11 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     torch.set_num_threads(args.threads)
     t_start = time.monotonic()
     kit = load_kit(args.kit)
-    engine = Engine(kit, resolve_device(args.device or "cpu"), args.seed)
+    from deepdrummer_live.critic import LEAN_CONFIG, with_overrides
+
+    overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    engine = Engine(kit, resolve_device(args.device or "cpu"), args.seed,
+                    config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):
@@ -272,6 +276,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--inproc", action="store_true", help="drive an Engine in this process (tuning)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for --inproc")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--inproc only: override a LEAN_CONFIG field (e.g. --set lr=3e-4)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for any one answer")
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--keep-state", action="store_true", help="keep the daemons' state dirs")

@@ -74,14 +74,36 @@ def test_none_backend_opens_nothing():
     ports.close()
 
 
+VANISH_CHILD = """
+import sys
+from deepdrummer_live import midi
+ports = midi.MidiPorts("jack", "DDout", "DDin")
+ports.open()
+assert ports.out_full_name == "DeepDrummer Live:DDout", ports.out_full_name
+assert ports.alive()
+print("open", flush=True)
+sys.stdin.readline()  # the parent kills the server now
+assert not ports.alive()
+ports.close()  # must not crash although the server is gone
+print("closed", flush=True)
+"""
+
+
 def test_jack_ports_open_and_vanish(private_jack_server):
+    # In a child process: a JACK client whose server dies leaves libjack's per-process state
+    # broken, and every later JACK client of this test process would crash.
+    import subprocess
+
     name, kill, start_again = private_jack_server
-    ports = midi.MidiPorts("jack", "DDout", "DDin")
-    ports.open()
+    child = subprocess.Popen([sys.executable, "-c", VANISH_CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert ports.out_full_name == "DeepDrummer Live:DDout"
-        assert ports.alive()
+        assert child.stdout.readline().strip() == "open", child.stderr.read()
         kill()
-        assert not ports.alive()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        out, err = child.communicate(timeout=30)
+        assert child.returncode == 0 and "closed" in out, err
     finally:
-        ports.close()
+        if child.poll() is None:
+            child.kill()
