@@ -63,8 +63,8 @@ def played_pattern(msgs, bpm: float) -> list[set[tuple[int, int]]]:
     return [bars[b] for b in sorted(bars)]
 
 
-@pytest.mark.usefixtures("jack_server")
-def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path):
+def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path, jack_server):
+    xruns_before = jack_server.xruns()
     client = OscClient(0)
     d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", midi="jack",
                audio="none")
@@ -90,6 +90,14 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path):
         client.close()
         assert d.stop() == 0, d.output()
     assert first[0] > current and second[0] > first[0]
+    kinds = [data[0] for _, data in msgs]
+    assert 0xFA in kinds and 0xFC in kinds and 0xF8 in kinds  # Start, Stop, clock
+    assert any(data[0] == 0xB9 and data[1] == 123 for _, data in msgs)  # all notes off on stop
+    assert all(data[0] & 0x0F == 9 for _, data in msgs if 0x80 <= data[0] < 0xF0)  # channel 10
+    if jack_server.xruns() > xruns_before:
+        # A non-realtime jackd that misses cycles drops or bunches MIDI, so clock counting can't
+        # place notes on the grid; docs/timing.md has the figures with a realtime jackd.
+        pytest.skip(f"jackd missed {jack_server.xruns() - xruns_before} cycles (machine overloaded)")
     bars = played_pattern(msgs, 240)
     assert len(bars) >= 4
     pats = [expected_pattern(first), expected_pattern(second)]
@@ -97,10 +105,6 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path):
     assert pats[1] in bars
     assert all(b in pats for b in bars[:-1])  # whole bars only: never a mix within a bar
     assert bars[-1] <= pats[0] or bars[-1] <= pats[1]  # the bar cut short by Stop
-    kinds = [data[0] for _, data in msgs]
-    assert 0xFA in kinds and 0xFC in kinds and 0xF8 in kinds  # Start, Stop, clock
-    assert any(data[0] == 0xB9 and data[1] == 123 for _, data in msgs)  # all notes off on stop
-    assert all(data[0] & 0x0F == 9 for _, data in msgs if 0x80 <= data[0] < 0xF0)  # channel 10
 
 
 def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
