@@ -249,6 +249,8 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
         return [user.judge(m) for _, m in out], [p.p_like for p, _ in out]
 
     before, before_p = evaluate()
+    if engine.needs_hearing():  # the daemon does this in the background right after start
+        engine.learn_to_hear()
     rated = []
     for _ in range(args.ratings):
         p, m = propose("explore")

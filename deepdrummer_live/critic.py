@@ -54,10 +54,12 @@ class CriticConfig:
     hidden: int = 64
     label_smoothing: float = 0.0  # target 1 - eps/2 for the rated class (0: the paper's plain NLL)
     bands: int = 10  # lean: log-mel bands of the per-step onset spectrum (n_mels must be a multiple)
+    pretrain_steps: int = 0  # lean: hearing pretraining steps on random loops (0: none, no role head)
+    pretrain_loops: int = 2048
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
-LEAN_CONFIG = CriticConfig("lean", LEAN_SPEC, LEAN_SPEC.sr, lr=1e-3, weight_decay=1e-4, dropout=0.2,
+LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4, dropout=0.2,
                            batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=64,
                            label_smoothing=0.2, bands=10)
 
@@ -88,8 +90,10 @@ class PaperCritic(nn.Module):
 
 class LeanCritic(nn.Module):
     def __init__(self, n_mfcc: int = 20, frames_per_step: int = 4, width: int = 32, hidden: int = 64,
-                 p_dropout: float = 0.2, n_mels: int = 40, bands: int = 10, n_steps: int = 16):
+                 p_dropout: float = 0.2, n_mels: int = 40, bands: int = 10, n_steps: int = 16,
+                 n_groups: int = 0):
         super().__init__()
+        self.n_groups = n_groups
         if n_mels % bands:
             raise ValueError(f"n_mels {n_mels} is not a multiple of bands {bands}")
         self.frames_per_step, self.bands, self.n_steps = frames_per_step, bands, n_steps
@@ -103,7 +107,27 @@ class LeanCritic(nn.Module):
         self.onset = nn.Conv1d(2 * bands, width, kernel_size=1)
         self.across = nn.Conv1d(width, width, kernel_size=3, padding=1, padding_mode="circular")
         self.drop = nn.Dropout(p_dropout)
-        self.mlp = nn.Sequential(nn.Linear(width * n_steps + width, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2))
+        # Hearing: which kind of drum (GM role group) starts on which step. Learnt before any
+        # rating from random loops whose content the engine knows (see pretrain_hearing).
+        self.roles = nn.Conv1d(width, n_groups, kernel_size=1) if n_groups else None
+        head_in = (n_groups * n_steps if n_groups else width * n_steps) + width
+        self.mlp = nn.Sequential(nn.Linear(head_in, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2))
+
+    def trunk(self, feats: torch.Tensor) -> torch.Tensor:
+        """MFCC -> one embedding per step `[batch, width, n_steps]`."""
+        x = (feats - self.feat_mean) / self.feat_std
+        onsets = (self.step_spectra(feats) - self.onset_mean) / self.onset_std
+        steps = F.leaky_relu(self.per_step(x) + self.onset(onsets))
+        return steps + F.leaky_relu(self.across(steps))
+
+    def role_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Hit logits per role group and step `[batch, n_groups, n_steps]`."""
+        return self.roles(self.trunk(feats))
+
+    def rating_parameters(self):
+        """What ratings train: the like head only once hearing is pretrained (50 ratings would
+        otherwise wash out what thousands of known loops taught), else everything."""
+        return self.mlp.parameters() if self.roles is not None else self.parameters()
 
     def step_spectra(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, frames]` -> per step: onset rise and level in `bands` log-mel bands,
@@ -127,12 +151,17 @@ class LeanCritic(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, n_steps * frames_per_step]` -> log-probabilities `[batch, 2]`."""
-        x = (feats - self.feat_mean) / self.feat_std
-        onsets = (self.step_spectra(feats) - self.onset_mean) / self.onset_std
-        steps = F.leaky_relu(self.per_step(x) + self.onset(onsets))  # [batch, width, n_steps]
-        steps = steps + F.leaky_relu(self.across(steps))
-        emb = torch.cat([steps.flatten(1), steps.mean(dim=2)], dim=1)
+        steps = self.trunk(feats)  # [batch, width, n_steps]
+        where = torch.sigmoid(self.roles(steps)) if self.roles is not None else steps
+        emb = torch.cat([where.flatten(1), steps.mean(dim=2)], dim=1)
         return F.log_softmax(self.mlp(self.drop(emb)), dim=1)
+
+
+# Role groups the lean critic learns to hear (GM roles with similar function share a group).
+ROLE_GROUPS = {"kick": 0, "snare": 1, "clap": 2, "rim": 3, "closed_hat": 4, "pedal_hat": 4, "open_hat": 5,
+               "tom_low": 6, "tom_mid": 6, "tom_high": 6, "crash": 7, "ride": 7, "cowbell": 8, "shaker": 9,
+               "tambourine": 9, "conga": 10, "clave": 11, "perc": 12}
+N_ROLE_GROUPS = 13
 
 
 def build_critic(config: CriticConfig) -> nn.Module:
@@ -140,7 +169,31 @@ def build_critic(config: CriticConfig) -> nn.Module:
         return PaperCritic(n_mfcc=config.spec.n_mfcc, p_dropout=config.dropout)
     frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
     return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
-                      n_mels=config.spec.n_mels, bands=config.bands)
+                      n_mels=config.spec.n_mels, bands=config.bands,
+                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0)
+
+
+def pretrain_hearing(model: "LeanCritic", feats: torch.Tensor, targets: torch.Tensor, steps: int,
+                     gen: torch.Generator, batch: int = 64, lr: float = 3e-3) -> float:
+    """Teach the trunk which role group starts on which step, from loops the engine made itself.
+
+    feats: MFCC `[n, n_mfcc, frames]`; targets: float `[n, n_groups, n_steps]` (1 where a sample
+    of that group is hit) -> final mean loss. No rating is involved; the like head is untouched.
+    """
+    params = [p for name, p in model.named_parameters() if not name.startswith("mlp.")]
+    opt = torch.optim.Adam(params, lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        pick = torch.randint(0, feats.shape[0], (batch,), generator=gen, device=gen.device)
+        loss = F.binary_cross_entropy_with_logits(model.role_logits(feats[pick]), targets[pick])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    tail = losses[-20:] or [float("nan")]
+    return sum(tail) / len(tail)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -201,8 +254,8 @@ class Trainer:
     losses: list = field(default_factory=list)
 
     def __post_init__(self):
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr,
-                                          weight_decay=self.config.weight_decay)
+        params = getattr(self.model, "rating_parameters", self.model.parameters)()
+        self.optimizer = torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def set_example(self, loop_id: int, example: torch.Tensor, label: int | None) -> None:
         """Add or replace (re-rating) or remove (label None: undo) a rated loop."""
@@ -244,7 +297,7 @@ class Trainer:
             eps = self.config.label_smoothing
             if eps > 0:
                 loss = (1.0 - eps) * loss - eps * logp.mean(dim=1).mean()
-            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)  # also the frozen trunk's, or they pile up
             loss.backward()
             self.optimizer.step()
             total += float(loss.detach())

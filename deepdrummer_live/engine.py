@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from . import pattern
-from .critic import (LEAN_CONFIG, PAPER_CONFIG, REFERENCE_BPM, CriticConfig, LeanCritic, Trainer,
-                     build_critic, count_parameters)
+from .critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
+                     count_parameters, pretrain_hearing)
 from .kit import Kit
 from .pattern import Loops
 from .render import render_bars, sample_bank, step_length
@@ -62,6 +62,7 @@ class Engine:
         self.model.eval()
         self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen)
         self.version = 0
+        self.hearing_done = False
         self._live_cache: dict = {}
 
     @property
@@ -91,6 +92,28 @@ class Engine:
         return Loops(grid, ids)
 
     # --- learning ---------------------------------------------------------------------------
+
+    def needs_hearing(self) -> bool:
+        return getattr(self.model, "roles", None) is not None and not self.hearing_done
+
+    def learn_to_hear(self) -> float:
+        """Before any rating: teach the critic which role group starts on which step, from random
+        loops of this kit (their content is known, so no human is needed). Returns the final loss."""
+        n = self.config.pretrain_loops
+        loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device)
+        group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
+                                device=self.device)
+        groups = group_of[loops.sample_ids]  # [n, row]
+        targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
+        for r in range(pattern.N_ROWS):
+            rows = targets[torch.arange(n, device=self.device), groups[:, r]]
+            targets[torch.arange(n, device=self.device), groups[:, r]] = torch.maximum(rows, loops.grid[:, r].float())
+        with torch.no_grad():
+            feats = self.scorer.features(loops)
+        loss = pretrain_hearing(self.model, feats, targets, self.config.pretrain_steps, self.train_gen)
+        self.hearing_done = True
+        self.version += 1
+        return loss
 
     def example(self, loops: Loops) -> torch.Tensor:
         """What training keeps for a rated loop: MFCCs (lean) or the 2 s of audio (paper)."""
@@ -128,7 +151,7 @@ class Engine:
 
     def save_checkpoint(self, store: Store) -> None:
         state = {"model": self.model.state_dict(), "config": self.config.name,
-                 "train_steps": self.trainer.steps, "version": self.version}
+                 "train_steps": self.trainer.steps, "version": self.version, "hearing_done": self.hearing_done}
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write(store.checkpoint_path, lambda fh: fh.write(buf.getvalue()))
@@ -146,8 +169,13 @@ class Engine:
             log.warning("critic checkpoint %s is for the %r critic, this run uses %r; starting fresh",
                         path, state.get("config"), self.config.name)
             return False
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:  # another network's weights
+            log.warning("critic checkpoint %s does not fit this critic (%s); starting fresh", path, exc)
+            return False
         self.model.eval()
+        self.hearing_done = bool(state.get("hearing_done", False))
         self.trainer.steps = int(state.get("train_steps", 0))
         self.version = int(state.get("version", 0))
         return True

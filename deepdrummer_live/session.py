@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TEMPO_RANGE = (20.0, 300.0)
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
+MAX_QUEUED_JOBS = 64  # a flood of /dd/save must not grow memory without bound
 TRAIN_SLICE = 8  # batches between two looks at the queue, so a waiting performer is served first
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 WAV_SR = 44100
@@ -173,6 +174,10 @@ class Session:
                 resumed += 1
         if resumed:
             log.info("resumed %d rated loops from %s", resumed, self.store.dir)
+        if self.engine.needs_hearing():
+            self.jobs.append(self._task_hearing)
+        if resumed and self.engine.trainer.ready():
+            self.train_pending = self.engine.config.batches_per_rating  # settle on the resumed ratings
         self.running = True
         self._worker.start()
         with self.lock:
@@ -185,6 +190,11 @@ class Session:
             self.running = False
             self.wake.notify_all()
         self._worker.join(timeout=30)
+        if not self._worker.is_alive() and self.engine.trainer.steps:
+            try:  # what was learnt since the last checkpoint survives a clean shutdown
+                self.engine.save_checkpoint(self.store)
+            except (OSError, DeepDrummerError) as exc:
+                log.error("could not write the final critic checkpoint: %s", exc)
 
     # --- worker ---------------------------------------------------------------------------------
 
@@ -242,6 +252,12 @@ class Session:
                 self.buffer.popleft()
             if self.want_next_since is not None:
                 self._advance_now()
+
+    def _task_hearing(self) -> None:
+        t0 = time.perf_counter()
+        loss = self.engine.learn_to_hear()
+        log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)", time.perf_counter() - t0, loss)
+        self.engine.save_checkpoint(self.store)
 
     def _task_train(self) -> None:
         with self.lock:
@@ -478,6 +494,8 @@ class Session:
         with self.lock:
             if self.current is None:
                 raise OscError("no loop is current yet; wait for the first /dd/loop")
+            if len(self.jobs) >= MAX_QUEUED_JOBS:
+                raise OscError(f"{len(self.jobs)} library writes are already queued; wait for /dd/saved")
             loop = self.current
             rec = self.store.loop(loop.id)
             self.jobs.append(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved"))
