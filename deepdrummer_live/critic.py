@@ -4,17 +4,19 @@
   three strided Conv2d with LeakyReLU/dropout/batch norm -> 1x1 conv -> MLP -> 2-way log-softmax,
   about 291k parameters). Trained on augmented audio (gain, DC offset, noise, circular shift).
 - `LeanCritic` (default): MFCC frames aligned to the 16th grid (4 frames per step at hop 500,
-  16 kHz, 120 BPM), a strided Conv1d that turns each step into one embedding, plus a fixed
-  "onset spectrum" per step (the MFCCs turned back into a smoothed log-mel spectrum, pooled to
-  a few bands: its rise at the step's first frame over the previous step's last frame, and its
-  level) through a 1x1 conv; a circular conv across steps, and a small MLP that sees every
-  step's embedding (where a hit lands) and their mean (what it sounds like). The onset part
-  tells the network which kind of sound *starts* on which step, which is what a taste about
-  rhythm position is about, without having to learn it from a few dozen ratings.
-  Features are computed once per rated loop; augmentation is applied to them where it is cheap.
-  Trained with label smoothing, so after a few dozen ratings it rarely claims P(like) >= 0.95
-  and the `good` search keeps climbing to the best loop it can find instead of stopping at the
-  first over-confident one.
+  16 kHz, 120 BPM). A trunk turns each step into one embedding: a strided Conv1d over the step's
+  frames, plus a fixed "onset spectrum" (the MFCCs turned back into a smoothed log-mel spectrum,
+  pooled to a few bands: its rise at the step's first frame and its level) through a 1x1 conv,
+  then a circular conv across steps. Before any rating the trunk *learns to hear*: on a few
+  thousand random loops of the kit, whose content the engine knows, it learns which GM role
+  group starts on which step (`pretrain_hearing`, a few seconds of CPU in the background).
+  Ratings then train only the like head, a logistic regression on those per-step role
+  probabilities and the mean step embedding (what it sounds like): a taste about where the
+  snare falls, how busy the loop is, or which drums it uses is a few weights there, which a few
+  dozen ratings can set. Features are computed once per rated loop; augmentation is applied to
+  them where it is cheap. Label smoothing keeps the critic from claiming P(like) >= 0.95 too
+  early, so the `good` search keeps climbing instead of stopping at the first over-confident loop.
+  The critic still hears nothing but the rendered audio: the role labels only teach it to listen.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class CriticConfig:
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
 LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4, dropout=0.2,
-                           batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=64,
+                           batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=0,
                            label_smoothing=0.2, bands=10)
 
 
@@ -111,7 +113,9 @@ class LeanCritic(nn.Module):
         # rating from random loops whose content the engine knows (see pretrain_hearing).
         self.roles = nn.Conv1d(width, n_groups, kernel_size=1) if n_groups else None
         head_in = (n_groups * n_steps if n_groups else width * n_steps) + width
-        self.mlp = nn.Sequential(nn.Linear(head_in, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2))
+        # hidden 0: a logistic regression on what the trunk hears (fewer ways to overfit 50 ratings)
+        self.mlp = (nn.Sequential(nn.Linear(head_in, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2)) if hidden
+                    else nn.Sequential(nn.Linear(head_in, 2)))
 
     def trunk(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC -> one embedding per step `[batch, width, n_steps]`."""
