@@ -177,23 +177,27 @@ def build_critic(config: CriticConfig) -> nn.Module:
                       n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0)
 
 
+def hearing_optimizer(model: "LeanCritic", lr: float = 3e-3) -> torch.optim.Optimizer:
+    """Adam over everything but the like head (which only ratings train)."""
+    return torch.optim.Adam([p for name, p in model.named_parameters() if not name.startswith("mlp.")], lr=lr)
+
+
 def pretrain_hearing(model: "LeanCritic", feats: torch.Tensor, targets: torch.Tensor, steps: int,
-                     gen: torch.Generator, batch: int = 64, lr: float = 3e-3) -> float:
+                     gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
     """Teach the trunk which role group starts on which step, from loops the engine made itself.
 
     feats: MFCC `[n, n_mfcc, frames]`; targets: float `[n, n_groups, n_steps]` (1 where a sample
-    of that group is hit) -> final mean loss. No rating is involved; the like head is untouched.
+    of that group is hit) -> mean loss of the last steps. No rating is involved; the like head is
+    untouched. Call it repeatedly with the same optimizer to train in slices.
     """
-    params = [p for name, p in model.named_parameters() if not name.startswith("mlp.")]
-    opt = torch.optim.Adam(params, lr=lr)
     model.train()
     losses = []
     for _ in range(steps):
         pick = torch.randint(0, feats.shape[0], (batch,), generator=gen, device=gen.device)
         loss = F.binary_cross_entropy_with_logits(model.role_logits(feats[pick]), targets[pick])
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         losses.append(float(loss.detach()))
     model.eval()
     tail = losses[-20:] or [float("nan")]

@@ -15,7 +15,7 @@ import torch
 
 from . import pattern
 from .critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
-                     count_parameters, pretrain_hearing)
+                     count_parameters, hearing_optimizer, pretrain_hearing)
 from .kit import Kit
 from .pattern import Loops
 from .render import render_bars, sample_bank, step_length
@@ -63,6 +63,7 @@ class Engine:
         self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen)
         self.version = 0
         self.hearing_done = False
+        self._hearing: dict | None = None  # pretraining data and progress while it runs
         self._live_cache: dict = {}
 
     @property
@@ -96,23 +97,33 @@ class Engine:
     def needs_hearing(self) -> bool:
         return getattr(self.model, "roles", None) is not None and not self.hearing_done
 
-    def learn_to_hear(self) -> float:
+    def learn_to_hear(self, steps: int | None = None) -> float:
         """Before any rating: teach the critic which role group starts on which step, from random
-        loops of this kit (their content is known, so no human is needed). Returns the final loss."""
-        n = self.config.pretrain_loops
-        loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device)
-        group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
-                                device=self.device)
-        groups = group_of[loops.sample_ids]  # [n, row]
-        targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
-        for r in range(pattern.N_ROWS):
-            rows = targets[torch.arange(n, device=self.device), groups[:, r]]
-            targets[torch.arange(n, device=self.device), groups[:, r]] = torch.maximum(rows, loops.grid[:, r].float())
-        with torch.no_grad():
-            feats = self.scorer.features(loops)
-        loss = pretrain_hearing(self.model, feats, targets, self.config.pretrain_steps, self.train_gen)
-        self.hearing_done = True
-        self.version += 1
+        loops of this kit (their content is known, so no human is needed). Runs `steps` more
+        optimizer steps (default: all that are left), so a caller can interleave other work.
+        Returns the recent loss; `hearing_done` turns True after the last step."""
+        if self._hearing is None:
+            n = self.config.pretrain_loops
+            loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device)
+            group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
+                                    device=self.device)
+            groups = group_of[loops.sample_ids]  # [n, row]
+            targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
+            index = torch.arange(n, device=self.device)
+            for r in range(pattern.N_ROWS):
+                targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], loops.grid[:, r].float())
+            with torch.no_grad():
+                feats = self.scorer.features(loops)
+            self._hearing = {"feats": feats, "targets": targets, "left": self.config.pretrain_steps,
+                             "optimizer": hearing_optimizer(self.model)}
+        h = self._hearing
+        n = h["left"] if steps is None else min(steps, h["left"])
+        loss = pretrain_hearing(self.model, h["feats"], h["targets"], n, self.train_gen, h["optimizer"])
+        h["left"] -= n
+        if h["left"] <= 0:
+            self._hearing = None
+            self.hearing_done = True
+            self.version += 1
         return loss
 
     def example(self, loops: Loops) -> torch.Tensor:

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 TEMPO_RANGE = (20.0, 300.0)
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
 MAX_QUEUED_JOBS = 64  # a flood of /dd/save must not grow memory without bound
-TRAIN_SLICE = 8  # batches between two looks at the queue, so a waiting performer is served first
+TRAIN_SLICE = 8
+HEARING_SLICE = 25  # pretraining steps between two looks at the queue  # batches between two looks at the queue, so a waiting performer is served first
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 WAV_SR = 44100
 CHECKPOINT_EVERY_S = 5.0
@@ -153,6 +154,7 @@ class Session:
         self.train_pending = 0  # batches owed to ratings not yet learned from
         self.jobs: deque[Callable[[], None]] = deque()  # library writes etc., run by the worker
         self.last_error = ""
+        self._hearing_started: float | None = None
         self.stats = Stats()
         self.running = False
         self._worker = threading.Thread(target=self._run_worker, name="engine-worker", daemon=True)
@@ -254,9 +256,16 @@ class Session:
                 self._advance_now()
 
     def _task_hearing(self) -> None:
-        t0 = time.perf_counter()
-        loss = self.engine.learn_to_hear()
-        log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)", time.perf_counter() - t0, loss)
+        # In slices, so a performer waiting for the next loop is served between them.
+        if self._hearing_started is None:
+            self._hearing_started = time.perf_counter()
+        loss = self.engine.learn_to_hear(HEARING_SLICE)
+        if not self.engine.hearing_done:
+            with self.lock:
+                self.jobs.appendleft(self._task_hearing)
+            return
+        log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)",
+                 time.perf_counter() - self._hearing_started, loss)
         self.engine.save_checkpoint(self.store)
 
     def _task_train(self) -> None:
