@@ -298,7 +298,8 @@ def render_offline(bars: list[np.ndarray], sr: int, path: Path) -> Path:
         for a in arrays:
             if id(a) not in tables:
                 tables[id(a)] = player.make_table(a)
-        state = {"block": 0, "bar": 0}
+        state = {"block": 0, "bar": 0, "player": player, "out": out}
+        del out, player  # only `state` holds them, so clearing it frees them before shutdown
 
         def on_block():
             # pyo calls this before computing each block: fire the bars that start inside it
@@ -306,14 +307,14 @@ def render_offline(bars: list[np.ndarray], sr: int, path: Path) -> Path:
             state["block"] += 1
             j = state["bar"]
             while j < len(arrays) and starts[j] < begin + OFFLINE_BLOCK:
-                player.queue(tables[id(arrays[j])])
-                player.bar_line(offset=int(starts[j]) - begin)
+                state["player"].queue(tables[id(arrays[j])])
+                state["player"].bar_line(offset=int(starts[j]) - begin)
                 j += 1
             state["bar"] = j
 
         server.setCallback(on_block)
         server.start()  # blocks until `dur` is rendered
-        del out, player
+        state.clear()
     finally:
         server.shutdown()
     if not path.is_file():

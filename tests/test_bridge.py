@@ -9,19 +9,23 @@ import pytest
 from daemon import Daemon, OscClient
 
 
-def jack_in(substring: str):
+def open_jack(kind: str, substring: str):
+    """A real JACK MIDI port of this test process, connected to the daemon's port named `substring`;
+    kind "in" listens to a daemon output, "out" plays into a daemon input."""
     import rtmidi
 
-    mi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bridge-probe", queue_size_limit=65536)
-    mi.ignore_types(sysex=True, timing=False, active_sense=True)
+    port = (rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bridge-probe", queue_size_limit=65536) if kind == "in"
+            else rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "dd-bridge-pads"))
+    if kind == "in":
+        port.ignore_types(sysex=True, timing=False, active_sense=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ports = [i for i, p in enumerate(mi.get_ports()) if substring in p]
-        if ports:
-            mi.open_port(ports[0], "in")
-            return mi
+        found = [i for i, p in enumerate(port.get_ports()) if substring in p]
+        if found:
+            port.open_port(found[0], kind)
+            return port
         time.sleep(0.2)
-    raise AssertionError(f"no JACK MIDI port containing {substring!r}: {mi.get_ports()}")
+    raise AssertionError(f"no JACK MIDI port containing {substring!r}: {port.get_ports()}")
 
 
 def collect(mi, seconds: float) -> list[tuple[float, list[int]]]:
@@ -74,7 +78,7 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path, ja
         client.send("/dd/status")
         current = client.expect("/dd/status")[2]
         client.drain()
-        mi = jack_in("DeepDrummer")
+        mi = open_jack("in", "DeepDrummer")
         client.send("/dd/next")
         first = client.expect("/dd/loop")
         client.send("/dd/play")
@@ -144,20 +148,6 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     np.testing.assert_allclose(played, bar, atol=1e-4)
 
 
-def jack_out(substring: str):
-    import rtmidi
-
-    mo = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "dd-bridge-pads")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ports = [i for i, p in enumerate(mo.get_ports()) if substring in p]
-        if ports:
-            mo.open_port(ports[0], "out")
-            return mo
-        time.sleep(0.2)
-    raise AssertionError(f"no JACK MIDI input port containing {substring!r}: {mo.get_ports()}")
-
-
 @pytest.mark.usefixtures("jack_server")
 def test_controller_pads_rate_loops(tmp_path):
     """The generic mapping: note 36 likes, 37 dislikes, 41 toggles four-on-the-floor."""
@@ -168,7 +158,7 @@ def test_controller_pads_rate_loops(tmp_path):
     d.start()
     try:
         client.drain()
-        pads = jack_out("pads")
+        pads = open_jack("out", "pads")
         pads.send_message([0x90, 36, 100])
         pads.send_message([0x80, 36, 0])
         assert client.expect("/dd/rated")[1:] == ["like", 1, 0]

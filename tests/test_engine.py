@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from deepdrummer_live import pattern
-from deepdrummer_live.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, LeanCritic, PaperCritic,
-                                     Trainer, augment_features, build_critic, count_parameters, p_like)
+from deepdrummer_live.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, PaperCritic,
+                                     augment_features, build_critic, count_parameters)
 from deepdrummer_live.engine import Engine
 from deepdrummer_live.features import MfccTransform
 from deepdrummer_live.kit import load_kit
