@@ -198,6 +198,13 @@ def run_osc_user(user: SimUser, args) -> UserResult:
         after, after_p = evaluate()
         client.send("/dd/status")
         status = client.wait_for("/dd/status", timeout)
+        deadline = time.monotonic() + timeout
+        while int(status[5]) == 0 and len(set(rated)) == 2 and time.monotonic() < deadline:
+            # Only in very short runs: the critic is still learning to hear the kit, and the
+            # ratings' training waits behind it. Wait for it, so train_steps says what was learnt.
+            time.sleep(0.5)
+            client.send("/dd/status")
+            status = client.wait_for("/dd/status", timeout)
         half = rated[len(rated) // 2:]
         return UserResult(user.name, args.kit or "default", _rate(before), _rate(after),
                           _rate(after) - _rate(before), _rate(rated), _rate(half),

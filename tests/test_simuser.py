@@ -132,12 +132,12 @@ def test_unknown_user_is_an_error():
 def test_learning_bench_runs_the_whole_flow_over_osc():
     """A short protocol against the real daemon: subscribe, good, explore + ratings, good, SIGINT."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "learning.py"), "--users", "backbeat",
-                          "--ratings", "10", "--eval-loops", "3", "--seconds-per-loop", "0.2", "--json",
+                          "--ratings", "20", "--eval-loops", "3", "--seconds-per-loop", "0.2", "--json",
                           "--timeout", "60"], capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     user = result["users"]["backbeat"]
-    assert result["protocol"] == "osc" and result["ratings"] == 10
+    assert result["protocol"] == "osc" and result["ratings"] == 20
     assert 0.0 <= user["before"] <= 1.0 and 0.0 <= user["after"] <= 1.0
     assert user["errors"] == []
     assert user["train_steps"] > 0  # the daemon learned from the ratings it acknowledged
