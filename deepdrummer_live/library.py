@@ -27,7 +27,7 @@ VELOCITY = 100
 
 def check_name(name: str) -> str:
     """A library name: 1-64 letters, digits, space, '-', '_' (so no '..', separators or absolute paths)."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or not name.strip():
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise OscError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
     return name
 

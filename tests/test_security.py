@@ -66,10 +66,15 @@ def test_non_loopback_bind_needs_osc_allow_and_loopback_always_works(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/etc/passwd", "a\\b", "C:x", ".hidden", "x" * 65, "",
-                                  "   ", "a\0b", "caf\u00e9", "new\nline", "~root"])
+                                  "a\0b", "caf\u00e9", "new\nline", "~root"])
 def test_save_names_cannot_escape(name):
     with pytest.raises(OscError):
         check_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", "my groove_1", "x" * 64, "   ", "-_- 42"])
+def test_save_names_the_contract_allows(name):
+    assert check_name(name) == name  # 1-64 of letters, digits, space, '-', '_' (protocol.md)
 
 
 def test_malicious_checkpoint_and_state_dir_never_execute(tmp_path):
