@@ -155,6 +155,7 @@ class Session:
         self.jobs: deque[Callable[[], None]] = deque()  # library writes etc., run by the worker
         self.last_error = ""
         self._hearing_started: float | None = None
+        self._last_checkpoint = 0.0  # monotonic time of the last checkpoint written while training
         self.stats = Stats()
         self.running = False
         self._worker = threading.Thread(target=self._run_worker, name="engine-worker", daemon=True)
@@ -281,7 +282,7 @@ class Session:
         self.stats.losses.append(loss)
         # One checkpoint per burst of learning, not per slice; and at least every CHECKPOINT_EVERY_S
         # while ratings keep coming (a burst that never ends must not leave the disk untrained).
-        if done or time.monotonic() - getattr(self, "_last_checkpoint", 0.0) > CHECKPOINT_EVERY_S:
+        if done or time.monotonic() - self._last_checkpoint > CHECKPOINT_EVERY_S:
             self.engine.save_checkpoint(self.store)
             self._last_checkpoint = time.monotonic()
             self.store.log_train(self.engine.trainer.steps, loss)
