@@ -19,7 +19,7 @@ from . import library
 from .engine import Engine, Proposal
 from .errors import DeepDrummerError, OscError
 from .search import MODES
-from .store import Store
+from .store import LoopRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ class Loop:
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
+
+    def player_rows(self) -> list[dict]:
+        """What the player process needs to play it: GM note and steps per row."""
+        return [{"note": n, "steps": st} for n, st in zip(self.notes, self.steps)]
 
     def rows(self) -> list[dict]:
         return [{"sample": s, "note": n, "role": r, "steps": st}
@@ -316,8 +320,7 @@ class Session:
             return
         self.pending = loop
         audio = self.engine.live_audio(proposal.loops, self.tempo, self.audio_sr) if self.audio_sr else None
-        rows = [{"note": n, "steps": s} for n, s in zip(notes, steps)]
-        self.transport.set_loop(loop_id, rows, audio, at_bar=self.playing)
+        self.transport.set_loop(loop_id, loop.player_rows(), audio, at_bar=self.playing)
 
     def _make_current(self, loop: Loop) -> None:
         self.current = loop
@@ -386,22 +389,24 @@ class Session:
 
     # --- public commands ----------------------------------------------------------------------------
 
-    def _resolve_loop(self, loop_id: int | None) -> int:
+    def _resolve_loop(self, loop_id: int | None) -> LoopRecord:
+        """The stored loop a rating is for (default: the current one)."""
         if loop_id is None:
             if self.current is None:
                 raise OscError("no loop is current yet; wait for the first /dd/loop")
-            return self.current.id
-        if self.store.loop(loop_id) is not None:
-            return loop_id
+            loop_id = self.current.id
+        rec = self.store.loop(loop_id)
+        if rec is not None:
+            return rec
         raise OscError(f"loop id {loop_id} was never proposed; use the id of a /dd/loop "
                        f"(current: {self.current.id if self.current else 'none'})")
 
     def rate(self, loop_id: int | None, liked: bool) -> tuple[int, int, int]:
         """Store a rating durably, then learn from it; returns (loop_id, likes, dislikes)."""
         with self.lock:
-            loop_id = self._resolve_loop(loop_id)
+            rec = self._resolve_loop(loop_id)
+            loop_id = rec.id
             is_current = self.current is not None and loop_id == self.current.id
-        rec = self.store.loop(loop_id)
         likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like)  # durable before acknowledged
         with self.lock:
             self.likes, self.dislikes = likes, dislikes
@@ -474,8 +479,7 @@ class Session:
                 self.transport.set_tempo(self.tempo)
                 if self.audio_sr and self.current is not None:  # the playing bar must follow the tempo
                     audio = self.engine.live_audio(self.current.proposal.loops, self.tempo, self.audio_sr)
-                    rows = [{"note": n, "steps": s} for n, s in zip(self.current.notes, self.current.steps)]
-                    self.transport.set_loop(self.current.id, rows, audio, at_bar=self.playing)
+                    self.transport.set_loop(self.current.id, self.current.player_rows(), audio, at_bar=self.playing)
         self.store.set_meta("tempo", repr(self.tempo))
 
     def _check_transport_owner(self) -> None:
