@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 kits: $(STAMP)
-	$(BIN)/python -c "from deepdrummer_live.synth import ensure_default_kit; ensure_default_kit()"
+	$(BIN)/python -c "from deepdrummer_live.sound.synth import ensure_default_kit; ensure_default_kit()"
 
 run: venv kits
 	$(BIN)/deepdrummer-live run --autoplay $(ARGS)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepdrummer_live.player import PlayerConfig, PlayerHandle  # noqa: E402
+from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle  # noqa: E402
 from tests.conftest import start_jack_server, stop_jack_server  # noqa: E402  (one jackd recipe)
 
 PERIOD_FRAMES, RATE = 64, 48000

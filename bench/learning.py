@@ -15,7 +15,7 @@ The paper's protocol, played over OSC against the real daemon, once per simulate
 
 The like-rate before and after, per user, is printed as a table; with `--json` the last stdout
 line is one JSON object. `--inproc` runs the same protocol in this process against
-`deepdrummer_live.engine.Engine` directly (propose, set_rating, train): faster and deterministic,
+`deepdrummer_live.learn.learner.Learner` directly (propose, set_rating, train): faster and deterministic,
 for tuning; the figures to report come from the OSC run.
 
     .venv/bin/python bench/learning.py --users all --ratings 50 --eval-loops 25 --json
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from pythonosc.osc_packet import OscPacket  # noqa: E402
 
-from deepdrummer_live.osc import encode  # noqa: E402
-from deepdrummer_live.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.surfaces.osc import encode  # noqa: E402
+from deepdrummer_live.learn.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
 
 
 @dataclass
@@ -73,7 +73,7 @@ def daemon_command() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("deepdrummer-live")
-    return [found] if found else [sys.executable, "-m", "deepdrummer_live.cli"]
+    return [found] if found else [sys.executable, "-m", "deepdrummer_live.cli.main"]
 
 
 class OscClient:
@@ -228,17 +228,17 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     """The same protocol against an Engine in this process: no buffer, no worker, no OSC."""
     import torch
 
-    from deepdrummer_live.engine import Engine
-    from deepdrummer_live.kit import load_kit
-    from deepdrummer_live.search import resolve_device
+    from deepdrummer_live.learn.learner import Learner
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.learn.search import resolve_device
 
     torch.set_num_threads(args.threads)
     t_start = time.monotonic()
     kit = load_kit(args.kit)
-    from deepdrummer_live.critic import LEAN_CONFIG, with_overrides
+    from deepdrummer_live.learn.critic import LEAN_CONFIG, with_overrides
 
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    engine = Engine(kit, resolve_device(args.device or "cpu"), args.seed,
+    engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed,
                     config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
     ids = iter(range(1, 10**9))
 

@@ -15,11 +15,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import library
-from .engine import Engine, Proposal
-from .errors import DeepDrummerError, OscError
-from .search import MODES
-from .store import LoopRecord, Store
+from deepdrummer_live.storage import library
+from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.errors import DeepDrummerError, OscError
+from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.storage.store import LoopRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class VirtualTransport:
 
 
 class Session:
-    def __init__(self, engine: Engine, store: Store, out: Callable[..., None], tempo: float = 120.0,
+    def __init__(self, engine: Learner, store: Store, out: Callable[..., None], tempo: float = 120.0,
                  clock: str = "internal", audio_sr: int | None = None):
         self.engine = engine
         self.store = store

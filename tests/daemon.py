@@ -14,7 +14,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "deepdrummer_live.cli"]
+CLI = [sys.executable, "-m", "deepdrummer_live.cli.main"]
 EXTERNAL_KIT = REPO.parent / "shared" / "external-kits" / "deepdrummer-paper"
 
 

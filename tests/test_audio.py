@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepdrummer_live.audio import OFFLINE_LEAD_IN, LoopAudio, offline_bar_starts, render_offline
+from deepdrummer_live.player.audio import OFFLINE_LEAD_IN, LoopAudio, offline_bar_starts, render_offline
 from deepdrummer_live.errors import UsageError
 
 SR = 48000
@@ -25,8 +25,8 @@ def _bar(steps: list[str], bpm: float, seed: int) -> np.ndarray:
     """One mixed bar from the project's own mix (render.py), else a synthetic stand-in."""
     step_len = int(round(SR * 60.0 / bpm / 4))
     try:
-        from deepdrummer_live.render import render_bar_numpy
-        from deepdrummer_live.synth import hat, kick, snare
+        from deepdrummer_live.sound.render import render_bar_numpy
+        from deepdrummer_live.sound.synth import hat, kick, snare
     except ImportError:  # render/synth not built yet: impulses and a decaying sine do the same job
         t = np.arange(step_len * len(steps[0])) / SR
         bar = 0.5 * np.sin(2 * np.pi * 220 * t) * np.exp(-t * 3)
@@ -120,7 +120,7 @@ def test_bad_arguments_name_the_value_and_fix(tmp_path):
 _JACK_SCENARIO = r"""
 import json, os, subprocess, sys, time
 import numpy as np
-from deepdrummer_live.audio import LoopAudio
+from deepdrummer_live.player.audio import LoopAudio
 from deepdrummer_live.errors import UsageError
 
 def ports():
@@ -187,7 +187,7 @@ def test_jack_without_server_is_a_usage_error():
 _JACK_DIES = r"""
 import sys
 import numpy as np
-from deepdrummer_live.audio import AudioLost, LoopAudio
+from deepdrummer_live.player.audio import AudioLost, LoopAudio
 
 audio = LoopAudio("jack", sr=48000, jack_client_name="DDtestLost")
 audio.start()

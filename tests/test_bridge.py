@@ -116,9 +116,9 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from deepdrummer_live.audio import OFFLINE_LEAD_IN
-    from deepdrummer_live.kit import load_kit
-    from deepdrummer_live.render import render_bar_numpy, step_length
+    from deepdrummer_live.player.audio import OFFLINE_LEAD_IN
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.sound.render import render_bar_numpy, step_length
 
     client = OscClient(0)
     state = tmp_path / "state"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from deepdrummer_live import clock as ck
-from deepdrummer_live import midi
+from deepdrummer_live.player import clock as ck
+from deepdrummer_live.player import midi
 
 T0 = 1000.0
 

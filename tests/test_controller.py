@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepdrummer_live import controller as ctl
+from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.errors import UsageError
 
 SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepdrummer_live import doctor
-from deepdrummer_live.doctor import FAIL, OK, WARN, Check
+from deepdrummer_live.cli import doctor
+from deepdrummer_live.cli.doctor import FAIL, OK, WARN, Check
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 
@@ -88,7 +88,7 @@ def test_unwritable_state_dir_fails(tmp_path):
 
 
 def test_state_dir_with_a_session_is_described(tmp_path):
-    from deepdrummer_live.store import Store
+    from deepdrummer_live.storage.store import Store
 
     store = Store(tmp_path)
     loop_id = store.add_loop("k", ["a"] * 4, [36] * 4, ["kick"] * 4, ["x" * 16] * 4, 0.5, "explore", 120.0)

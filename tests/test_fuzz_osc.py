@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from deepdrummer_live import osc
+from deepdrummer_live.surfaces import osc
 from deepdrummer_live.errors import OscError
-from deepdrummer_live.library import check_name
-from deepdrummer_live.search import MODES
+from deepdrummer_live.storage.library import check_name
+from deepdrummer_live.learn.search import MODES
 
 from daemon import Daemon, OscClient
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from deepdrummer_live.errors import KitError, UsageError
-from deepdrummer_live.kit import (DEFAULT_KIT, GM_NOTES, KITS_DIR, MAX_SAMPLE_SECONDS, Kit, load_kit,
+from deepdrummer_live.sound.kit import (DEFAULT_KIT, GM_NOTES, KITS_DIR, MAX_SAMPLE_SECONDS, Kit, load_kit,
                                   resolve_kit_path, role_from_name)
 
 PAPER_KIT = Path(__file__).resolve().parents[2] / "shared/external-kits/deepdrummer-paper"
@@ -153,7 +153,7 @@ def test_unreadable_file_is_a_skip_note(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", str(path))
         return real_info(path, *a, **kw)
 
-    monkeypatch.setattr("deepdrummer_live.kit.sf.info", info)
+    monkeypatch.setattr("deepdrummer_live.sound.kit.sf.info", info)
     kit = load_kit(tmp_path)
     assert kit.names == ["kick"]
     (note,) = kit.notes

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from deepdrummer_live import midi
+from deepdrummer_live.player import midi
 from deepdrummer_live.errors import UsageError
 
 
@@ -76,7 +76,7 @@ def test_none_backend_opens_nothing():
 
 VANISH_CHILD = """
 import sys
-from deepdrummer_live import midi
+from deepdrummer_live.player import midi
 ports = midi.MidiPorts("jack", "DDout", "DDin")
 ports.open()
 assert ports.out_full_name == "DeepDrummer Live:DDout", ports.out_full_name

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from deepdrummer_live import midi
-from deepdrummer_live.clock import InternalClock, MidiClockFollower
+from deepdrummer_live.player import midi
+from deepdrummer_live.player.clock import InternalClock, MidiClockFollower
 from deepdrummer_live.errors import UsageError
-from deepdrummer_live.player import Engine, PlayerConfig, PlayerHandle
+from deepdrummer_live.player.sequencer import Sequencer, PlayerConfig, PlayerHandle
 
 ROWS_A = [
     {"note": 36, "steps": "x...x...x...x..."},
@@ -68,7 +68,7 @@ def make_engine(offset_ms=0.0, audio=None):
     ports = FakePorts()
     events = []
     clock = InternalClock(120.0, T0, lead=max(0.0, -offset_ms / 1000))
-    eng = Engine(cfg, ports, clock, events.append, audio=audio, now=lambda: ports.now)
+    eng = Sequencer(cfg, ports, clock, events.append, audio=audio, now=lambda: ports.now)
     return eng, ports, events
 
 
@@ -186,7 +186,7 @@ def test_engine_follower_steps_on_incoming_clock():
     cfg = PlayerConfig(midi_backend="none", audio="none", clock="midi", midi_in="x")
     ports = FakePorts()
     events = []
-    eng = Engine(cfg, ports, MidiClockFollower(), events.append, now=lambda: ports.now)
+    eng = Sequencer(cfg, ports, MidiClockFollower(), events.append, now=lambda: ports.now)
     eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": ROWS_A, "at_bar": True}, T0)
     eng.handle_midi([midi.START], T0)
     for i in range(13):

@@ -169,13 +169,13 @@ def _daemon_status(port: int, timeout: float = 1.0) -> list | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("deepdrummer_live.cli") is None,
-                    reason="deepdrummer_live.cli (the daemon) is not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("deepdrummer_live.cli.main") is None,
+                    reason="deepdrummer_live.cli.main (the daemon) is not written yet")
 def test_pd_like_reaches_the_real_daemon(tmp_path):
     osc_port, listen_port = _free_udp_port(), _free_udp_port()
     log = (tmp_path / "daemon.stderr").open("w")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "deepdrummer_live.cli", "run", "--headless", "--state-dir", str(tmp_path / "state"),
+        [sys.executable, "-m", "deepdrummer_live.cli.main", "run", "--headless", "--state-dir", str(tmp_path / "state"),
          "--osc-port", str(osc_port), "--midi-backend", "none", "--audio", "none", "--seed", "1"],
         stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
     pd = None

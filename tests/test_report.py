@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepdrummer_live.cli import main
+from deepdrummer_live.cli.main import main
 from deepdrummer_live.errors import StateError
-from deepdrummer_live.report import cmd_report, load_session, rolling_mean
-from deepdrummer_live.store import Store
+from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
+from deepdrummer_live.storage.store import Store
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 SAMPLES = ["kick_01", "snare_02", "closed_hat_01", "conga_01"]

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepdrummer_live import osc
+from deepdrummer_live.surfaces import osc
 from deepdrummer_live.errors import OscError, UsageError
-from deepdrummer_live.library import check_name
+from deepdrummer_live.storage.library import check_name
 
 from daemon import Daemon, OscClient
 
@@ -122,7 +122,7 @@ def test_malicious_checkpoint_and_state_dir_never_execute(tmp_path):
 
 
 def test_fresh_state_dir_is_0700(tmp_path):
-    from deepdrummer_live.store import Store
+    from deepdrummer_live.storage.store import Store
 
     s = Store(tmp_path / "a" / "b" / "state")
     try:
@@ -135,7 +135,7 @@ def test_fresh_state_dir_is_0700(tmp_path):
 def test_kit_folder_is_data_only(tmp_path):
     """A kit.toml with code-looking strings and Python files beside the samples: nothing runs."""
     from deepdrummer_live.errors import KitError
-    from deepdrummer_live.kit import load_kit
+    from deepdrummer_live.sound.kit import load_kit
 
     marker = tmp_path / "PWNED"
     kit = tmp_path / "evilkit"

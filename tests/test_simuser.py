@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deepdrummer_live.kit import load_kit
-from deepdrummer_live.simuser import (USERS, all_users, base_rate, make_loop, make_user, parse_loop,
+from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.learn.simuser import (USERS, all_users, base_rate, make_loop, make_user, parse_loop,
                                       row_role)
 
 ROOT = Path(__file__).resolve().parent.parent

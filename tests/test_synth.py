@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepdrummer_live import synth
-from deepdrummer_live.kit import DEFAULT_KIT, GM_NOTES, KITS_DIR, load_kit
+from deepdrummer_live.sound import synth
+from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, KITS_DIR, load_kit
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -37,7 +37,7 @@ def test_build_is_byte_identical_across_runs(built, tmp_path):
 
 
 def test_shipped_kits_match_a_fresh_build(built):
-    """kits/ in the repo is what build_kits() makes; rebuild with `python -m deepdrummer_live.synth`."""
+    """kits/ in the repo is what build_kits() makes; rebuild with `python -m deepdrummer_live.sound.synth`."""
     for name in synth.KITS:
         assert _files(KITS_DIR / name) == _files(built / name), f"kits/{name} is stale"
 

@@ -21,7 +21,7 @@ from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from .errors import DeepDrummerError, OscError, UsageError
+from deepdrummer_live.errors import DeepDrummerError, OscError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .features import MfccSpec, dct_matrix
+from deepdrummer_live.learn.features import MfccSpec, dct_matrix
 
 PAPER_SR = 44100
 PAPER_SPEC = MfccSpec(sr=16000, n_fft=400, hop=200, n_mels=128, n_mfcc=60, fmax=8000.0, htk=True,

@@ -14,8 +14,8 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from .errors import OscError
-from .store import atomic_write
+from deepdrummer_live.errors import OscError
+from deepdrummer_live.storage.store import atomic_write
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 TICKS_PER_BEAT = 480

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import UsageError
+from deepdrummer_live.errors import UsageError
 
 BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 # Our backend names -> rtmidi API names as mido spells them.

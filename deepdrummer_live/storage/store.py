@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StateError
+from deepdrummer_live.errors import StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,

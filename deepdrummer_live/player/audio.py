@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeepDrummerError, UsageError
+from deepdrummer_live.errors import DeepDrummerError, UsageError
 
 BACKENDS = ("jack", "portaudio", "offline")
 N_VOICES = 2

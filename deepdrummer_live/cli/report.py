@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import StateError
+from deepdrummer_live.errors import StateError
 
 MAX_GRIDS = 24  # liked loops drawn; more would make an unreadable poster
 LIKE_COLOR, DISLIKE_COLOR = "#2e9e44", "#c8553d"
@@ -219,7 +219,7 @@ def write_report(data: SessionData, out: Path) -> tuple[list[Path], list[str]]:
 
 
 def cmd_report(args) -> int:
-    from .cli import default_state_dir
+    from deepdrummer_live.cli.main import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     data = load_session(state_dir)

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import pattern
-from .critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.learn.critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
                      count_parameters, hearing_optimizer, pretrain_hearing)
-from .kit import Kit
-from .pattern import Loops
-from .render import render_bars, sample_bank, step_length
-from .search import PaperScorer, Scorer, search
-from .store import LoopRecord, Store, atomic_write
+from deepdrummer_live.sound.kit import Kit
+from deepdrummer_live.sound.pattern import Loops
+from deepdrummer_live.sound.render import render_bars, sample_bank, step_length
+from deepdrummer_live.learn.search import PaperScorer, Scorer, search
+from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
 
 log = logging.getLogger(__name__)
 CALIBRATION_LOOPS = 256
@@ -35,7 +35,7 @@ class Proposal:
     critic_version: int  # training rounds behind it; stale once the critic has moved on
 
 
-class Engine:
+class Learner:
     def __init__(self, kit: Kit, device: torch.device, seed: int, paper: bool = False,
                  config: CriticConfig | None = None, chains: int | None = None, iters: int | None = None):
         self.kit = kit

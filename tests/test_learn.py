@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live import pattern
-from deepdrummer_live.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, PaperCritic,
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.learn.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, PaperCritic,
                                      augment_features, build_critic, count_parameters)
-from deepdrummer_live.engine import Engine
-from deepdrummer_live.features import MfccTransform
-from deepdrummer_live.kit import load_kit
-from deepdrummer_live.render import MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
-from deepdrummer_live.search import Scorer, search
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.features import MfccTransform
+from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.sound.render import MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
+from deepdrummer_live.learn.search import Scorer, search
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_search_is_reproducible_and_respects_modes(scorer):
 def hearing_engine(kit):
     """An engine whose critic has learnt to hear this kit's roles (a short pretraining)."""
     config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=250, pretrain_loops=1024)
-    engine = Engine(kit, torch.device("cpu"), seed=3, config=config, chains=16, iters=2)
+    engine = Learner(kit, torch.device("cpu"), seed=3, config=config, chains=16, iters=2)
     engine.learn_to_hear()
     return engine
 
@@ -148,7 +148,7 @@ def test_hearing_knows_which_role_starts_on_which_step(hearing_engine, kit):
     loops = pattern.random_loops(256, len(kit), gen(11), "cpu")
     with torch.no_grad():
         hit = torch.sigmoid(engine.model.role_logits(engine.scorer.features(loops))) > 0.5  # [n, group, step]
-    from deepdrummer_live.critic import ROLE_GROUPS
+    from deepdrummer_live.learn.critic import ROLE_GROUPS
 
     group_of = torch.tensor([ROLE_GROUPS[r] for r in kit.roles])
     truth = torch.zeros_like(hit)
@@ -188,7 +188,7 @@ def test_feature_augmentation_gain_moves_only_c0():
 
 def test_engine_live_audio_is_the_critics_mix(kit):
     """The bar the performer hears (any rate/tempo) is render_bars of the same loop: one mix."""
-    engine = Engine(kit, torch.device("cpu"), seed=1, chains=8, iters=1)
+    engine = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1)
     prop = engine.propose("random", False)
     live = engine.live_audio(prop.loops, 120.0, 16000)
     critic_input = engine.scorer.audio(prop.loops)[0].numpy()

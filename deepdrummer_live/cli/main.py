@@ -12,8 +12,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-from . import __version__
-from .errors import DeepDrummerError, StateError, UsageError
+from deepdrummer_live import __version__
+from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 
 log = logging.getLogger("deepdrummer_live")
 
@@ -170,12 +170,12 @@ def default_midi_backend() -> str | None:
 
 def cmd_run(args) -> int:
     check_run_flags(args)
-    from .engine import Engine
-    from .kit import load_kit
-    from .osc import OscServer
-    from .search import resolve_device
-    from .session import Session, VirtualTransport
-    from .store import Store
+    from deepdrummer_live.learn.learner import Learner
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.surfaces.osc import OscServer
+    from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.storage.store import Store
 
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
@@ -191,7 +191,7 @@ def cmd_run(args) -> int:
         player_config = resolve_player(args, store.dir)
         if player_config is not None:
             # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
-            from .player import PlayerHandle
+            from deepdrummer_live.player.sequencer import PlayerHandle
 
             transport = PlayerHandle(player_config, events)
             ready = transport.start()
@@ -199,7 +199,7 @@ def cmd_run(args) -> int:
                      ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
-        engine = Engine(kit, device, seed, paper=args.paper)
+        engine = Learner(kit, device, seed, paper=args.paper)
         log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
@@ -218,7 +218,7 @@ def cmd_run(args) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         if not args.headless and sys.stdout.isatty():
-            from .tui import run_tui
+            from deepdrummer_live.surfaces.tui import run_tui
 
             run_tui(session, stop)
         else:
@@ -263,7 +263,7 @@ class EventForwarder:
 
 
 def jack_running() -> bool:
-    from .midi import jack_server_running
+    from deepdrummer_live.player.midi import jack_server_running
 
     return jack_server_running()
 
@@ -280,7 +280,7 @@ def resolve_player(args, state_dir: Path):
     audio = args.audio or "pyo"
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
-    from .player import PlayerConfig
+    from deepdrummer_live.player.sequencer import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or jack_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
@@ -291,11 +291,11 @@ def resolve_player(args, state_dir: Path):
 
 
 def cmd_kits(args) -> int:
-    from .synth import build_kits
+    from deepdrummer_live.sound.synth import build_kits
 
     if args.kits_command != "build":
         raise UsageError("kits: give a subcommand: `deepdrummer-live kits build`")
-    from .progress import bar
+    from deepdrummer_live.progress import bar
 
     paths = build_kits(progress=bar("synthesizing kits"))
     print("\n".join(str(p) for p in paths))
@@ -312,17 +312,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "bench":
-            from .bench import cmd_bench
+            from deepdrummer_live.cli.bench import cmd_bench
 
             return cmd_bench(args)
         if args.command == "kits":
             return cmd_kits(args)
         if args.command == "doctor":
-            from .doctor import cmd_doctor
+            from deepdrummer_live.cli.doctor import cmd_doctor
 
             return cmd_doctor(args)
         if args.command == "report":
-            from .report import cmd_report
+            from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
     except (UsageError, StateError) as exc:

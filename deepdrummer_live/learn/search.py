@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import pattern
-from .critic import PAPER_SR, REFERENCE_BPM, CriticConfig, p_like
-from .features import MfccTransform
-from .kit import Kit
-from .pattern import Loops
-from .render import render_bars, render_paper, sample_bank, step_length
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.learn.critic import PAPER_SR, REFERENCE_BPM, CriticConfig, p_like
+from deepdrummer_live.learn.features import MfccTransform
+from deepdrummer_live.sound.kit import Kit
+from deepdrummer_live.sound.pattern import Loops
+from deepdrummer_live.sound.render import render_bars, render_paper, sample_bank, step_length
 
 MODES = ("explore", "good", "bad", "random")
 GOOD_P = 0.95  # the paper's phase II: MH until P(like) >= 0.95
@@ -145,7 +145,7 @@ def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, it
 
 def resolve_device(name: str) -> torch.device:
     """--device auto|cpu|cuda|mps -> torch.device; UsageError naming the value when unusable."""
-    from .errors import UsageError
+    from deepdrummer_live.errors import UsageError
 
     if name == "auto":
         if torch.cuda.is_available():

@@ -29,9 +29,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from deepdrummer_live.errors import UsageError
 
-CONTROLLERS_DIR = Path(__file__).resolve().parent.parent / "patches" / "controllers"
+CONTROLLERS_DIR = Path(__file__).resolve().parents[2] / "patches" / "controllers"
 ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "play", "stop")
 MODES = ("explore", "good", "bad", "random")
 MIN_BPM, MAX_BPM = 20.0, 300.0

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from . import midi
+from deepdrummer_live.player import midi
 
 TICKS_PER_QUARTER = 24
 TICKS_PER_STEP = 6  # a 16th note

@@ -17,12 +17,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import KitError
+from deepdrummer_live.errors import KitError
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac"}
 TAIL_FLOOR = 1e-4  # -80 dBFS
 MAX_SAMPLE_SECONDS = 10.0  # a one-shot longer than this is a loop or a song, not a drum hit
-KITS_DIR = Path(__file__).resolve().parent.parent / "kits"
+KITS_DIR = Path(__file__).resolve().parents[2] / "kits"
 DEFAULT_KIT = "dd-analog"
 
 # General MIDI percussion key map (channel 10) for each role we recognise.
@@ -235,7 +235,7 @@ def resolve_kit_path(name_or_dir: str | Path | None) -> Path:
         return named.resolve()
     available = sorted(p.name for p in KITS_DIR.iterdir() if p.is_dir()) if KITS_DIR.is_dir() else []
     hint = (f"built-in kits: {', '.join(available)}" if available
-            else "no built-in kits yet: run `python -m deepdrummer_live.synth`")
+            else "no built-in kits yet: run `python -m deepdrummer_live.sound.synth`")
     raise KitError(f"--kit {str(name_or_dir)!r}: no such kit or folder; give a folder of one-shots ({hint})")
 
 
@@ -243,7 +243,7 @@ def load_kit(name_or_dir: str | Path | None = None) -> Kit:
     """Load every usable one-shot under a kit folder (recursively, sorted by path)."""
     root = resolve_kit_path(name_or_dir)
     if root == (KITS_DIR / DEFAULT_KIT).resolve() and not (root / "kit.toml").exists():
-        raise KitError(f"default kit {root} is not built; run `python -m deepdrummer_live.synth`")
+        raise KitError(f"default kit {root} is not built; run `python -m deepdrummer_live.sound.synth`")
     declared = _toml_entries(root)
     samples: list[KitSample] = []
     notes: list[str] = []

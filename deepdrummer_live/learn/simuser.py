@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .kit import GM_NOTES, role_from_name
+from deepdrummer_live.sound.kit import GM_NOTES, role_from_name
 
 N_STEPS = 16
 BEATS = (0, 4, 8, 12)  # quarter notes

@@ -5,7 +5,7 @@ one table of variants `(file stem, role, instrument, params, effects)`. `build_k
 every table to 16-bit mono WAV plus a `kit.toml`; a fixed seed per sample (CRC32 of the kit
 and file name) makes the output byte-identical on every run.
 
-    python -m deepdrummer_live.synth   # (re)builds kits/dd-analog and kits/dd-digital
+    python -m deepdrummer_live.sound.synth   # (re)builds kits/dd-analog and kits/dd-digital
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from .kit import DEFAULT_KIT, GM_NOTES, KITS_DIR
+from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, KITS_DIR
 
 SR = 44100
 PEAK_DBFS = -1.0
@@ -311,7 +311,7 @@ def render(kit: str, variant: Variant) -> np.ndarray:
 
 def _manifest(kit: str, title: str, variants: list[Variant]) -> str:
     lines = [f'name = "{kit}"', f'description = "{title}"',
-             'license = "CC0-1.0 (synthesized by deepdrummer_live.synth)"', ""]
+             'license = "CC0-1.0 (synthesized by deepdrummer_live.sound.synth)"', ""]
     for stem, role, *_ in variants:
         lines += ["[[sample]]", f'file = "{stem}.wav"', f'role = "{role}"', f"note = {GM_NOTES[role]}", ""]
     return "\n".join(lines)

@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import DeepDrummerError
-from .search import MODES
+from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.learn.search import MODES
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import midi
-from .clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
-from .errors import UsageError
+from deepdrummer_live.player import midi
+from deepdrummer_live.player.clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
+from deepdrummer_live.errors import UsageError
 
 CLOCKS = ("internal", "midi", "link")
 AUDIO_MODES = ("pyo", "none")
@@ -94,7 +94,7 @@ def _parse_rows(rows) -> list[tuple[int, str]]:
     return out
 
 
-class Engine:
+class Sequencer:
     """Turns clock steps into notes, switches loops on bar lines, maps controller input.
 
     `ports` needs send(bytes), alive(), close(); `emit(event_dict)` must not block.
@@ -414,7 +414,7 @@ def _open_audio(config: PlayerConfig, emit):
     if config.audio == "none":
         return None, None
     try:
-        from .audio import LoopAudio
+        from deepdrummer_live.player.audio import LoopAudio
 
         audio = LoopAudio(config.audio_backend, config.audio_sr, config.audio_out_path)
         audio.start()
@@ -454,7 +454,7 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
         config.validate()
         controller = None
         if config.controller:
-            from .controller import load_mapping
+            from deepdrummer_live.player.controller import load_mapping
 
             controller = load_mapping(config.controller)
         clock_source = _make_clock(config, time.perf_counter())
@@ -474,7 +474,7 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
 
         ports = open_ports()
         audio, audio_name = _open_audio(config, emit)
-        engine = Engine(config, ports, clock_source, emit, audio=audio, controller=controller,
+        engine = Sequencer(config, ports, clock_source, emit, audio=audio, controller=controller,
                         reopen=open_ports)
         holder["engine"] = engine
         if controller is not None:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from . import pattern
-from .critic import PAPER_CONFIG, build_critic
-from .engine import Engine
-from .kit import load_kit
-from .search import PaperScorer, resolve_device
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.learn.critic import PAPER_CONFIG, build_critic
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.learn.search import PaperScorer, resolve_device
 
 
 def _throughput(score, make_batch, seconds: float) -> float:
@@ -40,7 +40,7 @@ def _throughput(score, make_batch, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def measure_candidates(engine: Engine, seconds: float) -> float:
+def measure_candidates(engine: Learner, seconds: float) -> float:
     g = torch.Generator(device=engine.device).manual_seed(0)
     n = engine.chains
 
@@ -62,7 +62,7 @@ def measure_baseline(kit, device, seconds: float) -> float:
                        lambda: pattern.random_loops(1, len(kit), g, device), seconds)
 
 
-def measure_train_step(engine: Engine, steps: int = 40) -> float:
+def measure_train_step(engine: Learner, steps: int = 40) -> float:
     g = torch.Generator(device=engine.device).manual_seed(1)
     loops = pattern.random_loops(24, len(engine.kit), g, engine.device)
     for i in range(24):
@@ -80,14 +80,14 @@ def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, in
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from pythonosc.osc_message import OscMessage
 
-    from .osc import OscServer, encode
-    from .session import Session, VirtualTransport
-    from .store import Store
+    from deepdrummer_live.surfaces.osc import OscServer, encode
+    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.storage.store import Store
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
-        engine = Engine(kit, device, seed, paper=paper)
+        engine = Learner(kit, device, seed, paper=paper)
         session = Session(engine, store, osc.out)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
@@ -133,7 +133,7 @@ def cmd_bench(args) -> int:
         torch.set_num_threads(2)
     kit = load_kit(args.kit)
     seed = 0 if args.seed is None else args.seed
-    engine = Engine(kit, device, seed, paper=args.paper)
+    engine = Learner(kit, device, seed, paper=args.paper)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(f"kit {kit.name} ({len(kit)} samples), critic {engine.config.name} ({engine.n_parameters} params), "
         f"device {device}, {engine.chains} chains x {engine.iters} iterations")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeepDrummerError
+from deepdrummer_live.errors import DeepDrummerError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 LOW_DISK_MB = 500  # a long session's library (.wav per liked loop) fits easily in this
@@ -194,7 +194,7 @@ def check_device(name: str):
     try:
         import torch
 
-        from .search import resolve_device
+        from deepdrummer_live.learn.search import resolve_device
 
         device = resolve_device(name)
     except DeepDrummerError as exc:
@@ -212,7 +212,7 @@ def check_device(name: str):
 
 def check_kit(name):
     """(checks, Kit or None)."""
-    from .kit import load_kit
+    from deepdrummer_live.sound.kit import load_kit
 
     try:
         kit = load_kit(name)
@@ -235,11 +235,11 @@ def check_kit(name):
 
 def check_engine(kit, device, seed: int | None, paper: bool) -> list[Check]:
     """Build the engine and make one proposal: proves torch, render, features and critic work together."""
-    from .engine import Engine
+    from deepdrummer_live.learn.learner import Learner
 
     t0 = time.perf_counter()
     try:
-        engine = Engine(kit, device, seed if seed is not None else 0, paper=paper)
+        engine = Learner(kit, device, seed if seed is not None else 0, paper=paper)
         engine.propose("explore", False)
     except DeepDrummerError as exc:
         return [Check(FAIL, "engine", str(exc))]
@@ -322,7 +322,7 @@ def check_osc_port(port: int, host: str = "127.0.0.1") -> list[Check]:
 # --- the command -------------------------------------------------------------------------------------------
 
 def run_checks(args) -> list[Check]:
-    from .cli import default_midi_backend, default_state_dir, jack_running
+    from deepdrummer_live.cli.main import default_midi_backend, default_state_dir, jack_running
 
     checks = check_midi_systems()
     checks += check_rtmidi()

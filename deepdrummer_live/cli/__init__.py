@@ -1,0 +1,1 @@
+"""The command line: run, doctor, report, bench, send, dataset..."""

@@ -1,0 +1,1 @@
+"""Learning: features, critics, batched search and the learner that ties them."""

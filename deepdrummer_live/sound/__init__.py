@@ -1,0 +1,1 @@
+"""Sounds: kits, synthesized kits, loop patterns and the one mix definition."""

@@ -1,0 +1,1 @@
+"""What performers and clients touch: OSC, the terminal surface, the web page."""
