@@ -9,7 +9,7 @@ ARGS      ?=
 STAMP     := $(VENV)/.installed
 DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1
 
-.PHONY: run test venv debs bench learning-bench clean kits
+.PHONY: run test venv debs bench learning-bench clean kits critics
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ venv: $(STAMP)
 
 kits: $(STAMP)
 	$(BIN)/python -c "from deepdrummer_live.sound.synth import ensure_default_kit; ensure_default_kit()"
+
+# The built-in kits' shipped hearing critics (package data), made deterministically by the project's code.
+critics: venv kits
+	$(BIN)/deepdrummer-live critic pretrain-hearing
 
 run: venv kits
 	$(BIN)/deepdrummer-live run --autoplay $(ARGS)
