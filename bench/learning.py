@@ -241,7 +241,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed,
                      config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
-    engine.choose_start(resuming=False)  # as the daemon: a built-in kit's shipped hearing critic
+    engine.choose_start()  # as the daemon: a built-in kit's shipped hearing critic
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):

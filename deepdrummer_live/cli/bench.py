@@ -88,7 +88,7 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
         engine = Learner(kit, device, seed, kind=kind)
-        engine.choose_start(resuming=False)  # as `run` does: a built-in kit's shipped hearing critic
+        engine.choose_start()  # as `run` does: a built-in kit's shipped hearing critic
         session = Session(engine, store, osc.out)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)

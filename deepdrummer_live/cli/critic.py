@@ -44,7 +44,7 @@ def pretrain_hearing_file(kit_name: str, seed: int = 0, steps: int | None = None
 
 
 def cmd_critic(args) -> int:
-    from deepdrummer_live.learn.kinds import SHIPPED_DIR, shipped_names, shipped_path
+    from deepdrummer_live.learn.kinds import shipped_dir, shipped_names, shipped_path
 
     if args.critic_command == "list":
         for name in shipped_names():
@@ -54,12 +54,7 @@ def cmd_critic(args) -> int:
         raise UsageError("critic: give a subcommand: `deepdrummer-live critic list` or "
                          "`deepdrummer-live critic pretrain-hearing`")
     kits = args.kit or list(BUILT_IN_KITS)
-    if args.out is not None:
-        out = args.out
-    else:
-        from importlib import resources
-
-        out = Path(str(resources.files("deepdrummer_live") / SHIPPED_DIR))
+    out = args.out if args.out is not None else shipped_dir()  # in a source checkout: the package data
     out.mkdir(parents=True, exist_ok=True)
     for kit_name in kits:
         data = pretrain_hearing_file(kit_name, args.seed, args.steps, args.loops)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -24,11 +23,13 @@ import torch
 import torch.nn as nn
 
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.paths import data_path
 from deepdrummer_live.learn.critic import (LEAN_CONFIG, N_ROLE_GROUPS, PAPER_CONFIG, REFERENCE_BPM, CriticConfig,
                                            LeanCritic, PaperCritic, count_parameters)
 from deepdrummer_live.learn.search import PaperScorer, Scorer
+from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
 
-SHIPPED_DIR = "critics"  # package data: deepdrummer_live/critics/<name>.pt
+SHIPPED_DIR = "critics"  # package data: deepdrummer_live/data/critics/<name>.pt
 CHECKPOINT_NAME = "critic.pt"  # what a state dir keeps
 
 
@@ -44,6 +45,7 @@ class CriticKind:
     trains_on: str  # "features": MFCCs kept per rated loop; "audio": audio, re-featurized per batch
     make_scorer: Callable  # (kit, config, device) -> Scorer | PaperScorer
     budget: Callable[[torch.device], tuple[int, int]]  # default (chains, iterations) of a search
+    prior: Prior = Prior()  # what the generator assumes (the paper's: a binary grid, no dynamics)
 
     def build(self, config: CriticConfig | None = None) -> nn.Module:
         return _BUILDERS[self.name](config or self.config)
@@ -103,7 +105,7 @@ LEAN = CriticKind(LEAN_CONFIG.name, LEAN_CONFIG,
                   "features", Scorer, _lean_budget)
 # The original program ran one chain of 100 MH steps per proposal.
 PAPER = CriticKind(PAPER_CONFIG.name, PAPER_CONFIG, "the paper's MFCC CNN, 44.1 kHz, one candidate at a time",
-                   "audio", PaperScorer, lambda device: (1, 100))
+                   "audio", PaperScorer, lambda device: (1, 100), PAPER_PRIOR)
 KINDS: dict[str, CriticKind] = {k.name: k for k in (LEAN, PAPER)}
 DEFAULT = LEAN
 
@@ -126,18 +128,19 @@ def build_critic(config: CriticConfig) -> nn.Module:
 
 # --- shipped pre-trained critics -------------------------------------------------------------------
 
+def shipped_dir() -> Path:
+    return data_path(SHIPPED_DIR)
+
+
 def shipped_names() -> list[str]:
-    folder = resources.files("deepdrummer_live") / SHIPPED_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+    folder = shipped_dir()
+    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
 def shipped_path(name: str) -> Path | None:
-    """The file of a shipped critic by name (e.g. a built-in kit's hearing trunk), or None."""
-    ref = resources.files("deepdrummer_live") / SHIPPED_DIR / f"{name}.pt"
-    # The package is installed as files (editable or wheel), so a resource is a real path.
-    return Path(str(ref)) if ref.is_file() else None
+    """The file of a shipped critic by name (e.g. a built-in kit's hearing critic), or None."""
+    path = shipped_dir() / f"{name}.pt"
+    return path if path.is_file() else None
 
 
 def resolve_critic_source(value: str | Path) -> Path:
