@@ -212,6 +212,10 @@ class LeanCritic(nn.Module):
 METRIC_POSITIONS = ((0, 8), (4, 12), (2, 6, 10, 14), tuple(range(1, 16, 2)), tuple(range(16)))
 
 
+# How much hearing the number of hits per step weighs against hearing which drum is hit: enough
+# to make density audible, little enough not to slow the roles down.
+COUNT_LOSS_WEIGHT = 0.3
+
 # Role groups the lean critic learns to hear (GM roles with similar function share a group).
 ROLE_GROUPS = {"kick": 0, "snare": 1, "clap": 2, "rim": 3, "closed_hat": 4, "pedal_hat": 4, "open_hat": 5,
                "tom_low": 6, "tom_mid": 6, "tom_high": 6, "crash": 7, "ride": 7, "cowbell": 8, "shaker": 9,
@@ -240,7 +244,7 @@ def pretrain_hearing(model: "LeanCritic", feats: torch.Tensor, targets: torch.Te
         pick = torch.randint(0, feats.shape[0], (batch,), generator=gen, device=gen.device)
         heard = model.trunk(feats[pick])
         loss = (F.binary_cross_entropy_with_logits(model.roles(heard), targets[pick])
-                + F.cross_entropy(model.counts(heard), counts[pick]))
+                + COUNT_LOSS_WEIGHT * F.cross_entropy(model.counts(heard), counts[pick]))
         model.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
