@@ -29,27 +29,31 @@ from deepdrummer_live.storage.store import Store
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 
 
-def rate_over_osc(state_dir: Path, verdicts: list[bool]) -> dict[int, tuple[bool, list]]:
-    """Rate the current loop with each verdict over OSC, undo the last; -> loop_id: (liked, /dd/loop args)."""
+def rate_over_osc(state_dir: Path, verdicts: list[bool]) -> dict[int, tuple[bool, list, list]]:
+    """Rate the current loop with each verdict over OSC, undo the last;
+    -> loop_id: (liked, /dd/loop args, levels from /dd/levels)."""
     with Daemon(state_dir) as daemon:
         client = OscClient(daemon.port)
         client.send("/dd/subscribe")
         client.send("/dd/status")
         current = client.expect("/dd/status")[2]
         client.send("/dd/next")
-        seen: dict[int, list] = {}
-        rated: dict[int, tuple[bool, list]] = {}
-        while True:  # the loop the next /dd/loop announces; the first one was sent before we subscribed
-            loop = client.expect("/dd/loop", 30)
-            seen[loop[0]] = loop
-            if loop[0] > current:
-                break
+
+        def next_loop() -> tuple[list, list]:
+            loop, levels = client.expect("/dd/loop", 30), client.expect("/dd/levels", 30)
+            assert levels[0] == loop[0]
+            return loop, levels[1:]
+
+        loop, levels = next_loop()
+        while loop[0] <= current:  # one announced before we subscribed may still be on its way
+            loop, levels = next_loop()
+        rated: dict[int, tuple[bool, list, list]] = {}
         for liked in verdicts:
             loop_id = loop[0]
             client.send("/dd/like" if liked else "/dd/dislike", loop_id)
             assert client.expect("/dd/rated", 30)[:2] == [loop_id, "like" if liked else "dislike"]
-            rated[loop_id] = (liked, loop)
-            loop = client.expect("/dd/loop", 30)
+            rated[loop_id] = (liked, loop, levels)
+            loop, levels = next_loop()
         client.send("/dd/undo")
         undone = client.expect("/dd/undone", 30)[0]
         del rated[undone]
@@ -71,20 +75,19 @@ def test_export_writes_the_ratings_in_effect_their_audio_and_a_data_card(tmp_pat
     assert [int(r["loop_id"]) for r in rows] == sorted(rated)  # the undone rating is left out
     kit = load_kit(None)
     for row in rows:
-        liked, loop = rated[int(row["loop_id"])]
+        liked, loop, levels = rated[int(row["loop_id"])]
         msg = parse_loop(loop)
         assert row["label"] == ("like" if liked else "dislike")
         steps = json.loads(row["steps"])
         assert steps == ["".join("x" if s else "." for s in r.steps) for r in msg.rows]
         assert json.loads(row["samples"]) == [r.name for r in msg.rows]
         assert json.loads(row["notes"]) == [r.note for r in msg.rows]
-        levels = json.loads(row["levels"])
-        assert [[c == "." for c in lv] for lv in levels] == [[c == "." for c in st] for st in steps]
+        assert json.loads(row["levels"]) == levels
         assert float(row["tempo"]) == pytest.approx(msg.bpm) and row["kit"] == kit.name
         # The wav is the loop through the one mix: the numpy reference renderer agrees.
         audio, sr = sf.read(out / "audio" / f"{row['loop_id']}.wav", dtype="float32")
         samples = [kit.audio_at(sr)[kit.index_of(n)] for n in json.loads(row["samples"])]
-        expected = render_bar_numpy(steps, samples, step_length(float(row["tempo"]), sr))
+        expected = render_bar_numpy(levels, samples, step_length(float(row["tempo"]), sr))
         assert audio.shape == expected.shape
         assert np.abs(audio - expected).max() < 2e-4  # 24-bit quantisation
     assert sorted(p.name for p in (out / "audio").iterdir()) == sorted(f"{i}.wav" for i in rated)

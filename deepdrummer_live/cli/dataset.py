@@ -78,8 +78,8 @@ def render_rating(kit, rating: Rating, sr: int = WAV_SR) -> np.ndarray:
     audio = kit.audio_at(sr)
     ids = [kit.index_of(name) for name in rating.samples]
     bank = sample_bank([audio[i] for i in ids], step_length(rating.tempo, sr), len(rating.steps[0]), "cpu")
-    grid = pattern.strings_to_grid(rating.steps)[None]
-    return render_bars(grid, torch.arange(len(ids))[None], bank)[0].numpy()
+    levels = pattern.strings_to_levels(rating.levels)[None]
+    return render_bars(levels, torch.arange(len(ids))[None], bank)[0].numpy()
 
 
 def prepare_out(out: Path) -> Path:
@@ -133,8 +133,8 @@ COLUMN_DOCS = {
     "notes": "JSON list, one per row: the General MIDI drum note it was sent on (channel 10)",
     "roles": "JSON list, one per row: the drum role (kick, snare, closed_hat, ...)",
     "steps": "JSON list, one per row: one character per step, `x` a hit, `.` a rest",
-    "levels": "JSON list, one per row: `.` a rest, `1`-`9` a hit's level (velocity round(127 x level / 9)); "
-              "loops made before levels existed show `9` (full level) on every hit",
+    "levels": "JSON list, one per row: `.` a rest, `1`-`9` a hit's level (velocity round(127 x level / 9), "
+              "2.5 dB a level); loops stored before levels existed show the default level `7` on every hit",
     "p_like": "the critic's P(like) when the loop was proposed (before this rating)",
     "mode": "how the loop was chosen: explore, good, bad or random (the paper's generate, sample good/bad, random)",
     "participant": "a code for the person who rated (empty unless given to `dataset export --participant`)",
@@ -156,8 +156,9 @@ def data_card(ratings: list[Rating], kit: str, state_dir: Path) -> str:
 
 Each line of `ratings.csv` is one loop and the performer's verdict on it; `audio/<loop_id>.wav` is
 that loop as the performer heard it: one bar at its tempo, 44.1 kHz, 24-bit mono, rendered by the
-project's one mix (every hit at gain 0.5, rows summed, clipped to [-1, 1]; a sample's tail past the
-bar end wraps to its start, as a looping bar sounds).
+project's one mix (every hit at its level's gain, rows summed, times 0.5, the loop turned down to
+peak at -1 dBFS if it would go above; a sample's tail past the bar end wraps to its start, as a
+looping bar sounds).
 
 ## How it was collected
 

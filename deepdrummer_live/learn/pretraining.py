@@ -38,9 +38,9 @@ def loops_of(learner: Learner, rating: Rating) -> Loops | None:
     names = {s.name: i for i, s in enumerate(learner.kit.samples)}
     if any(n not in names for n in rating.samples) or len(rating.steps) != pattern.N_ROWS:
         return None
-    grid = pattern.strings_to_grid(rating.steps)[None].to(learner.device)
+    levels = pattern.strings_to_levels(rating.levels)[None].to(learner.device)
     ids = torch.tensor([[names[n] for n in rating.samples]], device=learner.device)
-    return Loops(grid, ids)
+    return Loops(levels, ids)
 
 
 def train_head(learner: Learner, n_examples: int) -> float | None:

@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
+from deepdrummer_live.sound.dynamics import check_levels, default_levels
 
 # Order of the CSV columns; the data card (cli/dataset.py) describes each.
 COLUMNS = ("loop_id", "label", "time", "ts", "kit", "tempo", "n_steps", "samples", "notes", "roles", "steps",
            "levels", "p_like", "mode", "participant")
 LIST_COLUMNS = ("samples", "notes", "roles", "steps", "levels")
 LABELS = {1: "like", 0: "dislike"}
-FULL_LEVEL = "9"  # a hit of a loop stored before levels existed: it was played at full level
 KIT_PATH_META = "kit_path"  # meta key where `run` records the kit folder it used
 
 # The ratings in effect, in the order they were given; loop columns beside them.
@@ -70,18 +70,9 @@ class Rating:
         return row
 
 
-def derive_levels(steps: list[str]) -> list[str]:
-    """Levels of a loop stored without them: a full-level hit where `steps` has `x`."""
-    return ["".join(FULL_LEVEL if c == "x" else "." for c in row) for row in steps]
-
-
 def _parse_levels(value, steps: list[str]) -> list[str]:
-    """The store's `levels` cell (a JSON list, or rows joined by `|`), or derived when empty."""
-    if not value:
-        return derive_levels(steps)
-    if isinstance(value, str) and value.startswith("["):
-        return [str(v) for v in json.loads(value)]
-    return str(value).split("|")
+    """The store's `levels` cell (rows joined by `|`); a loop stored before levels: every hit at the default."""
+    return str(value).split("|") if value else default_levels(steps)
 
 
 def open_readonly(state_dir: Path) -> sqlite3.Connection:
@@ -148,12 +139,14 @@ def read_csv(path: Path) -> list[Rating]:
                 if label not in LABELS.values():
                     raise ValueError(f"label {label!r} is not like|dislike")
                 samples = json.loads(row["samples"])
+                levels = json.loads(row["levels"]) if row.get("levels") else default_levels(steps)
+                check_levels(steps, levels)
                 out.append(Rating(
                     int(row["loop_id"]), label, float(row.get("ts") or 0.0), row.get("kit", ""),
                     float(row.get("tempo") or 120.0), samples,
                     [int(n) for n in json.loads(row.get("notes") or "[]")],
                     json.loads(row.get("roles") or "[]"), steps,
-                    json.loads(row["levels"]) if row.get("levels") else derive_levels(steps),
+                    levels,
                     float(row.get("p_like") or 0.0), row.get("mode", ""), row.get("participant", "")))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{path}, line {line}: {exc}; fix or remove that line") from exc
