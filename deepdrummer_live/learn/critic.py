@@ -385,7 +385,8 @@ class Trainer:
         target = torch.stack([1.0 - y.float(), y.float()], dim=1) * (1.0 - eps) + eps / 2
         head = self.model.mlp
         params = list(head.parameters())
-        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=self.config.fit_iters * rounds,
+        # More rounds owed (a backlog of ratings) buy a few more iterations, not unbounded ones
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=self.config.fit_iters * min(rounds, 4),
                                       line_search_fn="strong_wolfe")
 
         def closure():
