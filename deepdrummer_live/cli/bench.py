@@ -65,15 +65,19 @@ def measure_baseline(kit, device, seconds: float) -> float:
 
 
 def measure_train_step(engine: Learner, steps: int = 40) -> float:
+    """ms of one training step (a mini-batch, or a whole fit of the like head: whatever one
+    `train(1)` is for this critic) with 24 ratings, a new rating before each step."""
     g = torch.Generator(device=engine.device).manual_seed(1)
-    loops = pattern.random_loops(24, len(engine.kit), g, engine.device)
+    loops = pattern.random_loops(24 + steps, len(engine.kit), g, engine.device)
     for i in range(24):
         engine.set_rating(10_000_000 + i, loops.take(i), i % 2)
     engine.train(2)  # warm-up
     t0 = time.perf_counter()
-    engine.train(steps)
+    for i in range(24, 24 + steps):
+        engine.set_rating(10_000_000 + i, loops.take(i), i % 2)
+        engine.train(1)
     ms = (time.perf_counter() - t0) * 1000 / steps
-    for i in range(24):
+    for i in range(24 + steps):
         engine.set_rating(10_000_000 + i, None, None)
     return ms
 
