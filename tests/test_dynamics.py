@@ -276,3 +276,33 @@ def test_session_density_shapes_the_prior_and_persists(session):
     assert json.loads(session.store.get_meta("density")) == [0.1, 0.1, 0.9, 0.1]
     with pytest.raises(Exception, match="0.05-0.95"):
         session.set_density(1.5)
+
+
+# --- loudness ---------------------------------------------------------------------------------------
+
+def test_lufs_of_a_reference_tone_and_of_silence():
+    from deepdrummer_live.sound.loudness import SILENCE_LUFS, loop_lufs, peak_dbfs
+
+    sr = 48000
+    t = np.arange(sr // 2) / sr
+    tone = np.sin(2 * np.pi * 997 * t)  # BS.1770: a full-scale 997 Hz sine reads -3.01 LUFS
+    assert loop_lufs(tone, sr) == pytest.approx(-3.01, abs=0.1)
+    assert loop_lufs(0.5 * tone, sr) == pytest.approx(-3.01 - 6.02, abs=0.1)
+    assert loop_lufs(np.zeros(sr), sr) == SILENCE_LUFS
+    assert peak_dbfs(0.5 * tone) == pytest.approx(-6.02, abs=0.01)
+
+
+@pytest.mark.parametrize("kit_name", KITS)
+def test_loops_of_a_session_sit_near_one_level(kit_name):
+    """The headroom rule also evens out loudness: 90 % of random loops within 8 LU of each other."""
+    from deepdrummer_live.sound.loudness import loop_lufs
+
+    kit = load_kit(kit_name)
+    sr = 44100
+    audio = kit.audio_at(sr)
+    bank = sample_bank(audio, step_length(120.0, sr), pattern.N_STEPS, "cpu")
+    loops = pattern.random_loops(40, len(kit), gen(14), "cpu")
+    bars = render_bars(loops.levels, loops.sample_ids, bank).numpy()
+    lufs = np.array([loop_lufs(b, sr) for b in bars])
+    assert np.percentile(lufs, 95) - np.percentile(lufs, 5) < 8.0, lufs
+    assert -24.0 < np.median(lufs) < -9.0

@@ -271,10 +271,12 @@ def resolve_player(args, state_dir: Path):
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from deepdrummer_live.player.sequencer import PlayerConfig
+    from deepdrummer_live.player.midilearn import LEARNED_FILE
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        learned=state_dir / LEARNED_FILE,
                         audio=audio, audio_backend=audio_backend,
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
                         stderr_path=state_dir / "player.log")
