@@ -179,7 +179,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     (likes / "notes.txt").write_text("not audio: skipped")
     out = tmp_path / "critic.pt"
     done = subprocess.run([str(EXE), "pretrain", "--likes", str(likes), "--kit", str(EXTERNAL_KIT), "--out", str(out),
-                           "--max-bars", "6", "--negatives", "48"], capture_output=True, text=True, timeout=900)
+                           "--max-bars", "4", "--negatives", "32"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     found = {Path(line.split(":")[0]).name: float(line.split(" at ")[1].split()[0])
              for line in done.stdout.splitlines() if " BPM" in line}
