@@ -90,6 +90,14 @@ def test_before_the_first_loop_and_before_training():
     assert "1392 steps before" in resumed
 
 
+def test_experiment_progress_shows_on_the_mode_line():
+    snap = snapshot()
+    snap["experiment"] = {"participant": "p07", "phase": "2", "rated": 3, "of": 20}
+    snap["mode"] = "blind"
+    text = "\n".join(render_lines(snap, 100))
+    assert "experiment p07: phase 2 3/20" in text and "mode blind" in text
+
+
 def test_sparkline():
     assert sparkline([], 10) == ""
     assert sparkline([1, 2, 3, 4, 5, 6, 7, 8], 8) == "▁▂▃▄▅▆▇█"
