@@ -146,7 +146,15 @@ class ExperimentSession(Session):
         with self.lock:
             self._advance_plan()
         super().start(autoplay)
+        if self.plan.items:  # a resumed phase II: its ratings were re-added as lessons; on the worker, before any training
+            with self.lock:
+                self.jobs.appendleft(self._forget_phase2)
+                self.wake.notify_all()
         self._announce()
+
+    def _forget_phase2(self) -> None:
+        for loop_id, _ in self.plan.items:
+            self.engine.set_rating(loop_id, None, None)
 
     def _request_next(self) -> None:
         if self.pending is None:
