@@ -26,6 +26,7 @@ RTMIDI_APIS = {
 CLIENT_NAME = "DeepDrummer Live"
 DRUM_CHANNEL = 9  # GM percussion: channel 10, zero-based 9
 NOTE_VELOCITY = 100
+MAX_LEVEL = 9  # a hit's level: 1 (ghost) .. 9 (accent)
 
 # System realtime / common status bytes.
 CLOCK = 0xF8
@@ -48,6 +49,13 @@ def default_backend() -> str:
 
 
 # ---- message bytes -------------------------------------------------------------------------
+
+def velocity(level: int) -> int:
+    """Note-on velocity of a hit at `level` 1-9 (contract: round(127 x level / 9))."""
+    if not 1 <= level <= MAX_LEVEL:
+        raise ValueError(f"level {level!r} out of range 1..{MAX_LEVEL}")
+    return round(127 * level / MAX_LEVEL)
+
 
 def note_on(note: int, velocity: int = NOTE_VELOCITY, channel: int = DRUM_CHANNEL) -> list[int]:
     return [0x90 | channel, note & 0x7F, velocity & 0x7F]

@@ -4,6 +4,12 @@ A loop plays forever, so one bar heard in steady state is one bar rendered *circ
 sample's tail that runs past the bar end sounds at the start of the next pass. Every hit is
 scaled by MIX_GAIN (the paper's mix_vol), rows are summed, and the sum is clipped to [-1, 1].
 The critic's input, the live audio and the exported .wav all come from `render_bars`.
+
+Swing (the performer's knob, 0-0.5) delays every odd step by `swing` x one step. It is played,
+not learnt: the critic hears the straight bar, so a rating stays valid whatever the swing was
+when it was given and turning the knob never invalidates the buffered proposals. The live audio
+and the .wav are swung through the same `render_bars`: `swing_split` turns a swung loop into a
+straight one whose extra rows play the one-shots delayed by `swing_delay` samples.
 """
 
 from __future__ import annotations
@@ -15,11 +21,43 @@ import torch
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
+SWING_RANGE = (0.0, 0.5)  # contract: 0 straight, 1/3 a triplet feel, 0.5 a dotted 16th
 
 
 def step_length(bpm: float, sr: int) -> int:
     """Samples per 16th note, rounded so a bar is a whole number of equal steps."""
     return int(round(sr * 60.0 / bpm / STEPS_PER_BEAT))
+
+
+def swing_delay(step_len: int, swing: float) -> int:
+    """Samples by which an odd step (0-based) is late: `swing` x one step, rounded."""
+    return int(round(swing * step_len))
+
+
+def step_onsets(n_steps: int, step_len: int, swing: float = 0.0) -> np.ndarray:
+    """Onset of every step in samples from the bar start, long `[step]`: odd steps swung."""
+    onsets = np.arange(n_steps, dtype=np.int64) * step_len
+    onsets[1::2] += swing_delay(step_len, swing)
+    return onsets
+
+
+def delayed(sample: np.ndarray, delay: int) -> np.ndarray:
+    """The one-shot starting `delay` samples late (leading silence), float32."""
+    return np.concatenate([np.zeros(delay, dtype=np.float32), np.asarray(sample, dtype=np.float32)])
+
+
+def swing_split(cells: torch.Tensor, sample_ids: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A swung loop as a straight one, for `render_bars` with a bank of `samples + delayed samples`.
+
+    cells: any `[batch, row, step]` (grid or levels); sample_ids: long `[batch, row]` ->
+    (`[batch, 2 * row, step]`: rows' even-step cells, then their odd-step cells;
+    long `[batch, 2 * row]`: the rows' samples, then the same ids + `n_samples`, i.e. the delayed copies).
+    """
+    even = torch.zeros_like(cells)
+    odd = torch.zeros_like(cells)
+    even[..., 0::2] = cells[..., 0::2]
+    odd[..., 1::2] = cells[..., 1::2]
+    return torch.cat([even, odd], dim=1), torch.cat([sample_ids, sample_ids + n_samples], dim=1)
 
 
 def fold_to_bar(sample: np.ndarray, bar_len: int) -> np.ndarray:
@@ -93,20 +131,46 @@ def render_bars(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) 
     return mix(summed.reshape(batch, n_steps * step_len))
 
 
-def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int) -> np.ndarray:
+def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int,
+                     swing: float = 0.0) -> np.ndarray:
     """The same mix for one loop, hit by hit in numpy: the reference that `render_bars` must equal.
 
     steps: one 'x'/'.' string per row; samples: the row's sample (unit gain) -> float32 `[samples]`.
     """
     n_steps = len(steps[0])
     bar = n_steps * step_len
+    onsets = step_onsets(n_steps, step_len, swing)
     rows = np.zeros((len(steps), bar), dtype=np.float32)
     for r, (row, sample) in enumerate(zip(steps, samples)):
         folded = fold_to_bar(sample, bar)
         for k, cell in enumerate(row):
             if cell == "x":
-                rows[r] += np.roll(folded, k * step_len)
+                rows[r] += np.roll(folded, onsets[k])
     return np.clip(MIX_GAIN * rows.sum(axis=0), -1.0, 1.0).astype(np.float32)
+
+
+def level_gain(level) -> float:
+    """The gain of a hit at `level` 1-9 (0: a rest). Until hits carry dynamics, every hit is at unit gain."""
+    return 0.0 if int(level) == 0 else 1.0
+
+
+def sum_events(events: list[tuple[int, int, float]], samples: list[np.ndarray], bar_len: int) -> np.ndarray:
+    """One bar of hits at any sample onsets (not only on a step grid), circular, before the mix.
+
+    events: (onset in samples from the bar start, index into `samples`, gain) per hit;
+    samples: unit-gain one-shots -> float64 `[bar_len]`. The library's .wav is `mix_one` of this,
+    with onsets at the exact times of its .mid (a bar of `render_bars` has whole equal steps).
+    """
+    folded = [fold_to_bar(s, bar_len).astype(np.float64) for s in samples]
+    summed = np.zeros(bar_len, dtype=np.float64)
+    for onset, index, gain in events:
+        summed += gain * np.roll(folded[index], onset)
+    return summed
+
+
+def mix_one(summed: np.ndarray) -> np.ndarray:
+    """`mix` of one bar in numpy: `[samples]` -> float32 `[samples]`."""
+    return mix(torch.from_numpy(np.asarray(summed, dtype=np.float64))[None])[0].numpy().astype(np.float32)
 
 
 def render_paper(steps: list[str], samples: list[np.ndarray], bpm: float = 120.0, sr: int = 44100,
