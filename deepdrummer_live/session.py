@@ -43,19 +43,19 @@ class Loop:
     notes: list[int]
     roles: list[str]
     steps: list[str]
+    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
 
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
 
     def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: MIDI note, steps and levels per row."""
-        levels = getattr(self, "levels", None) or [None] * len(self.steps)
-        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, levels)]
+        """What the player process needs to play it: GM note, steps and levels per row."""
+        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
 
     def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st}
-                for s, n, r, st in zip(self.samples, self.notes, self.roles, self.steps)]
+        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
+                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
 
 
 @dataclass
@@ -316,9 +316,10 @@ class Session:
         self.buffer.remove(proposal)
         samples, notes, roles, steps = self.engine.describe(proposal.loops)
         notes = self.note_map.assign(roles, notes)  # the notes that go out: one per row, distinct
+        levels = self.engine.levels(proposal.loops)
         loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
-                                      proposal.mode, self.tempo)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps)
+                                      proposal.mode, self.tempo, levels)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
         if self.want_next_since is not None:
             self.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -339,6 +340,7 @@ class Session:
         self.current = loop
         self.pending = None
         self.out("/dd/loop", *self.loop_args(loop))
+        self.out("/dd/levels", loop.id, *loop.levels)
 
     def loop_args(self, loop: Loop) -> list:
         args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
@@ -548,9 +550,8 @@ class Session:
     def _write_library(self, loop_id: int, rec, loops, name: str, swing: float = 0.0) -> None:
         bpm = rec.bpm if rec else self.tempo
         kit_audio = self.engine.kit.audio_at(WAV_SR)
-        levels = getattr(rec, "levels", None) or [None] * len(rec.steps)
         rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
-                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, levels, rec.samples,
+                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
                                                       loops.sample_ids[0].tolist())]
         mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing)
         self.out("/dd/saved", loop_id, str(mid), str(wav))

@@ -10,7 +10,7 @@ import torch
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
-from deepdrummer_live.player import midi
+from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.sequencer import PlayerConfig, Sequencer
@@ -59,7 +59,7 @@ def test_port_velocities_follow_levels_and_odd_steps_swing(swing):
     ons = [(t, d[1], d[2]) for t, d in sent if d[0] == 0x99]
     expected = []
     for row in ROWS:
-        levels = row["levels"] or row["steps"].replace("x", "9")
+        levels = row["levels"] or row["steps"].replace("x", "7")  # no levels: DEFAULT_LEVEL
         for k, c in enumerate(levels):
             if c != ".":
                 expected.append((t0 + (k + (swing if k % 2 else 0)) * step_s, row["note"],
@@ -76,7 +76,7 @@ def test_port_velocities_follow_levels_and_odd_steps_swing(swing):
 
 
 def test_velocity_formula_and_levels_validation():
-    assert [midi.velocity(v) for v in range(1, 10)] == [14, 28, 42, 56, 71, 85, 99, 113, 127]
+    assert [velocity(v) for v in range(1, 10)] == [14, 28, 42, 56, 71, 85, 99, 113, 127]
     cfg = PlayerConfig(midi_backend="none", audio="none")
     events = []
     eng = Sequencer(cfg, FakePorts(), InternalClock(120.0, T0), events.append, now=lambda: T0)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from deepdrummer_live import paths
 from deepdrummer_live.errors import UsageError
 
 DEFAULT_MAP = "gm"
@@ -26,8 +26,7 @@ FALLBACK_ROLE = "perc"  # a role the map does not list plays where the map puts 
 
 def available() -> list[str]:
     """The names of the shipped note maps."""
-    folder = resources.files("deepdrummer_live").joinpath("data", "notemaps")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.stem for p in paths.notemaps_dir().glob("*.toml"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class NoteMap:
                 raise UsageError(f"--note-map {spec}: cannot read it ({exc.strerror or exc}); give a "
                                  f"readable .toml file or one of {', '.join(available())}") from exc
         else:
-            resource = resources.files("deepdrummer_live").joinpath("data", "notemaps", f"{spec}.toml")
+            resource = paths.notemaps_dir() / f"{spec}.toml"
             if not resource.is_file():
                 raise UsageError(f"--note-map {spec}: no such map; use one of {', '.join(available())} "
                                  f"or a .toml file (see docs/protocol.md, note maps)")

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from deepdrummer_live.errors import OscError
-from deepdrummer_live.player.midi import MAX_LEVEL, velocity
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
 from deepdrummer_live.storage.store import atomic_write
@@ -45,7 +45,7 @@ class LibraryRow:
 
     note: int  # the MIDI note it goes out on (after the note map)
     steps: str  # 'x'/'.'
-    levels: str | None  # '1'-'9'/'.' per step; None: every hit at MAX_LEVEL
+    levels: str | None  # '1'-'9'/'.' per step; None: every hit at DEFAULT_LEVEL
     sample: str  # the kit sample's name
     audio: np.ndarray  # the one-shot, float32 mono at the library's rate, unit gain
 
@@ -58,9 +58,9 @@ def check_name(name: str) -> str:
 
 
 def row_levels(steps: str, levels: str | None) -> list[int]:
-    """Level per step (0 on a rest) of a row; a row without levels has every hit at MAX_LEVEL."""
+    """Level per step (0 on a rest) of a row; a row without levels has every hit at DEFAULT_LEVEL."""
     if levels is None:
-        return [MAX_LEVEL if c == "x" else 0 for c in steps]
+        return [DEFAULT_LEVEL if c == "x" else 0 for c in steps]
     return [0 if c == "." else int(c) for c in levels]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from deepdrummer_live.errors import DeepDrummerError
-from deepdrummer_live.player.midi import MAX_LEVEL, velocity
+from deepdrummer_live.sound.dynamics import MAX_LEVEL, velocity
 
 MIN_VOLUME_DB = -144.0  # SFZ's range for `volume`
 HEADERS = ("control", "global", "group", "region")
