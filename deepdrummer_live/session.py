@@ -198,6 +198,7 @@ class Session:
         self.density = _load_density(store.get_meta("density"))  # hit probability per row
         self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
         self.lock_source = None  # Loops (batch of one) the locked rows come from
+        self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
         self.tempo = float(store.get_meta("tempo", str(tempo))) if clock == "internal" else tempo
         if tempo != 120.0:
             self.tempo = tempo  # an explicit --tempo wins over the resumed one
@@ -368,7 +369,8 @@ class Session:
         proposal = next(p for p in self.buffer if self._key_ok(p))
         self.buffer.remove(proposal)
         samples, notes, roles, steps = self.engine.describe(proposal.loops)
-        notes = self.note_map.assign(roles, notes)  # the notes that go out: one per row, distinct
+        # the notes that go out: one per row, distinct; a locked row keeps its note
+        notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
         levels = self.engine.levels(proposal.loops)
         loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
                                       proposal.mode, self.tempo, levels)
@@ -551,8 +553,10 @@ class Session:
                 # Rows locked earlier are the same in the current loop, so it can be the one source.
                 self.locked.add(row)
                 self.lock_source = self.current.proposal.loops
+                self.locked_notes[row] = self.current.notes[row]
             else:
                 self.locked.discard(row)
+                self.locked_notes.pop(row, None)
             self.buffer.clear()
             self.wake.notify_all()
 

@@ -201,6 +201,9 @@ def test_two_rows_of_one_role_get_distinct_notes():
     assert gm.assign(["kick", "tom_low", "tom_low", "tom_low"], [36, 45, 45, 45]) == [36, 45, 41, 43]
     custom_kit_note = gm.assign(["kick", "kick"], [24, 24])
     assert custom_kit_note == [24, 36]  # a kit.toml note comes first under GM
+    # a locked row keeps its note (here 35, from an earlier loop); the others go around it
+    assert gm.assign(["kick", "kick", "snare", "snare"], [36, 36, 38, 38], {1: 35}) == [36, 35, 38, 40]
+    assert gm.assign(["kick", "kick", "snare", "snare"], [36, 36, 38, 38], {1: 36}) == [35, 36, 38, 40]
 
 
 def test_note_maps_ship_and_load(tmp_path):
@@ -221,3 +224,31 @@ def test_note_maps_ship_and_load(tmp_path):
         NoteMap.load(str(bad))
     with pytest.raises(UsageError, match="no such map; use one of drum-rack, gm"):
         NoteMap.load("nope")
+
+
+# ---- the session: locked rows keep their notes; swing persists ------------------------------------
+
+from test_dynamics import next_loop, session, wait_until  # noqa: E402,F401  (fixture and helpers)
+
+
+def test_locked_rows_keep_their_notes_and_every_loop_has_distinct_notes(session):
+    wait_until(lambda: session.current is not None)
+    first = session.current
+    session.set_lock(0, True)
+    session.set_lock(2, True)
+    session.set_mode("random")
+    for _ in range(6):
+        loop = next_loop(session)
+        assert (loop.notes[0], loop.notes[2]) == (first.notes[0], first.notes[2])
+        assert len(set(loop.notes)) == len(loop.notes)
+        assert loop.player_rows()[1]["note"] == loop.notes[1]  # what the port plays is what /dd/loop shows
+    loops = [a for a in session.sent if a[0] == "/dd/loop"]
+    assert loops[-1][1] == loop.id and [loops[-1][6 + 3 * r] for r in range(4)] == loop.notes
+
+
+def test_swing_persists_and_is_checked(session):
+    session.set_swing(0.25)
+    assert session.snapshot()["swing"] == 0.25 and session.store.get_meta("swing") == "0.25"
+    with pytest.raises(Exception, match=r"swing 0.6 out of range; use 0-0.5"):
+        session.set_swing(0.6)
+    assert session.swing == 0.25

@@ -75,12 +75,17 @@ class NoteMap:
     def role_notes(self, role: str) -> tuple[int, ...]:
         return self.notes.get(role) or self.notes[FALLBACK_ROLE]
 
-    def assign(self, roles: list[str], kit_notes: list[int]) -> list[int]:
+    def assign(self, roles: list[str], kit_notes: list[int], fixed: dict[int, int] | None = None) -> list[int]:
         """One distinct note per row: the first free of (the kit's note when the map keeps it, the
-        role's notes, the spare notes, every note upwards from the role's first, then downwards)."""
-        used: set[int] = set()
+        role's notes, the spare notes, every note upwards from the role's first, then downwards).
+        `fixed` {row: note}: rows that keep their note (locked rows); the others avoid those notes."""
+        fixed = fixed or {}
+        used: set[int] = set(fixed.values())
         out = []
-        for role, kit_note in zip(roles, kit_notes):
+        for row, (role, kit_note) in enumerate(zip(roles, kit_notes)):
+            if row in fixed:
+                out.append(fixed[row])
+                continue
             preferred = self.role_notes(role)
             candidates = ((kit_note,) if self.kit_notes else ()) + preferred + self.spare
             start = preferred[0]
