@@ -184,6 +184,12 @@ def h_status(srv: "OscServer", req: Request) -> None:
     srv.reply(req.sender, "/dd/status", *srv.session.status_args())
 
 
+def h_experiment(srv: "OscServer", req: Request) -> None:
+    if not hasattr(srv.session, "experiment_args"):
+        raise OscError("no experiment is running; start one with `deepdrummer-live experiment --participant CODE`")
+    srv.reply(req.sender, "/dd/experiment", *srv.session.experiment_args())
+
+
 ROUTES: dict[str, Route] = {
     "/dd/ping": (0, 0, h_ping),
     "/dd/subscribe": (0, 1, h_subscribe),
@@ -200,6 +206,7 @@ ROUTES: dict[str, Route] = {
     "/dd/save": (0, 1, h_save),
     "/dd/status": (0, 0, h_status),
     "/dd/learn": (1, 2, h_learn),
+    "/dd/experiment": (0, 0, h_experiment),
 }
 
 
