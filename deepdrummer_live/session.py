@@ -21,6 +21,7 @@ from deepdrummer_live.storage import library
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.errors import DeepDrummerError, OscError
 from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.storage.store import LoopRecord, Store
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class Session:
                  clock: str = "internal", audio_sr: int | None = None):
         self.engine = engine
         self.store = store
+        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, out)
         self.out = out  # out(address, *args): to every subscriber
         self.transport = None
         self.clock = clock
@@ -407,6 +409,13 @@ class Session:
                 self.report_error(str(event.get("message")), "/dd/midi")
         if kind == "control":
             self.control(event.get("action"), event.get("value"))
+        elif kind == "learn_armed":
+            self.midi_learn.on_armed(bool(event.get("on")))
+        elif kind == "learn_midi":
+            try:
+                self.midi_learn.on_midi(self.transport, event.get("data") or [])
+            except (OSError, DeepDrummerError) as exc:
+                self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
 
     def control(self, action: str, value=None) -> None:
         """A MIDI controller or key press; errors are reported, never raised."""
@@ -440,6 +449,11 @@ class Session:
                 raise OscError(f"controller action {action!r} unknown")
         except DeepDrummerError as exc:
             self.report_error(str(exc), f"/dd/{action}")
+
+    def learn(self, action: str, row: int | None = None) -> None:
+        """MIDI learn: the next note/CC press on the input port triggers `action` from now on
+        (and after a restart); /dd/learned says which. See player/midilearn.py."""
+        self.midi_learn.start(self.transport, action, row)
 
     def report_error(self, message: str, address: str) -> None:
         self.last_error = message

@@ -212,12 +212,28 @@ def _key_char(key) -> str:
     return ""
 
 
+# MIDI learn (`L`, then one of these): the action and row (player/midilearn.py)
+LEARN_KEYS = {"l": ("like", None), "d": ("dislike", None), "n": ("next", None), "u": ("undo", None),
+              "s": ("save", None), "m": ("mode", None), "f": ("fotf", None),
+              **{str(r + 1): ("lock", r) for r in range(4)}}
+
+
 def handle_key(session, key) -> KeyResult:
     """Run the session command bound to `key` (a curses key code or a one-character string)."""
     c = _key_char(key)
     try:
         if c in ("q", "Q"):
             return KeyResult(quit=True)
+        learn = getattr(session, "midi_learn", None)
+        if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
+            learn.choosing = False
+            if c not in LEARN_KEYS:
+                return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
+            session.learn(*LEARN_KEYS[c])
+            return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
+        if c == "L" and learn is not None:
+            learn.choosing = True
+            return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
         if c == "l":
             loop_id, likes, _ = session.rate(None, True)
             return KeyResult(message=f"liked loop #{loop_id} ({likes} likes)")
