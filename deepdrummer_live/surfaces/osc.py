@@ -163,6 +163,10 @@ def h_tempo(srv: "OscServer", req: Request) -> None:
     srv.session.set_tempo(as_float(req.args[0], "tempo", 20.0, 300.0))
 
 
+def h_swing(srv: "OscServer", req: Request) -> None:
+    srv.session.set_swing(as_float(req.args[0], "swing", 0.0, 0.5))
+
+
 def h_play(srv: "OscServer", req: Request) -> None:
     srv.session.play()
 
@@ -201,6 +205,7 @@ ROUTES: dict[str, Route] = {
     "/dd/mode": (1, 1, h_mode),
     "/dd/fotf": (1, 1, h_fotf),
     "/dd/tempo": (1, 1, h_tempo),
+    "/dd/swing": (1, 1, h_swing),
     "/dd/play": (0, 0, h_play),
     "/dd/stop": (0, 0, h_stop),
     "/dd/save": (0, 1, h_save),
