@@ -158,7 +158,8 @@ Each line of `ratings.csv` is one loop and the performer's verdict on it; `audio
 that loop as the performer heard it: one bar at its tempo, 44.1 kHz, 24-bit mono, rendered by the
 project's one mix (every hit at its level's gain, rows summed, times 0.5, the loop turned down to
 peak at -1 dBFS if it would go above; a sample's tail past the bar end wraps to its start, as a
-looping bar sounds).
+looping bar sounds). The wavs are straight: swing (`/dd/swing`) is how a loop was played, not
+part of the loop, and is not stored per loop; the critic too hears the straight bar.
 
 ## How it was collected
 
