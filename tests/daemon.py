@@ -78,6 +78,23 @@ class OscClient:
         finally:
             self.backlog.extend(kept)
 
+    def received(self) -> list[tuple[str, list]]:
+        """What has arrived so far (kept by `expect` or waiting in the socket), without waiting.
+
+        A negative check ("no /dd/rated came") is only sound after a barrier: a reply that the
+        daemon sends after anything the checked message could have caused (e.g. /dd/ping)."""
+        out = list(self.backlog)
+        self.backlog.clear()
+        self.sock.setblocking(False)
+        try:
+            while True:
+                msg = OscMessage(self.sock.recvfrom(65536)[0])
+                out.append((msg.address, list(msg.params)))
+        except BlockingIOError:
+            return out
+        finally:
+            self.sock.setblocking(True)
+
     def drain(self, wait: float = 0.2) -> list[tuple[str, list]]:
         out = list(self.backlog)
         self.backlog.clear()

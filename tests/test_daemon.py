@@ -110,8 +110,8 @@ def test_bad_messages_answer_error_and_change_nothing(shared_daemon, address, ar
     message, offending = c.expect("/dd/error")
     assert offending == address and message
     c.send("/dd/status")
-    assert c.expect("/dd/status") == before
-    assert not [m for m in c.drain() if m[0] in ("/dd/loop", "/dd/rated", "/dd/saved")]
+    assert c.expect("/dd/status") == before  # a barrier: sent after anything the bad message caused
+    assert not [m for m in c.received() if m[0] in ("/dd/loop", "/dd/rated", "/dd/saved")]
 
 
 def test_non_osc_datagrams_are_dropped_not_fatal(shared_daemon):
@@ -123,7 +123,7 @@ def test_non_osc_datagrams_are_dropped_not_fatal(shared_daemon):
 
 
 def test_sender_gets_error_and_pong_without_subscribing(daemon):
-    d, _ = daemon
+    d, subscriber = daemon
     stranger = OscClient(d.port)
     try:
         stranger.send("/dd/ping")
@@ -131,8 +131,10 @@ def test_sender_gets_error_and_pong_without_subscribing(daemon):
         stranger.send("/dd/tempo", 10.0)
         assert stranger.expect("/dd/error")[1] == "/dd/tempo"
         stranger.send("/dd/like")
-        time.sleep(0.3)
-        assert all(addr != "/dd/rated" for addr, _ in stranger.drain())  # not a subscriber
+        subscriber.expect("/dd/rated")  # the rating was taken and announced to the subscribers
+        stranger.send("/dd/ping")
+        stranger.expect("/dd/pong")  # a barrier: a /dd/rated to the stranger would have come before it
+        assert all(addr != "/dd/rated" for addr, _ in stranger.received())  # not a subscriber
         stranger.send("/dd/subscribe")
         stranger.send("/dd/next")
         stranger.expect("/dd/loop")
@@ -143,13 +145,17 @@ def test_sender_gets_error_and_pong_without_subscribing(daemon):
 def test_save_writes_midi_and_wav(daemon):
     d, c = daemon
     c.send("/dd/tempo", 100)  # int accepted where float expected
+    c.send("/dd/next")
+    loop = c.expect("/dd/loop")  # proposed after the tempo change
+    assert loop[2] == pytest.approx(100.0)
     c.send("/dd/save", "my groove_1")
     loop_id, mid_path, wav_path = c.expect("/dd/saved")
+    assert loop_id == loop[0]
     assert mid_path.endswith("my groove_1.mid") and "/library/" in mid_path
     mid = mido.MidiFile(mid_path)
     metas = {m.type: m for m in mid.tracks[0] if m.is_meta}
     assert metas["time_signature"].numerator == 4 and metas["time_signature"].denominator == 4
-    assert "set_tempo" in metas
+    assert mido.tempo2bpm(metas["set_tempo"].tempo) == pytest.approx(100.0, abs=0.01)
     notes = [m for m in mid.tracks[0] if m.type == "note_on"]
     assert notes and all(m.channel == 9 for m in notes)
     assert sum(m.time for m in mid.tracks[0]) == 4 * mid.ticks_per_beat  # exactly one bar
@@ -188,16 +194,20 @@ def test_restart_resumes_ratings_and_ids(tmp_path):
 
 
 def test_playing_switches_at_the_bar_line(daemon):
+    """The rating's loop comes on a bar line (1 s apart at 240 BPM, from /dd/play), never mid-bar."""
     d, c = daemon
-    c.send("/dd/tempo", 240.0)  # 1 s bars
+    c.send("/dd/tempo", 240.0)
+    c.send("/dd/ping")
+    c.expect("/dd/pong")  # the tempo is set
+    t_play = time.monotonic()
     c.send("/dd/play")
-    time.sleep(0.3)
-    t0 = time.monotonic()
+    # the stimulus: rate in the middle of the first bar (a switch at once would come mid-bar too)
+    time.sleep(max(0.0, t_play + 0.5 - time.monotonic()))
     c.send("/dd/like")
-    c.expect("/dd/rated")
-    c.expect("/dd/loop", timeout=5)
-    waited = time.monotonic() - t0
-    assert 0.3 < waited < 1.5  # the rest of the bar, never at once mid-bar
+    c.expect("/dd/rated", timeout=30)
+    c.expect("/dd/loop", timeout=30)
+    bars = time.monotonic() - t_play
+    assert bars >= 0.75 and abs(bars - round(bars)) < 0.25, f"new loop {bars:.2f} bars after play"
     c.send("/dd/stop")
 
 

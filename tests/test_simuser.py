@@ -138,6 +138,8 @@ def test_learning_bench_runs_the_whole_flow_over_osc():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     user = result["users"]["backbeat"]
     assert result["protocol"] == "osc" and result["ratings"] == 20
-    assert 0.0 <= user["before"] <= 1.0 and 0.0 <= user["after"] <= 1.0
     assert user["errors"] == []
     assert user["train_steps"] > 0  # the daemon learned from the ratings it acknowledged
+    # learning moved the critic: in mode good it now rates its picks higher (seen here: 0.69 -> 0.95).
+    # The like-rate gain needs more than 20 ratings and 3 eval loops (docs/learning.md).
+    assert user["after_p_like"] > user["before_p_like"] + 0.05, user

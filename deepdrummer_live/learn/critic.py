@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -34,6 +35,7 @@ PAPER_SPEC = MfccSpec(sr=16000, n_fft=400, hop=200, n_mels=128, n_mfcc=60, fmax=
                       mel_norm=None, top_db=80.0, circular=False, pad_mode="reflect")
 # torchaudio.transforms.MFCC defaults as the paper used them: its nominal 16 kHz rate on 44.1 kHz audio.
 LEAN_SPEC = MfccSpec(sr=16000, n_fft=512, hop=500, n_mels=40, n_mfcc=20, fmax=8000.0, top_db=80.0)
+MAX_LOSSES = 1000  # Trainer keeps this many recent losses: a long session must not grow memory
 REFERENCE_BPM = 120.0  # the critic always hears the loop at this tempo: its input is tempo-invariant
 
 
@@ -259,7 +261,7 @@ class Trainer:
     gen: torch.Generator
     examples: dict = field(default_factory=dict)  # loop_id -> (tensor, label)
     steps: int = 0
-    losses: list = field(default_factory=list)
+    losses: deque = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))  # recent mean losses
 
     def __post_init__(self):
         params = getattr(self.model, "rating_parameters", self.model.parameters)()
