@@ -83,31 +83,38 @@ class OscClient:
 
         A negative check ("no /dd/rated came") is only sound after a barrier: a reply that the
         daemon sends after anything the checked message could have caused (e.g. /dd/ping)."""
-        out = list(self.backlog)
-        self.backlog.clear()
-        self.sock.setblocking(False)
-        try:
-            while True:
-                msg = OscMessage(self.sock.recvfrom(65536)[0])
-                out.append((msg.address, list(msg.params)))
-        except BlockingIOError:
-            return out
-        finally:
-            self.sock.setblocking(True)
+        return self.drain(0.0)
 
     def drain(self, wait: float = 0.2) -> list[tuple[str, list]]:
+        """Everything kept and arriving until nothing more comes for `wait` seconds (0: no waiting)."""
         out = list(self.backlog)
         self.backlog.clear()
-        self.sock.settimeout(wait)
+        self.sock.settimeout(wait)  # 0.0: non-blocking, an empty socket raises BlockingIOError
         try:
             while True:
                 msg = OscMessage(self.sock.recvfrom(65536)[0])
                 out.append((msg.address, list(msg.params)))
-        except socket.timeout:
+        except (TimeoutError, BlockingIOError):
             return out
+        finally:
+            self.sock.settimeout(None)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple["Daemon", OscClient]:
+    """A started daemon with a subscribed client (--notify), its startup messages drained."""
+    client = OscClient(0)
+    d = Daemon(state_dir, "--notify", f"127.0.0.1:{client.port}", *extra, **kw)
+    client.target = ("127.0.0.1", d.port)
+    try:
+        d.start()
+    except BaseException:
+        client.close()
+        raise
+    client.drain()
+    return d, client
 
 
 class Daemon:
@@ -129,7 +136,7 @@ class Daemon:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:  # a deadline: a busy CI machine needs minutes
         probe = OscClient(self.port)
         deadline = time.monotonic() + timeout
         try:
@@ -149,7 +156,8 @@ class Daemon:
             probe.close()
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:  # stop() closes it
+            self.log.flush()
         return (self.state_dir.parent / f"{self.state_dir.name}-daemon.log").read_text(errors="replace")[-3000:]
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
