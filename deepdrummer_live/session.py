@@ -8,6 +8,7 @@ waits for training: a proposal is popped from the buffer the moment a rating lan
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,13 +16,27 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.errors import DeepDrummerError, OscError
 from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.storage.store import LoopRecord, Store
 
 log = logging.getLogger(__name__)
+
+
+def _load_density(saved: str | None) -> list[float]:
+    """The stored per-row density (JSON list), or the paper's 0.5 for every row."""
+    try:
+        values = [float(v) for v in json.loads(saved)] if saved else []
+    except (ValueError, TypeError) as exc:
+        log.warning("stored density %r unreadable (%s); using %g", saved, exc, P_CELL_ON)
+        values = []
+    if len(values) != N_ROWS or not all(DENSITY_RANGE[0] <= v <= DENSITY_RANGE[1] for v in values):
+        return [P_CELL_ON] * N_ROWS
+    return values
 
 TEMPO_RANGE = (20.0, 300.0)
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
@@ -41,18 +56,19 @@ class Loop:
     notes: list[int]
     roles: list[str]
     steps: list[str]
+    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
 
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
 
     def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: GM note and steps per row."""
-        return [{"note": n, "steps": st} for n, st in zip(self.notes, self.steps)]
+        """What the player process needs to play it: GM note, steps and levels per row."""
+        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
 
     def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st}
-                for s, n, r, st in zip(self.samples, self.notes, self.roles, self.steps)]
+        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
+                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
 
 
 @dataclass
@@ -116,6 +132,37 @@ class VirtualTransport:
             timer.function(*timer.args)  # a switch waiting for a bar line happens now
         self.on_event({"type": "transport", "playing": False})
 
+    def set_lock(self, row: int, on: bool) -> None:
+        """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
+        with self.lock:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
+            n_rows = len(self.current.steps)
+            if not (isinstance(row, int) and 0 <= row < n_rows):
+                raise OscError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, in order)")
+            if on:
+                # Rows locked earlier are the same in the current loop, so it can be the one source.
+                self.locked.add(row)
+                self.lock_source = self.current.proposal.loops
+            else:
+                self.locked.discard(row)
+            self.buffer.clear()
+            self.wake.notify_all()
+
+    def set_density(self, p: float, row: int | None = None) -> None:
+        """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
+        with self.lock:
+            if row is None:
+                self.density = [check_density(p)] * N_ROWS
+            else:
+                if not (isinstance(row, int) and 0 <= row < N_ROWS):
+                    raise OscError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                self.density[row] = check_density(p, f"row {row} density")
+            self.buffer.clear()
+            self.wake.notify_all()
+            value = json.dumps(self.density)
+        self.store.set_meta("density", value)
+
     def set_tempo(self, bpm: float) -> None:
         with self._lock:
             if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
@@ -138,6 +185,7 @@ class Session:
                  clock: str = "internal", audio_sr: int | None = None):
         self.engine = engine
         self.store = store
+        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, out)
         self.out = out  # out(address, *args): to every subscriber
         self.transport = None
         self.clock = clock
@@ -146,6 +194,9 @@ class Session:
         self.wake = threading.Condition(self.lock)
         self.mode = store.get_meta("mode", "explore")
         self.fotf = store.get_meta("fotf", "0") == "1"
+        self.density = _load_density(store.get_meta("density"))  # hit probability per row
+        self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
+        self.lock_source = None  # Loops (batch of one) the locked rows come from
         self.tempo = float(store.get_meta("tempo", str(tempo))) if clock == "internal" else tempo
         if tempo != 120.0:
             self.tempo = tempo  # an explicit --tempo wins over the resumed one
@@ -206,7 +257,12 @@ class Session:
     # --- worker ---------------------------------------------------------------------------------
 
     def _key_ok(self, p: Proposal) -> bool:
-        return p.mode == self.mode and p.fotf == self.fotf
+        return p.mode == self.mode and p.fotf == self.fotf and p.prior == self._prior()
+
+    def _prior(self):
+        """The generator's prior now: density per row, fotf, locked rows (call with the lock held)."""
+        return self.engine.make_prior(self.fotf, tuple(self.density), tuple(sorted(self.locked)),
+                                      self.lock_source)
 
     def _run_worker(self) -> None:
         while True:
@@ -245,8 +301,8 @@ class Session:
 
     def _task_propose(self) -> None:
         with self.lock:
-            mode, fotf = self.mode, self.fotf
-        proposal = self.engine.propose(mode, fotf, should_stop=self._performer_waiting)
+            mode, fotf, prior = self.mode, self.fotf, self._prior()
+        proposal = self.engine.propose(mode, fotf, should_stop=self._performer_waiting, prior=prior)
         with self.lock:
             if not self._key_ok(proposal):
                 return
@@ -308,9 +364,10 @@ class Session:
         proposal = next(p for p in self.buffer if self._key_ok(p))
         self.buffer.remove(proposal)
         samples, notes, roles, steps = self.engine.describe(proposal.loops)
+        levels = self.engine.levels(proposal.loops)
         loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
-                                      proposal.mode, self.tempo)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps)
+                                      proposal.mode, self.tempo, levels)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
         if self.want_next_since is not None:
             self.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -326,6 +383,7 @@ class Session:
         self.current = loop
         self.pending = None
         self.out("/dd/loop", *self.loop_args(loop))
+        self.out("/dd/levels", loop.id, *loop.levels)
 
     def loop_args(self, loop: Loop) -> list:
         args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
@@ -351,6 +409,13 @@ class Session:
                 self.report_error(str(event.get("message")), "/dd/midi")
         if kind == "control":
             self.control(event.get("action"), event.get("value"))
+        elif kind == "learn_armed":
+            self.midi_learn.on_armed(bool(event.get("on")))
+        elif kind == "learn_midi":
+            try:
+                self.midi_learn.on_midi(self.transport, event.get("data") or [])
+            except (OSError, DeepDrummerError) as exc:
+                self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
 
     def control(self, action: str, value=None) -> None:
         """A MIDI controller or key press; errors are reported, never raised."""
@@ -365,6 +430,9 @@ class Session:
                 self.set_mode(value if value in MODES else MODES[(MODES.index(self.mode) + 1) % len(MODES)])
             elif action == "fotf":
                 self.set_fotf(not self.fotf if value in (None, "toggle") else bool(value))
+            elif action == "lock":  # value: the row; toggles
+                row = int(value)
+                self.set_lock(row, row not in self.locked)
             elif action == "tempo":
                 self.set_tempo(float(value))
             elif action == "tempo_delta":
@@ -381,6 +449,11 @@ class Session:
                 raise OscError(f"controller action {action!r} unknown")
         except DeepDrummerError as exc:
             self.report_error(str(exc), f"/dd/{action}")
+
+    def learn(self, action: str, row: int | None = None) -> None:
+        """MIDI learn: the next note/CC press on the input port triggers `action` from now on
+        (and after a restart); /dd/learned says which. See player/midilearn.py."""
+        self.midi_learn.start(self.transport, action, row)
 
     def report_error(self, message: str, address: str) -> None:
         self.last_error = message
@@ -467,6 +540,37 @@ class Session:
             self.wake.notify_all()
         self.store.set_meta("fotf", "1" if on else "0")
 
+    def set_lock(self, row: int, on: bool) -> None:
+        """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
+        with self.lock:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
+            n_rows = len(self.current.steps)
+            if not (isinstance(row, int) and 0 <= row < n_rows):
+                raise OscError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, in order)")
+            if on:
+                # Rows locked earlier are the same in the current loop, so it can be the one source.
+                self.locked.add(row)
+                self.lock_source = self.current.proposal.loops
+            else:
+                self.locked.discard(row)
+            self.buffer.clear()
+            self.wake.notify_all()
+
+    def set_density(self, p: float, row: int | None = None) -> None:
+        """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
+        with self.lock:
+            if row is None:
+                self.density = [check_density(p)] * N_ROWS
+            else:
+                if not (isinstance(row, int) and 0 <= row < N_ROWS):
+                    raise OscError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                self.density[row] = check_density(p, f"row {row} density")
+            self.buffer.clear()
+            self.wake.notify_all()
+            value = json.dumps(self.density)
+        self.store.set_meta("density", value)
+
     def set_tempo(self, bpm: float) -> None:
         lo, hi = TEMPO_RANGE
         if not lo <= bpm <= hi:
@@ -534,7 +638,9 @@ class Session:
         with self.lock:
             loop = self.current
             return {
-                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": loop.rows()},
+                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": [
+                    dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,

@@ -87,6 +87,7 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     import soundfile as sf
 
     from deepdrummer_live.player.audio import OFFLINE_LEAD_IN
+    from deepdrummer_live.sound import dynamics
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.sound.render import render_bar_numpy, step_length
 
@@ -100,6 +101,9 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
         client.drain()
         client.send("/dd/next")
         loop = client.expect("/dd/loop")
+        levels = client.expect("/dd/levels")
+        assert levels[0] == loop[0]  # /dd/levels follows /dd/loop: '.' where steps rests, 1-9 on hits
+        dynamics.check_levels([loop[6 + 3 * r] for r in range(4)], levels[1:])
         client.send("/dd/play")
         time.sleep(2.5)
         client.send("/dd/stop")
@@ -112,7 +116,7 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     names = {s.name: s for s in kit.samples}
     rows = [loop[4 + 3 * r: 7 + 3 * r] for r in range(4)]
     samples = [kit.audio_at(sr)[kit.samples.index(names[name])] for name, _, _ in rows]
-    bar = render_bar_numpy([steps for _, _, steps in rows], samples, step_length(240.0, sr))
+    bar = render_bar_numpy(levels[1:], samples, step_length(240.0, sr))  # the hits at their levels
     played = audio[OFFLINE_LEAD_IN: OFFLINE_LEAD_IN + len(bar)]
     assert np.abs(bar).max() > 0.05
     np.testing.assert_allclose(played, bar, atol=1e-4)

@@ -20,6 +20,7 @@ Actions and their `value`:
     mode     "cycle" (default) | "explore" | "good" | "bad" | "random"
     tempo    "absolute" (CC only: 0..127 -> 20..300 BPM) or a signed BPM step like -1 or 5
     fotf     "toggle" (default) | 0 | 1 | "cc" (CC only: value >= 64 is on)
+    lock     the row, 0-based as in /dd/lock (0..15): toggles that row's lock
 A button CC triggers when its value goes from < 64 to >= 64 (press, not release).
 """
 
@@ -32,7 +33,8 @@ from pathlib import Path
 from deepdrummer_live import paths
 from deepdrummer_live.errors import UsageError
 
-ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "play", "stop")
+ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "play", "stop", "lock")
+MAX_ROWS = 16
 MODES = ("explore", "good", "bad", "random")
 MIN_BPM, MAX_BPM = 20.0, 300.0
 
@@ -58,6 +60,12 @@ class ControllerMap:
         self._cc_last: dict[tuple[int, int], int] = {}
         self.tempo_hint = 120.0  # the player keeps this current so +/- steps have a base
         self.ignored = 0
+
+    def bind(self, binding: Binding) -> None:
+        """Add `binding`, replacing the one for the same note/CC and channel (MIDI learn, overlays)."""
+        k = (binding.kind, binding.number, binding.channel)
+        self.bindings = [b for b in self.bindings if (b.kind, b.number, b.channel) != k] + [binding]
+        self._index[k] = binding
 
     def _find(self, kind: str, number: int, channel: int) -> Binding | None:
         return self._index.get((kind, number, channel)) or self._index.get((kind, number, None))
@@ -153,6 +161,11 @@ def _value(action: str, kind: str, raw, where: str, path: Path):
         if raw in ("toggle", "cc") or (raw in (0, 1) and not isinstance(raw, bool)):
             return raw
         raise UsageError(f"{path}: {where}: fotf value {raw!r} is invalid; use \"toggle\", 0, 1 or \"cc\"")
+    if action == "lock":
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < MAX_ROWS:
+            return raw
+        raise UsageError(f"{path}: {where}: lock value {raw!r} is invalid; use the row, 0-{MAX_ROWS - 1} "
+                         f"(0-based, as in /dd/lock)")
     raise AssertionError(action)
 
 

@@ -175,6 +175,11 @@ def h_save(srv: "OscServer", req: Request) -> None:
     srv.session.save(as_str(req.args[0], "name") if req.args else None)
 
 
+def h_learn(srv: "OscServer", req: Request) -> None:
+    row = as_int(req.args[1], "row", 0, 15) if len(req.args) > 1 else None
+    srv.session.learn(as_str(req.args[0], "action"), row)
+
+
 def h_status(srv: "OscServer", req: Request) -> None:
     srv.reply(req.sender, "/dd/status", *srv.session.status_args())
 
@@ -194,6 +199,7 @@ ROUTES: dict[str, Route] = {
     "/dd/stop": (0, 0, h_stop),
     "/dd/save": (0, 1, h_save),
     "/dd/status": (0, 0, h_status),
+    "/dd/learn": (1, 2, h_learn),
 }
 
 
