@@ -70,7 +70,7 @@ class OscClient:
                 self.sock.settimeout(left)
                 try:
                     msg = OscMessage(self.sock.recvfrom(65536)[0])
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if msg.address == address:
                     return list(msg.params)
@@ -103,7 +103,7 @@ class OscClient:
         self.sock.close()
 
 
-def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple["Daemon", OscClient]:
+def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple[Daemon, OscClient]:
     """A started daemon with a subscribed client (--notify), its startup messages drained."""
     client = OscClient(0)
     d = Daemon(state_dir, "--notify", f"127.0.0.1:{client.port}", *extra, **kw)
@@ -129,7 +129,7 @@ class Daemon:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
-    def start(self, wait: bool = True) -> "Daemon":
+    def start(self, wait: bool = True) -> Daemon:
         self.log = open(self.state_dir.parent / f"{self.state_dir.name}-daemon.log", "ab")
         self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
@@ -146,7 +146,7 @@ class Daemon:
                 probe.send("/dd/status")
                 try:
                     addr, args = probe.recv(timeout=0.5)
-                except (socket.timeout, ConnectionRefusedError, OSError):
+                except (TimeoutError, ConnectionRefusedError, OSError):
                     continue
                 if addr == "/dd/status" and args[2] >= 0:  # a first loop is current
                     return
@@ -174,7 +174,7 @@ class Daemon:
         self.proc.wait()
         self.log.close()
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self.start()
 
     def __exit__(self, *exc) -> None:

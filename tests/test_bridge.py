@@ -7,8 +7,17 @@ import time
 import pytest
 
 from daemon import Daemon, OscClient
-from jack_midi import (ALL_NOTES_OFF, CLOCK, START, clocks_after_start, clocks_since_start, collect_until, drain,
-                       jack_port, send_clock)
+from jack_midi import (
+    ALL_NOTES_OFF,
+    CLOCK,
+    START,
+    clocks_after_start,
+    clocks_since_start,
+    collect_until,
+    drain,
+    jack_port,
+    send_clock,
+)
 
 
 def expected_pattern(loop_args) -> set[tuple[int, int]]:

@@ -133,8 +133,8 @@ def render_reference(hits, velocities, tmp_path: Path, sr: int) -> np.ndarray:
     mid.tracks.append(track)
     mid.save(tmp_path / "reference.mid")
     out = tmp_path / "reference.wav"
-    subprocess.run([FLUIDSYNTH, "-ni", "-q", "-r", str(sr), "-F", str(out), str(SOUNDFONT), str(tmp_path / "reference.mid")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run([FLUIDSYNTH, "-ni", "-q", "-r", str(sr), "-F", str(out), str(SOUNDFONT),
+                    str(tmp_path / "reference.mid")], check=True, capture_output=True, timeout=60)
     audio, _ = sf.read(out)
     return audio.mean(axis=1)[: int(now / 480 * 60 / BPM * sr) + sr]  # the notes and 1 s of their tails
 

@@ -9,14 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live.sound import pattern
-from deepdrummer_live.learn.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, PaperCritic,
-                                     Trainer, augment_features, build_critic, count_parameters)
-from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.critic import (
+    LEAN_CONFIG,
+    LEAN_SPEC,
+    PAPER_CONFIG,
+    PAPER_SPEC,
+    PaperCritic,
+    Trainer,
+    augment_features,
+    build_critic,
+    count_parameters,
+)
 from deepdrummer_live.learn.features import MfccTransform
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.search import Scorer, search
+from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import CEILING, MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
-from deepdrummer_live.learn.search import Scorer, search
 
 
 @pytest.fixture(scope="module")

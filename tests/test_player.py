@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from deepdrummer_live.errors import AudioLost, UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import InternalClock, MidiClockFollower
-from deepdrummer_live.errors import AudioLost, UsageError
-from deepdrummer_live.player.sequencer import Sequencer, PlayerConfig, PlayerHandle
+from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle, Sequencer
+
 from jack_midi import ALL_NOTES_OFF, collect_until, jack_port, send_clock
 
 ROWS_A = [

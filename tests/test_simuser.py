@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from deepdrummer_live.learn.simuser import USERS, all_users, base_rate, make_loop, make_user, parse_loop, row_role
 from deepdrummer_live.sound.kit import load_kit
-from deepdrummer_live.learn.simuser import (USERS, all_users, base_rate, make_loop, make_user, parse_loop,
-                                      row_role)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_KIT = ROOT.parent / "shared" / "external-kits" / "deepdrummer-paper"
@@ -114,7 +113,8 @@ def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
         assert user.judge(parse_loop([99] + [a for a in _args(loop)][1:])) == first
     # a lapse: even a perfect loop is sometimes disliked, across many distinct loops
     u = make_user("backbeat", lapse=0.2)
-    answers = [u.judge(make_loop([("snare", steps(4, 12)), ("kick", steps(0)), ("conga", f"{i:016b}".replace("0", ".").replace("1", "x")),
+    congas = [f"{i:016b}".replace("0", ".").replace("1", "x") for i in range(200)]
+    answers = [u.judge(make_loop([("snare", steps(4, 12)), ("kick", steps(0)), ("conga", congas[i]),
                                   ("tom_low", REST)], i)) for i in range(200)]
     assert 0.7 < sum(answers) / len(answers) < 0.99
 

@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 
 from deepdrummer_live.errors import OscError
-from deepdrummer_live.surfaces.tui import (LABEL_W, MIN_HEIGHT, MIN_WIDTH, handle_key, layout, render_lines, sparkline,
-                                  step_col)
+from deepdrummer_live.surfaces.tui import (
+    LABEL_W,
+    MIN_HEIGHT,
+    MIN_WIDTH,
+    handle_key,
+    layout,
+    render_lines,
+    sparkline,
+    step_col,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "deepdrummer-live"

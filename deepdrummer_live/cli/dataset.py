@@ -241,7 +241,7 @@ def cmd_import(args) -> int:
     device = resolve_device(args.device)
     if args.replay:
         result = pretraining.replay(kit, ratings, device, args.seed)
-        for i, (k, acc) in enumerate(result["curve"]):
+        for k, acc in result["curve"]:
             print(f"after {k:4d} ratings: predicted the next ones {acc:.2f}")
         print(f"accuracy predicting each next rating: first half {result['first_half']:.2f}, "
               f"second half {result['second_half']:.2f} ({result['ratings']} ratings, "

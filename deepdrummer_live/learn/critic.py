@@ -63,7 +63,8 @@ class CriticConfig:
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
-LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4, dropout=0.2,
+LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
+                           dropout=0.2,
                            batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=0,
                            label_smoothing=0.2, bands=10)
 
@@ -179,12 +180,12 @@ def build_critic(config: CriticConfig) -> nn.Module:
                       n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0)
 
 
-def hearing_optimizer(model: "LeanCritic", lr: float = 3e-3) -> torch.optim.Optimizer:
+def hearing_optimizer(model: LeanCritic, lr: float = 3e-3) -> torch.optim.Optimizer:
     """Adam over everything but the like head (which only ratings train)."""
     return torch.optim.Adam([p for name, p in model.named_parameters() if not name.startswith("mlp.")], lr=lr)
 
 
-def pretrain_hearing(model: "LeanCritic", feats: torch.Tensor, targets: torch.Tensor, steps: int,
+def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, steps: int,
                      gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
     """Teach the trunk which role group starts on which step, from loops the engine made itself.
 

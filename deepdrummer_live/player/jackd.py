@@ -40,7 +40,8 @@ def jack_lsp(server: str, *flags: str, timeout: float = 10.0) -> str | None:
     """`jack_lsp FLAGS` against `server` (never spawning one); its stdout, None when it cannot connect."""
     env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
     try:
-        proc = subprocess.run([JACK_LSP or "jack_lsp", *flags], env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([JACK_LSP or "jack_lsp", *flags], env=env, capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
     return proc.stdout if proc.returncode == 0 else None

@@ -10,8 +10,8 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deepdrummer_live.errors import UsageError
 

@@ -17,14 +17,20 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from deepdrummer_live.player import midi
-from deepdrummer_live.player.clock import (STEPS_PER_BAR, ClockSource, InternalClock, LinkClock, MidiClockFollower,
-                                           check_bpm)
 from deepdrummer_live.errors import AudioLost, UsageError
+from deepdrummer_live.player import midi
+from deepdrummer_live.player.clock import (
+    STEPS_PER_BAR,
+    ClockSource,
+    InternalClock,
+    LinkClock,
+    MidiClockFollower,
+    check_bpm,
+)
 
 CLOCKS = ("internal", "midi", "link")
 AUDIO_MODES = ("pyo", "none")
@@ -411,8 +417,9 @@ def _make_clock(config: PlayerConfig, now: float) -> ClockSource:
     if config.clock == "midi":
         return MidiClockFollower(lead, fallback_bpm=config.tempo)
     try:
-        import aalink
         import asyncio
+
+        import aalink
 
         # aalink wants an event loop for its callbacks; we only poll, so it never runs
         link = aalink.Link(config.tempo, asyncio.new_event_loop())
@@ -624,7 +631,7 @@ class PlayerHandle:
                 code = self._proc.exitcode
                 self.close()
                 raise UsageError(f"the player process exited during startup (exit code {code}); "
-                                 f"run with --midi-backend none --audio none to isolate the cause")
+                                 f"run with --midi-backend none --audio none to isolate the cause") from None
             if event.get("type") == "fatal":
                 self.close()
                 raise UsageError(event["message"])
