@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
     run.add_argument("--clock", choices=("internal", "midi", "link"), default="internal")
     run.add_argument("--tempo", type=float, default=120.0)
+    run.add_argument("--swing", type=float, default=None, metavar="AMOUNT",
+                     help="odd 16ths late by AMOUNT x one step, 0.0-0.5 [0.0, or the resumed session's]")
+    run.add_argument("--note-map", default=None, metavar="NAME|FILE",
+                     help="where each drum role goes: a map in data/notemaps (gm, drum-rack) or a .toml [gm]")
     run.add_argument("--audio", choices=("pyo", "none"), default=None)
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
@@ -106,9 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plugin_commands() -> dict:
     """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
-    from deepdrummer_live.cli import dataset, pretrain
+    from deepdrummer_live.cli import dataset, experiment, pretrain
 
-    return {"dataset": dataset, "pretrain": pretrain}
+    return {"dataset": dataset, "pretrain": pretrain, "experiment": experiment}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -157,6 +161,8 @@ def check_run_flags(args) -> None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
+    if args.swing is not None and not 0.0 <= args.swing <= 0.5:
+        raise UsageError(f"--swing {args.swing:g}: out of range; use 0.0-0.5 (0 straight, 0.333 triplet feel)")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
@@ -179,6 +185,9 @@ def cmd_run(args) -> int:
     transport = None
     events = EventForwarder()
     try:
+        from deepdrummer_live.player.notemap import NoteMap
+
+        note_map = NoteMap.load(args.note_map)
         kit = load_kit(args.kit)
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
@@ -198,7 +207,9 @@ def cmd_run(args) -> int:
         log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session = Session(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
+        session = session_class(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
+                                swing=args.swing, note_map=note_map)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
         elif session.tempo != args.tempo:
