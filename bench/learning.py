@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from pythonosc.osc_packet import OscPacket  # noqa: E402
 
-from deepdrummer_live.surfaces.osc import encode  # noqa: E402
 from deepdrummer_live.learn.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.surfaces.osc import encode  # noqa: E402
 
 
 @dataclass
@@ -93,7 +93,7 @@ class OscClient:
         self.sock.settimeout(max(timeout, 1e-3))
         try:
             data, _ = self.sock.recvfrom(65536)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return []
         out = []
         for t in OscPacket(data).messages:
@@ -231,8 +231,8 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     import torch
 
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.sound.kit import load_kit
 
     torch.set_num_threads(args.threads)
     t_start = time.monotonic()

@@ -15,17 +15,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from daemon import EXTERNAL_KIT, Daemon, OscClient
 from deepdrummer_live.cli.main import main
 from deepdrummer_live.learn import pretraining
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.learn.simuser import make_user, parse_loop
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.dynamics import default_levels
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length
 from deepdrummer_live.storage.dataset import COLUMNS, Rating, read_csv
-from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.dynamics import default_levels
 from deepdrummer_live.storage.store import Store
+
+from daemon import EXTERNAL_KIT, Daemon, OscClient
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import Daemon, OscClient
 from deepdrummer_live.errors import OscError
 from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.player import midilearn
+
+from daemon import Daemon, OscClient
 from jack_midi import jack_port
 
 

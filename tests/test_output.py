@@ -167,9 +167,9 @@ def test_sfz_round_trip_mid_through_sfz_is_the_wav(tmp_path, kit, bpm, swing):
     levels = ["9.....3...7.....", "..5.........2...", "2.345.6.7.891.23", None]
     notes = NoteMap.load(None).assign(["kick", "kick", "closed_hat", "snare"], [36, 36, 42, 38])
     rows = _rows(kit, names, steps, levels, notes, sr)
-    mid_path, wav_path = library.write_loop(tmp_path, 12, "liked", rows, bpm, sr, swing)
-    sfz_path = tmp_path / "000012-liked.sfz"
-    assert sfz_path.exists() and (tmp_path / "000012-liked-samples").is_dir()
+    mid_path, wav_path = library.write_loop(tmp_path, 12, "my groove 1", rows, bpm, sr, swing)
+    sfz_path = tmp_path / "000012-my groove 1.sfz"  # a space in the sample folder's path too
+    assert sfz_path.exists() and (tmp_path / "000012-my groove 1-samples").is_dir()
     wav, wav_sr = sf.read(wav_path, dtype="float64")
     assert wav_sr == sr and len(wav) == round(4 * 60 / bpm * sr)
     played = sfz.render_midi(mid_path, sfz_path, sr)

@@ -3,6 +3,8 @@ connected to a port of this test, checked against `/dd/loop`, `/dd/levels` and t
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,43 @@ def test_velocities_and_swing_at_a_jack_port(tmp_path, jack_server):
           f"{np.median(np.abs(errors)) * 1000:.2f} ms, worst {worst * 1000:.2f} ms, realtime jackd "
           f"{jack_server.realtime}, {missed} cycles missed")
     assert worst <= TOLERANCE_S, f"worst onset error {worst * 1000:.2f} ms ({missed} jackd cycles missed)"
+
+
+def test_live_audio_is_swung(tmp_path):
+    """pyo's offline rendering of the live loop with --swing: the announced loop's hits at their levels,
+    odd steps a third of a step late (render_bar_numpy with swing, the reference of render_bars)."""
+    import soundfile as sf
+
+    from deepdrummer_live.player.audio import OFFLINE_LEAD_IN
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.sound.render import render_bar_numpy, step_length
+
+    client = OscClient(0)
+    state = tmp_path / "state"
+    d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--swing", str(SWING),
+               "--audio-backend", "offline", midi="none", audio="pyo")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        client.drain()
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop")
+        levels = client.expect("/dd/levels")
+        client.send("/dd/play")
+        # The file is written at shutdown with the bars played; what proves the swing is its content
+        # below, and a bar too few fails it. No OSC message marks a bar line, so this waits the time
+        # of one 1 s bar at 240 BPM, plus slack.
+        time.sleep(1.5)
+        client.send("/dd/stop")
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+    audio, sr = sf.read(state / "live-audio.wav", dtype="float32")
+    kit = load_kit(None)
+    index = {s.name: i for i, s in enumerate(kit.samples)}
+    samples = [kit.audio_at(sr)[index[loop[4 + 3 * r]]] for r in range(4)]
+    bar = render_bar_numpy(levels[1:], samples, step_length(240.0, sr), SWING)
+    straight = render_bar_numpy(levels[1:], samples, step_length(240.0, sr))
+    played = audio[OFFLINE_LEAD_IN: OFFLINE_LEAD_IN + len(bar)]
+    assert np.abs(bar - straight).max() > 0.01  # the swing is audible in this loop
+    np.testing.assert_allclose(played, bar, atol=1e-4)

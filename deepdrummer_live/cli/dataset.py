@@ -99,7 +99,7 @@ def prepare_out(out: Path) -> Path:
 def cmd_export(args) -> int:
     import soundfile as sf
 
-    from deepdrummer_live.cli.main import default_state_dir
+    from deepdrummer_live.paths import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     ratings, meta = read_ratings(state_dir, args.participant)
