@@ -13,10 +13,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from daemon import CLI, REPO, OscClient, free_udp_port
 from deepdrummer_live.experiment import BLIND_MODE, BLIND_P_LIKE, Plan
 from deepdrummer_live.learn.simuser import make_user, parse_loop
 from deepdrummer_live.storage.store import Store
+
+from daemon import CLI, REPO, OscClient, free_udp_port
 
 PHASE1, PHASE2 = 6, 4
 
