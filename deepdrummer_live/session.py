@@ -21,6 +21,8 @@ from deepdrummer_live.storage import library
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.errors import DeepDrummerError, OscError
 from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.player.notemap import NoteMap
+from deepdrummer_live.sound.render import SWING_RANGE
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.storage.store import LoopRecord, Store
 
@@ -93,7 +95,7 @@ class VirtualTransport:
     def _bar_seconds(self) -> float:
         return 4 * 60.0 / self.tempo
 
-    def set_loop(self, loop_id: int, rows, audio, at_bar: bool) -> None:
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -182,7 +184,8 @@ class VirtualTransport:
 
 class Session:
     def __init__(self, engine: Learner, store: Store, out: Callable[..., None], tempo: float = 120.0,
-                 clock: str = "internal", audio_sr: int | None = None):
+                 clock: str = "internal", audio_sr: int | None = None, swing: float | None = None,
+                 note_map: NoteMap | None = None):
         self.engine = engine
         self.store = store
         self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, out)
@@ -197,9 +200,13 @@ class Session:
         self.density = _load_density(store.get_meta("density"))  # hit probability per row
         self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
         self.lock_source = None  # Loops (batch of one) the locked rows come from
+        self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
         self.tempo = float(store.get_meta("tempo", str(tempo))) if clock == "internal" else tempo
         if tempo != 120.0:
             self.tempo = tempo  # an explicit --tempo wins over the resumed one
+        # an explicit --swing wins over the resumed one, like --tempo
+        self.swing = float(store.get_meta("swing", "0.0")) if swing is None else float(swing)
+        self.note_map = note_map or NoteMap.load(None)
         self.playing = False
         self.step = 0
         self.current: Loop | None = None
@@ -364,6 +371,8 @@ class Session:
         proposal = next(p for p in self.buffer if self._key_ok(p))
         self.buffer.remove(proposal)
         samples, notes, roles, steps = self.engine.describe(proposal.loops)
+        # the notes that go out: one per row, distinct; a locked row keeps its note
+        notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
         levels = self.engine.levels(proposal.loops)
         loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
                                       proposal.mode, self.tempo, levels)
@@ -376,8 +385,13 @@ class Session:
             self._make_current(loop)
             return
         self.pending = loop
-        audio = self.engine.live_audio(proposal.loops, self.tempo, self.audio_sr) if self.audio_sr else None
-        self.transport.set_loop(loop_id, loop.player_rows(), audio, at_bar=self.playing)
+        self._send_loop(loop)
+
+    def _send_loop(self, loop: Loop) -> None:
+        """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
+        audio = (self.engine.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
+                 if self.audio_sr else None)
+        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing)
 
     def _make_current(self, loop: Loop) -> None:
         self.current = loop
@@ -488,7 +502,8 @@ class Session:
             loops = self.engine.loops_from_record(rec)
             self.jobs.append(lambda: self._learn(loop_id, loops, int(liked)))
             if liked and loops is not None:
-                self.jobs.append(lambda: self._write_library(loop_id, rec, loops, "liked"))
+                swing = self.swing  # the files sound as the loop did when it was liked
+                self.jobs.append(lambda: self._write_library(loop_id, rec, loops, "liked", swing))
             if is_current:
                 try:  # the rating is stored and acknowledged; a failure to switch is a separate error
                     self._request_next()
@@ -552,8 +567,10 @@ class Session:
                 # Rows locked earlier are the same in the current loop, so it can be the one source.
                 self.locked.add(row)
                 self.lock_source = self.current.proposal.loops
+                self.locked_notes[row] = self.current.notes[row]
             else:
                 self.locked.discard(row)
+                self.locked_notes.pop(row, None)
             self.buffer.clear()
             self.wake.notify_all()
 
@@ -581,10 +598,26 @@ class Session:
             self.tempo = float(bpm)
             if self.transport is not None:
                 self.transport.set_tempo(self.tempo)
-                if self.audio_sr and self.current is not None:  # the playing bar must follow the tempo
-                    audio = self.engine.live_audio(self.current.proposal.loops, self.tempo, self.audio_sr)
-                    self.transport.set_loop(self.current.id, self.current.player_rows(), audio, at_bar=self.playing)
+                if self.audio_sr:  # the playing bar must follow the tempo
+                    self._resend()
         self.store.set_meta("tempo", repr(self.tempo))
+
+    def _resend(self) -> None:
+        """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
+        loop = self.pending or self.current
+        if loop is not None and self.transport is not None:
+            self._send_loop(loop)
+
+    def set_swing(self, amount: float) -> None:
+        """Odd steps late by `amount` x one step, from the next bar line, in MIDI and live audio;
+        library files written from now on are swung too."""
+        lo, hi = SWING_RANGE
+        if not lo <= amount <= hi:
+            raise OscError(f"swing {amount:g} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+        with self.lock:
+            self.swing = float(amount)
+            self._resend()
+        self.store.set_meta("swing", repr(self.swing))
 
     def _check_transport_owner(self) -> None:
         if self.clock != "internal":
@@ -614,16 +647,18 @@ class Session:
                 raise OscError("no loop is current yet; wait for the first /dd/loop")
             if len(self.jobs) >= MAX_QUEUED_JOBS:
                 raise OscError(f"{len(self.jobs)} library writes are already queued; wait for /dd/saved")
-            loop = self.current
+            loop, swing = self.current, self.swing
             rec = self.store.loop(loop.id)
-            self.jobs.append(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved"))
+            self.jobs.append(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved", swing))
             self.wake.notify_all()
 
-    def _write_library(self, loop_id: int, rec, loops, name: str) -> None:
+    def _write_library(self, loop_id: int, rec, loops, name: str, swing: float = 0.0) -> None:
         bpm = rec.bpm if rec else self.tempo
-        audio = self.engine.live_audio(loops, bpm, WAV_SR)
-        rows = list(zip(rec.notes, rec.steps))
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, audio, WAV_SR)
+        kit_audio = self.engine.kit.audio_at(WAV_SR)
+        rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
+                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
+                                                      loops.sample_ids[0].tolist())]
+        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing)
         self.out("/dd/saved", loop_id, str(mid), str(wav))
 
     # --- views ---------------------------------------------------------------------------------------
@@ -642,7 +677,7 @@ class Session:
                     dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
                 "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
-                "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
+                "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock, "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.engine.device), "train_steps": self.engine.trainer.steps,
                 "losses": list(self.stats.losses), "last_error": self.last_error,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.player import controller as ctl
 
-SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2"]
+SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2", "ableton-live"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -78,3 +78,10 @@ def test_bad_files_name_file_entry_and_fix(tmp_path, text, match):
 def test_unknown_name_lists_choices():
     with pytest.raises(UsageError, match="no such mapping file or name; .*akai-mpd218"):
         ctl.load_mapping("no-such-controller")
+
+
+def test_ableton_mapping_on_channel_16_with_row_locks():
+    m = ctl.load_mapping("ableton-live")
+    assert m.handle([0x9F, 36, 100])["action"] == "like"
+    assert m.handle([0x90, 36, 100]) is None  # drum notes on other channels are not commands
+    assert m.handle([0x9F, 45, 100]) == {"type": "control", "action": "lock", "value": 1}

@@ -11,8 +11,16 @@ import torch
 from deepdrummer_live.cli.critic import pretrain_hearing_file
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.critic import ROLE_GROUPS
-from deepdrummer_live.learn.kinds import (KINDS, LEAN, PAPER, CriticFileError, kind_for, resolve_critic_source,
-                                          shipped_names, shipped_path)
+from deepdrummer_live.learn.kinds import (
+    KINDS,
+    LEAN,
+    PAPER,
+    CriticFileError,
+    kind_for,
+    resolve_critic_source,
+    shipped_names,
+    shipped_path,
+)
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit

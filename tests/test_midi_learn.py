@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import Daemon, OscClient
 from deepdrummer_live.errors import OscError
 from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.player import midilearn
+
+from daemon import Daemon, OscClient
 from jack_midi import jack_port
 
 
@@ -89,3 +90,26 @@ def test_learning_without_an_input_port_is_an_error(tmp_path):
         assert address == "/dd/learn" and "--midi-in NAME" in message
         assert d.stop() == 0
     client.close()
+
+
+def test_terminal_key_L_then_an_action_key_arms_learning(tmp_path):
+    from deepdrummer_live.surfaces.tui import handle_key
+
+    class Session:  # a fake for the unit: what handle_key calls
+        def __init__(self):
+            self.midi_learn = midilearn.MidiLearn(tmp_path / midilearn.LEARNED_FILE, lambda *a: None)
+            self.asked = []
+
+        def learn(self, action, row=None):
+            self.asked.append((action, row))
+
+    s = Session()
+    assert handle_key(s, "L").message == "MIDI learn: press l d n u s m f or 1-4 for the action"
+    assert "no action on key 'x'" in handle_key(s, "x").error and s.asked == []
+    handle_key(s, "L")
+    assert handle_key(s, "3").message == "MIDI learn: press the pad for lock"
+    handle_key(s, "L")
+    handle_key(s, "d")
+    assert s.asked == [("lock", 2), ("dislike", None)]
+    handle_key(s, "L")
+    assert "cancelled" in handle_key(s, "z").error and s.asked[-1] == ("dislike", None)

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdrummer_live.sound import pattern
 from deepdrummer_live.learn.kinds import PAPER, CriticKind, kind_for
 from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.search import resolve_device
+from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
-from deepdrummer_live.learn.search import resolve_device
 
 
 def _throughput(score, make_batch, seconds: float) -> float:
@@ -98,9 +98,9 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from pythonosc.osc_message import OscMessage
 
-    from deepdrummer_live.surfaces.osc import OscServer, encode
     from deepdrummer_live.session import Session, VirtualTransport
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.surfaces.osc import OscServer, encode
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
         store = Store(Path(tmp))

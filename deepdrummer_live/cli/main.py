@@ -13,8 +13,8 @@ from collections import deque
 from pathlib import Path
 
 from deepdrummer_live import __version__
-from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
+from deepdrummer_live.paths import default_state_dir, user_kits_dir
 
 log = logging.getLogger("deepdrummer_live")
 
@@ -42,7 +42,8 @@ def port_number(value: str) -> int:
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kit", default=None, help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
+    p.add_argument("--kit", default=None,
+                   help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
     p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
     p.add_argument("--paper", action="store_true",
@@ -67,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-out", default="DeepDrummer")
     run.add_argument("--midi-in", default=None)
     run.add_argument("--midi-offset-ms", type=float, default=0.0)
-    run.add_argument("--controller", default=None, help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
+    run.add_argument("--controller", default=None,
+                     help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
     run.add_argument("--clock", choices=("internal", "midi", "link"), default="internal")
     run.add_argument("--tempo", type=float, default=120.0)
+    run.add_argument("--swing", type=float, default=None, metavar="AMOUNT",
+                     help="odd 16ths late by AMOUNT x one step, 0.0-0.5 [0.0, or the resumed session's]")
+    run.add_argument("--note-map", default=None, metavar="NAME|FILE",
+                     help="where each drum role goes: a map in data/notemaps (gm, drum-rack) or a .toml [gm]")
     run.add_argument("--audio", choices=("pyo", "none"), default=None)
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
@@ -119,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plugin_commands() -> dict:
     """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
-    from deepdrummer_live.cli import dataset, pretrain
+    from deepdrummer_live.cli import dataset, experiment, pretrain
 
-    return {"dataset": dataset, "pretrain": pretrain}
+    return {"dataset": dataset, "pretrain": pretrain, "experiment": experiment}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -170,6 +176,8 @@ def check_run_flags(args) -> None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
+    if args.swing is not None and not 0.0 <= args.swing <= 0.5:
+        raise UsageError(f"--swing {args.swing:g}: out of range; use 0.0-0.5 (0 straight, 0.333 triplet feel)")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
@@ -178,12 +186,12 @@ def cmd_run(args) -> int:
     check_run_flags(args)
     from deepdrummer_live.learn.kinds import kind_for, resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.sound.kit import load_kit
-    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.surfaces.osc import OscServer
 
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
@@ -193,6 +201,9 @@ def cmd_run(args) -> int:
     transport = None
     events = EventForwarder()
     try:
+        from deepdrummer_live.player.notemap import NoteMap
+
+        note_map = NoteMap.load(args.note_map)
         kit = load_kit(args.kit)
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
@@ -214,7 +225,9 @@ def cmd_run(args) -> int:
         log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
                  engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session = Session(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
+        session = session_class(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
+                                swing=args.swing, note_map=note_map)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
         elif session.tempo != args.tempo:
@@ -287,8 +300,8 @@ def resolve_player(args, state_dir: Path):
     audio = args.audio or "pyo"
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
-    from deepdrummer_live.player.sequencer import PlayerConfig
     from deepdrummer_live.player.midilearn import LEARNED_FILE
+    from deepdrummer_live.player.sequencer import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,

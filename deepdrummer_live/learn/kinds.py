@@ -15,18 +15,26 @@ Critic files (`critic.pt` of a state dir, or a shipped pre-trained one) are a di
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
 from deepdrummer_live.errors import UsageError
-from deepdrummer_live.paths import data_path
-from deepdrummer_live.learn.critic import (LEAN_CONFIG, N_ROLE_GROUPS, PAPER_CONFIG, REFERENCE_BPM, CriticConfig,
-                                           LeanCritic, PaperCritic, count_parameters)
+from deepdrummer_live.learn.critic import (
+    LEAN_CONFIG,
+    N_ROLE_GROUPS,
+    PAPER_CONFIG,
+    REFERENCE_BPM,
+    CriticConfig,
+    LeanCritic,
+    PaperCritic,
+    count_parameters,
+)
 from deepdrummer_live.learn.search import PaperScorer, Scorer
+from deepdrummer_live.paths import data_path
 from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
 
 SHIPPED_DIR = "critics"  # package data: deepdrummer_live/data/critics/<name>.pt

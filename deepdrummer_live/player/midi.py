@@ -10,8 +10,8 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deepdrummer_live.errors import UsageError
 
@@ -133,7 +133,6 @@ class MidiPorts:
         self._in = None
         self._jack_socket: Path | None = None
         self.healthy = False
-        self.send_errors = 0
 
     # names as other programs see them ("client:port")
     @property
@@ -184,7 +183,6 @@ class MidiPorts:
         try:
             self._out.send(mido.Message.from_bytes(data))
         except (OSError, RuntimeError, ValueError) as exc:  # a vanished port; the watchdog reopens
-            self.send_errors += 1
             self.healthy = False
             raise ConnectionError(f"MIDI send failed ({exc})") from exc
 

@@ -119,6 +119,7 @@ class MidiLearn:
         self.path = path
         self.out = out  # out(address, *args): to every subscriber
         self._pending: tuple[str, object] | None = None
+        self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
     def start(self, transport, action: str, row: int | None = None) -> None:

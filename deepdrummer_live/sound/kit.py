@@ -107,10 +107,6 @@ class Kit:
     def roles(self) -> list[str]:
         return [s.role for s in self.samples]
 
-    @property
-    def midi_notes(self) -> list[int]:
-        return [s.note for s in self.samples]
-
     def ids_with_role(self, role: str) -> list[int]:
         return [i for i, s in enumerate(self.samples) if s.role == role]
 

@@ -163,6 +163,10 @@ def h_tempo(srv: "OscServer", req: Request) -> None:
     srv.session.set_tempo(as_float(req.args[0], "tempo", 20.0, 300.0))
 
 
+def h_swing(srv: "OscServer", req: Request) -> None:
+    srv.session.set_swing(as_float(req.args[0], "swing", 0.0, 0.5))
+
+
 def h_play(srv: "OscServer", req: Request) -> None:
     srv.session.play()
 
@@ -184,6 +188,12 @@ def h_status(srv: "OscServer", req: Request) -> None:
     srv.reply(req.sender, "/dd/status", *srv.session.status_args())
 
 
+def h_experiment(srv: "OscServer", req: Request) -> None:
+    if not hasattr(srv.session, "experiment_args"):
+        raise OscError("no experiment is running; start one with `deepdrummer-live experiment --participant CODE`")
+    srv.reply(req.sender, "/dd/experiment", *srv.session.experiment_args())
+
+
 ROUTES: dict[str, Route] = {
     "/dd/ping": (0, 0, h_ping),
     "/dd/subscribe": (0, 1, h_subscribe),
@@ -195,11 +205,13 @@ ROUTES: dict[str, Route] = {
     "/dd/mode": (1, 1, h_mode),
     "/dd/fotf": (1, 1, h_fotf),
     "/dd/tempo": (1, 1, h_tempo),
+    "/dd/swing": (1, 1, h_swing),
     "/dd/play": (0, 0, h_play),
     "/dd/stop": (0, 0, h_stop),
     "/dd/save": (0, 1, h_save),
     "/dd/status": (0, 0, h_status),
     "/dd/learn": (1, 2, h_learn),
+    "/dd/experiment": (0, 0, h_experiment),
 }
 
 

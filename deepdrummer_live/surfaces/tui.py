@@ -120,7 +120,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     right = (f"{dot} {'playing' if playing else 'stopped'}   "
              f"{snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)")
     title = " DeepDrummer Live"
-    lines.append(title + right.rjust(width - 1 - len(title)))
+    swing = f"swing {snap['swing']:.2f}   " if snap.get("swing") else ""
+    if len(title) + len(swing) + len(right) >= width - 1:
+        swing = ""  # shown only where it fits
+    lines.append(title + (swing + right).rjust(width - 1 - len(title)))
     marks.append(Mark(0, 1, len(title) - 1, "title"))
     if playing:
         marks.append(Mark(0, len(lines[0]) - len(right), 9, "like"))
@@ -142,6 +145,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
                           len(f"dislikes {dislikes}"), "dislike"))
     lines.append(f" mode {snap.get('mode', '?')}   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
                  f"   device {snap.get('device', '?')}   train steps {snap.get('train_steps', 0)}")
+    exp = snap.get("experiment")
+    if exp:  # `deepdrummer-live experiment`: where the participant is in the plan
+        lines[-1] = (f" experiment {exp['participant']}: phase {exp['phase']} {exp['rated']}/{exp['of']}   "
+                     + lines[-1].lstrip())
     lines.append("")
     beat_nums = "".join(f"{i + 1:<9}" for i in range(0, 16, 4)).rstrip()
     lines.append(" " * LABEL_W + beat_nums)
@@ -212,12 +219,28 @@ def _key_char(key) -> str:
     return ""
 
 
+# MIDI learn (`L`, then one of these): the action and row (player/midilearn.py)
+LEARN_KEYS = {"l": ("like", None), "d": ("dislike", None), "n": ("next", None), "u": ("undo", None),
+              "s": ("save", None), "m": ("mode", None), "f": ("fotf", None),
+              **{str(r + 1): ("lock", r) for r in range(4)}}
+
+
 def handle_key(session, key) -> KeyResult:
     """Run the session command bound to `key` (a curses key code or a one-character string)."""
     c = _key_char(key)
     try:
         if c in ("q", "Q"):
             return KeyResult(quit=True)
+        learn = getattr(session, "midi_learn", None)
+        if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
+            learn.choosing = False
+            if c not in LEARN_KEYS:
+                return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
+            session.learn(*LEARN_KEYS[c])
+            return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
+        if c == "L" and learn is not None:
+            learn.choosing = True
+            return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
         if c == "l":
             loop_id, likes, _ = session.rate(None, True)
             return KeyResult(message=f"liked loop #{loop_id} ({likes} likes)")
