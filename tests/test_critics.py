@@ -170,3 +170,19 @@ def test_run_critic_of_another_state_dir_resumes_its_taste(tmp_path, kit):
     finally:
         assert d.stop() == 0
         c.close()
+
+
+def test_ratings_given_while_hearing_is_learnt_are_refitted_after(kit):
+    import dataclasses
+
+    from deepdrummer_live.learn.critic import LEAN_CONFIG
+
+    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=4, pretrain_loops=64)
+    learner = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=4, iters=1)
+    loops = pattern.random_loops(6, len(kit), gen(12), "cpu")
+    for i in range(6):
+        learner.set_rating(i, loops.take(i), i % 2)
+    learner.train()  # on a trunk that has not learnt to hear yet
+    fitted = learner.trainer.steps
+    learner.learn_to_hear()
+    assert learner.hearing_done and learner.trainer.steps == fitted + 1

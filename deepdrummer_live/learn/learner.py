@@ -160,6 +160,9 @@ class Learner:
             self._hearing = None
             self.hearing_done = True
             self.version += 1
+            if self.config.fit == "full":
+                # Ratings given while it was learning to hear were fitted on a trunk that has moved
+                self.trainer.train()
         return loss
 
     def example(self, loops: Loops) -> torch.Tensor:
