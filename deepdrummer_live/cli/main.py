@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 
 from deepdrummer_live import __version__
+from deepdrummer_live.cli import send
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 
 log = logging.getLogger("deepdrummer_live")
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_flags(doctor)
     doctor.add_argument("--state-dir", type=Path, default=None)
     doctor.add_argument("--osc-port", type=port_number, default=9000)
+
+    send.add_parser(sub)
 
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
@@ -311,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "send":
+            return send.cmd_send(args)
         if args.command == "bench":
             from deepdrummer_live.cli.bench import cmd_bench
 
