@@ -1,6 +1,6 @@
 """Controller mappings: TOML files that turn incoming notes/CCs into actions.
 
-File format (see patches/controllers/generic.toml):
+File format (see deepdrummer_live/data/controllers/generic.toml):
 
     name = "Generic"
     channel = "any"            # default for entries: 1..16 or "any"
@@ -29,9 +29,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepdrummer_live import paths
 from deepdrummer_live.errors import UsageError
 
-CONTROLLERS_DIR = Path(__file__).resolve().parents[2] / "patches" / "controllers"
 ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "play", "stop")
 MODES = ("explore", "good", "bad", "random")
 MIN_BPM, MAX_BPM = 20.0, 300.0
@@ -196,14 +196,14 @@ def parse_mapping(doc: dict, path: Path) -> ControllerMap:
 
 
 def resolve_path(name_or_file: str | Path) -> Path:
-    """A mapping name under patches/controllers ("akai-mpd218") or a path to a .toml file."""
+    """A built-in mapping's name ("akai-mpd218", package data) or a path to a .toml file."""
     candidate = Path(name_or_file).expanduser()
     if candidate.is_file():
         return candidate
-    by_name = CONTROLLERS_DIR / f"{name_or_file}.toml"
+    by_name = paths.controllers_dir() / f"{name_or_file}.toml"
     if by_name.is_file():
         return by_name
-    names = sorted(p.stem for p in CONTROLLERS_DIR.glob("*.toml"))
+    names = sorted(p.stem for p in paths.controllers_dir().glob("*.toml"))
     raise UsageError(f"--controller {name_or_file}: no such mapping file or name; use a path to a "
                      f".toml file or one of: {', '.join(names) or '(none installed)'}")
 
@@ -214,7 +214,7 @@ def load_mapping(name_or_file: str | Path) -> ControllerMap:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc}); fix the syntax "
-                         f"(see patches/controllers/generic.toml)") from exc
+                         f"(see {paths.controllers_dir() / 'generic.toml'})") from exc
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from exc
     return parse_mapping(doc, path)

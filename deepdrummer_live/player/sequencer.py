@@ -36,13 +36,13 @@ START_TIMEOUT_S = 30.0
 
 @dataclass
 class PlayerConfig:
-    midi_backend: str = field(default_factory=midi.default_backend)
+    midi_backend: str = field(default_factory=lambda: midi.default_backend() or "none")
     midi_out: str | None = "DeepDrummer"
     midi_in: str | None = None
     clock: str = "internal"
     tempo: float = 120.0
     midi_offset_ms: float = 0.0
-    controller: str | None = None  # mapping name under patches/controllers or a .toml path
+    controller: str | None = None  # a built-in mapping name (paths.controllers_dir()) or a .toml path
     audio: str = "pyo"
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
