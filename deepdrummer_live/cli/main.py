@@ -20,6 +20,8 @@ from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 log = logging.getLogger("deepdrummer_live")
 
 MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
+WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
+WEB_HOST = "127.0.0.1"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,6 +41,12 @@ def host_port(value: str) -> tuple[str, int]:
 def port_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535")
+    return int(value)
+
+
+def port_or_off(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535 (or 0 for off)")
     return int(value)
 
 
@@ -75,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
     run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
+    run.add_argument("--web-port", type=port_or_off, default=WEB_PORT,
+                     help=f"the rating page's port [{WEB_PORT}; 0 turns it off]")
+    run.add_argument("--web-host", default=WEB_HOST,
+                     help=f"the rating page's address [{WEB_HOST}]; any other needs the printed token")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
@@ -167,9 +179,14 @@ def cmd_run(args) -> int:
     store = Store(state_dir)
     startup_log = setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
+    web = None
     transport = None
     events = EventForwarder()
     try:
+        if args.web_port:  # bound now: a busy port fails in a second, not after the engine warm-up
+            from deepdrummer_live.surfaces.web import WebServer
+
+            web = WebServer(args.web_host, args.web_port, store.dir)
         kit = load_kit(args.kit)
         for note in kit.notes:
             log.info("kit: %s", note)
@@ -196,6 +213,9 @@ def cmd_run(args) -> int:
         session.attach_transport(transport)
         events.attach(session.on_transport_event)
         osc.start(session)
+        if web is not None:
+            web.start(session)
+            log.info("web page: %s", web.url)
         session.start(autoplay=args.autoplay)
         log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
         startup_log.release_to(stderr_handler())
@@ -205,7 +225,7 @@ def cmd_run(args) -> int:
         if not args.headless and sys.stdout.isatty():
             from deepdrummer_live.surfaces.tui import run_tui
 
-            run_tui(session, stop)
+            run_tui(session, stop, web_url=web.url if web else None)
         else:
             while not stop.wait(0.5):
                 pass
@@ -213,6 +233,8 @@ def cmd_run(args) -> int:
         session.stop()
         return 0
     finally:
+        if web is not None:
+            web.stop()
         osc.stop()
         if transport is not None:
             transport.close()

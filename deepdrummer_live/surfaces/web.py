@@ -34,7 +34,6 @@ import secrets
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,11 +41,10 @@ from aiohttp import WSMsgType, web
 
 from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError, UsageError
+from deepdrummer_live.paths import data_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEB_PORT = 9080
-DEFAULT_WEB_HOST = "127.0.0.1"
 ASSETS = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
           "/style.css": ("style.css", "text/css")}
 TOKEN_FILE = "web-token"  # in the state dir: a phone's page reconnects after a daemon restart
@@ -131,8 +129,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def load_assets() -> dict[str, bytes]:
-    root = resources.files("deepdrummer_live") / "data" / "web"
-    return {name: (root / name).read_bytes() for name, _ in ASSETS.values()}
+    return {name: data_path("web", name).read_bytes() for name, _ in ASSETS.values()}
 
 
 def plain(value):
