@@ -1,0 +1,263 @@
+"""The rating page in a real browser (Debian's chromium driven by playwright) against a real daemon.
+
+The browser is the system one (`executable_path`): nothing is downloaded. Every wait is for a
+condition on the page or on OSC, with a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from daemon import Daemon, OscClient
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 20_000  # generous for a loaded CI machine; each wait ends as soon as its condition holds
+URL_LINE = re.compile(r"web page: (http://\S+)")
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed (apt-get install chromium; "
+                                       "`make test` installs it as root)")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                  is_mobile=True, has_touch=True)
+    context.set_default_timeout(WAIT_MS)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+class PageDaemon:
+    """A daemon with its page on a free port, and an OSC client subscribed to it."""
+
+    def __init__(self, state_dir: Path, *extra: str, web_port: int | None = None, osc_port: int | None = None):
+        self.web_port = web_port or free_tcp_port()
+        self.osc = OscClient(0)
+        self.daemon = Daemon(state_dir, "--web-port", str(self.web_port), "--notify",
+                             f"127.0.0.1:{self.osc.port}", *extra, port=osc_port)
+        self.osc.target = ("127.0.0.1", self.daemon.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/"
+
+    def printed_url(self) -> str:
+        found = URL_LINE.search(self.daemon.output())
+        assert found, self.daemon.output()
+        return found.group(1)
+
+    def start(self) -> "PageDaemon":
+        self.daemon.start()
+        self.osc.drain()
+        return self
+
+    def status(self) -> list:
+        self.osc.send("/dd/status")
+        return self.osc.expect("/dd/status")
+
+    def stop(self) -> None:
+        assert self.daemon.stop() == 0, self.daemon.output()
+
+
+@pytest.fixture
+def served(tmp_path):
+    d = PageDaemon(tmp_path / "state").start()
+    yield d
+    d.osc.close()
+    d.stop()
+
+
+def loop_element(page):
+    return page.locator("[data-loop-id]")
+
+
+def test_page_shows_the_current_loop_and_its_controls(served, page):
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(served.url)
+    expect(page.locator("#conn")).to_have_text("connected")
+    current = served.status()[2]
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(current))
+    for name in ("Like", "Dislike", "Next", "Undo", "Save"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
+    expect(page.locator(".grid .row")).to_have_count(4)
+    expect(page.get_by_label("mode")).to_have_value("explore")
+    # Everything came from the daemon itself: no CDN, no other host.
+    assert requests and all(urlsplit(u).netloc == f"127.0.0.1:{served.web_port}" for u in requests), requests
+
+
+def test_like_shows_rated_then_the_next_loop_and_is_counted(served, page):
+    page.goto(served.url)
+    before = served.status()
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(before[2]))
+    page.get_by_role("button", name="Like", exact=True).click()
+    expect(page.locator("#rated")).to_contain_text(f"Rated: like loop #{before[2]}")
+    expect(loop_element(page)).not_to_have_attribute("data-loop-id", str(before[2]))
+    new_id = int(loop_element(page).get_attribute("data-loop-id"))
+    assert new_id > before[2]
+    likes, dislikes, current = served.status()[:3]
+    assert (likes, dislikes) == (before[0] + 1, before[1])
+    assert current == new_id
+    expect(page.locator("#likes")).to_have_text(str(likes))
+
+
+def test_a_loop_made_current_over_osc_shows_in_the_page(served, page):
+    page.goto(served.url)
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(served.status()[2]))
+    served.osc.send("/dd/next")
+    new_id = served.osc.expect("/dd/loop")[0]
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(new_id))
+
+
+def test_keyboard_shortcuts(served, page):
+    page.goto(served.url)
+    first = served.status()[2]
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(first))
+    page.keyboard.press("n")
+    expect(loop_element(page)).not_to_have_attribute("data-loop-id", str(first))
+    second = int(loop_element(page).get_attribute("data-loop-id"))
+    page.keyboard.press("d")
+    expect(page.locator("#rated")).to_contain_text(f"Rated: dislike loop #{second}")
+    assert served.status()[1] == 1
+    page.keyboard.press("u")
+    expect(page.locator("#dislikes")).to_have_text("0")
+    assert served.status()[1] == 0
+    page.keyboard.press(" ")
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    page.keyboard.press(" ")
+    expect(page.get_by_role("button", name="Play", exact=True)).to_be_visible()
+
+
+def test_controls_run_commands_and_errors_show_their_message(served, page):
+    page.goto(served.url)
+    expect(page.locator("#conn")).to_have_text("connected")
+    page.get_by_role("button", name="Undo", exact=True).click()  # nothing rated yet
+    expect(page.get_by_role("alert")).to_contain_text("nothing to undo")
+    page.get_by_label("mode").select_option("random")
+    served.osc.send("/dd/next")
+    assert served.osc.expect("/dd/loop")  # the mode change went through before the next loop
+    served.osc.send("/dd/status")
+    assert served.osc.expect("/dd/status")[3] == "random"
+    tempo = page.get_by_label("tempo")
+    tempo.fill("400")
+    tempo.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("400")
+    tempo.fill("96")
+    tempo.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text("")
+
+
+def test_phone_layout_big_buttons_no_sideways_scroll(served, page, tmp_path):
+    page.goto(served.url)
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(served.status()[2]))
+    for name in ("Like", "Dislike"):
+        box = page.get_by_role("button", name=name, exact=True).bounding_box()
+        assert box["height"] >= 96 and box["width"] >= 150, (name, box)  # a thumb's target
+        assert box["y"] + box["height"] <= 844  # on the first screen, no scrolling to rate
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "phone.png"))
+
+
+def test_reconnects_after_a_daemon_restart(tmp_path, page):
+    d = PageDaemon(tmp_path / "state").start()
+    try:
+        page.goto(d.url)
+        first = d.status()[2]
+        expect(loop_element(page)).to_have_attribute("data-loop-id", str(first))
+        d.stop()
+        expect(page.locator("#conn")).to_contain_text("disconnected")
+        d2 = PageDaemon(tmp_path / "state", web_port=d.web_port, osc_port=d.daemon.port).start()
+        try:
+            expect(page.locator("#conn")).to_have_text("connected")
+            current = d2.status()[2]
+            assert current > first  # ids keep growing across restarts
+            expect(loop_element(page)).to_have_attribute("data-loop-id", str(current))
+            page.get_by_role("button", name="Like", exact=True).click()
+            expect(page.locator("#rated")).to_contain_text(f"Rated: like loop #{current}")
+            assert d2.status()[0] == 1
+        finally:
+            d2.osc.close()
+            d2.stop()
+    finally:
+        d.osc.close()
+        if d.daemon.proc.poll() is None:
+            d.stop()
+
+
+def http_status(host: str, port: int, path: str, headers: dict | None = None) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+WS_UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+def test_off_loopback_every_request_needs_the_token(tmp_path, page):
+    d = PageDaemon(tmp_path / "state", "--web-host", "0.0.0.0").start()
+    try:
+        url = d.printed_url()
+        parts = urlsplit(url)
+        token = re.fullmatch(r"token=([\w-]+)", parts.query).group(1)
+        host = parts.hostname
+        assert not host.startswith("127."), url  # the address a phone can reach
+        before = d.status()
+        for path in ("/", "/app.js", "/style.css", "/ws", "/?token=wrong", f"/?token={token[:-1]}"):
+            assert http_status(host, d.web_port, path) == 403, path
+        assert http_status(host, d.web_port, "/ws", WS_UPGRADE) == 403
+        assert http_status(host, d.web_port, "/ws?token=nope", WS_UPGRADE) == 403
+        refused = page.goto(f"http://{host}:{d.web_port}/")
+        assert refused.status == 403
+        assert d.status()[:3] == before[:3]  # nothing changed
+
+        assert http_status(host, d.web_port, f"/app.js?token={token}") == 200
+        page.goto(url)
+        expect(page.locator("#conn")).to_have_text("connected")
+        expect(loop_element(page)).to_have_attribute("data-loop-id", str(before[2]))
+        page.get_by_role("button", name="Like", exact=True).click()
+        expect(page.locator("#rated")).to_contain_text(f"Rated: like loop #{before[2]}")
+        assert d.status()[0] == before[0] + 1
+    finally:
+        d.osc.close()
+        d.stop()
+
+
+def test_loopback_page_refuses_other_host_names_and_sites(served):
+    # DNS rebinding: a site's name resolving to 127.0.0.1 must not reach the daemon's page.
+    assert http_status("127.0.0.1", served.web_port, "/", {"Host": "evil.example:80"}) == 403
+    assert http_status("127.0.0.1", served.web_port, "/", {"Host": f"localhost:{served.web_port}"}) == 200
+    # Another site's script opening the WebSocket (browsers send its Origin).
+    assert http_status("127.0.0.1", served.web_port, "/ws",
+                       {**WS_UPGRADE, "Origin": "http://evil.example"}) == 403
+    assert http_status("127.0.0.1", served.web_port, "/ws",
+                       {**WS_UPGRADE, "Origin": f"http://127.0.0.1:{served.web_port}"}) == 101
