@@ -119,3 +119,24 @@ def test_assets_come_from_the_package():
     for name in ("app.js", "style.css"):
         assert f'{name}{web.TOKEN_PLACEHOLDER}'.encode() in assets["index.html"]
     assert b"http" not in assets["index.html"].replace(b"http-equiv", b"")  # no CDN, no other host
+
+
+@pytest.mark.parametrize("flags, needle", [(["--web-host", "my-laptop"], "--web-host 'my-laptop'"),
+                                           (["--web-port", "70000"], "70000"),
+                                           (["--web-port", "busy"], "--web-port")])
+def test_run_with_an_unusable_page_address_exits_2_with_one_line(tmp_path, flags, needle):
+    import socket
+    import subprocess
+
+    from daemon import CLI, REPO, free_udp_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        flags = [str(busy.getsockname()[1]) if f == "busy" else f for f in flags]
+        out = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path), "--osc-port",
+                              str(free_udp_port()), "--midi-backend", "none", "--audio", "none", *flags],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
