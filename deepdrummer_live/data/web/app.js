@@ -18,6 +18,7 @@ let newestLoopId = -1;     // loop ids only grow: an older snapshot never replac
 let loopRows = [];         // [{sample, note, role, steps, levels, locked}]
 let step = 0;
 let playing = false;
+let saveRequested = false;
 
 // --- connection ---------------------------------------------------------------------------------
 
@@ -103,7 +104,9 @@ function onEvent(address, a) {
     $("rated").textContent = `Undone: rating of loop #${a[0]} taken back`;
     $("rated").className = "rated";
     if (a.length >= 3) setCounts(a[1], a[2]);
-  } else if (address === "/dd/saved") {
+  } else if (address === "/dd/saved" && saveRequested) {
+    // liked loops are written to the library too: only a Save pressed here is news worth a line
+    saveRequested = false;
     $("rated").textContent = `Saved loop #${a[0]}: ${String(a[1]).split("/").pop()}`;
     $("rated").className = "rated saved";
   } else if (address === "/dd/error") {
@@ -184,10 +187,12 @@ function renderGrid() {
     row.append(label);
     const steps = String(r.steps || "");
     const levels = String(r.levels || "");
+    row.style.gridTemplateColumns = gridColumns(steps.length);
     for (let s = 0; s < steps.length; s++) {
+      if (s && s % 4 === 0) row.append(Object.assign(document.createElement("div"), { className: "beat-gap" }));
       const cell = document.createElement("div");
       const hit = steps[s] === "x";
-      cell.className = "cell" + (hit ? " hit" : "") + (s % 4 === 0 ? " beat" : "");
+      cell.className = "cell" + (hit ? " hit" : "");
       cell.dataset.step = String(s);
       if (hit) {
         const level = /[1-9]/.test(levels[s] || "") ? Number(levels[s]) : 7;
@@ -199,6 +204,13 @@ function renderGrid() {
     grid.append(row);
   });
   setStep(step);
+}
+
+function gridColumns(nSteps) {
+  // the label, then the steps in beats of 4 with a narrow gap between beats
+  const beats = [];
+  for (let s = 0; s < nSteps; s += 4) beats.push(`repeat(${Math.min(4, nSteps - s)}, 1fr)`);
+  return "minmax(64px, 110px) " + beats.join(" 5px ");
 }
 
 function setStep(s) {
@@ -265,7 +277,10 @@ function togglePlay() {
 }
 
 for (const el of document.querySelectorAll("button[data-command]")) {
-  el.addEventListener("click", () => send(el.dataset.command));
+  el.addEventListener("click", () => {
+    if (el.dataset.command === "save") saveRequested = true;
+    send(el.dataset.command);
+  });
 }
 $("play").addEventListener("click", togglePlay);
 $("mode").addEventListener("change", (e) => send("mode", [e.target.value]));
