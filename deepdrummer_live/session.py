@@ -41,18 +41,19 @@ class Loop:
     notes: list[int]
     roles: list[str]
     steps: list[str]
+    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
 
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
 
     def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: GM note and steps per row."""
-        return [{"note": n, "steps": st} for n, st in zip(self.notes, self.steps)]
+        """What the player process needs to play it: GM note, steps and levels per row."""
+        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
 
     def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st}
-                for s, n, r, st in zip(self.samples, self.notes, self.roles, self.steps)]
+        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
+                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
 
 
 @dataclass
@@ -308,9 +309,10 @@ class Session:
         proposal = next(p for p in self.buffer if self._key_ok(p))
         self.buffer.remove(proposal)
         samples, notes, roles, steps = self.engine.describe(proposal.loops)
+        levels = self.engine.levels(proposal.loops)
         loop_id = self.store.add_loop(self.engine.kit.name, samples, notes, roles, steps, proposal.p_like,
-                                      proposal.mode, self.tempo)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps)
+                                      proposal.mode, self.tempo, levels)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
         if self.want_next_since is not None:
             self.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -326,6 +328,7 @@ class Session:
         self.current = loop
         self.pending = None
         self.out("/dd/loop", *self.loop_args(loop))
+        self.out("/dd/levels", loop.id, *loop.levels)
 
     def loop_args(self, loop: Loop) -> list:
         args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
