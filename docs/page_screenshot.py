@@ -66,6 +66,7 @@ def main() -> None:
                 expect(page.locator("#rated")).to_contain_text(f"Rated: like loop #{second}")
                 expect(loop).not_to_have_attribute("data-loop-id", second)
                 expect(page.locator(".cell.now").first).to_be_visible()  # the playhead is running
+                page.wait_for_function("document.getAnimations().length === 0")  # the new loop's flash is over
                 OUT.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(OUT))
                 browser.close()

@@ -197,6 +197,7 @@ class WebServer:
         self._views = ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-view")
         self._last_snapshot: dict | None = None
         self._refresh_pending = False
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     # --- life cycle (called from the main thread) ----------------------------------------------------
 
@@ -301,10 +302,10 @@ class WebServer:
             return web.Response(status=503, text=f"503: {MAX_CLIENTS} pages are open already; close one\n")
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
-        client = _Client(ws, request.remote or "?")
+        client = _Client(ws, request.remote or "?", self._spawn)
+        self.clients.add(client)  # before the snapshot: an event in between is queued, not lost
         snap = await self._snapshot()
         client.send({"type": "hello", "commands": describe_commands(), "snapshot": snap, "url": self.url})
-        self.clients.add(client)
         log.info("web page connected from %s (%d open)", client.peer, len(self.clients))
         try:
             async for msg in ws:
@@ -327,7 +328,12 @@ class WebServer:
             return
         # Not awaited here: the next message is read while a rating waits to be durable; the one
         # worker thread keeps the order.
-        asyncio.ensure_future(self._run_command(client, req_id, name, args))
+        self._spawn(self._run_command(client, req_id, name, args))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run_command(self, client: "_Client", req_id, name: str, args: list) -> None:
         loop = asyncio.get_running_loop()
@@ -336,6 +342,8 @@ class WebServer:
                                        ("web", client.peer))
         except DeepDrummerError as exc:
             client.send({"type": "result", "id": req_id, "ok": False, "error": str(exc)})
+            # as for the OSC message: subscribers and the terminal surface hear of it too
+            self.session.report_error(str(exc), "/dd/" + name[:64])
         except Exception as exc:  # a bug in a handler must reach the page and the log, not kill the server
             log.exception("web command %s%r failed", name, args)
             client.send({"type": "result", "id": req_id, "ok": False, "error": f"internal error: {exc!r}"})
@@ -371,7 +379,7 @@ class WebServer:
         if self._refresh_pending or self._loop is None:
             return
         self._refresh_pending = True
-        asyncio.ensure_future(self._push_snapshot())
+        self._spawn(self._push_snapshot())
 
     async def _push_snapshot(self) -> None:
         self._refresh_pending = False
@@ -408,9 +416,10 @@ class WebServer:
 class _Client:
     """One open page: its socket and a bounded queue drained by its own writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse, peer: str):
+    def __init__(self, ws: web.WebSocketResponse, peer: str, spawn):
         self.ws = ws
         self.peer = peer
+        self.spawn = spawn
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MAX_QUEUED)
         self.writer = asyncio.ensure_future(self._write())
 
@@ -422,7 +431,7 @@ class _Client:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("web page %s stopped reading; dropping it", self.peer)
-            asyncio.ensure_future(self.close(1008, "too slow"))
+            self.spawn(self.close(1013, "too slow: reconnect"))
 
     async def _write(self) -> None:
         while True:

@@ -26,13 +26,24 @@ function connect() {
   ws = new WebSocket(wsUrl);
   ws.onopen = () => { retryMs = RETRY_MIN_MS; };
   ws.onmessage = (e) => handle(JSON.parse(e.data));
-  ws.onclose = (e) => {
-    setConnected(false, e.code === 1008 ? "disconnected (refused: open the address the daemon printed)" : null);
+  ws.onclose = () => {
+    setConnected(false);
+    explainRefusal();
     for (const [, name] of pending) showError(`${name}: no answer, the daemon went away`);
     pending.clear();
     setTimeout(connect, retryMs);
     retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
   };
+}
+
+function explainRefusal() {
+  // A refused WebSocket looks like any lost one; ask the page's own address whether it is a 403.
+  fetch(location.pathname + location.search, { method: "HEAD", cache: "no-store" })
+    .then((r) => {
+      if (r.status === 403) setConnected(false, "disconnected: refused, this address has no valid token; " +
+        "open the address the daemon printed");
+    })
+    .catch(() => {}); // the daemon is down: "reconnecting" says it already
 }
 
 function setConnected(on, text) {
@@ -98,7 +109,7 @@ function onEvent(address, a) {
   } else if (address === "/dd/rated") {
     // only sent once the rating is durable
     $("rated").textContent = `Rated: ${a[1]} loop #${a[0]}`;
-    $("rated").className = "rated " + a[1];
+    $("rated").className = "rated rated-" + a[1];
     setCounts(a[2], a[3]);
   } else if (address === "/dd/undone") {
     $("rated").textContent = `Undone: rating of loop #${a[0]} taken back`;
@@ -108,7 +119,7 @@ function onEvent(address, a) {
     // liked loops are written to the library too: only a Save pressed here is news worth a line
     saveRequested = false;
     $("rated").textContent = `Saved loop #${a[0]}: ${String(a[1]).split("/").pop()}`;
-    $("rated").className = "rated saved";
+    $("rated").className = "rated rated-saved";
   } else if (address === "/dd/error") {
     showError(a[0]);
   }
