@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import stat
+import sys
 
 import pytest
 import segno
@@ -41,7 +42,7 @@ def test_page_url_panel_right_below_or_a_hint():
     frame = ["x" * 60] * 18
     qr = qr_lines(URL)
     wide = with_page_url(frame, URL, qr, width=140, height=40)
-    assert wide[0].endswith(qr[0]) and wide[len(qr) - 1].endswith(qr[-1])
+    assert wide[0] == frame[0] and wide[1].endswith(qr[0]) and wide[len(qr)].endswith(qr[-1])
     assert any(URL in line for line in wide)
     tall = with_page_url(frame, URL, qr, width=80, height=60)
     assert tall[-len(qr):] == qr and URL in tall[len(frame)]
@@ -140,3 +141,36 @@ def test_run_with_an_unusable_page_address_exits_2_with_one_line(tmp_path, flags
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None,
+                    reason="tmux is not installed (apt-get install tmux); this needs a real terminal")
+def test_terminal_surface_shows_the_page_address_and_its_qr_code(tmp_path):
+    import socket
+
+    from daemon import REPO, free_udp_port
+    from test_tui import Tmux
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    cmd = (f"{sys.executable} -m deepdrummer_live.cli.main run --state-dir {tmp_path / 'state'} --osc-port {free_udp_port()} --midi-backend none "
+           f"--audio none --web-port {port} --seed 1 2>{tmp_path / 'stderr'}")
+    tmux = Tmux()
+    try:
+        # LANG: the QR code is drawn with half blocks only where the terminal speaks UTF-8
+        tmux("new-session", "-d", "-s", "dd", "-x", "120", "-y", "45", "-e", "LANG=C.UTF-8", "-c", str(REPO), cmd)
+        screen = tmux.wait_for(f"rating page: {url}")
+        tmux.wait_for("P(like)")
+        screen = tmux.screen()
+        drawn = [line.rstrip() for line in screen.splitlines()]
+        code = [line.rstrip() for line in qr_lines(url)]
+        for i in range(len(drawn) - len(code) + 1):  # the code's lines, in order, at one column
+            col = drawn[i].find(code[0])
+            if col >= 0 and all(drawn[i + k][col:col + len(row)] == row for k, row in enumerate(code)):
+                break
+        else:
+            raise AssertionError(f"no QR code of {url} on the screen:\n{screen}")
+    finally:
+        tmux.kill()

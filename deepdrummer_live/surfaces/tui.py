@@ -183,21 +183,22 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
 
 def with_page_url(lines: list[str], url: str | None, qr: list[str], width: int,
                   height: int | None = None) -> list[str]:
-    """The frame plus the rating page's address and, where the terminal has room, its QR code (to the
-    right of the frame, else below it), so a phone opens the page by scanning it."""
+    """The frame plus the rating page's address and, where the terminal has room, its QR code (beside
+    the frame, else below it), so a phone opens the page by scanning it."""
     if not url:
         return lines
     out = lines + [f" rating page: {url}"[:width - 1]]
-    room = height is None or len(out) + len(qr) <= height
-    left = max((len(ln) for ln in lines), default=0) + 2
-    if qr and left + len(qr[0]) <= width - 1 and (height is None or len(qr) <= height):
-        out += [""] * max(0, len(qr) - len(out))
-        return [ln.ljust(left) + qr[i] if i < len(qr) else ln for i, ln in enumerate(out)]
-    if qr and room and len(qr[0]) <= width - 1:
+    if not qr:
+        return out
+    body = out[1:]  # the title line spans the full width: the code goes beside the lines under it
+    left = max((len(ln.rstrip()) for ln in body), default=0) + 2
+    if left + len(qr[0]) <= width - 1 and (height is None or 1 + len(qr) <= height):
+        body += [""] * max(0, len(qr) - len(body))
+        return [out[0]] + [ln.rstrip().ljust(left) + qr[i] if i < len(qr) else ln for i, ln in enumerate(body)]
+    if (height is None or len(out) + len(qr) <= height) and len(qr[0]) <= width - 1:
         return out + qr
-    if qr:
-        out.append(f" (a terminal of {left + len(qr[0]) + 1} columns shows a QR code of it)"[:width - 1])
-    return out
+    return out + [f" (a terminal of {left + len(qr[0]) + 1} columns or {len(out) + len(qr)} lines "
+                  f"shows a QR code of it)"[:width - 1]]
 
 
 def render_lines(snapshot: dict, width: int, unicode: bool = True) -> list[str]:
