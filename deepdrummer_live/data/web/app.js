@@ -130,12 +130,10 @@ function applySnapshot(s) {
   snap = s;
   const loop = s.loop;
   if (loop && loop.id >= newestLoopId) {
-    const locks = s.locks;
+    // a row's own `locked`, else the snapshot's list of locked row indices
     const rows = (loop.rows || []).map((r, i) => ({
       ...r,
-      locked: r.locked !== undefined ? !!r.locked
-        : Array.isArray(locks) ? (locks.length === (loop.rows || []).length && locks.every((v) => v === 0 || v === 1 || v === true || v === false)
-          ? !!locks[i] : locks.includes(i)) : false,
+      locked: r.locked !== undefined ? !!r.locked : Array.isArray(s.locks) && s.locks.includes(i),
     }));
     showLoop(loop.id, loop.p_like, rows);
   }
@@ -252,6 +250,7 @@ function setValue(id, v) {
 }
 
 function setRange(id, v) {
+  if (Array.isArray(v)) v = v.length ? v.reduce((a, b) => a + b, 0) / v.length : null; // per row: their mean
   if (v == null) return;
   setValue(id, v);
   $(`${id}-out`).textContent = Number(v).toFixed(2);
