@@ -8,6 +8,7 @@ waits for training: a proposal is popped from the buffer the moment a rating lan
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.errors import DeepDrummerError, OscError
@@ -22,6 +24,18 @@ from deepdrummer_live.learn.search import MODES
 from deepdrummer_live.storage.store import LoopRecord, Store
 
 log = logging.getLogger(__name__)
+
+
+def _load_density(saved: str | None) -> list[float]:
+    """The stored per-row density (JSON list), or the paper's 0.5 for every row."""
+    try:
+        values = [float(v) for v in json.loads(saved)] if saved else []
+    except (ValueError, TypeError) as exc:
+        log.warning("stored density %r unreadable (%s); using %g", saved, exc, P_CELL_ON)
+        values = []
+    if len(values) != N_ROWS or not all(DENSITY_RANGE[0] <= v <= DENSITY_RANGE[1] for v in values):
+        return [P_CELL_ON] * N_ROWS
+    return values
 
 TEMPO_RANGE = (20.0, 300.0)
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
@@ -117,6 +131,37 @@ class VirtualTransport:
             timer.function(*timer.args)  # a switch waiting for a bar line happens now
         self.on_event({"type": "transport", "playing": False})
 
+    def set_lock(self, row: int, on: bool) -> None:
+        """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
+        with self.lock:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
+            n_rows = len(self.current.steps)
+            if not (isinstance(row, int) and 0 <= row < n_rows):
+                raise OscError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, in order)")
+            if on:
+                # Rows locked earlier are the same in the current loop, so it can be the one source.
+                self.locked.add(row)
+                self.lock_source = self.current.proposal.loops
+            else:
+                self.locked.discard(row)
+            self.buffer.clear()
+            self.wake.notify_all()
+
+    def set_density(self, p: float, row: int | None = None) -> None:
+        """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
+        with self.lock:
+            if row is None:
+                self.density = [check_density(p)] * N_ROWS
+            else:
+                if not (isinstance(row, int) and 0 <= row < N_ROWS):
+                    raise OscError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                self.density[row] = check_density(p, f"row {row} density")
+            self.buffer.clear()
+            self.wake.notify_all()
+            value = json.dumps(self.density)
+        self.store.set_meta("density", value)
+
     def set_tempo(self, bpm: float) -> None:
         with self._lock:
             if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
@@ -147,6 +192,9 @@ class Session:
         self.wake = threading.Condition(self.lock)
         self.mode = store.get_meta("mode", "explore")
         self.fotf = store.get_meta("fotf", "0") == "1"
+        self.density = _load_density(store.get_meta("density"))  # hit probability per row
+        self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
+        self.lock_source = None  # Loops (batch of one) the locked rows come from
         self.tempo = float(store.get_meta("tempo", str(tempo))) if clock == "internal" else tempo
         if tempo != 120.0:
             self.tempo = tempo  # an explicit --tempo wins over the resumed one
@@ -207,7 +255,12 @@ class Session:
     # --- worker ---------------------------------------------------------------------------------
 
     def _key_ok(self, p: Proposal) -> bool:
-        return p.mode == self.mode and p.fotf == self.fotf
+        return p.mode == self.mode and p.fotf == self.fotf and p.prior == self._prior()
+
+    def _prior(self):
+        """The generator's prior now: density per row, fotf, locked rows (call with the lock held)."""
+        return self.engine.make_prior(self.fotf, tuple(self.density), tuple(sorted(self.locked)),
+                                      self.lock_source)
 
     def _run_worker(self) -> None:
         while True:
@@ -246,8 +299,8 @@ class Session:
 
     def _task_propose(self) -> None:
         with self.lock:
-            mode, fotf = self.mode, self.fotf
-        proposal = self.engine.propose(mode, fotf, should_stop=self._performer_waiting)
+            mode, fotf, prior = self.mode, self.fotf, self._prior()
+        proposal = self.engine.propose(mode, fotf, should_stop=self._performer_waiting, prior=prior)
         with self.lock:
             if not self._key_ok(proposal):
                 return
@@ -368,6 +421,9 @@ class Session:
                 self.set_mode(value if value in MODES else MODES[(MODES.index(self.mode) + 1) % len(MODES)])
             elif action == "fotf":
                 self.set_fotf(not self.fotf if value in (None, "toggle") else bool(value))
+            elif action == "lock":  # value: the row; toggles
+                row = int(value)
+                self.set_lock(row, row not in self.locked)
             elif action == "tempo":
                 self.set_tempo(float(value))
             elif action == "tempo_delta":
@@ -470,6 +526,37 @@ class Session:
             self.wake.notify_all()
         self.store.set_meta("fotf", "1" if on else "0")
 
+    def set_lock(self, row: int, on: bool) -> None:
+        """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
+        with self.lock:
+            if self.current is None:
+                raise OscError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
+            n_rows = len(self.current.steps)
+            if not (isinstance(row, int) and 0 <= row < n_rows):
+                raise OscError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, in order)")
+            if on:
+                # Rows locked earlier are the same in the current loop, so it can be the one source.
+                self.locked.add(row)
+                self.lock_source = self.current.proposal.loops
+            else:
+                self.locked.discard(row)
+            self.buffer.clear()
+            self.wake.notify_all()
+
+    def set_density(self, p: float, row: int | None = None) -> None:
+        """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
+        with self.lock:
+            if row is None:
+                self.density = [check_density(p)] * N_ROWS
+            else:
+                if not (isinstance(row, int) and 0 <= row < N_ROWS):
+                    raise OscError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                self.density[row] = check_density(p, f"row {row} density")
+            self.buffer.clear()
+            self.wake.notify_all()
+            value = json.dumps(self.density)
+        self.store.set_meta("density", value)
+
     def set_tempo(self, bpm: float) -> None:
         lo, hi = TEMPO_RANGE
         if not lo <= bpm <= hi:
@@ -537,7 +624,9 @@ class Session:
         with self.lock:
             loop = self.current
             return {
-                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": loop.rows()},
+                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": [
+                    dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import numpy as np
@@ -199,3 +200,109 @@ def test_store_migrates_an_old_state_dir(tmp_path):
     again = Store(tmp_path)  # migrating twice is harmless
     assert again.loop(2).levels == ["9.2."] and again.loop(1).levels == ["7...", "..7."]
     again.close()
+
+
+# --- the session: locks and density across proposals ----------------------------------------------
+
+@pytest.fixture
+def session(tmp_path, kit):
+    from deepdrummer_live.learn.learner import Learner
+    from deepdrummer_live.session import Session
+
+    sent = []
+    store = Store(tmp_path)
+    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
+    s = Session(engine, store, lambda *a: sent.append(a))
+    s.sent = sent
+    s.start()
+    yield s
+    s.stop()
+    store.close()
+
+
+def wait_until(cond, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def next_loop(session):
+    before = session.current.id
+    session.next()
+    wait_until(lambda: session.current is not None and session.current.id != before)
+    return session.current
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_session_locks_hold_across_loops_and_modes(session, mode):
+    wait_until(lambda: session.current is not None)
+    first = session.current
+    session.set_lock(1, True)
+    session.set_lock(3, True)
+    session.set_mode(mode)
+    seen = set()
+    for _ in range(5):
+        loop = next_loop(session)
+        for r in (1, 3):
+            assert (loop.samples[r], loop.levels[r]) == (first.samples[r], first.levels[r])
+        seen.add((loop.samples[0], loop.levels[0], loop.samples[2], loop.levels[2]))
+    assert len(seen) > 2
+    snap = session.snapshot()
+    assert snap["locks"] == [1, 3] and [r["locked"] for r in snap["loop"]["rows"]] == [False, True, False, True]
+    levels = [a for a in session.sent if a[0] == "/dd/levels"]
+    assert levels[-1][1] == loop.id and list(levels[-1][2:]) == loop.levels
+    session.set_lock(1, False)
+    assert session.snapshot()["locks"] == [3]
+    with pytest.raises(Exception, match="0-3"):
+        session.set_lock(4, True)
+
+
+def test_session_density_shapes_the_prior_and_persists(session):
+    wait_until(lambda: session.current is not None)
+    session.set_mode("random")
+    session.set_density(0.1)
+    session.set_density(0.9, row=2)
+    hits = [0, 0]
+    for _ in range(6):
+        loop = next_loop(session)
+        hits[0] += sum(st.count("x") for r, st in enumerate(loop.steps) if r != 2)
+        hits[1] += loop.steps[2].count("x")
+    assert hits[0] / (6 * 3 * 16) < 0.25 and hits[1] / (6 * 16) > 0.7
+    assert session.snapshot()["density"] == [0.1, 0.1, 0.9, 0.1]
+    assert json.loads(session.store.get_meta("density")) == [0.1, 0.1, 0.9, 0.1]
+    with pytest.raises(Exception, match="0.05-0.95"):
+        session.set_density(1.5)
+
+
+# --- loudness ---------------------------------------------------------------------------------------
+
+def test_lufs_of_a_reference_tone_and_of_silence():
+    from deepdrummer_live.sound.loudness import SILENCE_LUFS, loop_lufs, peak_dbfs
+
+    sr = 48000
+    t = np.arange(sr // 2) / sr
+    tone = np.sin(2 * np.pi * 997 * t)  # BS.1770: a full-scale 997 Hz sine reads -3.01 LUFS
+    assert loop_lufs(tone, sr) == pytest.approx(-3.01, abs=0.1)
+    assert loop_lufs(0.5 * tone, sr) == pytest.approx(-3.01 - 6.02, abs=0.1)
+    assert loop_lufs(np.zeros(sr), sr) == SILENCE_LUFS
+    assert peak_dbfs(0.5 * tone) == pytest.approx(-6.02, abs=0.01)
+
+
+@pytest.mark.parametrize("kit_name", KITS)
+def test_loops_of_a_session_sit_near_one_level(kit_name):
+    """The headroom rule also evens out loudness: 90 % of random loops within 8 LU of each other."""
+    from deepdrummer_live.sound.loudness import loop_lufs
+
+    kit = load_kit(kit_name)
+    sr = 44100
+    audio = kit.audio_at(sr)
+    bank = sample_bank(audio, step_length(120.0, sr), pattern.N_STEPS, "cpu")
+    loops = pattern.random_loops(40, len(kit), gen(14), "cpu")
+    bars = render_bars(loops.levels, loops.sample_ids, bank).numpy()
+    lufs = np.array([loop_lufs(b, sr) for b in bars])
+    assert np.percentile(lufs, 95) - np.percentile(lufs, 5) < 8.0, lufs
+    assert -24.0 < np.median(lufs) < -9.0

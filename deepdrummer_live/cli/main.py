@@ -112,7 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
     report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
+    for module in plugin_commands().values():  # commands that register themselves: dataset, pretrain
+        module.add_parser(sub)
     return parser
+
+
+def plugin_commands() -> dict:
+    """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
+    from deepdrummer_live.cli import dataset, pretrain
+
+    return {"dataset": dataset, "pretrain": pretrain}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -172,6 +181,7 @@ def cmd_run(args) -> int:
     from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
 
     device = resolve_device(args.device)
@@ -188,6 +198,7 @@ def cmd_run(args) -> int:
 
             web = WebServer(args.web_host, args.web_port, store.dir)
         kit = load_kit(args.kit)
+        store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
             log.info("kit: %s", note)
         player_config = resolve_player(args, store.dir)
@@ -330,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command in plugin_commands():
+            return plugin_commands()[args.command].cmd(args)
     except (UsageError, StateError) as exc:
         print(f"deepdrummer-live: {exc}", file=sys.stderr)
         return 2
