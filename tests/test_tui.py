@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.surfaces.tui import (LABEL_W, MIN_HEIGHT, MIN_WIDTH, handle_key, layout, render_lines, sparkline,
                                   step_col)
 
@@ -145,6 +146,9 @@ class FakeSession:
     def save(self, name):
         self._call("save", name)
 
+    def origin(self, origin):
+        return contextlib.nullcontext()
+
 
 def test_keys_call_the_session():
     s = FakeSession()
@@ -164,18 +168,21 @@ def test_mode_key_cycles_through_the_paper_modes():
     assert seen == ["good", "bad", "random", "explore"]
 
 
-def test_tempo_clamps_then_lets_the_session_refuse():
+def test_tempo_keys_stop_at_the_limits():
     s = FakeSession()
     s.tempo = 298.0
     handle_key(s, "+")
     assert s.tempo == 300.0
     handle_key(s, "+")
-    assert s.calls[-1] == ("tempo", 305.0)  # the session answers with its own range message
+    assert s.calls[-2:] == [("tempo", 300.0), ("tempo", 300.0)]
+    s.tempo = 22.0
+    handle_key(s, "-")
+    assert s.calls[-1] == ("tempo", 20.0)
 
 
 def test_session_errors_become_the_error_line_not_a_crash():
     s = FakeSession()
-    s.fail = OscError("nothing to undo: no rating left in this state dir")
+    s.fail = CommandError("nothing to undo: no rating left in this state dir")
     result = handle_key(s, "u")
     assert result.error.startswith("nothing to undo") and not result.quit
     text = "\n".join(layout(snapshot(), 100, error=result.error)[0])
