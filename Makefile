@@ -7,7 +7,7 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 ARGS      ?=
 STAMP     := $(VENV)/.installed
-DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1
+DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1 lua5.4 fluidsynth fluid-soundfont-gm liblo-tools
 
 .PHONY: run test venv debs bench learning-bench clean kits
 
@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# The built-in kits ship in the package (deepdrummer_live/data/kits): rebuild them after changing a
+# table in sound/synth.py (deterministic, so an unchanged table leaves git clean).
 kits: $(STAMP)
-	$(BIN)/python -c "from deepdrummer_live.sound.synth import ensure_default_kit; ensure_default_kit()"
+	$(BIN)/deepdrummer-live kits build --out deepdrummer_live/data/kits
 
-run: venv kits
+run: venv
 	$(BIN)/deepdrummer-live run --autoplay $(ARGS)
 
 # Debian packages for the real-parts tests: only as root, only those missing.
@@ -40,10 +42,10 @@ debs:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
 	else echo "not root: skipping Debian packages ($(DEB_PKGS)); tests needing them skip"; fi
 
-test: debs venv kits
+test: debs venv
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: venv kits
+bench: venv
 	$(BIN)/deepdrummer-live bench --json $(ARGS)
 
 clean:

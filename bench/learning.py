@@ -171,16 +171,18 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             if send:
                 client.send(*send)
             msg = client.wait_for("/dd/loop", timeout, lambda a: a[0] > last_id[0])
+            ms = (time.perf_counter() - t0) * 1000
             last_id[0] = msg[0]
-            return msg, (time.perf_counter() - t0) * 1000
+            levels = client.wait_for("/dd/levels", timeout, lambda a: a[0] == msg[0])
+            return parse_loop(msg, levels), ms
 
         def evaluate() -> tuple[list[bool], list[float]]:
             client.send("/dd/mode", args.eval_mode)
             judged, ps = [], []
             for _ in range(args.eval_loops):
                 msg, _ = next_loop(("/dd/next",))
-                judged.append(user.judge(parse_loop(msg)))
-                ps.append(float(msg[1]))
+                judged.append(user.judge(msg))
+                ps.append(msg.p_like)
             return judged, ps
 
         before, before_p = evaluate()
@@ -189,9 +191,9 @@ def run_osc_user(user: SimUser, args) -> UserResult:
         rated, latencies = [], []
         for _ in range(args.ratings):
             time.sleep(args.seconds_per_loop)  # listening to one bar while the critic trains
-            liked = user.judge(parse_loop(msg))
+            liked = user.judge(msg)
             rated.append(liked)
-            loop_id = msg[0]
+            loop_id = msg.loop_id
             msg, ms = next_loop(("/dd/like" if liked else "/dd/dislike", int(loop_id)))
             client.wait_for("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
             latencies.append(ms)
@@ -248,7 +250,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
         loop_args: list = [next(ids), p.p_like, 120.0, len(steps[0])]
         for n, note, st in zip(names, notes, steps):
             loop_args += [n, note, st]
-        return p, parse_loop(loop_args)
+        return p, parse_loop(loop_args, [loop_args[0], *engine.levels(p.loops)])
 
     def evaluate():
         out = [propose(args.eval_mode) for _ in range(args.eval_loops)]

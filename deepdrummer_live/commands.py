@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import INT32_MAX, MODES, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, INT32_MAX, MODES, N_ROWS, TEMPO_MAX, TEMPO_MIN
 
 
 @dataclass(frozen=True)
@@ -233,3 +233,29 @@ def _status(session):
 @command("ping", reply="/dd/pong", help="is the daemon there? answers /dd/pong")
 def _ping(session):
     session.emit("/dd/pong")
+
+
+ROW = Param("row", "int", 0, N_ROWS - 1)
+
+
+@command("lock", ROW, Param("on", "int", 0, 1),
+         help="lock (1) or unlock (0) a row of the current loop: the loops that follow keep it, in every mode")
+def _lock(session, row, on):
+    return session.set_lock(row, bool(on))
+
+
+@command("lock_toggle", ROW, help="lock a row of the current loop, or unlock it when locked")
+def _lock_toggle(session, row):
+    return session.set_lock(row, row not in session.locked)
+
+
+@command("density", Param("p", "float", DENSITY_MIN, DENSITY_MAX),
+         help="the generator's prior probability of a hit, for every row (the paper's is 0.5)")
+def _density(session, p):
+    return session.set_density(p)
+
+
+@command("row_density", ROW, Param("p", "float", DENSITY_MIN, DENSITY_MAX),
+         help="the generator's prior probability of a hit in one row")
+def _row_density(session, row, p):
+    return session.set_density(p, row)

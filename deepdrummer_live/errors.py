@@ -20,3 +20,7 @@ class CommandError(DeepDrummerError):
 
 class StateError(DeepDrummerError):
     """The state dir cannot be used (permissions, disk full, corrupt file)."""
+
+
+class AudioLost(DeepDrummerError):
+    """The audio server went away mid-session (e.g. jackd stopped): a fault the daemon survives."""

@@ -13,6 +13,7 @@ a rating lands.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Callable
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
@@ -32,6 +34,19 @@ log = logging.getLogger(__name__)
 WAV_SR = 44100
 # listener(address, args, origin): origin is whoever ran the command that caused the message, or None
 Listener = Callable[[str, tuple, Any], None]
+CURRENT = object()  # emit()'s default origin: the command this thread is running
+
+
+def _load_density(saved: str | None) -> list[float]:
+    """The stored per-row density (JSON list), or the paper's 0.5 for every row."""
+    try:
+        values = [float(v) for v in json.loads(saved)] if saved else []
+    except (ValueError, TypeError) as exc:
+        log.warning("stored density %r unreadable (%s); using %g", saved, exc, P_CELL_ON)
+        values = []
+    if len(values) != N_ROWS or not all(DENSITY_RANGE[0] <= v <= DENSITY_RANGE[1] for v in values):
+        return [P_CELL_ON] * N_ROWS
+    return values
 
 
 @dataclass
@@ -43,18 +58,19 @@ class Loop:
     notes: list[int]
     roles: list[str]
     steps: list[str]
+    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
 
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
 
     def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: GM note and steps per row."""
-        return [{"note": n, "steps": st} for n, st in zip(self.notes, self.steps)]
+        """What the player process needs to play it: GM note, steps and levels per row."""
+        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
 
     def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st}
-                for s, n, r, st in zip(self.samples, self.notes, self.roles, self.steps)]
+        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
+                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
 
 
 class Session:
@@ -72,6 +88,9 @@ class Session:
         self._origin = threading.local()
         self.mode = store.get_meta("mode", "explore")
         self.fotf = store.get_meta("fotf", "0") == "1"
+        self.density = _load_density(store.get_meta("density"))  # hit probability per row
+        self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
+        self.lock_source = None  # Loops (batch of one) the locked rows come from
         # An explicit tempo wins; else the resumed one (internal clock), else the default.
         resumed = store.get_meta("tempo") if clock == "internal" else None
         self.tempo = float(tempo if tempo is not None else resumed if resumed is not None else DEFAULT_TEMPO)
@@ -103,9 +122,11 @@ class Session:
     def current_origin(self) -> Any:
         return getattr(self._origin, "value", None)
 
-    def emit(self, address: str, *args, origin: Any = None) -> None:
-        """To every listener; `origin` defaults to the origin of the command this thread is running."""
-        origin = origin if origin is not None else self.current_origin()
+    def emit(self, address: str, *args, origin: Any = CURRENT) -> None:
+        """To every listener; `origin` defaults to the origin of the command this thread is running
+        (None: to subscribers only)."""
+        if origin is CURRENT:
+            origin = self.current_origin()
         for listener in list(self.listeners):
             try:
                 listener(address, args, origin)
@@ -157,10 +178,15 @@ class Session:
 
     def proposal_request(self) -> dict:
         """What the learner's next proposal must satisfy (keyword arguments of `Learner.propose`)."""
-        return {"mode": self.mode, "fotf": self.fotf}
+        return {"mode": self.mode, "fotf": self.fotf, "prior": self._prior()}
 
     def proposal_fits(self, p: Proposal) -> bool:
-        return p.mode == self.mode and p.fotf == self.fotf
+        return p.mode == self.mode and p.fotf == self.fotf and p.prior == self._prior()
+
+    def _prior(self):
+        """The generator's prior now: density per row, fotf, locked rows (call with the lock held)."""
+        return self.learner.make_prior(self.fotf, tuple(self.density), tuple(sorted(self.locked)),
+                                       self.lock_source)
 
     def waiting_for_next(self) -> bool:
         return self.want_next_since is not None
@@ -189,9 +215,10 @@ class Session:
         if proposal is None:
             return
         samples, notes, roles, steps = self.learner.describe(proposal.loops)
+        levels = self.learner.levels(proposal.loops)
         loop_id = self.store.add_loop(self.learner.kit.name, samples, notes, roles, steps, proposal.p_like,
-                                      proposal.mode, self.tempo)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps)
+                                      proposal.mode, self.tempo, levels)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
         if self.want_next_since is not None:
             self.worker.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -210,6 +237,7 @@ class Session:
         self.current = loop
         self.pending = None
         self.emit("/dd/loop", *self.loop_args(loop), origin=None)
+        self.emit("/dd/levels", loop.id, *loop.levels, origin=None)
 
     def loop_args(self, loop: Loop) -> list:
         args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
@@ -320,6 +348,36 @@ class Session:
             self._settings_changed()
         self.store.set_meta("fotf", "1" if on else "0")
 
+    def set_lock(self, row: int, on: bool) -> None:
+        """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
+        with self.lock:
+            if self.current is None:
+                raise CommandError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
+            n_rows = len(self.current.steps)
+            if not (isinstance(row, int) and 0 <= row < n_rows):
+                raise CommandError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, "
+                                   f"in order)")
+            if on:
+                # Rows locked earlier are the same in the current loop, so it can be the one source.
+                self.locked.add(row)
+                self.lock_source = self.current.proposal.loops
+            else:
+                self.locked.discard(row)
+            self._settings_changed()
+
+    def set_density(self, p: float, row: int | None = None) -> None:
+        """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
+        with self.lock:
+            if row is None:
+                self.density = [check_density(p)] * N_ROWS
+            else:
+                if not (isinstance(row, int) and 0 <= row < N_ROWS):
+                    raise CommandError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                self.density[row] = check_density(p, f"row {row} density")
+            self._settings_changed()
+            value = json.dumps(self.density)
+        self.store.set_meta("density", value)
+
     def set_tempo(self, bpm: float) -> None:
         if not TEMPO_MIN <= bpm <= TEMPO_MAX:
             raise CommandError(f"tempo {bpm:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
@@ -388,7 +446,9 @@ class Session:
         with self.lock:
             loop = self.current
             return {
-                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": loop.rows()},
+                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": [
+                    dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,

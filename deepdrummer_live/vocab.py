@@ -16,6 +16,8 @@ MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 AUDIO_BACKENDS = ("jack", "portaudio", "offline")
 
 N_ROWS = 4
+DENSITY_MIN = 0.05  # the generator's prior probability of a hit; the paper's is 0.5
+DENSITY_MAX = 0.95
 N_STEPS = 16  # one bar of 16ths
 STEPS_PER_BEAT = 4
 

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from deepdrummer_live.errors import KitError, UsageError
-from deepdrummer_live.sound.kit import (DEFAULT_KIT, GM_NOTES, KITS_DIR, MAX_SAMPLE_SECONDS, Kit, load_kit,
+from deepdrummer_live.paths import builtin_kits_dir
+from deepdrummer_live.sound.kit import (DEFAULT_KIT, GM_NOTES, MAX_SAMPLE_SECONDS, Kit, load_kit,
                                   resolve_kit_path, role_from_name)
 
 PAPER_KIT = Path(__file__).resolve().parents[2] / "shared/external-kits/deepdrummer-paper"
@@ -245,9 +246,9 @@ def test_kit_toml_roles_and_notes_override_name_guessing(tmp_path):
 def test_shipped_kits_load_by_name_with_their_declared_roles():
     for name in (DEFAULT_KIT, "dd-digital"):
         kit = load_kit(name)
-        assert kit.root == (KITS_DIR / name).resolve() and kit.notes == []
+        assert kit.root == (builtin_kits_dir() / name).resolve() and kit.notes == []
         assert all(s.note == GM_NOTES[s.role] for s in kit.samples)
         # the file names are the role names, so guessing and declaring agree
         assert all(s.role == s.name.rsplit("_", 1)[0] for s in kit.samples)
-    assert resolve_kit_path(None) == (KITS_DIR / DEFAULT_KIT).resolve()
+    assert resolve_kit_path(None) == (builtin_kits_dir() / DEFAULT_KIT).resolve()
     assert len(load_kit()) == len(load_kit(DEFAULT_KIT))

@@ -1,4 +1,4 @@
-"""patches/puredata/deepdrummer.pd in a real headless Pd, as an outside OSC client.
+"""The shipped Pd patch (package data: puredata/deepdrummer.pd) in a real headless Pd, as an outside OSC client.
 
 The patch doubles as an abstraction: [deepdrummer <daemon-port> <listen-port>], so each test
 writes a one-line harness patch with free ports and drives the patch's public receive names
@@ -23,8 +23,10 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from deepdrummer_live.paths import puredata_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-PATCH_DIR = ROOT / "patches" / "puredata"
+PATCH_DIR = puredata_dir()
 PATCH = PATCH_DIR / "deepdrummer.pd"
 PD = shutil.which("pd")
 

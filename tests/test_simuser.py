@@ -87,6 +87,24 @@ def test_timbre_users():
     assert likes("percussionist", percs) > 0.9 and likes("percussionist", kit_core) < 0.1
 
 
+def test_dynamics_user_wants_accents_on_beats_and_ghosts_off_them():
+    def lv(on_beat: str, off_beat: str) -> str:
+        return "".join((on_beat if i % 4 == 0 else off_beat) if i % 2 == 0 else "." for i in range(16))
+
+    shaped = make_loop([("kick", lv("9", ".")), ("closed_hat", lv("8", "2")), ("snare", lv(".", "3")),
+                        ("conga", REST)])
+    flat = make_loop([("kick", lv("5", ".")), ("closed_hat", lv("5", "5")), ("snare", lv(".", "5")),
+                      ("conga", REST)])
+    inverted = make_loop([("kick", lv("2", ".")), ("closed_hat", lv("1", "9")), ("snare", lv(".", "8")),
+                          ("conga", REST)])
+    assert likes("dynamics", shaped) > 0.9
+    assert likes("dynamics", flat) < 0.1 and likes("dynamics", inverted) < 0.1
+    # the same steps: only the levels differ, and /dd/levels is what tells them apart
+    assert [r.steps for r in shaped.rows] == [r.steps for r in inverted.rows]
+    with pytest.raises(ValueError, match="not for /dd/loop"):
+        parse_loop(_args(shaped), [shaped.loop_id + 1, *["." * 16] * 4])
+
+
 def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
     loop = make_loop([("kick", steps(0, 8)), ("snare", steps(4, 12)), ("closed_hat", ALL), ("conga", REST)])
     for user in all_users():

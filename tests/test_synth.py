@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from deepdrummer_live.sound import synth
-from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, KITS_DIR, load_kit
+from deepdrummer_live.paths import builtin_kits_dir
+from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, load_kit
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -37,9 +38,9 @@ def test_build_is_byte_identical_across_runs(built, tmp_path):
 
 
 def test_shipped_kits_match_a_fresh_build(built):
-    """kits/ in the repo is what build_kits() makes; rebuild with `python -m deepdrummer_live.sound.synth`."""
+    """The shipped kits are what build_kits() makes; rebuild them with `make kits`."""
     for name in synth.KITS:
-        assert _files(KITS_DIR / name) == _files(built / name), f"kits/{name} is stale"
+        assert _files(builtin_kits_dir() / name) == _files(built / name), f"data/kits/{name} is stale: make kits"
 
 
 def test_at_least_48_one_shots_and_8_gm_roles(built):
@@ -90,13 +91,17 @@ def test_rebuild_removes_stale_wavs_but_keeps_other_kits(tmp_path):
     assert (tmp_path / "my-kit" / "kick.wav").read_bytes() == b"mine"
 
 
-def test_ensure_default_kit_builds_only_when_missing(tmp_path, monkeypatch):
-    calls = []
-    real = synth.build_kits
-    monkeypatch.setattr(synth, "build_kits", lambda dest: calls.append(dest) or real(dest))
-    folder = synth.ensure_default_kit(tmp_path)
-    assert folder == tmp_path / DEFAULT_KIT and (folder / "kit.toml").is_file() and len(calls) == 1
-    assert synth.ensure_default_kit(tmp_path) == folder and len(calls) == 1
+def test_kits_build_writes_to_the_user_data_dir_not_the_package(tmp_path, monkeypatch, capsys):
+    from deepdrummer_live.cli.main import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(synth, "KITS", {DEFAULT_KIT: synth.KITS[DEFAULT_KIT]})  # one kit is enough here
+    shipped = _files(builtin_kits_dir() / DEFAULT_KIT)
+    assert main(["kits", "build"]) == 0
+    user_kit = tmp_path / "data" / "deepdrummer-live" / "kits" / DEFAULT_KIT
+    assert capsys.readouterr().out.split() == [str(user_kit)]
+    assert _files(user_kit) == shipped  # byte-identical to what the package ships
+    assert load_kit(DEFAULT_KIT).root == (builtin_kits_dir() / DEFAULT_KIT).resolve()  # built-in first
 
 
 def test_render_is_a_pure_function_of_kit_and_file_name():

@@ -106,6 +106,7 @@ class FakeSession:
         self.calls = []
         self.mode, self.fotf, self.tempo, self.playing = "explore", False, 120.0, False
         self.fail: Exception | None = None
+        self.locked: set[int] = set()
 
     def _call(self, *call):
         if self.fail:
@@ -149,6 +150,13 @@ class FakeSession:
     def origin(self, origin):
         return contextlib.nullcontext()
 
+    def snapshot(self):
+        return {"locks": sorted(self.locked)}
+
+    def set_lock(self, row, on):
+        self._call("lock", row, on)
+        (self.locked.add if on else self.locked.discard)(row)
+
 
 def test_keys_call_the_session():
     s = FakeSession()
@@ -157,6 +165,26 @@ def test_keys_call_the_session():
     assert s.calls == [("rate", None, True), ("rate", None, False), ("next",), ("undo",), ("fotf", True),
                        ("tempo", 125.0), ("tempo", 120.0), ("tempo", 115.0), ("play",), ("stop",), ("save", None)]
     assert handle_key(s, "q").quit and handle_key(s, ord("q")).quit
+
+
+def test_number_keys_toggle_row_locks():
+    s = FakeSession()
+    for key in ["1", "3", "1", ord("4")]:
+        handle_key(s, key)
+    assert s.calls == [("lock", 0, True), ("lock", 2, True), ("lock", 0, False), ("lock", 3, True)]
+    assert s.locked == {2, 3}
+
+
+def test_locked_rows_and_levels_show_in_the_grid():
+    snap = snapshot()
+    snap["loop"]["rows"][1].update(locked=True, levels="....9.......2...")
+    lines = render_lines(snap, 100)
+    snare = next(ln for ln in lines if "long_name" in ln)
+    kick = next(ln for ln in lines if "kick_01" in ln)
+    assert snare[0] == "L" and kick[0] == " "
+    assert snare[step_col(4)] == "█" and snare[step_col(12)] == "▂"  # the level as a bar's height
+    ascii_snare = next(ln for ln in render_lines(snap, 100, unicode=False) if "long_name" in ln)
+    assert ascii_snare[step_col(4)] == "9" and ascii_snare[step_col(12)] == "2"
 
 
 def test_mode_key_cycles_through_the_paper_modes():

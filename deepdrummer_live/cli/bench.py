@@ -19,12 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.learn.critic import PAPER_CONFIG, build_critic
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
 from deepdrummer_live.learn.search import PaperScorer, resolve_device
 
 
@@ -74,6 +76,18 @@ def measure_train_step(engine: Learner, steps: int = 40) -> float:
     for i in range(24):
         engine.set_rating(10_000_000 + i, None, None)
     return ms
+
+
+def measure_loudness(engine: Learner, n: int = 48, sr: int = 44100) -> dict:
+    """LUFS and peak of `n` loops from the engine's prior, rendered as the library's .wav is."""
+    g = torch.Generator(device=engine.device).manual_seed(2)
+    loops = pattern.random_loops(n, len(engine.kit), g, engine.device, prior=engine.prior)
+    bars = [engine.live_audio(loops.take(i), 120.0, sr) for i in range(n)]
+    lufs = np.array([loop_lufs(b, sr) for b in bars])
+    return {"loop_lufs_p50": round(float(np.median(lufs)), 2),
+            "loop_lufs_p5": round(float(np.percentile(lufs, 5)), 2),
+            "loop_lufs_p95": round(float(np.percentile(lufs, 95)), 2),
+            "loop_peak_dbfs_max": round(max(peak_dbfs(b) for b in bars), 2)}
 
 
 def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, interval: float) -> list[float]:
@@ -144,6 +158,9 @@ def cmd_bench(args) -> int:
     say(f"paper path, one at a time: {baseline:,.0f} candidates/s ({batched / baseline:.1f}x)")
     train_ms = measure_train_step(engine)
     say(f"train step: {train_ms:.2f} ms")
+    loudness = measure_loudness(engine)
+    say(f"loudness of 48 loops: median {loudness['loop_lufs_p50']} LUFS, "
+        f"peak <= {loudness['loop_peak_dbfs_max']} dBFS")
     latencies = measure_rating_latency(kit, device, seed, args.paper, args.ratings, interval=1.0)
     result = {
         "candidates_per_s": round(batched, 1),
@@ -161,6 +178,8 @@ def cmd_bench(args) -> int:
         "chains": engine.chains,
         "iters": engine.iters,
         "ratings": len(latencies),
+        "dynamics": engine.prior.dynamics,
+        **loudness,
     }
     if not args.json:
         for k, v in result.items():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.paths import default_state_dir
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 LOW_DISK_MB = 500  # a long session's library (.wav per liked loop) fits easily in this
@@ -56,7 +57,7 @@ def quiet_fd2():
 
 # --- MIDI ---------------------------------------------------------------------------------------
 
-def jack_server_running(timeout: float = 5.0) -> tuple[bool | None, str]:
+def ask_jack_server(timeout: float = 5.0) -> tuple[bool | None, str]:
     """(running?, how we know). None when there is no way to ask (no jack_lsp)."""
     server = os.environ.get("JACK_DEFAULT_SERVER", "default")
     exe = shutil.which("jack_lsp")
@@ -92,7 +93,7 @@ def check_midi_systems(platform: str = sys.platform) -> list[Check]:
     else:
         checks.append(Check(OK, "ALSA sequencer", "/dev/snd/seq is usable (--midi-backend alsa)"))
     with quiet_fd2():
-        running, how = jack_server_running()
+        running, how = ask_jack_server()
     if running:
         checks.append(Check(OK, "JACK", how + " (--midi-backend jack, --audio-backend jack)"))
     else:
@@ -158,7 +159,7 @@ def check_audio() -> list[Check]:
 def check_default_run(midi_backend: str | None, jack_files: bool, jack_running: bool | None,
                       pyo_ok: bool, portaudio_ok: bool) -> list[Check]:
     """Would `run` with no flags start, and with what? Mirrors cli.resolve_player's defaults:
-    MIDI from default_midi_backend(); audio always pyo, on JACK when JACK looks present
+    MIDI from midi.default_backend(); audio always pyo, on JACK when JACK looks present
     (/dev/shm/jack* files), else on PortAudio. A MIDI failure stops `run`; an audio one does not."""
     checks = []
     if midi_backend is None:
@@ -322,7 +323,7 @@ def check_osc_port(port: int, host: str = "127.0.0.1") -> list[Check]:
 # --- the command -------------------------------------------------------------------------------------------
 
 def run_checks(args) -> list[Check]:
-    from deepdrummer_live.cli.main import default_midi_backend, default_state_dir, jack_running
+    from deepdrummer_live.player import midi
 
     checks = check_midi_systems()
     checks += check_rtmidi()
@@ -331,7 +332,7 @@ def run_checks(args) -> list[Check]:
     def passed(what: str) -> bool:
         return any(c.what == what and c.status == OK for c in checks)
 
-    checks += check_default_run(default_midi_backend(), jack_running(), passed("JACK"), passed("pyo"),
+    checks += check_default_run(midi.default_backend(), midi.jack_server_running(), passed("JACK"), passed("pyo"),
                                 passed("PortAudio"))
     device_checks, device = check_device(args.device)
     checks += device_checks

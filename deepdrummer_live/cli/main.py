@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 
 from deepdrummer_live import __version__
+from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, TEMPO_MAX, TEMPO_MIN
 
@@ -25,15 +26,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
-
-
-def default_state_dir() -> Path:
-    try:
-        from platformdirs import user_data_dir
-
-        return Path(user_data_dir("deepdrummer-live"))
-    except ImportError:
-        return Path.home() / ".local" / "share" / "deepdrummer-live"
 
 
 def host_port(value: str) -> tuple[str, int]:
@@ -50,7 +42,7 @@ def port_number(value: str) -> int:
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kit", default=None, help="a kit under kits/ by name, or any folder of one-shots")
+    p.add_argument("--kit", default=None, help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
     p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
     p.add_argument("--paper", action="store_true",
@@ -75,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-out", default="DeepDrummer")
     run.add_argument("--midi-in", default=None)
     run.add_argument("--midi-offset-ms", type=float, default=0.0)
-    run.add_argument("--controller", default=None, help="controller mapping: a name in patches/controllers or a file")
+    run.add_argument("--controller", default=None,
+                     help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
     run.add_argument("--clock", choices=CLOCKS, default="internal")
     run.add_argument("--tempo", type=float, default=None,
                      help=f"internal clock tempo [the resumed session's, else {DEFAULT_TEMPO:g}]")
@@ -93,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     kits = sub.add_parser("kits", help="the built-in synthesized kits")
     kits_sub = kits.add_subparsers(dest="kits_command", parser_class=OneLineParser)
-    kits_sub.add_parser("build", help="regenerate kits/ deterministically")
+    kits_build = kits_sub.add_parser("build", help="synthesize the built-in kits again (deterministic, "
+                                     "byte-identical to the shipped ones)")
+    kits_build.add_argument("--out", type=Path, default=None,
+                            help=f"folder to write the kits into [{user_kits_dir()}]")
 
     doctor = sub.add_parser("doctor", help="check MIDI, audio, torch, kit, state dir and ports")
     add_engine_flags(doctor)
@@ -103,7 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
     report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
+    for module in plugin_commands().values():  # commands that register themselves: dataset, pretrain
+        module.add_parser(sub)
     return parser
+
+
+def plugin_commands() -> dict:
+    """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
+    from deepdrummer_live.cli import dataset, pretrain
+
+    return {"dataset": dataset, "pretrain": pretrain}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -156,19 +161,6 @@ def check_run_flags(args) -> None:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
 
-def default_midi_backend() -> str | None:
-    """The platform's MIDI system if it looks usable, else None (run without MIDI and say so)."""
-    if sys.platform == "darwin":
-        return "coremidi"
-    if sys.platform.startswith("win"):
-        return "winmm"
-    if os.path.exists("/dev/snd/seq"):
-        return "alsa"
-    if jack_running():
-        return "jack"
-    return None
-
-
 def cmd_run(args) -> int:
     check_run_flags(args)
     from deepdrummer_live.learn.learner import Learner
@@ -176,6 +168,7 @@ def cmd_run(args) -> int:
     from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session
+    from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.transport import VirtualTransport
 
@@ -188,6 +181,7 @@ def cmd_run(args) -> int:
     events = EventForwarder()
     try:
         kit = load_kit(args.kit)
+        store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
             log.info("kit: %s", note)
         # The tempo the player starts at: the flag, else the resumed session's (the Session decides the same way).
@@ -267,17 +261,13 @@ class EventForwarder:
         target(event)
 
 
-def jack_running() -> bool:
-    from deepdrummer_live.player.midi import jack_server_running
-
-    return jack_server_running()
-
-
 def resolve_player(args, start_tempo: float, state_dir: Path):
     """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
+    from deepdrummer_live.player import midi
+
     backend = args.midi_backend
     if backend is None:
-        backend = default_midi_backend()
+        backend = midi.default_backend()
         if backend is None:
             log.warning("no MIDI system found (no ALSA sequencer, no JACK server): running without MIDI; "
                         "start JACK or load snd-seq, or pass --midi-backend none to silence this")
@@ -287,7 +277,7 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
         return None
     from deepdrummer_live.player.sequencer import PlayerConfig
 
-    audio_backend = args.audio_backend or ("jack" if backend == "jack" or jack_running() else "portaudio")
+    audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
                         audio=audio, audio_backend=audio_backend,
@@ -302,8 +292,8 @@ def cmd_kits(args) -> int:
         raise UsageError("kits: give a subcommand: `deepdrummer-live kits build`")
     from deepdrummer_live.progress import bar
 
-    paths = build_kits(progress=bar("synthesizing kits"))
-    print("\n".join(str(p) for p in paths))
+    folders = build_kits(args.out or user_kits_dir(), progress=bar("synthesizing kits"))
+    print("\n".join(str(p) for p in folders))
     return 0
 
 
@@ -330,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command in plugin_commands():
+            return plugin_commands()[args.command].cmd(args)
     except (UsageError, StateError) as exc:
         print(f"deepdrummer-live: {exc}", file=sys.stderr)
         return 2

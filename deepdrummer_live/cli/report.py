@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
+from deepdrummer_live.paths import default_state_dir
 
 MAX_GRIDS = 24  # liked loops drawn; more would make an unreadable poster
 LIKE_COLOR, DISLIKE_COLOR = "#2e9e44", "#c8553d"
@@ -219,8 +220,6 @@ def write_report(data: SessionData, out: Path) -> tuple[list[Path], list[str]]:
 
 
 def cmd_report(args) -> int:
-    from deepdrummer_live.cli.main import default_state_dir
-
     state_dir = args.state_dir or default_state_dir()
     data = load_session(state_dir)
     out = args.out or Path(state_dir).expanduser() / "report"

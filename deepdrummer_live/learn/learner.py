@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ import torch
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.learn.critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
                      count_parameters, hearing_optimizer, pretrain_hearing)
+from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import render_bars, sample_bank, step_length
@@ -33,6 +34,7 @@ class Proposal:
     mode: str
     fotf: bool
     critic_version: int  # training rounds behind it; stale once the critic has moved on
+    prior: pattern.Prior = pattern.Prior()  # density, dynamics and locks it was made under
 
 
 class Learner:
@@ -41,6 +43,8 @@ class Learner:
         self.kit = kit
         self.device = device
         self.paper = paper
+        # --paper keeps the paper's binary grid: every hit at one level
+        self.prior = pattern.PAPER_PRIOR if paper else pattern.Prior()
         if device.type == "cpu":
             torch.set_num_threads(min(2, torch.get_num_threads()))  # leave the rest to the player and OS
         self.config = config or (PAPER_CONFIG if paper else LEAN_CONFIG)
@@ -57,7 +61,7 @@ class Learner:
         torch.manual_seed(seed)  # initial critic weights
         self.model = build_critic(self.config).to(device)
         if isinstance(self.model, LeanCritic):
-            calib = pattern.random_loops(CALIBRATION_LOOPS, len(kit), self.gen, device)
+            calib = pattern.random_loops(CALIBRATION_LOOPS, len(kit), self.gen, device, prior=self.prior)
             self.model.calibrate(self.scorer.features(calib))
         self.model.eval()
         self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen)
@@ -72,9 +76,19 @@ class Learner:
 
     # --- proposals --------------------------------------------------------------------------
 
-    def propose(self, mode: str, fotf: bool, should_stop=None) -> Proposal:
-        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf, should_stop)
-        return Proposal(result.loop, result.p_like, mode, fotf, self.version)
+    def make_prior(self, fotf: bool = False, density: tuple[float, ...] | None = None,
+                   locked: tuple[int, ...] = (), source: Loops | None = None) -> pattern.Prior:
+        """The generator's prior for this engine: density per row, fotf, and `locked` rows of
+        `source` (a batch of one) kept in every proposal. The paper's engine has no dynamics."""
+        lock = pattern.Lock.of(source.to(self.device), locked) if source is not None and locked else None
+        return replace(self.prior, fotf=fotf, lock=lock,
+                       density=tuple(density) if density is not None else self.prior.density)
+
+    def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None) -> Proposal:
+        prior = replace(prior or self.prior, fotf=fotf)
+        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf, should_stop,
+                        prior=prior)
+        return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior)
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
         """(sample names, GM notes, roles, step strings) of a batch-of-one."""
@@ -83,14 +97,19 @@ class Learner:
         return ([s.name for s in samples], [s.note for s in samples], [s.role for s in samples],
                 pattern.grid_to_strings(loops.grid[0].cpu()))
 
+    @staticmethod
+    def levels(loops: Loops) -> list[str]:
+        """The `/dd/levels` strings of a batch-of-one, one per row."""
+        return pattern.levels_to_strings(loops.levels[0].cpu())
+
     def loops_from_record(self, rec: LoopRecord) -> Loops | None:
         """Rebuild a stored loop with this kit; None when the kit no longer has its samples."""
         names = {s.name: i for i, s in enumerate(self.kit.samples)}
         if any(n not in names for n in rec.samples) or len(rec.steps) != pattern.N_ROWS:
             return None
-        grid = pattern.strings_to_grid(rec.steps)[None].to(self.device)
+        levels = pattern.strings_to_levels(rec.levels)[None].to(self.device)
         ids = torch.tensor([[names[n] for n in rec.samples]], device=self.device)
-        return Loops(grid, ids)
+        return Loops(levels, ids)
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -104,14 +123,17 @@ class Learner:
         Returns the recent loss; `hearing_done` turns True after the last step."""
         if self._hearing is None:
             n = self.config.pretrain_loops
-            loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device)
+            loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device, prior=self.prior)
             group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
                                     device=self.device)
             groups = group_of[loops.sample_ids]  # [n, row]
             targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
             index = torch.arange(n, device=self.device)
+            # Soft targets: a hit's level / 9, so the trunk learns to hear how loud each hit is
+            # too (a taste for accents and ghost notes needs it); the loudest row of a group wins.
+            strength = loops.levels.float() / MAX_LEVEL
             for r in range(pattern.N_ROWS):
-                targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], loops.grid[:, r].float())
+                targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], strength[:, r])
             with torch.no_grad():
                 feats = self.scorer.features(loops)
             self._hearing = {"feats": feats, "targets": targets, "left": self.config.pretrain_steps,
@@ -156,7 +178,7 @@ class Learner:
             # One entry: the loop and the tempo change together, so older banks are garbage.
             self._live_cache = {key: sample_bank([audio[i] for i in ids], step_length(bpm, sr),
                                                  pattern.N_STEPS, "cpu")}
-        return render_bars(loops.grid[:1].cpu(), torch.arange(len(ids))[None], self._live_cache[key])[0].numpy()
+        return render_bars(loops.levels[:1].cpu(), torch.arange(len(ids))[None], self._live_cache[key])[0].numpy()
 
     # --- checkpoints --------------------------------------------------------------------------
 

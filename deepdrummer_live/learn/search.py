@@ -43,14 +43,14 @@ class Scorer:
 
     def audio(self, loops: Loops) -> torch.Tensor:
         """One mixed bar per loop at the critic's rate and reference tempo `[batch, samples]`."""
-        return render_bars(loops.grid, loops.sample_ids, self.bank)
+        return render_bars(loops.levels, loops.sample_ids, self.bank)
 
     def features(self, loops: Loops) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, frames]` of each loop's bar."""
         # Small chunks on the CPU keep a bar's audio and its spectrogram in cache (the pipeline is
         # memory-bound there: 5x faster at 16 loops a chunk than at 1024); a GPU wants big batches.
         chunk = self.cpu_chunk if self.device.type == "cpu" else 8192
-        outs = [self.transform(self.audio(Loops(loops.grid[i:i + chunk], loops.sample_ids[i:i + chunk])))
+        outs = [self.transform(self.audio(loops.take(slice(i, i + chunk))))
                 for i in range(0, len(loops), chunk)]
         return torch.cat(outs)
 
@@ -100,20 +100,23 @@ class SearchResult:
 
 
 def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, iters: int = 8,
-           fotf: bool = False, should_stop: Callable[[], bool] | None = None) -> SearchResult:
+           fotf: bool = False, should_stop: Callable[[], bool] | None = None,
+           prior: pattern.Prior | None = None) -> SearchResult:
     """One proposal in `mode` from `chains` chains run for at most `iters` iterations each.
 
     explore: Metropolis-Hastings on P(like) (accept with min(1, p_new / p_cur)), then one chain's
     state drawn at random; good: the same until a chain reaches P(like) >= 0.95; bad: hill-climb
     towards P(like) = 0; random: the prior alone. `should_stop` is polled between iterations:
     when a performer is waiting, the chains' current states are good enough (anytime search).
+    `prior` (density, dynamics, locked rows) shapes every candidate of every mode: locked rows
+    are the same in all of them, so the search varies only the others.
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
     dev = scorer.device
-    kick_ids = scorer.kick_ids if fotf else None
+    kick_ids = scorer.kick_ids
     n = 1 if mode == "random" else chains
-    cur = pattern.random_loops(n, scorer.n_samples, gen, dev, fotf=fotf, kick_ids=kick_ids)
+    cur = pattern.random_loops(n, scorer.n_samples, gen, dev, fotf=fotf, kick_ids=kick_ids, prior=prior)
     cur_p = scorer.score(model, cur)
     scored = n
     if mode != "random":
@@ -122,7 +125,7 @@ def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, it
                 break
             if should_stop is not None and should_stop():
                 break
-            new = pattern.mutate(cur, scorer.n_samples, gen, fotf=fotf, kick_ids=kick_ids)
+            new = pattern.mutate(cur, scorer.n_samples, gen, fotf=fotf, kick_ids=kick_ids, prior=prior)
             new_p = scorer.score(model, new)
             scored += n
             if mode == "bad":

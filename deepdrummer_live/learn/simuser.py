@@ -1,9 +1,11 @@
 """Simulated performers: consistent tastes over the 16-step grid and the rows' GM roles.
 
 A simulated user judges a loop only from what the daemon sends in `/dd/loop`
-(`i loop_id, f p_like, f bpm, i n_steps`, then per row `s sample_name, i midi_note, s steps`):
-sample names and GM notes give each row a role, the step strings give where it hits.
-Nothing else (no audio, no kit) is used, so the same user works with any kit.
+(`i loop_id, f p_like, f bpm, i n_steps`, then per row `s sample_name, i midi_note, s steps`)
+and the `/dd/levels` that follows it (per row `s levels`): sample names and GM notes give each
+row a role, the step strings give where it hits, the levels how hard (1-9; without
+`/dd/levels` every hit is at the default level). Nothing else (no audio, no kit) is used, so
+the same user works with any kit.
 
 Every user has a `score(loop) -> float` (its taste, higher is better) and a threshold;
 `like_probability(loop)` is a steep logistic around the threshold mixed with a small
@@ -24,6 +26,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, default_levels, parse_level
 from deepdrummer_live.sound.kit import GM_NOTES, role_from_name
 
 N_STEPS = 16
@@ -48,10 +51,16 @@ class Row:
     note: int
     role: str
     steps: tuple[bool, ...]
+    levels: tuple[int, ...] = ()  # 0 rest, 1-9 per step; empty: every hit at DEFAULT_LEVEL
 
     @property
     def hits(self) -> int:
         return sum(self.steps)
+
+    def level(self, step: int) -> int:
+        if not self.steps[step]:
+            return 0
+        return self.levels[step] if self.levels else DEFAULT_LEVEL
 
     def on(self, step: int) -> bool:
         return self.steps[step]
@@ -74,7 +83,8 @@ class LoopMsg:
 
     def key(self) -> str:
         """The loop's content (not its id): same content, same judgement."""
-        return "|".join(f"{r.name}:{r.note}:{''.join('x' if s else '.' for s in r.steps)}" for r in self.rows)
+        return "|".join(f"{r.name}:{r.note}:{''.join(str(r.level(k)) for k in range(len(r.steps)))}"
+                        for r in self.rows)
 
 
 def row_role(name: str, note: int) -> str:
@@ -85,27 +95,35 @@ def row_role(name: str, note: int) -> str:
     return role
 
 
-def parse_loop(args: Sequence) -> LoopMsg:
-    """The arguments of a `/dd/loop` message (a list) -> LoopMsg. A LoopMsg is returned as is."""
+def parse_loop(args: Sequence, levels: Sequence | None = None) -> LoopMsg:
+    """The arguments of a `/dd/loop` message (a list), and optionally of the `/dd/levels` that
+    follows it (`[loop_id, levels...]`) -> LoopMsg. A LoopMsg is returned as is."""
     if isinstance(args, LoopMsg):
         return args
     loop_id, p_like, bpm, n_steps = int(args[0]), float(args[1]), float(args[2]), int(args[3])
     rest = list(args[4:])
     if len(rest) % 3:
         raise ValueError(f"/dd/loop: {len(rest)} row arguments, want 3 per row (name, note, steps)")
+    if levels is not None and (int(levels[0]) != loop_id or len(levels) - 1 != len(rest) // 3):
+        raise ValueError(f"/dd/levels {list(levels)!r} is not for /dd/loop {loop_id} with {len(rest) // 3} rows")
     rows = []
     for i in range(0, len(rest), 3):
         name, note, steps = str(rest[i]), int(rest[i + 1]), str(rest[i + 2])
-        rows.append(Row(name, note, row_role(name, note), tuple(c == "x" for c in steps)))
+        lv = tuple(parse_level(c) for c in str(levels[1 + i // 3])) if levels is not None else ()
+        rows.append(Row(name, note, row_role(name, note), tuple(c == "x" for c in steps), lv))
     return LoopMsg(loop_id, p_like, bpm, n_steps, tuple(rows))
 
 
 def make_loop(rows: Sequence[tuple[str, str]], loop_id: int = 0) -> LoopMsg:
-    """A LoopMsg from (role-or-sample-name, steps) pairs, for tests: note from GM_NOTES."""
+    """A LoopMsg from (role-or-sample-name, steps) pairs, for tests: note from GM_NOTES. Steps
+    may be level strings ('.', '1'-'9') as well as 'x'/'.'."""
     args: list = [loop_id, 0.5, 120.0, len(rows[0][1])]
+    levels: list = [loop_id]
     for name, steps in rows:
-        args += [name, GM_NOTES.get(role_from_name(name), GM_NOTES["perc"]), steps]
-    return parse_loop(args)
+        args += [name, GM_NOTES.get(role_from_name(name), GM_NOTES["perc"]),
+                 "".join("." if c == "." else "x" for c in steps)]
+        levels.append(steps if "x" not in steps else default_levels([steps])[0])
+    return parse_loop(args, levels)
 
 
 # --- users ---------------------------------------------------------------------------------------
@@ -190,6 +208,18 @@ def percussionist(loop: LoopMsg) -> float:
     return len(rows) / 4.0 + sum(r.hits for r in rows) / 64.0
 
 
+def dynamics(loop: LoopMsg) -> float:
+    """Accents on the beats, ghost notes off them: the share of beat hits at level 7 or more
+    plus the share of other hits at level 4 or less, halved (0..1; a loop with no hits: 0)."""
+    on_beat = [r.level(s) for r in loop.rows for s in BEATS if r.on(s)]
+    off_beat = [r.level(s) for r in loop.rows for s in range(N_STEPS) if s not in BEATS and r.on(s)]
+    if not on_beat and not off_beat:
+        return 0.0
+    accents = sum(v >= 7 for v in on_beat) / len(on_beat) if on_beat else 0.0
+    ghosts = sum(v <= 4 for v in off_beat) / len(off_beat) if off_beat else 0.0
+    return 0.5 * (accents + ghosts)
+
+
 def syncopation(loop: LoopMsg) -> float:
     """Kick and snare hits off the 8th grid (odd 16ths) rather than on it."""
     rows = loop.with_roles(KICKS | SNARES)
@@ -210,6 +240,7 @@ USERS: dict[str, tuple[str, Callable[[LoopMsg], float], float, float]] = {
     "no_cymbals": ("hates crash/ride/open hat; wants kick and snare", no_cymbals, 0.8, 20.0),
     "percussionist": ("loves toms and hand percussion", percussionist, 0.6, 12.0),
     "syncopation": ("kick/snare on odd 16ths rather than on the 8th grid", syncopation, 0.19, 20.0),
+    "dynamics": ("accents (level 7-9) on the beats, ghost notes (level 1-4) off them", dynamics, 0.45, 20.0),
 }
 
 
@@ -232,7 +263,12 @@ def random_loop_msg(kit_rows: Sequence[tuple[str, int]], rng: random.Random, loo
     for _ in range(4):
         name, note = kit_rows[rng.randrange(len(kit_rows))]
         args += [name, note, "".join("x" if rng.random() < 0.5 else "." for _ in range(N_STEPS))]
-    return parse_loop(args)
+    # Levels uniform 1-9 as the generator draws them, from their own stream (the grid's draws
+    # stay as they were, so the other users' base rates do not move).
+    lv_rng = random.Random("|".join(str(a) for a in args))
+    levels = [loop_id] + ["".join("." if c == "." else str(lv_rng.randint(1, MAX_LEVEL)) for c in a)
+                          for a in args[6::3]]
+    return parse_loop(args, levels)
 
 
 def base_rate(user: SimUser, kit_rows: Sequence[tuple[str, int]], n: int = 2000, seed: int = 0,

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepdrummer_live.errors import DeepDrummerError, UsageError
+from deepdrummer_live.errors import AudioLost, UsageError
 
 BACKENDS = ("jack", "portaudio", "offline")
 N_VOICES = 2
@@ -48,10 +48,6 @@ OFFLINE_TAIL = OFFLINE_BLOCK  # silence after the last bar, so pyo's block round
 _RETIRED_TABLES = 8  # see _BarPlayer._retired
 _LEAD = OFFLINE_BLOCK  # index of a bar's first sample in its table (zeros before it)
 _JACK_PORTS = ("system:playback_1", "system:playback_2")
-
-
-class AudioLost(DeepDrummerError):
-    """The audio server went away mid-session (e.g. jackd stopped): a fault the daemon survives."""
 
 
 def _pyo():

@@ -1,6 +1,6 @@
 """Controller mappings: TOML files that turn incoming notes/CCs into commands of the one table.
 
-File format (see patches/controllers/generic.toml):
+File format (see deepdrummer_live/data/controllers/generic.toml):
 
     name = "Generic"
     channel = "any"            # default for entries: 1..16 or "any"
@@ -30,11 +30,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepdrummer_live import commands
+from deepdrummer_live import commands, paths
 from deepdrummer_live.errors import DeepDrummerError, UsageError
 from deepdrummer_live.vocab import MODES
 
-CONTROLLERS_DIR = Path(__file__).resolve().parents[2] / "patches" / "controllers"
 CC_PRESS = 64  # a CC at or above this is "pressed" / "on"
 CC_MAX = 127
 FOLLOW = "cc"  # the value that makes a command follow a knob
@@ -197,14 +196,14 @@ def parse_mapping(doc: dict, path: Path) -> ControllerMap:
 
 
 def resolve_path(name_or_file: str | Path) -> Path:
-    """A mapping name under patches/controllers ("akai-mpd218") or a path to a .toml file."""
+    """A built-in mapping's name ("akai-mpd218", package data) or a path to a .toml file."""
     candidate = Path(name_or_file).expanduser()
     if candidate.is_file():
         return candidate
-    by_name = CONTROLLERS_DIR / f"{name_or_file}.toml"
+    by_name = paths.controllers_dir() / f"{name_or_file}.toml"
     if by_name.is_file():
         return by_name
-    names = sorted(p.stem for p in CONTROLLERS_DIR.glob("*.toml"))
+    names = sorted(p.stem for p in paths.controllers_dir().glob("*.toml"))
     raise UsageError(f"--controller {name_or_file}: no such mapping file or name; use a path to a "
                      f".toml file or one of: {', '.join(names) or '(none installed)'}")
 
@@ -215,7 +214,7 @@ def load_mapping(name_or_file: str | Path) -> ControllerMap:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc}); fix the syntax "
-                         f"(see patches/controllers/generic.toml)") from exc
+                         f"(see {paths.controllers_dir() / 'generic.toml'})") from exc
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from exc
     return parse_mapping(doc, path)

@@ -35,17 +35,22 @@ CONTINUE = 0xFB
 STOP = 0xFC
 SONG_POSITION = 0xF2
 REALTIME = {CLOCK, START, CONTINUE, STOP}
+ALSA_SEQ = "/dev/snd/seq"
+ALL_NOTES_OFF_CC = 123
 
 
-def default_backend() -> str:
-    """The platform's usual MIDI system (ALSA needs the sequencer device)."""
-    if sys.platform.startswith("linux"):
-        return "alsa" if Path("/dev/snd/seq").exists() else "jack"
+def default_backend() -> str | None:
+    """The MIDI system `run` uses without --midi-backend: the platform's own (Linux: the ALSA
+    sequencer, else a running JACK server); None when none looks usable (run without MIDI)."""
     if sys.platform == "darwin":
         return "coremidi"
     if sys.platform.startswith("win"):
         return "winmm"
-    return "none"
+    if os.path.exists(ALSA_SEQ):
+        return "alsa"
+    if jack_server_running():
+        return "jack"
+    return None
 
 
 # ---- message bytes -------------------------------------------------------------------------
@@ -59,7 +64,7 @@ def note_off(note: int, channel: int = DRUM_CHANNEL) -> list[int]:
 
 
 def all_notes_off(channel: int = DRUM_CHANNEL) -> list[int]:
-    return [0xB0 | channel, 123, 0]
+    return [0xB0 | channel, ALL_NOTES_OFF_CC, 0]
 
 
 def song_position(sixteenths: int) -> list[int]:
@@ -87,6 +92,8 @@ def _jack_server_socket() -> Path | None:
 
 
 def jack_server_running() -> bool:
+    """A JACK server socket exists: cheap (no client round trip), but a crashed server's stale
+    socket also counts. doctor.ask_jack_server() asks the server itself."""
     return _jack_server_socket() is not None
 
 
@@ -103,7 +110,7 @@ def check_backend(backend: str) -> None:
     if display not in compiled:
         raise UsageError(f"--midi-backend {backend}: this python-rtmidi build has no {backend} "
                          f"support (it has: {', '.join(compiled) or 'none'}); use one of those or none")
-    if backend == "alsa" and sys.platform.startswith("linux") and not Path("/dev/snd/seq").exists():
+    if backend == "alsa" and sys.platform.startswith("linux") and not Path(ALSA_SEQ).exists():
         raise UsageError("--midi-backend alsa: /dev/snd/seq is missing (no ALSA sequencer); "
                          "load snd-seq (modprobe snd-seq) or use --midi-backend jack/none")
 
@@ -191,7 +198,7 @@ class MidiPorts:
         if self.backend == "jack" and self._jack_socket is not None:
             return self._jack_socket.exists()
         if self.backend == "alsa" and sys.platform.startswith("linux"):
-            return Path("/dev/snd/seq").exists()
+            return Path(ALSA_SEQ).exists()
         return True
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
-from deepdrummer_live.errors import UsageError
+from deepdrummer_live.errors import AudioLost, UsageError
 
 CLOCKS = ("internal", "midi", "link")
 AUDIO_MODES = ("pyo", "none")
@@ -36,13 +36,13 @@ START_TIMEOUT_S = 30.0
 
 @dataclass
 class PlayerConfig:
-    midi_backend: str = field(default_factory=midi.default_backend)
+    midi_backend: str = field(default_factory=lambda: midi.default_backend() or "none")
     midi_out: str | None = "DeepDrummer"
     midi_in: str | None = None
     clock: str = "internal"
     tempo: float = 120.0
     midi_offset_ms: float = 0.0
-    controller: str | None = None  # mapping name under patches/controllers or a .toml path
+    controller: str | None = None  # a built-in mapping name (paths.controllers_dir()) or a .toml path
     audio: str = "pyo"
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
@@ -128,6 +128,7 @@ class Sequencer:
         self._next_housekeeping = 0.0
         self._next_reopen = 0.0
         self.midi_ignored = 0
+        self._lost_audio = None  # closed at shutdown, not on the clock thread when it fails
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class Sequencer:
         elif not self.playing:
             self.loop_start = 0
         if audio is not None and self.audio is not None:
-            self.audio.queue_bar(audio)
+            self._audio_call(self.audio.queue_bar, audio)
         self.emit({"type": "switched", "loop_id": self.loop_id})
 
     # -- clock events ----------------------------------------------------------------------
@@ -238,7 +239,7 @@ class Sequencer:
         if not playing:
             self._flush()
             if self.audio is not None:
-                self.audio.stop_transport()
+                self._audio_call(self.audio.stop_transport)
             if self.pending is not None:  # stopped: a waiting loop applies at once
                 self._apply(self.pending, bar_step=None)
         else:
@@ -271,6 +272,15 @@ class Sequencer:
         self.emit({"type": "error", "message": f"MIDI ports lost ({why}); still running, "
                                                f"retrying every {REOPEN_S:g} s"})
 
+    def _audio_call(self, method: Callable, *args) -> None:
+        """Call the live audio; if its server went away (AudioLost), say so once and play on
+        without audio: MIDI and the clock must not stop with it."""
+        try:
+            method(*args)
+        except AudioLost as exc:
+            self._lost_audio, self.audio = self.audio, None
+            self.emit({"type": "error", "message": f"{exc}; MIDI and the clock keep running"})
+
     # -- time ------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
@@ -288,8 +298,8 @@ class Sequencer:
                     if not self.sounding[arg]:
                         del self.sounding[arg]
                     self._send(midi.note_off(arg))
-            elif kind == "bar":
-                self.audio.bar_line()
+            elif kind == "bar" and self.audio is not None:
+                self._audio_call(self.audio.bar_line)
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_S
             self._housekeeping(now)
@@ -354,10 +364,13 @@ class Sequencer:
             self._send([midi.STOP])
         self._flush()
         self.playing = False
-        if self.audio is not None:
+        for audio in (self.audio, self._lost_audio):
+            if audio is None:
+                continue
             try:
-                self.audio.stop_transport()
-                self.audio.close()
+                if audio is self.audio:
+                    audio.stop_transport()
+                audio.close()
             except Exception as exc:  # audio teardown must not keep the ports open
                 print(f"deepdrummer-live: closing audio: {exc}", file=sys.stderr)
         if isinstance(self.clock, LinkClock):

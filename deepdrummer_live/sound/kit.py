@@ -18,12 +18,12 @@ import soundfile as sf
 import soxr
 
 from deepdrummer_live.vocab import GM_NOTES  # noqa: F401  (re-exported: kits name roles by it)
+from deepdrummer_live import paths
 from deepdrummer_live.errors import KitError
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac"}
 TAIL_FLOOR = 1e-4  # -80 dBFS
 MAX_SAMPLE_SECONDS = 10.0  # a one-shot longer than this is a loop or a song, not a drum hit
-KITS_DIR = Path(__file__).resolve().parents[2] / "kits"
 DEFAULT_KIT = "dd-analog"
 
 # General MIDI percussion key map (channel 10) for each role we recognise.
@@ -201,8 +201,15 @@ def _toml_entries(root: Path) -> dict[Path, tuple[str | None, int | None]]:
     return entries
 
 
+def builtin_kit_names() -> list[str]:
+    return sorted(p.name for p in paths.builtin_kits_dir().iterdir() if (p / "kit.toml").is_file())
+
+
 def resolve_kit_path(name_or_dir: str | Path | None) -> Path:
-    """A kit name under kits/ or any folder; KitError naming the value when neither exists."""
+    """A folder, else a built-in kit's name, else a kit built into the user's kits dir by `kits build`.
+
+    KitError naming the value when none exists.
+    """
     if name_or_dir is None:
         name_or_dir = DEFAULT_KIT
     candidate = Path(name_or_dir).expanduser()
@@ -211,20 +218,17 @@ def resolve_kit_path(name_or_dir: str | Path | None) -> Path:
     if candidate.is_file():
         raise KitError(f"--kit {str(name_or_dir)!r} is a file; give the folder that holds the one-shots "
                        f"({candidate.resolve().parent})")
-    named = KITS_DIR / str(name_or_dir)
-    if named.is_dir():
-        return named.resolve()
-    available = sorted(p.name for p in KITS_DIR.iterdir() if p.is_dir()) if KITS_DIR.is_dir() else []
-    hint = (f"built-in kits: {', '.join(available)}" if available
-            else "no built-in kits yet: run `python -m deepdrummer_live.sound.synth`")
-    raise KitError(f"--kit {str(name_or_dir)!r}: no such kit or folder; give a folder of one-shots ({hint})")
+    for kits_dir in (paths.builtin_kits_dir(), paths.user_kits_dir()):
+        named = kits_dir / str(name_or_dir)
+        if named.is_dir():
+            return named.resolve()
+    raise KitError(f"--kit {str(name_or_dir)!r}: no such kit or folder; give a folder of one-shots "
+                   f"(built-in kits: {', '.join(builtin_kit_names())})")
 
 
 def load_kit(name_or_dir: str | Path | None = None) -> Kit:
     """Load every usable one-shot under a kit folder (recursively, sorted by path)."""
     root = resolve_kit_path(name_or_dir)
-    if root == (KITS_DIR / DEFAULT_KIT).resolve() and not (root / "kit.toml").exists():
-        raise KitError(f"default kit {root} is not built; run `python -m deepdrummer_live.sound.synth`")
     declared = _toml_entries(root)
     samples: list[KitSample] = []
     notes: list[str] = []

@@ -1,48 +1,130 @@
-"""Loops as tensors: the paper's generator (random grids, mutation, four-on-the-floor), batched.
+"""Loops as tensors: the paper's generator (random grids, mutation, four-on-the-floor), batched,
+with dynamics (a level per hit), a density knob per row and locked rows.
 
 A batch of loops is two tensors on one device:
-- `grid`: bool `[batch, row, step]`, a hit where True;
+- `levels`: uint8 `[batch, row, step]`, 0 = rest, 1-9 = a hit's level (ghost to accent);
+  `grid` (bool, a hit where True) is `levels > 0`;
 - `sample_ids`: long `[batch, row]`, which kit sample each row plays.
+
+The prior keeps the paper's few assumptions: every cell is on with a probability (the paper's
+0.5, here a knob per row) and every hit's level is drawn uniformly from 1-9, independently (no
+idea of accents or beats is built in: the critic learns the taste). Mutation toggles cells,
+re-draws levels and swaps samples. `Prior` carries the knobs; a `Lock` pins rows of one loop
+(sample and levels, at the same positions) in every loop the generator makes.
 
 All functions are pure: tensors and a `torch.Generator` in, new tensors out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-N_ROWS = 4
-N_STEPS = 16
-P_CELL_ON = 0.5  # paper: random cells on with p=0.5
-P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05
+from deepdrummer_live.errors import CommandError
+from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, N_ROWS, N_STEPS
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, REST, parse_level
+
+P_CELL_ON = 0.5  # paper: random cells on with p=0.5 (the default density)
+P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05 (at density 0.5)
 P_SWAP_SAMPLE = 0.15  # paper: and swaps each row's sample with p=0.15
+P_RELEVEL = 0.1  # ours: mutation re-draws a hit's level with p=0.1
 FOTF_STEPS = (0, 4, 8, 12)
+DENSITY_RANGE = (DENSITY_MIN, DENSITY_MAX)
 
 
 @dataclass
 class Loops:
-    grid: torch.Tensor  # bool [batch, row, step]
+    levels: torch.Tensor  # uint8 [batch, row, step], 0 = rest
     sample_ids: torch.Tensor  # long [batch, row]
 
-    def __len__(self) -> int:
-        return self.grid.shape[0]
+    @property
+    def grid(self) -> torch.Tensor:
+        """bool `[batch, row, step]`: a hit where True."""
+        return self.levels > 0
 
-    def take(self, index: torch.Tensor | int) -> "Loops":
+    def __len__(self) -> int:
+        return self.levels.shape[0]
+
+    @staticmethod
+    def from_grid(grid: torch.Tensor, sample_ids: torch.Tensor, level: int = DEFAULT_LEVEL) -> "Loops":
+        """Every hit of a bool grid `[batch, row, step]` at one level (the paper's loops)."""
+        return Loops(grid.to(torch.uint8) * level, sample_ids)
+
+    def take(self, index: torch.Tensor | int | slice) -> "Loops":
         if isinstance(index, int):
-            index = torch.tensor([index], device=self.grid.device)
-        return Loops(self.grid[index], self.sample_ids[index])
+            index = torch.tensor([index], device=self.levels.device)
+        return Loops(self.levels[index], self.sample_ids[index])
 
     def where(self, mask: torch.Tensor, other: "Loops") -> "Loops":
         """Per loop: self where mask [batch] is True, else other."""
         return Loops(
-            torch.where(mask[:, None, None], self.grid, other.grid),
+            torch.where(mask[:, None, None], self.levels, other.levels),
             torch.where(mask[:, None], self.sample_ids, other.sample_ids),
         )
 
     def to(self, device: torch.device | str) -> "Loops":
-        return Loops(self.grid.to(device), self.sample_ids.to(device))
+        return Loops(self.levels.to(device), self.sample_ids.to(device))
+
+
+@dataclass(frozen=True, eq=False)
+class Lock:
+    """Rows pinned in every generated loop: `rows` (indices) of `source`, a loop-of-one."""
+
+    rows: tuple[int, ...]
+    source: Loops  # batch of one
+
+    @staticmethod
+    def of(loop: Loops, rows) -> "Lock | None":
+        """Lock `rows` (indices) of `loop` (a batch of one); None when no row is locked."""
+        rows = tuple(sorted(set(int(r) for r in rows)))
+        return Lock(rows, loop.take(slice(0, 1))) if rows else None
+
+    @property
+    def key(self) -> tuple:
+        """What the lock pins, as plain values: equal keys, equal locks."""
+        lv = self.source.levels[0].tolist()
+        ids = self.source.sample_ids[0].tolist()
+        return tuple((r, ids[r], tuple(lv[r])) for r in self.rows)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Lock) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def apply(self, loops: Loops) -> Loops:
+        """Locked rows of every loop become the source's rows (sample, levels, same positions)."""
+        device = loops.levels.device
+        src = self.source.to(device)
+        mask = torch.zeros(loops.levels.shape[1], dtype=torch.bool, device=device)
+        mask[list(self.rows)] = True
+        return Loops(torch.where(mask[None, :, None], src.levels, loops.levels),
+                     torch.where(mask[None, :], src.sample_ids, loops.sample_ids))
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What the generator assumes: per-row hit probability, fotf, dynamics on/off, locked rows."""
+
+    density: tuple[float, ...] = (P_CELL_ON,) * N_ROWS
+    fotf: bool = False
+    dynamics: bool = True  # False: the paper's binary grid (every hit at DEFAULT_LEVEL)
+    lock: Lock | None = None
+
+    def density_tensor(self, device) -> torch.Tensor:
+        return torch.tensor(self.density, dtype=torch.float32, device=device)
+
+
+PAPER_PRIOR = Prior(dynamics=False)
+
+
+def check_density(p: float, what: str = "density") -> float:
+    """A hit probability in DENSITY_RANGE, else a CommandError naming it and the range."""
+    lo, hi = DENSITY_RANGE
+    if not (isinstance(p, (int, float)) and lo <= float(p) <= hi):
+        raise CommandError(f"{what} {p!r} out of range; use {lo:g}-{hi:g} (0.5 is the paper's)")
+    return float(p)
 
 
 def fotf_row() -> torch.Tensor:
@@ -60,46 +142,98 @@ def _random_kick_ids(batch: int, kick_ids: torch.Tensor, gen: torch.Generator) -
     return kick_ids[pick]
 
 
-def apply_fotf(loops: Loops, kick_ids: torch.Tensor, gen: torch.Generator) -> Loops:
+def _random_levels(shape, gen: torch.Generator, device, dynamics: bool) -> torch.Tensor:
+    """uint8 levels for would-be hits: uniform 1-9 with dynamics, else DEFAULT_LEVEL."""
+    if not dynamics:
+        return torch.full(shape, DEFAULT_LEVEL, dtype=torch.uint8, device=device)
+    return torch.randint(1, MAX_LEVEL + 1, shape, generator=gen, device=device, dtype=torch.uint8)
+
+
+def apply_fotf(loops: Loops, kick_ids: torch.Tensor, gen: torch.Generator, dynamics: bool = True) -> Loops:
     """Row 0 becomes a kick on every beat; a non-kick row-0 sample is replaced by a random kick.
 
-    kick_ids: long [n_kicks], kit indices whose role is kick (must not be empty).
+    kick_ids: long [n_kicks], kit indices whose role is kick (must not be empty). Beats that
+    were already hits keep their level; new ones get a level from the prior.
     """
-    grid = loops.grid.clone()
-    grid[:, 0, :] = fotf_row().to(grid.device)
+    levels = loops.levels.clone()
+    beats = fotf_row().to(levels.device)
+    row0 = levels[:, 0, :]
+    fresh = _random_levels(row0.shape, gen, levels.device, dynamics)
+    levels[:, 0, :] = torch.where(beats, torch.where(row0 > 0, row0, fresh), torch.zeros_like(row0))
     ids = loops.sample_ids.clone()
     is_kick = torch.isin(ids[:, 0], kick_ids)
     ids[:, 0] = torch.where(is_kick, ids[:, 0], _random_kick_ids(len(ids), kick_ids, gen))
-    return Loops(grid, ids)
+    return Loops(levels, ids)
+
+
+def _finish(loops: Loops, gen: torch.Generator, prior: Prior, kick_ids: torch.Tensor | None) -> Loops:
+    if prior.fotf:
+        loops = apply_fotf(loops, kick_ids, gen, prior.dynamics)
+    return prior.lock.apply(loops) if prior.lock is not None else loops
+
+
+def _prior_of(prior: Prior | None, fotf: bool) -> Prior:
+    prior = prior or Prior()
+    return replace(prior, fotf=True) if fotf and not prior.fotf else prior
 
 
 def random_loops(batch: int, n_samples: int, gen: torch.Generator, device,
-                 fotf: bool = False, kick_ids: torch.Tensor | None = None) -> Loops:
-    """The paper's prior: 4 random samples, each cell on with p=0.5 -> Loops of `batch`."""
-    grid = torch.rand((batch, N_ROWS, N_STEPS), generator=gen, device=device) < P_CELL_ON
+                 fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
+    """The prior: 4 random samples, each cell on with its row's density, each hit at a random
+    level -> Loops of `batch`. `fotf=True` is `prior.fotf` (kept for the paper's call sites)."""
+    prior = _prior_of(prior, fotf)
+    shape = (batch, N_ROWS, N_STEPS)
+    on = torch.rand(shape, generator=gen, device=device) < prior.density_tensor(device)[None, :, None]
+    levels = _random_levels(shape, gen, device, prior.dynamics) * on
     ids = _random_ids((batch, N_ROWS), n_samples, gen, device)
-    loops = Loops(grid, ids)
-    return apply_fotf(loops, kick_ids, gen) if fotf else loops
+    return _finish(Loops(levels, ids), gen, prior, kick_ids)
 
 
 def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
-           fotf: bool = False, kick_ids: torch.Tensor | None = None) -> Loops:
-    """The paper's mutation, applied to every loop of the batch independently."""
-    device = loops.grid.device
-    toggle = torch.rand(loops.grid.shape, generator=gen, device=device) < P_TOGGLE
-    grid = loops.grid ^ toggle
-    swap = torch.rand(loops.sample_ids.shape, generator=gen, device=device) < P_SWAP_SAMPLE
-    fresh = _random_ids(loops.sample_ids.shape, n_samples, gen, device)
-    ids = torch.where(swap, fresh, loops.sample_ids)
-    out = Loops(grid, ids)
-    return apply_fotf(out, kick_ids, gen) if fotf else out
+           fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
+    """The paper's mutation, applied to every loop of the batch independently, plus levels.
 
+    A rest turns on with p = 2 * P_TOGGLE * density and a hit turns off with
+    p = 2 * P_TOGGLE * (1 - density): the paper's p=0.05 both ways at density 0.5, and in general
+    a chain of mutations keeps the row's density. A hit that stays re-draws its level with
+    p=P_RELEVEL; a new hit gets a random level.
+    """
+    prior = _prior_of(prior, fotf)
+    device = loops.levels.device
+    shape = loops.levels.shape
+    density = prior.density_tensor(device)[None, :, None]
+    hit = loops.levels > 0
+    u = torch.rand(shape, generator=gen, device=device)
+    toggle = torch.where(hit, u < 2 * P_TOGGLE * (1 - density), u < 2 * P_TOGGLE * density)
+    fresh = _random_levels(shape, gen, device, prior.dynamics)
+    relevel = torch.rand(shape, generator=gen, device=device) < P_RELEVEL
+    if not prior.dynamics:
+        relevel = torch.zeros_like(relevel)
+    new_hit = hit ^ toggle
+    keep_level = hit & ~relevel
+    levels = torch.where(new_hit, torch.where(keep_level, loops.levels, fresh), torch.zeros_like(fresh))
+    swap = torch.rand(loops.sample_ids.shape, generator=gen, device=device) < P_SWAP_SAMPLE
+    ids = torch.where(swap, _random_ids(loops.sample_ids.shape, n_samples, gen, device), loops.sample_ids)
+    return _finish(Loops(levels, ids), gen, prior, kick_ids)
+
+
+# --- strings (the contract's `steps` and `levels`) --------------------------------------------
 
 def grid_to_strings(grid_row_step: torch.Tensor) -> list[str]:
-    """bool [row, step] -> one 'x'/'.' string per row (the contract's `steps`)."""
+    """bool (or levels) `[row, step]` -> one 'x'/'.' string per row (the contract's `steps`)."""
     return ["".join("x" if v else "." for v in row.tolist()) for row in grid_row_step]
 
 
 def strings_to_grid(rows: list[str]) -> torch.Tensor:
     """Inverse of grid_to_strings -> bool [row, step]."""
     return torch.tensor([[c == "x" for c in row] for row in rows], dtype=torch.bool)
+
+
+def levels_to_strings(levels_row_step: torch.Tensor) -> list[str]:
+    """uint8 `[row, step]` -> one string per row: '.' for a rest, '1'-'9' for a hit (`/dd/levels`)."""
+    return ["".join(REST if v == 0 else str(v) for v in row.tolist()) for row in levels_row_step]
+
+
+def strings_to_levels(rows: list[str]) -> torch.Tensor:
+    """Inverse of levels_to_strings -> uint8 `[row, step]` ('x' reads as DEFAULT_LEVEL)."""
+    return torch.tensor([[parse_level(c) for c in row] for row in rows], dtype=torch.uint8)

@@ -2,8 +2,10 @@
 
 A loop plays forever, so one bar heard in steady state is one bar rendered *circularly*: a
 sample's tail that runs past the bar end sounds at the start of the next pass. Every hit is
-scaled by MIX_GAIN (the paper's mix_vol), rows are summed, and the sum is clipped to [-1, 1].
-The critic's input, the live audio and the exported .wav all come from `render_bars`.
+scaled by MIX_GAIN (the paper's mix_vol) times `level_gain(level)` (its dynamics), rows are
+summed, and a loop whose sum would peak above CEILING (-1 dBFS) is turned down as a whole until
+it peaks there (never clipped: headroom for the DAW and the converters). The critic's input, the
+live audio and the exported .wav all come from `render_bars`, so they follow this one rule.
 """
 
 from __future__ import annotations
@@ -13,8 +15,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
+LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
+CEILING_DBFS = -1.0
+CEILING = 10.0 ** (CEILING_DBFS / 20.0)
+
+
+def level_gain(level) -> float:
+    """The gain of a hit at `level` (0 = rest: 0; DEFAULT_LEVEL: 1; LEVEL_DB dB per level)."""
+    level = int(level)
+    if not 0 <= level <= MAX_LEVEL:
+        raise ValueError(f"level {level}: use 0 (rest) to {MAX_LEVEL}")
+    return 0.0 if level == 0 else 10.0 ** ((level - DEFAULT_LEVEL) * LEVEL_DB / 20.0)
+
+
+LEVEL_GAINS = tuple(level_gain(v) for v in range(MAX_LEVEL + 1))
+
+
+def _levels_of(levels: torch.Tensor) -> torch.Tensor:
+    """A bool grid (every hit at DEFAULT_LEVEL) or uint8 levels -> long levels, same shape."""
+    return levels.long() * DEFAULT_LEVEL if levels.dtype == torch.bool else levels.long()
 
 
 def step_length(bpm: float, sr: int) -> int:
@@ -54,39 +77,46 @@ def sample_bank(samples: list[np.ndarray], step_len: int, n_steps: int, device) 
 
 
 def mix(summed: torch.Tensor) -> torch.Tensor:
-    """The mix: the sum of every hit at unit gain `[..., samples]` -> gain, clip."""
-    return torch.clamp(MIX_GAIN * summed, -1.0, 1.0)
+    """The mix: the sum of every hit at its level's gain `[batch, samples]` -> MIX_GAIN, and each
+    loop that would peak above CEILING turned down to peak at it (one gain per loop, no clipping)."""
+    out = MIX_GAIN * summed
+    peak = out.abs().amax(dim=-1, keepdim=True)
+    return out * torch.clamp(CEILING / peak.clamp(min=1e-12), max=1.0)
 
 
-def hit_matrix(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
+def hit_matrix(levels: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
     """Sparse `[batch * step, n_samples * step]`: bar chunk m of loop b sums sample chunks.
 
-    A hit of sample s at step k puts chunk j of s into bar chunk (k + j) % S (circular), so
-    entry (b*S + m, s*S + j) counts the hits of s at step (m - j) % S in loop b.
+    levels: uint8 `[batch, row, step]` (or a bool grid: every hit at DEFAULT_LEVEL). A hit of
+    sample s at step k puts chunk j of s into bar chunk (k + j) % S (circular), so entry
+    (b*S + m, s*S + j) sums the gains of the hits of s at step (m - j) % S in loop b.
     """
-    batch, _, n_steps = grid.shape
+    levels = _levels_of(levels)
+    batch, _, n_steps = levels.shape
     n_samples = bank.chunks.shape[0]
-    b, r, k = torch.nonzero(grid, as_tuple=True)
+    b, r, k = torch.nonzero(levels, as_tuple=True)
     s = sample_ids[b, r]
-    j = torch.arange(n_steps, device=grid.device)
+    gain = torch.tensor(LEVEL_GAINS, dtype=bank.chunks.dtype, device=levels.device)[levels[b, r, k]]
+    j = torch.arange(n_steps, device=levels.device)
     keep = bank.active[s]  # [hits, j]: skip silent chunks
     hit, jj = torch.nonzero(keep, as_tuple=True)
     rows = b[hit] * n_steps + (k[hit] + jj) % n_steps
     cols = s[hit] * n_steps + j[jj]
     index = torch.stack([rows, cols])
-    values = torch.ones(rows.numel(), dtype=bank.chunks.dtype, device=grid.device)
+    values = gain[hit]
     return torch.sparse_coo_tensor(index, values, (batch * n_steps, n_samples * n_steps),
                                    check_invariants=False).coalesce()
 
 
-def render_bars(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
+def render_bars(levels: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) -> torch.Tensor:
     """One mixed bar per loop.
 
-    grid: bool `[batch, row, step]`; sample_ids: long `[batch, row]` -> float `[batch, step * step_len]`.
+    levels: uint8 `[batch, row, step]` (or a bool grid); sample_ids: long `[batch, row]`
+    -> float `[batch, step * step_len]`.
     """
-    batch, _, n_steps = grid.shape
+    batch, _, n_steps = levels.shape
     n_samples, _, step_len = bank.chunks.shape
-    weights = hit_matrix(grid, sample_ids, bank)
+    weights = hit_matrix(levels, sample_ids, bank)
     if weights.device.type == "mps":  # no sparse matmul there
         weights = weights.to_dense()
     summed = torch.sparse.mm(weights, bank.chunks.reshape(n_samples * n_steps, step_len))
@@ -96,17 +126,23 @@ def render_bars(grid: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank) 
 def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int) -> np.ndarray:
     """The same mix for one loop, hit by hit in numpy: the reference that `render_bars` must equal.
 
-    steps: one 'x'/'.' string per row; samples: the row's sample (unit gain) -> float32 `[samples]`.
+    steps: one string per row, 'x'/'.' (every hit at DEFAULT_LEVEL) or levels '.'/'1'-'9';
+    samples: the row's sample (unit gain) -> float32 `[samples]`.
     """
     n_steps = len(steps[0])
     bar = n_steps * step_len
-    rows = np.zeros((len(steps), bar), dtype=np.float32)
+    rows = np.zeros((len(steps), bar), dtype=np.float64)
     for r, (row, sample) in enumerate(zip(steps, samples)):
         folded = fold_to_bar(sample, bar)
         for k, cell in enumerate(row):
-            if cell == "x":
-                rows[r] += np.roll(folded, k * step_len)
-    return np.clip(MIX_GAIN * rows.sum(axis=0), -1.0, 1.0).astype(np.float32)
+            if cell != ".":
+                level = DEFAULT_LEVEL if cell == "x" else int(cell)
+                rows[r] += level_gain(level) * np.roll(folded, k * step_len)
+    out = MIX_GAIN * rows.sum(axis=0)
+    peak = float(np.abs(out).max(initial=0.0))
+    if peak > CEILING:
+        out *= CEILING / peak
+    return out.astype(np.float32)
 
 
 def render_paper(steps: list[str], samples: list[np.ndarray], bpm: float = 120.0, sr: int = 44100,

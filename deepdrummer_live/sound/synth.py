@@ -5,7 +5,10 @@ one table of variants `(file stem, role, instrument, params, effects)`. `build_k
 every table to 16-bit mono WAV plus a `kit.toml`; a fixed seed per sample (CRC32 of the kit
 and file name) makes the output byte-identical on every run.
 
-    python -m deepdrummer_live.sound.synth   # (re)builds kits/dd-analog and kits/dd-digital
+The package ships the result (deepdrummer_live/data/kits, read through paths.py), so a run never
+synthesizes. After changing a table, rebuild the shipped copy (tests/test_synth.py checks it):
+
+    deepdrummer-live kits build --out deepdrummer_live/data/kits     # or `make kits`
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, KITS_DIR
+from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES
 
 SR = 44100
 PEAK_DBFS = -1.0
@@ -317,8 +320,7 @@ def _manifest(kit: str, title: str, variants: list[Variant]) -> str:
     return "\n".join(lines)
 
 
-def build_kits(dest: Path = KITS_DIR,
-               progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
+def build_kits(dest: Path, progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
     """Render every built-in kit under `dest`; returns the kit folders.
 
     Stale .wav files in those folders (from an older table) are removed, so a kit folder is
@@ -341,19 +343,7 @@ def build_kits(dest: Path = KITS_DIR,
             done += 1
             if progress is not None:
                 progress(done, total, f"{kit}/{name}")
-        # kit.toml last: its presence means the kit is complete (see ensure_default_kit).
+        # kit.toml last: its presence means the kit is complete
         (folder / "kit.toml").write_text(_manifest(kit, title, variants), encoding="utf-8")
         folders.append(folder)
     return folders
-
-
-def ensure_default_kit(dest: Path = KITS_DIR) -> Path:
-    """The default kit's folder, building the built-in kits first if it is missing."""
-    folder = Path(dest) / DEFAULT_KIT
-    if not (folder / "kit.toml").exists():
-        build_kits(dest)
-    return folder
-
-
-if __name__ == "__main__":
-    build_kits(progress=lambda done, total, name: print(f"[{done:3d}/{total}] {name}"))

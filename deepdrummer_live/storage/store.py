@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
+from deepdrummer_live.sound import dynamics
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,
@@ -27,6 +28,7 @@ CREATE TABLE IF NOT EXISTS train_log(step INTEGER, ts REAL, loss REAL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
 """
+LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels"
 
 # A loop's effective rating: its latest rating that was not undone (re-rating replaces).
 EFFECTIVE = """
@@ -47,11 +49,21 @@ class LoopRecord:
     p_like: float
     mode: str
     bpm: float
+    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (old loops: every hit at the default)
 
 
 def _row_to_loop(row) -> LoopRecord:
+    steps = row[6].split("|")
+    levels = row[10].split("|") if row[10] else dynamics.default_levels(steps)
     return LoopRecord(row[0], row[2], json.loads(row[3]), json.loads(row[4]), json.loads(row[5]),
-                      row[6].split("|"), row[7], row[8], row[9])
+                      steps, row[7], row[8], row[9], levels)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older state dir's tables up to this version (idempotent)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(loops)")}
+    if "levels" not in columns:  # before dynamics: NULL reads as every hit at the default level
+        db.execute("ALTER TABLE loops ADD COLUMN levels TEXT")
 
 
 def fsync_dir(path: Path) -> None:
@@ -111,6 +123,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            _migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"--state-dir {str(self.dir)!r}: cannot use it ({exc}); "
                              f"give a writable folder") from exc
@@ -133,19 +146,23 @@ class Store:
         with self.lock:
             return self.db.execute(sql, args)
 
-    def add_loop(self, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float) -> int:
-        """Store a loop that is about to become current; returns its new id (increasing forever)."""
+    def add_loop(self, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float,
+                 levels: list[str] | None = None) -> int:
+        """Store a loop that is about to become current; returns its new id (increasing forever).
+        `levels` (one string per row, see pattern.levels_to_strings) default to DEFAULT_LEVEL hits."""
+        levels = levels if levels is not None else dynamics.default_levels(steps)
         with self.lock:
             loop_id = self._next_id
-            self.db.execute("INSERT INTO loops VALUES (?,?,?,?,?,?,?,?,?,?)",
+            self.db.execute(f"INSERT INTO loops({LOOP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                             (loop_id, time.time(), kit, json.dumps(samples), json.dumps(notes),
-                             json.dumps(roles), "|".join(steps), float(p_like), mode, float(bpm)))
+                             json.dumps(roles), "|".join(steps), float(p_like), mode, float(bpm),
+                             "|".join(levels)))
             self._next_id += 1
         return loop_id
 
     def loop(self, loop_id: int) -> LoopRecord | None:
         with self.lock:
-            row = self.db.execute("SELECT * FROM loops WHERE id = ?", (loop_id,)).fetchone()
+            row = self.db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE id = ?", (loop_id,)).fetchone()
         return _row_to_loop(row) if row else None
 
     def add_rating(self, loop_id: int, liked: bool, p_like: float) -> tuple[int, int]:
@@ -178,9 +195,10 @@ class Store:
 
     def rated_loops(self) -> list[tuple[LoopRecord, int]]:
         with self.lock:
-            rows = self.db.execute(f"SELECT l.*, e.rating FROM loops l JOIN ({EFFECTIVE}) e ON e.loop_id = l.id "
+            cols = ", ".join(f"l.{c.strip()}" for c in LOOP_COLUMNS.split(","))
+            rows = self.db.execute(f"SELECT {cols}, e.rating FROM loops l JOIN ({EFFECTIVE}) e ON e.loop_id = l.id "
                                    "ORDER BY l.id").fetchall()
-        return [(_row_to_loop(r[:10]), r[10]) for r in rows]
+        return [(_row_to_loop(r[:-1]), r[-1]) for r in rows]
 
     def log_train(self, step: int, loss: float) -> None:
         # Losses are diagnostics: a crash may lose the last few, so no fsync is forced here.

@@ -19,6 +19,7 @@ from typing import Callable
 
 from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live import commands
+from deepdrummer_live.vocab import N_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ SPARK_UNICODE = "▁▂▃▄▅▆▇█"
 SPARK_ASCII = "_.-:=+*#"
 
 HELP = [("l", "like"), ("d", "dislike"), ("n", "next"), ("u", "undo"), ("m", "mode"), ("f", "4/4 kick"),
-        ("+/-", "tempo"), ("space", "play"), ("s", "save"), ("q", "quit")]
+        ("1-4", "lock row"), ("+/-", "tempo"), ("space", "play"), ("s", "save"), ("q", "quit")]
+LEVEL_BLOCKS = "▁▂▃▄▅▅▆▇█"  # a hit's level 1-9 as a bar's height
 
 
 # --- pure rendering -----------------------------------------------------------------------------
@@ -63,13 +65,20 @@ def fit(text: str, width: int, unicode: bool = True) -> str:
     return ("…" if unicode else "~") + text[-(width - 1):] if width > 1 else text[:width]
 
 
-def grid_cells(steps: str, unicode: bool = True) -> str:
+def grid_cells(steps: str, unicode: bool = True, levels: str | None = None) -> str:
+    """A row's steps as cells; with `levels`, a hit shows its level (a block's height, or 1-9)."""
     hit, rest = ("■", "·") if unicode else ("x", ".")
     cells = []
     for i, c in enumerate(steps):
         if i and i % 4 == 0:
             cells.append(" ")
-        cells.append((hit if c == "x" else rest) + " ")
+        if c != "x":
+            cell = rest
+        elif levels and levels[i] in "123456789":
+            cell = LEVEL_BLOCKS[int(levels[i]) - 1] if unicode else levels[i]
+        else:
+            cell = hit
+        cells.append(cell + " ")
     return "".join(cells).rstrip()
 
 
@@ -143,8 +152,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     for r in rows:
         name = fit(str(r.get("sample", "?")), NAME_W, unicode)
         role = fit(str(r.get("role", "?")), ROLE_W, unicode)
-        label = f"  {name} {role} {r.get('note', 0):>3}  "
-        lines.append(label + grid_cells(r.get("steps", ""), unicode))
+        label = f"{'L' if r.get('locked') else ' '} {name} {role} {r.get('note', 0):>3}  "
+        lines.append(label + grid_cells(r.get("steps", ""), unicode, r.get("levels")))
+        if r.get("locked"):
+            marks.append(Mark(len(lines) - 1, 0, 1, "title"))
         marks.extend(Mark(len(lines) - 1, step_col(i), 1, "hit") for i, c in enumerate(r.get("steps", "")) if c == "x")
         if playing:
             marks.append(Mark(len(lines) - 1, step_col(step), 1, "playhead"))
@@ -217,6 +228,9 @@ KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
     "_": ("tempo_nudge", (-TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
     " ": ("play_toggle", (), lambda r, s: "playing" if s.playing else "stopped"),
     "s": ("save", (), lambda r, s: "saving the current loop to the library"),
+    **{str(row + 1): ("lock_toggle", (row,),
+                      lambda r, s, row=row: f"row {row + 1} {'locked' if row in s.locked else 'unlocked'}")
+       for row in range(N_ROWS)},
 }
 
 

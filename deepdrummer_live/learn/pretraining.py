@@ -1,0 +1,143 @@
+"""Critics trained before a session: from exported ratings (one or many participants) or from the
+performer's own music (bars they like against the generator's random loops).
+
+Every critic here is a `Learner`'s critic written in the `Learner.save_checkpoint` format, so
+`run --critic PATH` (and a state dir's `critic.pt`) load it as they load any checkpoint. The
+trunk first learns to hear the kit (as every new session does), then the like head is trained on
+the examples, with the session's own trainer (balanced batches, the same augmentation).
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepdrummer_live.learn.critic import LEAN_CONFIG, REFERENCE_BPM
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.pattern import Loops
+from deepdrummer_live.sound.render import step_length
+from deepdrummer_live.storage.dataset import Rating
+
+MAX_PRETRAIN_BATCHES = 600  # enough for the like head (a logistic regression) to settle
+REPLAY_WINDOW = 10  # ratings per point of the replay's learning curve
+
+
+def new_learner(kit, device, seed: int) -> Learner:
+    learner = Learner(kit, device, seed)
+    if learner.needs_hearing():
+        learner.learn_to_hear()
+    return learner
+
+
+def loops_of(learner: Learner, rating: Rating) -> Loops | None:
+    """A rated loop rebuilt with the learner's kit; None when the kit lacks one of its samples."""
+    names = {s.name: i for i, s in enumerate(learner.kit.samples)}
+    if any(n not in names for n in rating.samples) or len(rating.steps) != pattern.N_ROWS:
+        return None
+    levels = pattern.strings_to_levels(rating.levels)[None].to(learner.device)
+    ids = torch.tensor([[names[n] for n in rating.samples]], device=learner.device)
+    return Loops(levels, ids)
+
+
+def train_head(learner: Learner, n_examples: int) -> float | None:
+    """As many batches as a session would spend on `n_examples` ratings, capped."""
+    n = min(MAX_PRETRAIN_BATCHES, learner.config.batches_per_rating * max(n_examples, 1))
+    return learner.train(n)
+
+
+def critic_from_ratings(kit, ratings: list[Rating], device, seed: int = 1) -> tuple[Learner, int]:
+    """(a learner whose critic learnt every rating it can rebuild, how many it used)."""
+    learner = new_learner(kit, device, seed)
+    used = 0
+    for key, r in enumerate(ratings):
+        loops = loops_of(learner, r)
+        if loops is not None:
+            learner.set_rating(key, loops, int(r.liked))
+            used += 1
+    if not learner.trainer.ready():
+        from deepdrummer_live.errors import StateError
+
+        raise StateError(f"{used} usable ratings with kit {kit.name!r}, not both likes and dislikes; a critic "
+                         f"needs at least one of each (import more datasets, or pass --kit with their kit)")
+    train_head(learner, used)
+    return learner, used
+
+
+def replay(kit, ratings: list[Rating], device, seed: int = 1) -> dict:
+    """A participant's ratings in their order through a fresh critic: each is predicted (P(like) >= 0.5)
+    before the critic learns from it, as it happened live. -> accuracy per window and per half,
+    beside the baseline that always answers the majority label seen so far."""
+    learner = new_learner(kit, device, seed)
+    hits, base, skipped = [], [], 0
+    seen = {0: 0, 1: 0}
+    for key, r in enumerate(ratings):
+        loops = loops_of(learner, r)
+        if loops is None:
+            skipped += 1
+            continue
+        if learner.trainer.ready():
+            p = float(learner.scorer.score(learner.model, loops)[0])
+            hits.append(float((p >= 0.5) == r.liked))
+            base.append(float((seen[1] >= seen[0]) == r.liked))
+        learner.set_rating(key, loops, int(r.liked))
+        seen[int(r.liked)] += 1
+        learner.train()
+
+    def mean(v):
+        return sum(v) / len(v) if v else float("nan")
+
+    half = len(hits) // 2
+    curve = [(k + len(ratings) - len(hits) - skipped, mean(hits[k:k + REPLAY_WINDOW]))
+             for k in range(0, len(hits), REPLAY_WINDOW)]
+    return {"ratings": len(ratings), "skipped": skipped, "predicted": len(hits), "accuracy": mean(hits),
+            "first_half": mean(hits[:half]), "second_half": mean(hits[half:]),
+            "majority_baseline": mean(base), "curve": curve}
+
+
+def critic_sr() -> int:
+    """The audio rate the session's critic hears at."""
+    return LEAN_CONFIG.audio_sr
+
+
+def reference_bar_samples() -> int:
+    """Samples of one bar at the reference tempo and the critic's rate (what `Scorer.audio` renders)."""
+    return pattern.N_STEPS * step_length(REFERENCE_BPM, critic_sr())
+
+
+def critic_from_music(kit, bars: np.ndarray, device, seed: int = 1, negatives: int | None = None) -> Learner:
+    """A critic that likes the performer's bars (float `[n, bar_samples]` at the critic's rate and the
+    reference tempo) over random loops of the generator (the paper's prior, `negatives` of them,
+    default as many as bars). Each bar is brought to the random loops' median loudness, so the
+    critic cannot tell them apart by level alone."""
+    learner = new_learner(kit, device, seed)
+    n_neg = negatives or len(bars)
+    randoms = pattern.random_loops(n_neg, len(kit), learner.train_gen, learner.device)
+    with torch.no_grad():
+        neg_audio = learner.scorer.audio(randoms)
+    target_rms = float(neg_audio.square().mean(dim=1).sqrt().median())
+    pos = torch.from_numpy(np.asarray(bars, dtype=np.float32)).to(learner.device)
+    pos = pos * (target_rms / pos.square().mean(dim=1, keepdim=True).sqrt().clamp(min=1e-6))
+    pos = pos.clamp(-1.0, 1.0)
+    with torch.no_grad():
+        pos_feats = learner.scorer.transform(pos)
+        neg_feats = learner.scorer.features(randoms)
+    for i, f in enumerate(pos_feats):
+        learner.trainer.set_example(("like", i), f, 1)
+    for i, f in enumerate(neg_feats):
+        learner.trainer.set_example(("random", i), f, 0)
+    train_head(learner, len(bars) + n_neg)
+    return learner
+
+
+def write_critic(learner: Learner, path: Path) -> Path:
+    """The learner's critic as a checkpoint file at `path` (atomically, the session's format)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # save_checkpoint writes to a store's checkpoint_path; this names any file instead.
+    learner.save_checkpoint(types.SimpleNamespace(checkpoint_path=path))
+    return path
+
