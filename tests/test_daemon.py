@@ -122,8 +122,9 @@ def test_non_osc_datagrams_are_dropped_not_fatal(shared_daemon):
     assert c.expect("/dd/pong") == []
 
 
-def test_sender_gets_error_and_pong_without_subscribing(daemon):
-    d, _ = daemon
+def test_sender_gets_its_replies_without_subscribing(daemon):
+    """v1.1: /dd/pong, /dd/status, /dd/error, /dd/rated and /dd/saved reach the sender; /dd/loop does not."""
+    d, c = daemon
     stranger = OscClient(d.port)
     try:
         stranger.send("/dd/ping")
@@ -131,11 +132,21 @@ def test_sender_gets_error_and_pong_without_subscribing(daemon):
         stranger.send("/dd/tempo", 10.0)
         assert stranger.expect("/dd/error")[1] == "/dd/tempo"
         stranger.send("/dd/like")
-        time.sleep(0.3)
-        assert all(addr != "/dd/rated" for addr, _ in stranger.drain())  # not a subscriber
+        rated = stranger.expect("/dd/rated")
+        assert rated[1] == "like"
+        stranger.send("/dd/save")
+        # Library files wait behind the critic's first hearing pass: allow for a loaded machine.
+        assert stranger.expect("/dd/saved", timeout=60)[0] == c.expect("/dd/saved", timeout=60)[0]
+        # The subscriber saw the next loop; the stranger, not subscribed, did not (it would have come
+        # before the status reply asked for afterwards, from the same socket).
+        next_id = c.expect("/dd/loop")[0]
+        assert next_id > rated[0]
+        stranger.send("/dd/status")
+        assert stranger.expect("/dd/status")[0] == rated[2]
+        assert all(addr != "/dd/loop" for addr, _ in stranger.backlog)
         stranger.send("/dd/subscribe")
         stranger.send("/dd/next")
-        stranger.expect("/dd/loop")
+        assert stranger.expect("/dd/loop")[0] == c.expect("/dd/loop")[0]  # c keeps no stale loop for later tests
     finally:
         stranger.close()
 

@@ -95,14 +95,15 @@ def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, in
     from pythonosc.osc_message import OscMessage
 
     from deepdrummer_live.surfaces.osc import OscServer, encode
-    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.session import Session
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.transport import VirtualTransport
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
         engine = Learner(kit, device, seed, paper=paper)
-        session = Session(engine, store, osc.out)
+        session = Session(engine, store)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

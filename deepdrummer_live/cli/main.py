@@ -16,10 +16,10 @@ from deepdrummer_live import __version__
 from deepdrummer_live.cli import send
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
+from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
 
-MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
 WEB_HOST = "127.0.0.1"
 
@@ -76,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-out", default="DeepDrummer")
     run.add_argument("--midi-in", default=None)
     run.add_argument("--midi-offset-ms", type=float, default=0.0)
-    run.add_argument("--controller", default=None, help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
-    run.add_argument("--clock", choices=("internal", "midi", "link"), default="internal")
-    run.add_argument("--tempo", type=float, default=120.0)
+    run.add_argument("--controller", default=None,
+                     help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
+    run.add_argument("--clock", choices=CLOCKS, default="internal")
+    run.add_argument("--tempo", type=float, default=None,
+                     help=f"internal clock tempo [the resumed session's, else {DEFAULT_TEMPO:g}]")
     run.add_argument("--audio", choices=("pyo", "none"), default=None)
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
@@ -164,8 +166,8 @@ def stderr_handler() -> logging.Handler:
 
 
 def check_run_flags(args) -> None:
-    if not 20.0 <= args.tempo <= 300.0:
-        raise UsageError(f"--tempo {args.tempo:g}: out of range; use 20-300 BPM")
+    if args.tempo is not None and not TEMPO_MIN <= args.tempo <= TEMPO_MAX:
+        raise UsageError(f"--tempo {args.tempo:g}: out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
     if args.clock == "midi" and args.midi_in is None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
@@ -180,9 +182,10 @@ def cmd_run(args) -> int:
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
-    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.session import Session
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.transport import VirtualTransport
 
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
@@ -201,7 +204,10 @@ def cmd_run(args) -> int:
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
             log.info("kit: %s", note)
-        player_config = resolve_player(args, store.dir)
+        # The tempo the player starts at: the flag, else the resumed session's (the Session decides the same way).
+        resumed_tempo = store.get_meta("tempo") if args.clock == "internal" else None
+        start_tempo = args.tempo if args.tempo is not None else float(resumed_tempo or DEFAULT_TEMPO)
+        player_config = resolve_player(args, start_tempo, store.dir)
         if player_config is not None:
             # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
             from deepdrummer_live.player.sequencer import PlayerHandle
@@ -216,10 +222,10 @@ def cmd_run(args) -> int:
         log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session = Session(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        session = Session(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
-        elif session.tempo != args.tempo:
+        elif session.tempo != player_config.tempo:
             transport.set_tempo(session.tempo)  # the resumed session's tempo
         session.attach_transport(transport)
         events.attach(session.on_transport_event)
@@ -280,7 +286,7 @@ class EventForwarder:
         target(event)
 
 
-def resolve_player(args, state_dir: Path):
+def resolve_player(args, start_tempo: float, state_dir: Path):
     """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
     from deepdrummer_live.player import midi
 
@@ -298,7 +304,7 @@ def resolve_player(args, state_dir: Path):
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
-                        tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
                         audio=audio, audio_backend=audio_backend,
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
                         stderr_path=state_dir / "player.log")

@@ -21,7 +21,7 @@ from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import render_bars, render_paper, sample_bank, step_length
 
-MODES = ("explore", "good", "bad", "random")
+from deepdrummer_live.vocab import MODES
 GOOD_P = 0.95  # the paper's phase II: MH until P(like) >= 0.95
 
 

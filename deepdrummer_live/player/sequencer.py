@@ -213,8 +213,6 @@ class Sequencer:
             elif kind == "transport":
                 self._transport(event[1])
             elif kind == "tempo":
-                if self.controller is not None:
-                    self.controller.tempo_hint = event[1]
                 self.emit({"type": "tempo", "bpm": event[1]})
 
     def _push(self, t: float, kind: str, arg=None) -> None:
@@ -490,8 +488,6 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
         engine = Sequencer(config, ports, clock_source, emit, audio=audio, controller=controller,
                         reopen=open_ports)
         holder["engine"] = engine
-        if controller is not None:
-            controller.tempo_hint = config.tempo
     except UsageError as exc:
         emit({"type": "fatal", "message": str(exc)})
         outbox.put(None)

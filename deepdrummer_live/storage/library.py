@@ -14,7 +14,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.storage.store import atomic_write
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
@@ -28,7 +28,7 @@ VELOCITY = 100
 def check_name(name: str) -> str:
     """A library name: 1-64 letters, digits, space, '-', '_' (so no '..', separators or absolute paths)."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise OscError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
+        raise CommandError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
     return name
 
 
@@ -70,3 +70,9 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[tuple[int, str
     sf.write(wav, np.asarray(audio, dtype=np.float32), sr, format="WAV", subtype="PCM_24")
     atomic_write(wav_path, lambda fh: fh.write(wav.getvalue()))
     return mid_path, wav_path
+
+
+def has_files(library: Path, loop_id: int) -> bool:
+    """Both files of a loop are in the library (under any name)."""
+    stem = f"{loop_id:06d}-"
+    return any(library.glob(f"{stem}*.mid")) and any(library.glob(f"{stem}*.wav"))
