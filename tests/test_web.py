@@ -263,3 +263,40 @@ def test_loopback_page_refuses_other_host_names_and_sites(served):
                        {**WS_UPGRADE, "Origin": "http://evil.example"}) == 403
     assert http_status("127.0.0.1", served.web_port, "/ws",
                        {**WS_UPGRADE, "Origin": f"http://127.0.0.1:{served.web_port}"}) == 101
+
+
+def test_a_row_locked_in_the_page_stays_in_the_next_loops(served, page):
+    page.goto(served.url)
+    expect(loop_element(page)).to_have_attribute("data-loop-id", str(served.status()[2]))
+    lock = page.get_by_role("button", name="lock row 1", exact=True)
+    expect(lock).to_have_attribute("aria-pressed", "false")
+    lock.click()
+    # pressed once the daemon's snapshot says the row is locked, not when clicked
+    expect(lock).to_have_attribute("aria-pressed", "true")
+    kept = page.locator(".grid .row").first.locator(".sample").text_content()
+    try:
+        for _ in range(3):
+            served.osc.send("/dd/next")
+            loop = served.osc.expect("/dd/loop")
+            assert loop[4] == kept, loop  # row 0's sample, in /dd/loop order
+            expect(loop_element(page)).to_have_attribute("data-loop-id", str(loop[0]))
+            expect(page.get_by_role("button", name="lock row 1", exact=True)).to_have_attribute("aria-pressed",
+                                                                                              "true")
+    finally:
+        page.get_by_role("button", name="lock row 1", exact=True).click()
+        expect(page.get_by_role("button", name="lock row 1", exact=True)).to_have_attribute("aria-pressed", "false")
+
+
+def test_density_control_follows_the_command_table(served, page):
+    page.goto(served.url)
+    expect(page.locator("#conn")).to_have_text("connected")
+    density = page.get_by_label("density")
+    expect(density).to_be_visible()  # the table has `density`
+    density.fill("0.8")  # a range input: fill sets the value and fires change
+    expect(page.get_by_role("alert")).to_have_text("")
+    try:
+        page.reload()  # what the daemon now says, from a fresh snapshot
+        expect(page.locator("#density-out")).to_have_text("0.80")
+        expect(page.get_by_label("density")).to_have_value("0.8")
+    finally:
+        page.get_by_label("density").fill("0.5")
