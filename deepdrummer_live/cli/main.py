@@ -323,6 +323,10 @@ def cmd_kits(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["send"]:  # a DAW's button press: build only its parser, import no other command's module
+        sub = OneLineParser(prog="deepdrummer-live").add_subparsers(dest="command", parser_class=OneLineParser)
+        return send.cmd_send(send.add_parser(sub).parse_args(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

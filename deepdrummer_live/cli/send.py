@@ -38,7 +38,7 @@ class SendUsageError(Exception):
     """A bad command line for `send` (exit status 2)."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     """The `send` subcommand on the main parser (argument typing is ours: argparse sees strings only)."""
     p = sub.add_parser("send", help="send one OSC message to a running daemon and print its answer",
                        description=__doc__.split("\n\n")[0])
@@ -50,6 +50,7 @@ def add_parser(sub) -> None:
     # REMAINDER: `send /dd/tempo -5` or `send /dd/save --x` pass their arguments through untouched.
     p.add_argument("args", metavar="ARG", nargs=argparse.REMAINDER,
                    help="integer literal -> i, decimal literal -> f, anything else -> s")
+    return p
 
 
 def typed_arg(text: str):
