@@ -91,7 +91,8 @@ def main() -> None:
                         if msg.address == "/dd/loop":
                             arrived[str(msg.params[0])] = time.time() * 1000
                             break
-                    page.wait_for_function(f"window.__shown[{json.dumps(str(msg.params[0]))}] !== undefined")
+                    page.wait_for_function(f"window.__shown[{json.dumps(str(msg.params[0]))}] !== undefined",
+                                           polling=100)  # raf polling would load the renderer it measures
                 shown = page.evaluate("window.__shown")
                 browser.close()
         finally:
