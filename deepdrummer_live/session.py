@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
@@ -103,6 +104,7 @@ class Session:
         self.ratings = 0
         self.likes, self.dislikes = store.totals()
         self.worker = Worker(self)
+        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
     # --- outbound -------------------------------------------------------------------------------
 
@@ -261,6 +263,13 @@ class Session:
                 self.step = int(event["step"])
             elif kind == "error":
                 self.report_error(str(event.get("message")), "/dd/midi")
+            elif kind == "learn_armed":
+                self.midi_learn.on_armed(bool(event.get("on")))
+            elif kind == "learn_midi":
+                try:
+                    self.midi_learn.on_midi(self.transport, event.get("data") or [])
+                except (OSError, DeepDrummerError) as exc:
+                    self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
             self.control(event.get("command"), event.get("args", ()))
 
@@ -377,6 +386,11 @@ class Session:
             self._settings_changed()
             value = json.dumps(self.density)
         self.store.set_meta("density", value)
+
+    def learn(self, action: str, row: int | None = None) -> None:
+        """MIDI learn: the next note/CC press on the input port triggers `action` from now on
+        (and after a restart); /dd/learned says which. See player/midilearn.py."""
+        self.midi_learn.start(self.transport, action, row)
 
     def set_tempo(self, bpm: float) -> None:
         if not TEMPO_MIN <= bpm <= TEMPO_MAX:

@@ -21,6 +21,9 @@ DENSITY_MAX = 0.95
 N_STEPS = 16  # one bar of 16ths
 STEPS_PER_BEAT = 4
 
+# What a pad can learn with /dd/learn (player/midilearn.py); lock needs a row.
+LEARNABLE_ACTIONS = ("like", "dislike", "next", "undo", "save", "play", "stop", "mode", "fotf", "lock")
+
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
 INT32_MAX = 2**31 - 1
 

@@ -106,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plugin_commands() -> dict:
     """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
-    from deepdrummer_live.cli import dataset, pretrain
+    from deepdrummer_live.cli import dataset, experiment, pretrain
 
-    return {"dataset": dataset, "pretrain": pretrain}
+    return {"dataset": dataset, "pretrain": pretrain, "experiment": experiment}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -202,7 +202,8 @@ def cmd_run(args) -> int:
         log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session = Session(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
+        session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
         elif session.tempo != player_config.tempo:
@@ -276,10 +277,12 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from deepdrummer_live.player.sequencer import PlayerConfig
+    from deepdrummer_live.player.midilearn import LEARNED_FILE
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        learned=state_dir / LEARNED_FILE,
                         audio=audio, audio_backend=audio_backend,
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
                         stderr_path=state_dir / "player.log")

@@ -43,6 +43,7 @@ class PlayerConfig:
     tempo: float = 120.0
     midi_offset_ms: float = 0.0
     controller: str | None = None  # a built-in mapping name (paths.controllers_dir()) or a .toml path
+    learned: Path | None = None  # MIDI-learned bindings (player/midilearn.py), laid over `controller`
     audio: str = "pyo"
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
@@ -128,6 +129,7 @@ class Sequencer:
         self._next_housekeeping = 0.0
         self._next_reopen = 0.0
         self.midi_ignored = 0
+        self.learning = False  # MIDI learn: forward the next press instead of mapping it
         self._lost_audio = None  # closed at shutdown, not on the clock thread when it fails
 
     # -- inputs --------------------------------------------------------------------------
@@ -144,6 +146,13 @@ class Sequencer:
         if status in midi.REALTIME or status == midi.SONG_POSITION:
             self._clock_events(self.clock.on_midi(data, t), t)
             return
+        if self.learning and 0x80 <= status < 0xF0:
+            from deepdrummer_live.player.midilearn import is_press
+
+            if is_press(data):
+                self.learning = False  # one press is one binding
+                self.emit({"type": "learn_midi", "data": list(data[:3])})
+                return
         if self.controller is not None and 0x80 <= status < 0xF0:
             event = self.controller.handle(data)
             if event is not None:
@@ -164,13 +173,27 @@ class Sequencer:
                 self._clock_events(self.clock.set_tempo(cmd.get("bpm"), now), now)
             elif kind == "stats":
                 self.emit(self.stats())
+            elif kind == "learn":
+                self.learning = bool(cmd.get("on", True))
+                self.emit({"type": "learn_armed", "on": self.learning})  # press the pad from now on
+            elif kind == "bind":
+                self._bind(cmd)
             elif kind == "shutdown":
                 self._running = False
             else:
                 raise ValueError(f"player command {kind!r} unknown; use set_loop, play, stop, "
-                                 f"tempo, stats or shutdown")
+                                 f"tempo, stats, learn, bind or shutdown")
         except (ValueError, TypeError) as exc:
             self.emit({"type": "error", "message": str(exc)})
+
+    def _bind(self, cmd: dict) -> None:
+        from deepdrummer_live.player.controller import Binding, ControllerMap
+
+        b = Binding(cmd["kind"], int(cmd["number"]), cmd.get("channel"), cmd["action"], cmd.get("value"))
+        if self.controller is None:
+            self.controller = ControllerMap("learned", None, [])
+            self.controller.tempo_hint = self.config.tempo
+        self.controller.bind(b)
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""
@@ -468,6 +491,12 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
             from deepdrummer_live.player.controller import load_mapping
 
             controller = load_mapping(config.controller)
+        if config.learned is not None:
+            from deepdrummer_live.player.midilearn import load_learned, overlay
+
+            learned = load_learned(config.learned)
+            if learned is not None:
+                controller = overlay(controller, learned)
         clock_source = _make_clock(config, time.perf_counter())
         out_name = config.midi_out if config.midi_backend != "none" else None
         in_name = config.midi_in if config.midi_backend != "none" else None
@@ -635,6 +664,20 @@ class PlayerHandle:
 
     def set_tempo(self, bpm: float) -> None:
         self._send({"type": "tempo", "bpm": float(bpm)})
+
+    @property
+    def can_learn(self) -> bool:
+        """MIDI learn needs the input port (and the controller map) of the player."""
+        return bool(self.ready and self.ready.get("midi_in"))
+
+    def learn(self, on: bool = True) -> None:
+        """The next note/CC press comes back as a `learn_midi` event instead of being mapped."""
+        self._send({"type": "learn", "on": on})
+
+    def bind(self, binding) -> None:
+        """Add a controller binding (a `controller.Binding`) to the player's mapping."""
+        self._send({"type": "bind", "kind": binding.kind, "number": binding.number, "channel": binding.channel,
+                    "action": binding.action, "value": binding.value})
 
     def request_stats(self) -> None:
         """The player answers with a `stats` event (send-side clock lateness)."""

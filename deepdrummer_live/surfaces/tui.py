@@ -234,11 +234,29 @@ KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
 }
 
 
+# MIDI learn (`L`, then one of these): the action and row to learn (player/midilearn.py)
+LEARN_KEYS = {"l": ("like",), "d": ("dislike",), "n": ("next",), "u": ("undo",), "s": ("save",), "m": ("mode",),
+              "f": ("fotf",), **{str(r + 1): ("lock", r) for r in range(N_ROWS)}}
+
+
 def handle_key(session, key) -> KeyResult:
     """Run the command bound to `key` (a curses key code or a one-character string)."""
     c = _key_char(key)
     if c in ("q", "Q"):
         return KeyResult(quit=True)
+    learn = getattr(session, "midi_learn", None)
+    if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
+        learn.choosing = False
+        if c not in LEARN_KEYS:
+            return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
+        try:
+            commands.execute(session, "learn", LEARN_KEYS[c])
+        except DeepDrummerError as exc:
+            return KeyResult(error=str(exc))
+        return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
+    if c == "L" and learn is not None:
+        learn.choosing = True
+        return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
     bound = KEYS.get(c)
     if bound is None:
         return KeyResult()
