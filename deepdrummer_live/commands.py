@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, INT32_MAX, LEARNABLE_ACTIONS, MODES, N_ROWS, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import (DENSITY_MAX, DENSITY_MIN, INT32_MAX, LEARNABLE_ACTIONS, MODES, N_ROWS, SWING_MAX,
+                                    SWING_MIN, TEMPO_MAX, TEMPO_MIN)
 
 
 @dataclass(frozen=True)
@@ -273,3 +274,9 @@ def _experiment(session):
     if not hasattr(session, "experiment_args"):
         raise CommandError("no experiment is running; start one with `deepdrummer-live experiment --participant CODE`")
     session.emit("/dd/experiment", *session.experiment_args())
+
+
+@command("swing", Param("amount", "float", SWING_MIN, SWING_MAX),
+         help="odd 16ths late by amount x one step (0 straight, 1/3 triplet feel), in MIDI out, live audio and files")
+def _swing(session, amount):
+    return session.set_swing(amount)

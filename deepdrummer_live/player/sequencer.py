@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 from deepdrummer_live.player import midi
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
 from deepdrummer_live.player.clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
 from deepdrummer_live.errors import AudioLost, UsageError
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
+SWING_RANGE = (SWING_MIN, SWING_MAX)
 AUDIO_MODES = ("pyo", "none")
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin
 HOUSEKEEPING_S = 0.5  # port liveness checks
@@ -77,9 +80,13 @@ class PlayerConfig:
 _PRIO = {"off": 0, "bar": 1, "on": 2}  # at equal times: note-offs before re-triggers
 
 
-def _parse_rows(rows) -> list[tuple[int, str]]:
+def _parse_rows(rows) -> list[tuple[int, str, tuple[int, ...]]]:
+    """Player rows `{note, steps, levels?}` -> (note, steps, velocity per step, 0 on rests).
+
+    A row without `levels` plays every hit at DEFAULT_LEVEL.
+    """
     if not isinstance(rows, list) or not rows:
-        raise ValueError(f"set_loop rows {rows!r}: need a non-empty list of {{note, steps}}")
+        raise ValueError(f"set_loop rows {rows!r}: need a non-empty list of {{note, steps, levels}}")
     out = []
     n_steps = None
     for i, row in enumerate(rows):
@@ -91,8 +98,23 @@ def _parse_rows(rows) -> list[tuple[int, str]]:
         if n_steps is not None and len(steps) != n_steps:
             raise ValueError(f"set_loop row {i}: {len(steps)} steps, other rows have {n_steps}")
         n_steps = len(steps)
-        out.append((note, steps))
+        levels = row.get("levels")
+        if levels is None:
+            levels = "".join(str(DEFAULT_LEVEL) if c == "x" else "." for c in steps)
+        if not (isinstance(levels, str) and len(levels) == n_steps
+                and all((c == ".") if s == "." else (c in LEVEL_CHARS) for s, c in zip(steps, levels))):
+            raise ValueError(f"set_loop row {i}: levels {levels!r} must have '1'-'9' where steps {steps!r} "
+                             f"has 'x' and '.' where it has '.'")
+        out.append((note, steps, tuple(0 if c == "." else velocity(int(c)) for c in levels)))
     return out
+
+
+def check_swing(amount) -> float:
+    """A swing amount 0.0-0.5 as a float, else ValueError naming it and the range."""
+    lo, hi = SWING_RANGE
+    if not (isinstance(amount, (int, float)) and not isinstance(amount, bool) and lo <= amount <= hi):
+        raise ValueError(f"swing {amount!r} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+    return float(amount)
 
 
 class Sequencer:
@@ -116,10 +138,11 @@ class Sequencer:
         self._reopen = reopen
         self.offset = config.midi_offset_ms / 1000.0
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.rows: list[tuple[int, str]] = []
+        self.rows: list[tuple[int, str, tuple[int, ...]]] = []
+        self.swing = 0.0  # odd steps late by this x one step; set_loop commands carry it
         self.loop_id: int | None = None
         self.loop_start = 0  # song step where the current loop's step 0 falls
-        self.pending: tuple | None = None  # (loop_id, rows, audio) waiting for a bar line
+        self.pending: tuple | None = None  # (loop_id, rows, audio, swing) waiting for a bar line
         self.playing = False
         self.sounding: dict[int, int] = {}
         self._heap: list = []
@@ -207,14 +230,16 @@ class Sequencer:
 
     def _set_loop(self, cmd: dict, now: float) -> None:
         rows = _parse_rows(cmd.get("rows"))
-        entry = (cmd.get("loop_id"), rows, cmd.get("audio"))
+        # Swing changes with the loop, at its bar line, so MIDI and the (swung) audio bar agree.
+        swing = self.swing if cmd.get("swing") is None else check_swing(cmd["swing"])
+        entry = (cmd.get("loop_id"), rows, cmd.get("audio"), swing)
         if self.playing and cmd.get("at_bar", True):
             self.pending = entry
         else:
             self._apply(entry, bar_step=None)
 
     def _apply(self, entry: tuple, bar_step: int | None) -> None:
-        self.loop_id, self.rows, audio = entry
+        self.loop_id, self.rows, audio, self.swing = entry
         self.pending = None
         if bar_step is not None:
             self.loop_start = bar_step
@@ -251,9 +276,14 @@ class Sequencer:
             self._push(t_on, "bar")
         if self.rows:
             pos = (step - self.loop_start) % len(self.rows[0][1])
-            for note, steps in self.rows:
-                if steps[pos] == "x":
-                    self._push(t_on, "on", note)
+            if pos % 2:
+                # Swing: odd steps late by swing x one step (the clock's ticks are not moved). The
+                # note-off stays half a step after the note-on: at most at the next step's onset,
+                # and note-offs sort first there.
+                t_on += self.swing * step_s
+            for note, _, velocities in self.rows:
+                if velocities[pos]:
+                    self._push(t_on, "on", (note, velocities[pos]))
                     self._push(t_on + step_s / 2.0, "off", note)
         self.emit({"type": "step", "step": step % STEPS_PER_BAR})
 
@@ -313,8 +343,9 @@ class Sequencer:
         while heap and heap[0][0] <= now:
             _, _, _, kind, arg = heapq.heappop(heap)
             if kind == "on":
-                self._send(midi.note_on(arg))
-                self.sounding[arg] = self.sounding.get(arg, 0) + 1
+                note, vel = arg
+                self._send(midi.note_on(note, vel))
+                self.sounding[note] = self.sounding.get(note, 0) + 1
             elif kind == "off":
                 if self.sounding.get(arg):
                     self.sounding[arg] -= 1
@@ -652,9 +683,11 @@ class PlayerHandle:
         with self._send_lock:
             self._cmd.send(cmd)
 
-    def set_loop(self, loop_id: int, rows: list[dict], audio=None, at_bar: bool = True) -> None:
+    def set_loop(self, loop_id: int, rows: list[dict], audio=None, at_bar: bool = True,
+                 swing: float | None = None) -> None:
+        """Play `rows` ({note, steps, levels}) from the next bar line (or now); `swing` None keeps it."""
         self._send({"type": "set_loop", "loop_id": loop_id, "rows": rows, "audio": audio,
-                    "at_bar": at_bar})
+                    "at_bar": at_bar, "swing": swing})
 
     def play(self) -> None:
         self._send({"type": "play"})

@@ -121,7 +121,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     right = (f"{dot} {'playing' if playing else 'stopped'}   "
              f"{snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)")
     title = " DeepDrummer Live"
-    lines.append(title + right.rjust(width - 1 - len(title)))
+    swing = f"swing {snap['swing']:.2f}   " if snap.get("swing") else ""
+    if len(title) + len(swing) + len(right) >= width - 1:
+        swing = ""  # shown only where it fits
+    lines.append(title + (swing + right).rjust(width - 1 - len(title)))
     marks.append(Mark(0, 1, len(title) - 1, "title"))
     if playing:
         marks.append(Mark(0, len(lines[0]) - len(right), 9, "like"))
