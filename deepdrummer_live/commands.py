@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, INT32_MAX, MODES, N_ROWS, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import (DENSITY_MAX, DENSITY_MIN, INT32_MAX, LEARNABLE_ACTIONS, MODES, N_ROWS, SWING_MAX,
+                                    SWING_MIN, TEMPO_MAX, TEMPO_MIN)
 
 
 @dataclass(frozen=True)
@@ -259,3 +260,23 @@ def _density(session, p):
          help="the generator's prior probability of a hit in one row")
 def _row_density(session, row, p):
     return session.set_density(p, row)
+
+
+@command("learn", Param("action", "str", choices=LEARNABLE_ACTIONS), Param("row", "int", 0, N_ROWS - 1, optional=True),
+         reply="/dd/learned", help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
+                                   "(lock: give the row); saved to <state-dir>/controller.toml")
+def _learn(session, action, row=None):
+    return session.learn(action, row)
+
+
+@command("experiment", reply="/dd/experiment", help="the running experiment's participant, phase and progress")
+def _experiment(session):
+    if not hasattr(session, "experiment_args"):
+        raise CommandError("no experiment is running; start one with `deepdrummer-live experiment --participant CODE`")
+    session.emit("/dd/experiment", *session.experiment_args())
+
+
+@command("swing", Param("amount", "float", SWING_MIN, SWING_MAX),
+         help="odd 16ths late by amount x one step (0 straight, 1/3 triplet feel), in MIDI out, live audio and files")
+def _swing(session, amount):
+    return session.set_swing(amount)

@@ -58,3 +58,7 @@ def controllers_dir() -> Path:
 
 def puredata_dir() -> Path:
     return data_path("puredata")
+
+
+def notemaps_dir() -> Path:
+    return data_path("notemaps")

@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
+from deepdrummer_live.player.notemap import NoteMap
+from deepdrummer_live.sound.render import SWING_RANGE
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
@@ -75,7 +78,8 @@ class Loop:
 
 class Session:
     def __init__(self, learner: Learner, store: Store, tempo: float | None = None,
-                 clock: str = "internal", audio_sr: int | None = None):
+                 clock: str = "internal", audio_sr: int | None = None, swing: float | None = None,
+                 note_map: NoteMap | None = None):
         if clock not in CLOCKS:
             raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
         self.learner = learner
@@ -91,6 +95,10 @@ class Session:
         self.density = _load_density(store.get_meta("density"))  # hit probability per row
         self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
         self.lock_source = None  # Loops (batch of one) the locked rows come from
+        self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
+        # an explicit --swing wins over the resumed one, like --tempo
+        self.swing = float(store.get_meta("swing", "0.0")) if swing is None else float(swing)
+        self.note_map = note_map or NoteMap.load(None)
         # An explicit tempo wins; else the resumed one (internal clock), else the default.
         resumed = store.get_meta("tempo") if clock == "internal" else None
         self.tempo = float(tempo if tempo is not None else resumed if resumed is not None else DEFAULT_TEMPO)
@@ -103,6 +111,7 @@ class Session:
         self.ratings = 0
         self.likes, self.dislikes = store.totals()
         self.worker = Worker(self)
+        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
     # --- outbound -------------------------------------------------------------------------------
 
@@ -215,6 +224,8 @@ class Session:
         if proposal is None:
             return
         samples, notes, roles, steps = self.learner.describe(proposal.loops)
+        # the notes that go out: one per row, distinct; a locked row keeps its note
+        notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
         levels = self.learner.levels(proposal.loops)
         loop_id = self.store.add_loop(self.learner.kit.name, samples, notes, roles, steps, proposal.p_like,
                                       proposal.mode, self.tempo, levels)
@@ -226,12 +237,19 @@ class Session:
             self._make_current(loop)
             return
         self.pending = loop
-        self.transport.set_loop(loop_id, loop.player_rows(), self._bar_audio(loop), at_bar=self.playing)
+        self._send_loop(loop)
 
-    def _bar_audio(self, loop: Loop):
-        if not self.audio_sr:
-            return None
-        return self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr)
+    def _send_loop(self, loop: Loop) -> None:
+        """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
+        audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
+                 if self.audio_sr else None)
+        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing)
+
+    def _resend(self) -> None:
+        """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
+        loop = self.pending or self.current
+        if loop is not None and self.transport is not None:
+            self._send_loop(loop)
 
     def _make_current(self, loop: Loop) -> None:
         self.current = loop
@@ -261,6 +279,13 @@ class Session:
                 self.step = int(event["step"])
             elif kind == "error":
                 self.report_error(str(event.get("message")), "/dd/midi")
+            elif kind == "learn_armed":
+                self.midi_learn.on_armed(bool(event.get("on")))
+            elif kind == "learn_midi":
+                try:
+                    self.midi_learn.on_midi(self.transport, event.get("data") or [])
+                except (OSError, DeepDrummerError) as exc:
+                    self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
             self.control(event.get("command"), event.get("args", ()))
 
@@ -301,8 +326,9 @@ class Session:
             loops = self.learner.loops_from_record(rec)
             self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked)), "learn")
             if liked and loops is not None:
-                origin = self.current_origin()
-                self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin), "library")
+                origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
+                self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin, swing),
+                                    "library")
             if is_current:
                 try:  # the rating is stored and acknowledged; a failure to switch is a separate error
                     self._request_next()
@@ -361,8 +387,10 @@ class Session:
                 # Rows locked earlier are the same in the current loop, so it can be the one source.
                 self.locked.add(row)
                 self.lock_source = self.current.proposal.loops
+                self.locked_notes[row] = self.current.notes[row]
             else:
                 self.locked.discard(row)
+                self.locked_notes.pop(row, None)
             self._settings_changed()
 
     def set_density(self, p: float, row: int | None = None) -> None:
@@ -378,6 +406,11 @@ class Session:
             value = json.dumps(self.density)
         self.store.set_meta("density", value)
 
+    def learn(self, action: str, row: int | None = None) -> None:
+        """MIDI learn: the next note/CC press on the input port triggers `action` from now on
+        (and after a restart); /dd/learned says which. See player/midilearn.py."""
+        self.midi_learn.start(self.transport, action, row)
+
     def set_tempo(self, bpm: float) -> None:
         if not TEMPO_MIN <= bpm <= TEMPO_MAX:
             raise CommandError(f"tempo {bpm:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
@@ -387,10 +420,20 @@ class Session:
             self.tempo = float(bpm)
             if self.transport is not None:
                 self.transport.set_tempo(self.tempo)
-                if self.audio_sr and self.current is not None:  # the playing bar must follow the tempo
-                    self.transport.set_loop(self.current.id, self.current.player_rows(),
-                                            self._bar_audio(self.current), at_bar=self.playing)
+                if self.audio_sr:  # the playing bar must follow the tempo
+                    self._resend()
         self.store.set_meta("tempo", repr(self.tempo))
+
+    def set_swing(self, amount: float) -> None:
+        """Odd steps late by `amount` x one step, from the next bar line, in MIDI and live audio;
+        library files written from now on are swung too."""
+        lo, hi = SWING_RANGE
+        if not lo <= amount <= hi:
+            raise CommandError(f"swing {amount:g} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+        with self.lock:
+            self.swing = float(amount)
+            self._resend()
+        self.store.set_meta("swing", repr(self.swing))
 
     def _check_transport_owner(self) -> None:
         if self.clock != "internal":
@@ -421,17 +464,20 @@ class Session:
             queued = self.worker.queued("library")
             if queued >= MAX_QUEUED_JOBS:
                 raise CommandError(f"{queued} library writes are already queued; wait for /dd/saved")
-            loop = self.current
+            loop, swing = self.current, self.swing
             rec = self.store.loop(loop.id)
             origin = self.current_origin()
             self.worker.add_job(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved",
-                                                            origin), "library")
+                                                            origin, swing), "library")
 
-    def _write_library(self, loop_id: int, rec: LoopRecord | None, loops, name: str, origin: Any) -> None:
-        bpm = rec.bpm if rec else self.tempo
-        audio = self.learner.live_audio(loops, bpm, WAV_SR)
-        rows = list(zip(rec.notes, rec.steps))
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, audio, WAV_SR)
+    def _write_library(self, loop_id: int, rec: LoopRecord, loops, name: str, origin: Any,
+                       swing: float = 0.0) -> None:
+        bpm = rec.bpm
+        kit_audio = self.learner.kit.audio_at(WAV_SR)
+        rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
+                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
+                                                      loops.sample_ids[0].tolist())]
+        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing)
         self.emit("/dd/saved", loop_id, str(mid), str(wav), origin=origin)
 
     # --- views ---------------------------------------------------------------------------------------
@@ -450,7 +496,7 @@ class Session:
                     dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
                 "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
-                "tempo": self.tempo, "clock": self.clock, "playing": self.playing,
+                "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock, "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "losses": list(self.worker.stats.losses), "last_error": self.last_error,

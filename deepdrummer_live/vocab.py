@@ -18,8 +18,13 @@ AUDIO_BACKENDS = ("jack", "portaudio", "offline")
 N_ROWS = 4
 DENSITY_MIN = 0.05  # the generator's prior probability of a hit; the paper's is 0.5
 DENSITY_MAX = 0.95
+SWING_MIN = 0.0  # odd 16ths late by this x one step (contract: /dd/swing 0.0-0.5)
+SWING_MAX = 0.5
 N_STEPS = 16  # one bar of 16ths
 STEPS_PER_BEAT = 4
+
+# What a pad can learn with /dd/learn (player/midilearn.py); lock needs a row.
+LEARNABLE_ACTIONS = ("like", "dislike", "next", "undo", "save", "play", "stop", "mode", "fotf", "lock")
 
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
 INT32_MAX = 2**31 - 1

@@ -5,7 +5,7 @@ import pytest
 from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.errors import UsageError
 
-SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2"]
+SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2", "ableton-live"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -96,3 +96,10 @@ def test_bad_files_name_file_entry_and_fix(tmp_path, text, match):
 def test_unknown_name_lists_choices():
     with pytest.raises(UsageError, match="no such mapping file or name; .*akai-mpd218"):
         ctl.load_mapping("no-such-controller")
+
+
+def test_ableton_mapping_on_channel_16_with_row_locks():
+    m = ctl.load_mapping("ableton-live")
+    assert m.handle([0x9F, 36, 100])["command"] == "like"
+    assert m.handle([0x90, 36, 100]) is None  # drum notes on other channels are not commands
+    assert m.handle([0x9F, 45, 100]) == ev("lock_toggle", 1)  # `action = "lock"`, `value = 1`: row 1

@@ -222,6 +222,9 @@ def test_playing_switches_at_the_bar_line(daemon):
     (["--notify", "nowhere"], "--notify"),
     (["--osc-host", "0.0.0.0"], "--osc-allow"),
     (["--clock", "midi"], "--midi-in"),
+    (["--swing", "0.7"], "--swing 0.7: out of range; use 0.0-0.5"),
+    (["--note-map", "nope"], "--note-map nope: no such map"),
+    (["--note-map", "/no/such/map.toml"], "cannot read it"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags, needle):
     if flags == ["--device", "cuda"]:

@@ -24,6 +24,7 @@ from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length
 from deepdrummer_live.storage.dataset import COLUMNS, Rating, read_csv
 from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.dynamics import default_levels
 from deepdrummer_live.storage.store import Store
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
@@ -189,7 +190,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     learner = Learner(kit, torch.device("cpu"), seed=3)
     assert learner.load_checkpoint(store)
     liked = pretraining.loops_of(learner, Rating(0, "like", 0, kit.name, 120, groove[1], [], [],
-                                                             groove[0], [], 0, ""))
+                                                             groove[0], default_levels(groove[0]), 0, ""))
     randoms = pattern.random_loops(64, len(kit), torch.Generator().manual_seed(9), "cpu")
     p_groove = float(learner.scorer.score(learner.model, liked)[0])
     p_random = learner.scorer.score(learner.model, randoms)

@@ -16,7 +16,7 @@ from deepdrummer_live import __version__
 from deepdrummer_live.cli import send
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
-from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
 
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--clock", choices=CLOCKS, default="internal")
     run.add_argument("--tempo", type=float, default=None,
                      help=f"internal clock tempo [the resumed session's, else {DEFAULT_TEMPO:g}]")
+    run.add_argument("--swing", type=float, default=None, metavar="AMOUNT",
+                     help="odd 16ths late by AMOUNT x one step, 0.0-0.5 [0.0, or the resumed session's]")
+    run.add_argument("--note-map", default=None, metavar="NAME|FILE",
+                     help="where each drum role goes: a map in data/notemaps (gm, drum-rack) or a .toml [gm]")
     run.add_argument("--audio", choices=("pyo", "none"), default=None)
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
@@ -121,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plugin_commands() -> dict:
     """Subcommand name -> its module (with `add_parser(sub)` and `cmd(args)`); light imports only."""
-    from deepdrummer_live.cli import dataset, pretrain
+    from deepdrummer_live.cli import dataset, experiment, pretrain
 
-    return {"dataset": dataset, "pretrain": pretrain}
+    return {"dataset": dataset, "pretrain": pretrain, "experiment": experiment}
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -172,6 +176,9 @@ def check_run_flags(args) -> None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
+    if args.swing is not None and not SWING_MIN <= args.swing <= SWING_MAX:
+        raise UsageError(f"--swing {args.swing:g}: out of range; use {SWING_MIN:g}-{SWING_MAX:g} "
+                         f"(0 straight, 0.333 triplet feel)")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
@@ -200,6 +207,9 @@ def cmd_run(args) -> int:
             from deepdrummer_live.surfaces.web import WebServer
 
             web = WebServer(args.web_host, args.web_port, store.dir)
+        from deepdrummer_live.player.notemap import NoteMap
+
+        note_map = NoteMap.load(args.note_map)
         kit = load_kit(args.kit)
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
@@ -222,7 +232,9 @@ def cmd_run(args) -> int:
         log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
                  engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session = Session(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr)
+        session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
+        session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
+                                swing=args.swing, note_map=note_map)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
         elif session.tempo != player_config.tempo:
@@ -301,10 +313,12 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from deepdrummer_live.player.sequencer import PlayerConfig
+    from deepdrummer_live.player.midilearn import LEARNED_FILE
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
                         tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        learned=state_dir / LEARNED_FILE,
                         audio=audio, audio_backend=audio_backend,
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
                         stderr_path=state_dir / "player.log")

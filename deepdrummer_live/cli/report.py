@@ -221,11 +221,20 @@ def write_report(data: SessionData, out: Path) -> tuple[list[Path], list[str]]:
 
 def cmd_report(args) -> int:
     state_dir = args.state_dir or default_state_dir()
-    data = load_session(state_dir)
     out = args.out or Path(state_dir).expanduser() / "report"
     import matplotlib
 
     matplotlib.use("Agg")  # never a window: the report runs over SSH and in CI
+    from deepdrummer_live.cli import experiment_report
+
+    if experiment_report.is_experiment(state_dir):  # an experiment's folder: the figures across participants
+        written, summary = experiment_report.write_experiment_report(Path(state_dir), Path(out))
+        print("\n".join(str(p) for p in written))
+        for kind, s in summary.items():
+            print(f"phase II {kind}: {s['liked']}/{s['rated']} liked ({s['rate']:.2f}, 95 % {s['ci95'][0]:.2f}-"
+                  f"{s['ci95'][1]:.2f})")
+        return 0
+    data = load_session(state_dir)
     written, skipped = write_report(data, Path(out))
     for p in written:
         print(p)

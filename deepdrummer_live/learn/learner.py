@@ -19,7 +19,7 @@ from deepdrummer_live.learn.critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUP
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
-from deepdrummer_live.sound.render import render_bars, sample_bank, step_length
+from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
 from deepdrummer_live.learn.search import PaperScorer, Scorer, search
 from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
 
@@ -169,16 +169,23 @@ class Learner:
 
     # --- audio out ----------------------------------------------------------------------------
 
-    def live_audio(self, loops: Loops, bpm: float, sr: int) -> np.ndarray:
-        """One bar of the loop at `bpm` and `sr` through the one mix (render_bars) -> float32."""
+    def live_audio(self, loops: Loops, bpm: float, sr: int, swing: float = 0.0) -> np.ndarray:
+        """One bar of the loop at `bpm` and `sr`, odd steps late by `swing` x one step, through
+        the one mix (render_bars) -> float32 `[16 * step_length(bpm, sr)]`."""
         ids = loops.sample_ids[0].tolist()
-        key = (sr, round(bpm, 3), tuple(ids))
+        step_len = step_length(bpm, sr)
+        delay = swing_delay(step_len, swing)
+        key = (sr, round(bpm, 3), tuple(ids), delay)
         if key not in self._live_cache:
-            audio = self.kit.audio_at(sr)
+            audio = [self.kit.audio_at(sr)[i] for i in ids]
+            if delay:  # the odd steps' rows play these delayed copies (see render.swing_split)
+                audio += [delayed(a, delay) for a in audio]
             # One entry: the loop and the tempo change together, so older banks are garbage.
-            self._live_cache = {key: sample_bank([audio[i] for i in ids], step_length(bpm, sr),
-                                                 pattern.N_STEPS, "cpu")}
-        return render_bars(loops.levels[:1].cpu(), torch.arange(len(ids))[None], self._live_cache[key])[0].numpy()
+            self._live_cache = {key: sample_bank(audio, step_len, pattern.N_STEPS, "cpu")}
+        cells, row_ids = loops.levels[:1].cpu(), torch.arange(len(ids))[None]
+        if delay:
+            cells, row_ids = swing_split(cells, row_ids, len(ids))
+        return render_bars(cells, row_ids, self._live_cache[key])[0].numpy()
 
     # --- checkpoints --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ command, which then follows the knob. Shorthands kept from the first format:
     mode     "cycle" (default: mode_cycle) | "explore" | "good" | "bad" | "random"
     tempo    "absolute" (= "cc") or a signed BPM step like -1 or 5 (tempo_nudge)
     fotf     "toggle" (default: fotf_toggle) | 0 | 1 | "cc" (value >= 64 is on)
+    lock     the row, 0-based as in /dd/lock: toggles that row's lock (lock_toggle)
 A button CC triggers when its value goes from < 64 to >= 64 (press, not release).
 """
 
@@ -59,6 +60,12 @@ class ControllerMap:
             (b.kind, b.number, b.channel): b for b in self.bindings}
         self._cc_last: dict[tuple, int] = {}
         self.ignored = 0
+
+    def bind(self, binding: Binding) -> None:
+        """Add `binding`, replacing the one for the same note/CC and channel (MIDI learn, overlays)."""
+        k = (binding.kind, binding.number, binding.channel)
+        self.bindings = [b for b in self.bindings if (b.kind, b.number, b.channel) != k] + [binding]
+        self._index[k] = binding
 
     def _find(self, kind: str, number: int, channel: int) -> Binding | None:
         return self._index.get((kind, number, channel)) or self._index.get((kind, number, None))
@@ -134,7 +141,26 @@ def _shorthand(action: str, kind: str, raw, where: str, path: Path) -> tuple[str
         return "tempo", raw
     if action == "fotf" and raw in (None, "toggle"):
         return "fotf_toggle", None
+    if action == "lock" and isinstance(raw, int) and not isinstance(raw, bool):
+        return "lock_toggle", raw
     return action, raw
+
+
+def make_binding(kind: str, number: int, channel: int | None, action: str, raw=None, where: str = "binding",
+                 path: Path | str = "controller") -> Binding:
+    """A binding from a mapping entry's action and value (shorthands included), checked against the table."""
+    if action not in commands.COMMANDS and action not in ("mode", "tempo", "fotf", "lock"):
+        raise UsageError(f"{path}: {where}: action {action!r} is unknown; use one of "
+                         f"{', '.join(sorted(commands.COMMANDS))}")
+    action, value = _binding_value(action, kind, raw, where, Path(path))
+    return Binding(kind, number, channel, action, value)
+
+
+def value_for_file(b: Binding):
+    """A binding's value as a mapping file writes it (None: no value line)."""
+    if b.value == FOLLOW:
+        return FOLLOW
+    return None if not b.value else b.value[0] if len(b.value) == 1 else list(b.value)
 
 
 def _binding_value(action: str, kind: str, raw, where: str, path: Path) -> tuple[str, tuple | str]:
@@ -179,18 +205,14 @@ def parse_mapping(doc: dict, path: Path) -> ControllerMap:
             number = entry.get(kind)
             if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 127):
                 raise UsageError(f"{path}: {where}: {kind} {number!r} is invalid; use 0..127")
-            action = entry.get("action")
-            if action not in commands.COMMANDS:
-                raise UsageError(f"{path}: {where}: action {action!r} is unknown; use one of "
-                                 f"{', '.join(sorted(commands.COMMANDS))}")
             channel = _channel(entry.get("channel"), where, path) if "channel" in entry else default_channel
-            action, value = _binding_value(action, kind, entry.get("value"), where, path)
+            binding = make_binding(kind, number, channel, entry.get("action"), entry.get("value"), where, path)
             key = (kind, number, channel)
             if key in seen:
                 raise UsageError(f"{path}: {where} maps {kind} {number} on the same channel as "
                                  f"{seen[key]}; remove one of them")
             seen[key] = where
-            bindings.append(Binding(kind, number, channel, action, value))
+            bindings.append(binding)
     name = doc.get("name", path.stem)
     return ControllerMap(str(name), path, bindings)
 

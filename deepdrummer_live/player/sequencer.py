@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Callable
 
 from deepdrummer_live.player import midi
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
 from deepdrummer_live.player.clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
 from deepdrummer_live.errors import AudioLost, UsageError
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
+SWING_RANGE = (SWING_MIN, SWING_MAX)
 AUDIO_MODES = ("pyo", "none")
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin
 HOUSEKEEPING_S = 0.5  # port liveness checks
@@ -43,6 +46,7 @@ class PlayerConfig:
     tempo: float = 120.0
     midi_offset_ms: float = 0.0
     controller: str | None = None  # a built-in mapping name (paths.controllers_dir()) or a .toml path
+    learned: Path | None = None  # MIDI-learned bindings (player/midilearn.py), laid over `controller`
     audio: str = "pyo"
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
@@ -76,9 +80,13 @@ class PlayerConfig:
 _PRIO = {"off": 0, "bar": 1, "on": 2}  # at equal times: note-offs before re-triggers
 
 
-def _parse_rows(rows) -> list[tuple[int, str]]:
+def _parse_rows(rows) -> list[tuple[int, str, tuple[int, ...]]]:
+    """Player rows `{note, steps, levels?}` -> (note, steps, velocity per step, 0 on rests).
+
+    A row without `levels` plays every hit at DEFAULT_LEVEL.
+    """
     if not isinstance(rows, list) or not rows:
-        raise ValueError(f"set_loop rows {rows!r}: need a non-empty list of {{note, steps}}")
+        raise ValueError(f"set_loop rows {rows!r}: need a non-empty list of {{note, steps, levels}}")
     out = []
     n_steps = None
     for i, row in enumerate(rows):
@@ -90,8 +98,23 @@ def _parse_rows(rows) -> list[tuple[int, str]]:
         if n_steps is not None and len(steps) != n_steps:
             raise ValueError(f"set_loop row {i}: {len(steps)} steps, other rows have {n_steps}")
         n_steps = len(steps)
-        out.append((note, steps))
+        levels = row.get("levels")
+        if levels is None:
+            levels = "".join(str(DEFAULT_LEVEL) if c == "x" else "." for c in steps)
+        if not (isinstance(levels, str) and len(levels) == n_steps
+                and all((c == ".") if s == "." else (c in LEVEL_CHARS) for s, c in zip(steps, levels))):
+            raise ValueError(f"set_loop row {i}: levels {levels!r} must have '1'-'9' where steps {steps!r} "
+                             f"has 'x' and '.' where it has '.'")
+        out.append((note, steps, tuple(0 if c == "." else velocity(int(c)) for c in levels)))
     return out
+
+
+def check_swing(amount) -> float:
+    """A swing amount 0.0-0.5 as a float, else ValueError naming it and the range."""
+    lo, hi = SWING_RANGE
+    if not (isinstance(amount, (int, float)) and not isinstance(amount, bool) and lo <= amount <= hi):
+        raise ValueError(f"swing {amount!r} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+    return float(amount)
 
 
 class Sequencer:
@@ -115,10 +138,11 @@ class Sequencer:
         self._reopen = reopen
         self.offset = config.midi_offset_ms / 1000.0
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.rows: list[tuple[int, str]] = []
+        self.rows: list[tuple[int, str, tuple[int, ...]]] = []
+        self.swing = 0.0  # odd steps late by this x one step; set_loop commands carry it
         self.loop_id: int | None = None
         self.loop_start = 0  # song step where the current loop's step 0 falls
-        self.pending: tuple | None = None  # (loop_id, rows, audio) waiting for a bar line
+        self.pending: tuple | None = None  # (loop_id, rows, audio, swing) waiting for a bar line
         self.playing = False
         self.sounding: dict[int, int] = {}
         self._heap: list = []
@@ -128,6 +152,7 @@ class Sequencer:
         self._next_housekeeping = 0.0
         self._next_reopen = 0.0
         self.midi_ignored = 0
+        self.learning = False  # MIDI learn: forward the next press instead of mapping it
         self._lost_audio = None  # closed at shutdown, not on the clock thread when it fails
 
     # -- inputs --------------------------------------------------------------------------
@@ -144,6 +169,13 @@ class Sequencer:
         if status in midi.REALTIME or status == midi.SONG_POSITION:
             self._clock_events(self.clock.on_midi(data, t), t)
             return
+        if self.learning and 0x80 <= status < 0xF0:
+            from deepdrummer_live.player.midilearn import is_press
+
+            if is_press(data):
+                self.learning = False  # one press is one binding
+                self.emit({"type": "learn_midi", "data": list(data[:3])})
+                return
         if self.controller is not None and 0x80 <= status < 0xF0:
             event = self.controller.handle(data)
             if event is not None:
@@ -164,13 +196,27 @@ class Sequencer:
                 self._clock_events(self.clock.set_tempo(cmd.get("bpm"), now), now)
             elif kind == "stats":
                 self.emit(self.stats())
+            elif kind == "learn":
+                self.learning = bool(cmd.get("on", True))
+                self.emit({"type": "learn_armed", "on": self.learning})  # press the pad from now on
+            elif kind == "bind":
+                self._bind(cmd)
             elif kind == "shutdown":
                 self._running = False
             else:
                 raise ValueError(f"player command {kind!r} unknown; use set_loop, play, stop, "
-                                 f"tempo, stats or shutdown")
+                                 f"tempo, stats, learn, bind or shutdown")
         except (ValueError, TypeError) as exc:
             self.emit({"type": "error", "message": str(exc)})
+
+    def _bind(self, cmd: dict) -> None:
+        from deepdrummer_live.player.controller import Binding, ControllerMap
+
+        b = Binding(cmd["kind"], int(cmd["number"]), cmd.get("channel"), cmd["action"], cmd.get("value"))
+        if self.controller is None:
+            self.controller = ControllerMap("learned", None, [])
+            self.controller.tempo_hint = self.config.tempo
+        self.controller.bind(b)
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""
@@ -184,14 +230,16 @@ class Sequencer:
 
     def _set_loop(self, cmd: dict, now: float) -> None:
         rows = _parse_rows(cmd.get("rows"))
-        entry = (cmd.get("loop_id"), rows, cmd.get("audio"))
+        # Swing changes with the loop, at its bar line, so MIDI and the (swung) audio bar agree.
+        swing = self.swing if cmd.get("swing") is None else check_swing(cmd["swing"])
+        entry = (cmd.get("loop_id"), rows, cmd.get("audio"), swing)
         if self.playing and cmd.get("at_bar", True):
             self.pending = entry
         else:
             self._apply(entry, bar_step=None)
 
     def _apply(self, entry: tuple, bar_step: int | None) -> None:
-        self.loop_id, self.rows, audio = entry
+        self.loop_id, self.rows, audio, self.swing = entry
         self.pending = None
         if bar_step is not None:
             self.loop_start = bar_step
@@ -228,9 +276,14 @@ class Sequencer:
             self._push(t_on, "bar")
         if self.rows:
             pos = (step - self.loop_start) % len(self.rows[0][1])
-            for note, steps in self.rows:
-                if steps[pos] == "x":
-                    self._push(t_on, "on", note)
+            if pos % 2:
+                # Swing: odd steps late by swing x one step (the clock's ticks are not moved). The
+                # note-off stays half a step after the note-on: at most at the next step's onset,
+                # and note-offs sort first there.
+                t_on += self.swing * step_s
+            for note, _, velocities in self.rows:
+                if velocities[pos]:
+                    self._push(t_on, "on", (note, velocities[pos]))
                     self._push(t_on + step_s / 2.0, "off", note)
         self.emit({"type": "step", "step": step % STEPS_PER_BAR})
 
@@ -290,8 +343,9 @@ class Sequencer:
         while heap and heap[0][0] <= now:
             _, _, _, kind, arg = heapq.heappop(heap)
             if kind == "on":
-                self._send(midi.note_on(arg))
-                self.sounding[arg] = self.sounding.get(arg, 0) + 1
+                note, vel = arg
+                self._send(midi.note_on(note, vel))
+                self.sounding[note] = self.sounding.get(note, 0) + 1
             elif kind == "off":
                 if self.sounding.get(arg):
                     self.sounding[arg] -= 1
@@ -468,6 +522,12 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
             from deepdrummer_live.player.controller import load_mapping
 
             controller = load_mapping(config.controller)
+        if config.learned is not None:
+            from deepdrummer_live.player.midilearn import load_learned, overlay
+
+            learned = load_learned(config.learned)
+            if learned is not None:
+                controller = overlay(controller, learned)
         clock_source = _make_clock(config, time.perf_counter())
         out_name = config.midi_out if config.midi_backend != "none" else None
         in_name = config.midi_in if config.midi_backend != "none" else None
@@ -623,9 +683,11 @@ class PlayerHandle:
         with self._send_lock:
             self._cmd.send(cmd)
 
-    def set_loop(self, loop_id: int, rows: list[dict], audio=None, at_bar: bool = True) -> None:
+    def set_loop(self, loop_id: int, rows: list[dict], audio=None, at_bar: bool = True,
+                 swing: float | None = None) -> None:
+        """Play `rows` ({note, steps, levels}) from the next bar line (or now); `swing` None keeps it."""
         self._send({"type": "set_loop", "loop_id": loop_id, "rows": rows, "audio": audio,
-                    "at_bar": at_bar})
+                    "at_bar": at_bar, "swing": swing})
 
     def play(self) -> None:
         self._send({"type": "play"})
@@ -635,6 +697,20 @@ class PlayerHandle:
 
     def set_tempo(self, bpm: float) -> None:
         self._send({"type": "tempo", "bpm": float(bpm)})
+
+    @property
+    def can_learn(self) -> bool:
+        """MIDI learn needs the input port (and the controller map) of the player."""
+        return bool(self.ready and self.ready.get("midi_in"))
+
+    def learn(self, on: bool = True) -> None:
+        """The next note/CC press comes back as a `learn_midi` event instead of being mapped."""
+        self._send({"type": "learn", "on": on})
+
+    def bind(self, binding) -> None:
+        """Add a controller binding (a `controller.Binding`) to the player's mapping."""
+        self._send({"type": "bind", "kind": binding.kind, "number": binding.number, "channel": binding.channel,
+                    "action": binding.action, "value": binding.value})
 
     def request_stats(self) -> None:
         """The player answers with a `stats` event (send-side clock lateness)."""

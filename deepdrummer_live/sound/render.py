@@ -6,6 +6,12 @@ scaled by MIX_GAIN (the paper's mix_vol) times `level_gain(level)` (its dynamics
 summed, and a loop whose sum would peak above CEILING (-1 dBFS) is turned down as a whole until
 it peaks there (never clipped: headroom for the DAW and the converters). The critic's input, the
 live audio and the exported .wav all come from `render_bars`, so they follow this one rule.
+
+Swing (the performer's knob, 0-0.5) delays every odd step by `swing` x one step. It is played,
+not learnt: the critic hears the straight bar, so a rating stays valid whatever the swing was
+when it was given and turning the knob never invalidates the buffered proposals. The live audio
+and the .wav are swung through the same `render_bars`: `swing_split` turns a swung loop into a
+straight one whose extra rows play the one-shots delayed by `swing_delay` samples.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
+SWING_RANGE = (SWING_MIN, SWING_MAX)  # contract: 0 straight, 1/3 a triplet feel, 0.5 a dotted 16th
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
 CEILING = 10.0 ** (CEILING_DBFS / 20.0)
@@ -43,6 +51,37 @@ def _levels_of(levels: torch.Tensor) -> torch.Tensor:
 def step_length(bpm: float, sr: int) -> int:
     """Samples per 16th note, rounded so a bar is a whole number of equal steps."""
     return int(round(sr * 60.0 / bpm / STEPS_PER_BEAT))
+
+
+def swing_delay(step_len: int, swing: float) -> int:
+    """Samples by which an odd step (0-based) is late: `swing` x one step, rounded."""
+    return int(round(swing * step_len))
+
+
+def step_onsets(n_steps: int, step_len: int, swing: float = 0.0) -> np.ndarray:
+    """Onset of every step in samples from the bar start, long `[step]`: odd steps swung."""
+    onsets = np.arange(n_steps, dtype=np.int64) * step_len
+    onsets[1::2] += swing_delay(step_len, swing)
+    return onsets
+
+
+def delayed(sample: np.ndarray, delay: int) -> np.ndarray:
+    """The one-shot starting `delay` samples late (leading silence), float32."""
+    return np.concatenate([np.zeros(delay, dtype=np.float32), np.asarray(sample, dtype=np.float32)])
+
+
+def swing_split(cells: torch.Tensor, sample_ids: torch.Tensor, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A swung loop as a straight one, for `render_bars` with a bank of `samples + delayed samples`.
+
+    cells: any `[batch, row, step]` (grid or levels); sample_ids: long `[batch, row]` ->
+    (`[batch, 2 * row, step]`: rows' even-step cells, then their odd-step cells;
+    long `[batch, 2 * row]`: the rows' samples, then the same ids + `n_samples`, i.e. the delayed copies).
+    """
+    even = torch.zeros_like(cells)
+    odd = torch.zeros_like(cells)
+    even[..., 0::2] = cells[..., 0::2]
+    odd[..., 1::2] = cells[..., 1::2]
+    return torch.cat([even, odd], dim=1), torch.cat([sample_ids, sample_ids + n_samples], dim=1)
 
 
 def fold_to_bar(sample: np.ndarray, bar_len: int) -> np.ndarray:
@@ -123,7 +162,8 @@ def render_bars(levels: torch.Tensor, sample_ids: torch.Tensor, bank: SampleBank
     return mix(summed.reshape(batch, n_steps * step_len))
 
 
-def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int) -> np.ndarray:
+def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int,
+                     swing: float = 0.0) -> np.ndarray:
     """The same mix for one loop, hit by hit in numpy: the reference that `render_bars` must equal.
 
     steps: one string per row, 'x'/'.' (every hit at DEFAULT_LEVEL) or levels '.'/'1'-'9';
@@ -131,18 +171,38 @@ def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int)
     """
     n_steps = len(steps[0])
     bar = n_steps * step_len
+    onsets = step_onsets(n_steps, step_len, swing)
     rows = np.zeros((len(steps), bar), dtype=np.float64)
     for r, (row, sample) in enumerate(zip(steps, samples)):
         folded = fold_to_bar(sample, bar)
         for k, cell in enumerate(row):
             if cell != ".":
                 level = DEFAULT_LEVEL if cell == "x" else int(cell)
-                rows[r] += level_gain(level) * np.roll(folded, k * step_len)
+                rows[r] += level_gain(level) * np.roll(folded, onsets[k])
     out = MIX_GAIN * rows.sum(axis=0)
     peak = float(np.abs(out).max(initial=0.0))
     if peak > CEILING:
         out *= CEILING / peak
     return out.astype(np.float32)
+
+
+def sum_events(events: list[tuple[int, int, float]], samples: list[np.ndarray], bar_len: int) -> np.ndarray:
+    """One bar of hits at any sample onsets (not only on a step grid), circular, before the mix.
+
+    events: (onset in samples from the bar start, index into `samples`, gain) per hit;
+    samples: unit-gain one-shots -> float64 `[bar_len]`. The library's .wav is `mix_one` of this,
+    with onsets at the exact times of its .mid (a bar of `render_bars` has whole equal steps).
+    """
+    folded = [fold_to_bar(s, bar_len).astype(np.float64) for s in samples]
+    summed = np.zeros(bar_len, dtype=np.float64)
+    for onset, index, gain in events:
+        summed += gain * np.roll(folded[index], onset)
+    return summed
+
+
+def mix_one(summed: np.ndarray) -> np.ndarray:
+    """`mix` of one bar in numpy: `[samples]` -> float32 `[samples]`."""
+    return mix(torch.from_numpy(np.asarray(summed, dtype=np.float64))[None])[0].numpy().astype(np.float32)
 
 
 def render_paper(steps: list[str], samples: list[np.ndarray], bpm: float = 120.0, sr: int = 44100,

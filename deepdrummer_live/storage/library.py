@@ -1,13 +1,24 @@
-"""The loop library: liked and saved loops as a Standard MIDI File plus a WAV of the same bar.
+"""The loop library: each liked or saved loop as a Standard MIDI File, a WAV of the same bar, and
+its own kit (the one-shots it plays plus an SFZ mapping them to the loop's notes).
 
-Files are `<loop_id>-<name>.mid` / `.wav` under `<state-dir>/library/`, written atomically
-(temp file, fsync, rename). Names are validated so they can never leave the library.
+Under `<state-dir>/library/`, for a loop `<stem>` = `<loop_id>-<name>`:
+
+    <stem>.mid            one bar, channel 10, velocity = round(127 x level / 9), odd steps swung
+    <stem>.wav            that bar rendered (24-bit), looped: tails wrap to the bar's start
+    <stem>.sfz            one region per row: key = the row's note, its one-shot, velocity -> gain
+    <stem>-samples/*.wav  the one-shots (32-bit float, the .wav's rate)
+
+The .mid and the .wav are made from one list of hits in ticks, so the .mid played through the
+.sfz gives the .wav (`sfz.render_midi`). Every file is written atomically (temp file, fsync,
+rename); the .mid and .wav come last, so a loop with both has its kit too. Names are validated so
+they can never leave the library.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -15,14 +26,28 @@ import numpy as np
 import soundfile as sf
 
 from deepdrummer_live.errors import CommandError
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
+from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
+from deepdrummer_live.storage import sfz
 from deepdrummer_live.storage.store import atomic_write
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
-TICKS_PER_BEAT = 480
+TICKS_PER_BEAT = 960  # a common DAW resolution: swing lands within 1/240 of a step
 DRUM_CHANNEL = 9  # MIDI channel 10
 STEP_TICKS = TICKS_PER_BEAT // 4
 NOTE_TICKS = STEP_TICKS // 2
-VELOCITY = 100
+SAMPLE_NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass
+class LibraryRow:
+    """One row of a loop as the library writes it."""
+
+    note: int  # the MIDI note it goes out on (after the note map)
+    steps: str  # 'x'/'.'
+    levels: str | None  # '1'-'9'/'.' per step; None: every hit at DEFAULT_LEVEL
+    sample: str  # the kit sample's name
+    audio: np.ndarray  # the one-shot, float32 mono at the library's rate, unit gain
 
 
 def check_name(name: str) -> str:
@@ -32,14 +57,42 @@ def check_name(name: str) -> str:
     return name
 
 
-def midi_file(rows: list[tuple[int, str]], bpm: float) -> mido.MidiFile:
-    """One bar: rows of (GM note, 'x'/'.' steps) -> type-0 SMF with tempo and 4/4 meta events."""
+def row_levels(steps: str, levels: str | None) -> list[int]:
+    """Level per step (0 on a rest) of a row; a row without levels has every hit at DEFAULT_LEVEL."""
+    if levels is None:
+        return [DEFAULT_LEVEL if c == "x" else 0 for c in steps]
+    return [0 if c == "." else int(c) for c in levels]
+
+
+def swing_ticks(swing: float) -> int:
+    """How many ticks an odd step is late: swing x one step, on the file's tick grid."""
+    return int(round(swing * STEP_TICKS))
+
+
+def hit_ticks(n_steps: int, swing: float) -> list[int]:
+    """The tick of every step's onset in the bar, odd steps swung."""
+    late = swing_ticks(swing)
+    return [k * STEP_TICKS + (late if k % 2 else 0) for k in range(n_steps)]
+
+
+def tick_sample(tick: int, tempo_us: int, sr: int) -> int:
+    """The sample a tick falls on at `tempo_us` microseconds per beat, rounded half up, exactly
+    (integer arithmetic, so a sampler that reads the .mid finds the same sample as the .wav)."""
+    scale = TICKS_PER_BEAT * 1_000_000
+    return (2 * tick * tempo_us * sr + scale) // (2 * scale)
+
+
+def midi_file(rows: list[tuple[int, str, str | None]], bpm: float, swing: float = 0.0) -> mido.MidiFile:
+    """One bar: rows of (note, 'x'/'.' steps, levels or None) -> type-0 SMF with tempo and 4/4 meta
+    events; velocity round(127 x level / 9); odd steps late by `swing` x one step."""
     events = []  # (absolute tick, order, message): note-offs sort before note-ons on the same tick
-    for note, steps in rows:
-        for k, cell in enumerate(steps):
-            if cell == "x":
-                on = k * STEP_TICKS
-                events.append((on, 1, mido.Message("note_on", channel=DRUM_CHANNEL, note=note, velocity=VELOCITY)))
+    for note, steps, levels in rows:
+        ticks = hit_ticks(len(steps), swing)
+        for k, level in enumerate(row_levels(steps, levels)):
+            if level:
+                on = ticks[k]
+                events.append((on, 1, mido.Message("note_on", channel=DRUM_CHANNEL, note=note,
+                                                   velocity=velocity(level))))
                 events.append((on + NOTE_TICKS, 0, mido.Message("note_off", channel=DRUM_CHANNEL, note=note,
                                                                 velocity=0)))
     track = mido.MidiTrack()
@@ -50,25 +103,61 @@ def midi_file(rows: list[tuple[int, str]], bpm: float) -> mido.MidiFile:
     for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1], e[2].note)):
         track.append(msg.copy(time=tick - now))
         now = tick
-    bar_ticks = 16 * STEP_TICKS
+    bar_ticks = 4 * TICKS_PER_BEAT
     track.append(mido.MetaMessage("end_of_track", time=bar_ticks - now))
     mid = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
     mid.tracks.append(track)
     return mid
 
 
-def write_loop(library: Path, loop_id: int, name: str, rows: list[tuple[int, str]], bpm: float,
-               audio: np.ndarray, sr: int) -> tuple[Path, Path]:
-    """Write `<loop_id>-<name>.mid` and `.wav` (24-bit) atomically; returns their paths."""
+def render_bar(rows: list[LibraryRow], bpm: float, swing: float, sr: int) -> np.ndarray:
+    """The bar of the .mid (same ticks, same tempo) before the mix -> float64 `[bar samples]`."""
+    tempo_us = mido.bpm2tempo(bpm)
+    events = []
+    for index, row in enumerate(rows):
+        ticks = hit_ticks(len(row.steps), swing)
+        events += [(tick_sample(ticks[k], tempo_us, sr), index, level_gain(level))
+                   for k, level in enumerate(row_levels(row.steps, row.levels)) if level]
+    bar_len = tick_sample(4 * TICKS_PER_BEAT, tempo_us, sr)
+    return sum_events(events, [row.audio for row in rows], bar_len)
+
+
+def _encode(write) -> bytes:
+    buf = io.BytesIO()
+    write(buf)
+    return buf.getvalue()
+
+
+def sample_file_name(index: int, sample: str) -> str:
+    """The file of a row's one-shot: its row and the kit name made safe ("808/kick 1" -> "r0-808_kick_1.wav")."""
+    return f"r{index}-{SAMPLE_NAME_RE.sub('_', sample).strip('_') or 'sample'}.wav"
+
+
+def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], bpm: float, sr: int,
+               swing: float = 0.0) -> tuple[Path, Path]:
+    """Write the loop's kit (one-shots + .sfz), then `.mid` and `.wav`; returns the .mid and .wav paths."""
     stem = f"{loop_id:06d}-{check_name(name)}"
     mid_path = library / f"{stem}.mid"
     wav_path = library / f"{stem}.wav"
-    buf = io.BytesIO()
-    midi_file(rows, bpm).save(file=buf)
-    atomic_write(mid_path, lambda fh: fh.write(buf.getvalue()))
-    wav = io.BytesIO()
-    sf.write(wav, np.asarray(audio, dtype=np.float32), sr, format="WAV", subtype="PCM_24")
-    atomic_write(wav_path, lambda fh: fh.write(wav.getvalue()))
+    summed = render_bar(rows, bpm, swing, sr)
+    wav = mix_one(summed)
+    samples_dir = library / f"{stem}-samples"
+    samples_dir.mkdir(exist_ok=True)
+    files = [sample_file_name(i, row.sample) for i, row in enumerate(rows)]
+    for file, row in zip(files, rows):
+        data = _encode(lambda fh: sf.write(fh, np.asarray(row.audio, dtype=np.float32), sr, format="WAV",
+                                           subtype="FLOAT"))
+        atomic_write(samples_dir / file, lambda fh: fh.write(data))
+    # The mix scales a loop as a whole (one gain per loop): that gain is the SFZ's volume.
+    gain = float(np.dot(wav, summed) / max(np.dot(summed, summed), 1e-30))
+    text = sfz.sfz_text([(row.note, file) for row, file in zip(rows, files)], f"{stem}-samples/", gain,
+                        [level_gain(level) for level in range(1, MAX_LEVEL + 1)],
+                        title=f"DeepDrummer Live loop {loop_id} ({name}) at {bpm:g} BPM, swing {swing:g}")
+    atomic_write(library / f"{stem}.sfz", lambda fh: fh.write(text.encode()))
+    mid_bytes = _encode(lambda fh: midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing).save(file=fh))
+    atomic_write(mid_path, lambda fh: fh.write(mid_bytes))
+    wav_bytes = _encode(lambda fh: sf.write(fh, wav, sr, format="WAV", subtype="PCM_24"))
+    atomic_write(wav_path, lambda fh: fh.write(wav_bytes))
     return mid_path, wav_path
 
 

@@ -122,7 +122,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     right = (f"{dot} {'playing' if playing else 'stopped'}   "
              f"{snap.get('tempo', 0):.1f} BPM ({snap.get('clock', '?')} clock)")
     title = " DeepDrummer Live"
-    lines.append(title + right.rjust(width - 1 - len(title)))
+    swing = f"swing {snap['swing']:.2f}   " if snap.get("swing") else ""
+    if len(title) + len(swing) + len(right) >= width - 1:
+        swing = ""  # shown only where it fits
+    lines.append(title + (swing + right).rjust(width - 1 - len(title)))
     marks.append(Mark(0, 1, len(title) - 1, "title"))
     if playing:
         marks.append(Mark(0, len(lines[0]) - len(right), 9, "like"))
@@ -255,11 +258,29 @@ KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
 }
 
 
+# MIDI learn (`L`, then one of these): the action and row to learn (player/midilearn.py)
+LEARN_KEYS = {"l": ("like",), "d": ("dislike",), "n": ("next",), "u": ("undo",), "s": ("save",), "m": ("mode",),
+              "f": ("fotf",), **{str(r + 1): ("lock", r) for r in range(N_ROWS)}}
+
+
 def handle_key(session, key) -> KeyResult:
     """Run the command bound to `key` (a curses key code or a one-character string)."""
     c = _key_char(key)
     if c in ("q", "Q"):
         return KeyResult(quit=True)
+    learn = getattr(session, "midi_learn", None)
+    if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
+        learn.choosing = False
+        if c not in LEARN_KEYS:
+            return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
+        try:
+            commands.execute(session, "learn", LEARN_KEYS[c])
+        except DeepDrummerError as exc:
+            return KeyResult(error=str(exc))
+        return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
+    if c == "L" and learn is not None:
+        learn.choosing = True
+        return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
     bound = KEYS.get(c)
     if bound is None:
         return KeyResult()

@@ -1,0 +1,4 @@
+-- DeepDrummer - Lock row 4: keeps row 4 (as listed top to bottom) in the loops that follow (/dd/lock 3 1).
+-- Needs deepdrummer.lua in the same folder (settings there).
+local here = ({reaper.get_action_context()})[2]:match("^(.*[/\\])") or ""
+dofile(here .. "deepdrummer.lua").send("/dd/lock", 3, 1)

@@ -1,0 +1,129 @@
+"""The paper's experiment end to end: simulated participants rate over real UDP OSC against the real
+`deepdrummer-live experiment` daemon (phase I, then blind shuffled phase II), then `report` draws
+the figures across participants and renders each one's best and worst loops."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from daemon import CLI, REPO, OscClient, free_udp_port
+from deepdrummer_live.experiment import BLIND_MODE, BLIND_P_LIKE, Plan
+from deepdrummer_live.learn.simuser import make_user, parse_loop
+from deepdrummer_live.storage.store import Store
+
+PHASE1, PHASE2 = 6, 4
+
+
+def wait_ready(proc: subprocess.Popen, client: OscClient, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the experiment daemon exited during start-up"
+        client.send("/dd/status")
+        try:
+            if client.expect("/dd/status", 0.5)[2] >= 0:
+                return
+        except TimeoutError:
+            continue
+    raise TimeoutError("experiment daemon not ready")
+
+
+def run_participant(root: Path, code: str, taste: str, seed: int) -> dict:
+    """One participant's whole experiment over OSC; -> what the client saw."""
+    port = free_udp_port()
+    log = open(root.parent / f"{code}.log", "wb")
+    proc = subprocess.Popen([*CLI, "experiment", "--participant", code, "--state-dir", str(root),
+                             "--phase1", str(PHASE1), "--phase2", str(PHASE2), "--headless", "--osc-port", str(port),
+                             "--midi-backend", "none", "--audio", "none", "--seed", str(seed)],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    user = make_user(taste)
+    client = OscClient(port)
+    seen = {"phase2_p_like": [], "phase2_modes": [], "progress": [], "mode_refused": False}
+    try:
+        wait_ready(proc, client)
+        client.drain()  # late answers to the readiness probes
+        client.send("/dd/subscribe")
+        client.send("/dd/experiment")
+        assert client.expect("/dd/experiment") == [code, "1", 0, PHASE1]
+        client.send("/dd/mode", "good")  # the plan chooses the loops: refused, nothing changes
+        seen["mode_refused"] = "experiment" in client.expect("/dd/error")[0]
+        client.send("/dd/status")
+        last = client.expect("/dd/status")[2]
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop", 60)
+        while loop[0] <= last:
+            loop = client.expect("/dd/loop", 60)
+        phase = "1"
+        while phase != "done":
+            liked = user.judge(parse_loop(loop))
+            client.send("/dd/like" if liked else "/dd/dislike", loop[0])
+            assert client.expect("/dd/rated", 60)[0] == loop[0]
+            progress = client.expect("/dd/experiment", 60)
+            seen["progress"].append(progress[1:])
+            phase = progress[1]
+            rated_id = loop[0]
+            loop = client.expect("/dd/loop", 120)
+            assert loop[0] > rated_id
+            if phase == "2":
+                seen["phase2_p_like"].append(loop[1])
+                client.send("/dd/status")
+                seen["phase2_modes"].append(client.expect("/dd/status")[3])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    return seen
+
+
+@pytest.mark.slow
+def test_experiment_with_simulated_participants_then_report(tmp_path):
+    root = tmp_path / "study"
+    people = {"p01": ("backbeat", 1), "p02": ("sparse", 2), "p03": ("fotf", 3)}
+    for code, (taste, seed) in people.items():
+        seen = run_participant(root, code, taste, seed)
+        assert seen["mode_refused"]
+        # Progress: phase I counts up to PHASE1, then phase II counts its blind loops to PHASE2.
+        assert seen["progress"][:PHASE1] == [["1", i, PHASE1] for i in range(1, PHASE1)] + [["2", 0, PHASE2]]
+        assert seen["progress"][-1] == ["done", PHASE2, PHASE2]
+        # Blind: phase II loops show no P(like) and no mode.
+        assert seen["phase2_p_like"] and all(p == pytest.approx(BLIND_P_LIKE) for p in seen["phase2_p_like"])
+        assert set(seen["phase2_modes"]) == {BLIND_MODE}
+        plan = Plan.load(root / "participants" / code / "experiment.json")
+        assert plan.phase == "done" and sorted(plan.kinds) == ["good"] * (PHASE2 // 2) + ["random"] * (PHASE2 // 2)
+        # Each phase II loop was made the way the plan said, in the plan's shuffled order; the store knows.
+        store = Store(root / "participants" / code)
+        assert [store.loop(i).mode for i, _ in plan.items] == [k for _, k in plan.items]
+        rated_items = [k for i, k in plan.items if store.effective_rating(i) is not None]
+        assert rated_items == plan.kinds
+        store.close()
+    plans = [Plan.load(root / "participants" / c / "experiment.json").kinds for c in people]
+    assert len({tuple(k) for k in plans}) > 1 or PHASE2 == 2  # seeded shuffles differ between participants
+
+    out = tmp_path / "report"
+    done = subprocess.run([*CLI, "report", "--state-dir", str(root), "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("experiment-phase1-like-rate.png", "experiment-phase2-good-vs-random.png"):
+        with Image.open(out / name) as img:
+            assert img.format == "PNG" and img.size[0] > 600
+    pooled = {line.split()[2].rstrip(":"): line for line in done.stdout.splitlines() if line.startswith("phase II")}
+    assert set(pooled) == {"good", "random"}
+    assert f"/{len(people) * PHASE2 // 2} liked" in pooled["good"]
+    listing = (out / "experiment-loops.md").read_text()
+    wavs = [Path(w.strip("`")) for w in listing.split() if w.endswith(".wav`")]
+    assert wavs and all(w.exists() for w in wavs)
+    for code in people:
+        assert f"## {code}" in listing
+    audio, sr = sf.read(wavs[0])
+    assert sr == 44100 and len(audio) > sr and abs(audio).max() > 0.01
