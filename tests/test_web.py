@@ -82,6 +82,15 @@ class PageDaemon:
         self.osc.send("/dd/status")
         return self.osc.expect("/dd/status")
 
+    def next_loop(self) -> list:
+        """/dd/next, then the /dd/loop it causes (not one left over from an earlier test)."""
+        current = self.status()[2]
+        self.osc.send("/dd/next")
+        while True:
+            loop = self.osc.expect("/dd/loop")
+            if loop[0] > current:
+                return loop
+
     def stop(self) -> None:
         assert self.daemon.stop() == 0, self.daemon.output()
 
@@ -132,8 +141,7 @@ def test_like_shows_rated_then_the_next_loop_and_is_counted(served, page):
 def test_a_loop_made_current_over_osc_shows_in_the_page(served, page):
     page.goto(served.url)
     expect(loop_element(page)).to_have_attribute("data-loop-id", str(served.status()[2]))
-    served.osc.send("/dd/next")
-    new_id = served.osc.expect("/dd/loop")[0]
+    new_id = served.next_loop()[0]
     expect(loop_element(page)).to_have_attribute("data-loop-id", str(new_id))
 
 
@@ -280,8 +288,7 @@ def test_a_row_locked_in_the_page_stays_in_the_next_loops(served, page):
     kept = page.locator(".grid .row").first.locator(".sample").text_content()
     try:
         for _ in range(3):
-            served.osc.send("/dd/next")
-            loop = served.osc.expect("/dd/loop")
+            loop = served.next_loop()
             assert loop[4] == kept, loop  # row 0's sample, in /dd/loop order
             expect(loop_element(page)).to_have_attribute("data-loop-id", str(loop[0]))
             expect(page.get_by_role("button", name="lock row 1", exact=True)).to_have_attribute("aria-pressed",
@@ -291,16 +298,18 @@ def test_a_row_locked_in_the_page_stays_in_the_next_loops(served, page):
         expect(page.get_by_role("button", name="lock row 1", exact=True)).to_have_attribute("aria-pressed", "false")
 
 
-def test_density_control_follows_the_command_table(served, page):
+@pytest.mark.parametrize("name, value, shown, default", [("density", "0.8", "0.80", "0.5"),
+                                                         ("swing", "0.25", "0.25", "0")])
+def test_sliders_reach_the_daemon(served, page, name, value, shown, default):
     page.goto(served.url)
     expect(page.locator("#conn")).to_have_text("connected")
-    density = page.get_by_label("density")
-    expect(density).to_be_visible()  # the table has `density`
-    density.fill("0.8")  # a range input: fill sets the value and fires change
+    slider = page.get_by_label(name)
+    expect(slider).to_be_visible()  # the command table has it
+    slider.fill(value)  # a range input: fill sets the value and fires change
     expect(page.get_by_role("alert")).to_have_text("")
     try:
         page.reload()  # what the daemon now says, from a fresh snapshot
-        expect(page.locator("#density-out")).to_have_text("0.80")
-        expect(page.get_by_label("density")).to_have_value("0.8")
+        expect(page.locator(f"#{name}-out")).to_have_text(shown)
+        expect(page.get_by_label(name)).to_have_value(value)
     finally:
-        page.get_by_label("density").fill("0.5")
+        page.get_by_label(name).fill(default)
