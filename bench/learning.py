@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from pythonosc.osc_packet import OscPacket  # noqa: E402
 
-from deepdrummer_live.surfaces.osc import encode  # noqa: E402
 from deepdrummer_live.learn.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.surfaces.osc import encode  # noqa: E402
 
 
 @dataclass
@@ -93,7 +93,7 @@ class OscClient:
         self.sock.settimeout(max(timeout, 1e-3))
         try:
             data, _ = self.sock.recvfrom(65536)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return []
         out = []
         for t in OscPacket(data).messages:
@@ -231,8 +231,8 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     import torch
 
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.sound.kit import load_kit
 
     torch.set_num_threads(args.threads)
     t_start = time.monotonic()
@@ -273,6 +273,31 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
                       None, engine.trainer.steps, time.monotonic() - t_start)
 
 
+def replay_datasets(args) -> int:
+    """Each dataset's ratings in their order through a fresh critic (learn/pretraining.replay)."""
+    import torch
+
+    from deepdrummer_live.cli.dataset import resolve_session_kit
+    from deepdrummer_live.learn.pretraining import replay
+    from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.storage.dataset import read_csv
+
+    torch.set_num_threads(args.threads)
+    results = {}
+    for path in args.replay:
+        ratings = read_csv(path)
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+        res = replay(kit, ratings, resolve_device(args.device or "cpu"), args.seed)
+        results[str(path)] = res
+        print(f"{str(path)[-30:]:30s} {res['ratings']:4d} ratings: predicted {res['accuracy']:.2f} "
+              f"(first half {res['first_half']:.2f}, second {res['second_half']:.2f}; "
+              f"majority-so-far {res['majority_baseline']:.2f})", flush=True)
+    if args.json:
+        print(json.dumps(results), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", default="all", help=f"comma list of {', '.join(USERS)}, or 'all'")
@@ -292,7 +317,11 @@ def main(argv=None) -> int:
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--keep-state", action="store_true", help="keep the daemons' state dirs")
     ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    ap.add_argument("--replay", type=Path, action="append", default=[], metavar="DATASET",
+                    help="replay a participant's exported ratings (a `dataset export` folder) instead of users")
     args = ap.parse_args(argv)
+    if args.replay:
+        return replay_datasets(args)
     names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
     users = [make_user(n, args.user_seed) for n in names]
     results = []

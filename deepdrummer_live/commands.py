@@ -14,12 +14,23 @@ This module imports nothing heavy (the player process validates controller mappi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import (DENSITY_MAX, DENSITY_MIN, INT32_MAX, LEARNABLE_ACTIONS, MODES, N_ROWS, SWING_MAX,
-                                    SWING_MIN, TEMPO_MAX, TEMPO_MIN)
+from deepdrummer_live.vocab import (
+    DENSITY_MAX,
+    DENSITY_MIN,
+    INT32_MAX,
+    LEARNABLE_ACTIONS,
+    MODES,
+    N_ROWS,
+    SWING_MAX,
+    SWING_MIN,
+    TEMPO_MAX,
+    TEMPO_MIN,
+)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live.sound import pattern
-from deepdrummer_live.learn.critic import (LEAN_CONFIG, LEAN_SPEC, PAPER_CONFIG, PAPER_SPEC, PaperCritic,
-                                     augment_features, build_critic, count_parameters)
-from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.critic import (
+    LEAN_CONFIG,
+    LEAN_SPEC,
+    PAPER_CONFIG,
+    PAPER_SPEC,
+    PaperCritic,
+    Trainer,
+    augment_features,
+    build_critic,
+    count_parameters,
+)
 from deepdrummer_live.learn.features import MfccTransform
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.search import Scorer, search
+from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import CEILING, MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
-from deepdrummer_live.learn.search import Scorer, search
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +113,16 @@ def test_paper_critic_is_the_papers_network():
     feats = MfccTransform(PAPER_SPEC, "cpu")(torch.zeros(2, 88200))
     assert feats.shape == (2, 60, 442)
     assert model.eval()(feats).shape == (2, 2)
-    assert PAPER_CONFIG.lr == 5.7e-5 and PAPER_CONFIG.weight_decay == 5.9e-6
-    assert PAPER_CONFIG.batch_size == 16 and PAPER_CONFIG.batches_per_rating == 40
-    assert abs(PAPER_CONFIG.dropout - 0.167) < 1e-9
+    # the paper's hyper-parameters reach the network and the optimizer (values: critic.py)
+    built = build_critic(PAPER_CONFIG)
+    assert {m.p for m in built.modules() if isinstance(m, torch.nn.Dropout)} == {PAPER_CONFIG.dropout}
+    trainer = Trainer(PAPER_CONFIG, built, MfccTransform(PAPER_SPEC, "cpu"), gen(0))
+    (group,) = trainer.optimizer.param_groups
+    assert (group["lr"], group["weight_decay"]) == (PAPER_CONFIG.lr, PAPER_CONFIG.weight_decay)
+    for i in range(4):
+        trainer.set_example(i, torch.zeros(100), i % 2)
+    x, y = trainer._batch()
+    assert len(x) == PAPER_CONFIG.batch_size and y.sum().item() == PAPER_CONFIG.batch_size // 2
 
 
 def test_mutation_and_fotf_follow_the_paper(kit):

@@ -12,8 +12,6 @@ import threading
 import pytest
 import torch
 
-from daemon import wait_for
-
 from deepdrummer_live import commands
 from deepdrummer_live.errors import CommandError
 from deepdrummer_live.learn.learner import Learner
@@ -23,6 +21,8 @@ from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import Store
 from deepdrummer_live.surfaces import osc, tui
+
+from daemon import wait_for
 
 
 class RecordingTransport:

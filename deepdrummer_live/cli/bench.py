@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdrummer_live.sound import pattern
 from deepdrummer_live.learn.critic import PAPER_CONFIG, build_critic
 from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.learn.search import PaperScorer, resolve_device
+from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
-from deepdrummer_live.learn.search import PaperScorer, resolve_device
 
 
 def _throughput(score, make_batch, seconds: float) -> float:
@@ -94,9 +94,9 @@ def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, in
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from pythonosc.osc_message import OscMessage
 
-    from deepdrummer_live.surfaces.osc import OscServer, encode
     from deepdrummer_live.session import Session
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.surfaces.osc import OscServer, encode
     from deepdrummer_live.transport import VirtualTransport
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:

@@ -99,7 +99,7 @@ def prepare_out(out: Path) -> Path:
 def cmd_export(args) -> int:
     import soundfile as sf
 
-    from deepdrummer_live.cli.main import default_state_dir
+    from deepdrummer_live.paths import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
     ratings, meta = read_ratings(state_dir, args.participant)
@@ -158,7 +158,8 @@ Each line of `ratings.csv` is one loop and the performer's verdict on it; `audio
 that loop as the performer heard it: one bar at its tempo, 44.1 kHz, 24-bit mono, rendered by the
 project's one mix (every hit at its level's gain, rows summed, times 0.5, the loop turned down to
 peak at -1 dBFS if it would go above; a sample's tail past the bar end wraps to its start, as a
-looping bar sounds).
+looping bar sounds). The wavs are straight: swing (`/dd/swing`) is how a loop was played, not
+part of the loop, and is not stored per loop; the critic too hears the straight bar.
 
 ## How it was collected
 
@@ -241,7 +242,7 @@ def cmd_import(args) -> int:
     device = resolve_device(args.device)
     if args.replay:
         result = pretraining.replay(kit, ratings, device, args.seed)
-        for i, (k, acc) in enumerate(result["curve"]):
+        for k, acc in result["curve"]:
             print(f"after {k:4d} ratings: predicted the next ones {acc:.2f}")
         print(f"accuracy predicting each next rating: first half {result['first_half']:.2f}, "
               f"second half {result['second_half']:.2f} ({result['ratings']} ratings, "

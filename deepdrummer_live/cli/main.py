@@ -13,8 +13,8 @@ from collections import deque
 from pathlib import Path
 
 from deepdrummer_live import __version__
-from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
+from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
@@ -42,7 +42,8 @@ def port_number(value: str) -> int:
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kit", default=None, help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
+    p.add_argument("--kit", default=None,
+                   help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
     p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
     p.add_argument("--paper", action="store_true",
@@ -171,12 +172,12 @@ def check_run_flags(args) -> None:
 def cmd_run(args) -> int:
     check_run_flags(args)
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.sound.kit import load_kit
-    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session
+    from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.transport import VirtualTransport
 
     device = resolve_device(args.device)
@@ -287,8 +288,8 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     audio = args.audio or "pyo"
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
-    from deepdrummer_live.player.sequencer import PlayerConfig
     from deepdrummer_live.player.midilearn import LEARNED_FILE
+    from deepdrummer_live.player.sequencer import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -34,6 +35,7 @@ PAPER_SPEC = MfccSpec(sr=16000, n_fft=400, hop=200, n_mels=128, n_mfcc=60, fmax=
                       mel_norm=None, top_db=80.0, circular=False, pad_mode="reflect")
 # torchaudio.transforms.MFCC defaults as the paper used them: its nominal 16 kHz rate on 44.1 kHz audio.
 LEAN_SPEC = MfccSpec(sr=16000, n_fft=512, hop=500, n_mels=40, n_mfcc=20, fmax=8000.0, top_db=80.0)
+MAX_LOSSES = 1000  # Trainer keeps this many recent losses: a long session must not grow memory
 REFERENCE_BPM = 120.0  # the critic always hears the loop at this tempo: its input is tempo-invariant
 
 
@@ -61,7 +63,8 @@ class CriticConfig:
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
-LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4, dropout=0.2,
+LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
+                           dropout=0.2,
                            batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=0,
                            label_smoothing=0.2, bands=10)
 
@@ -177,12 +180,12 @@ def build_critic(config: CriticConfig) -> nn.Module:
                       n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0)
 
 
-def hearing_optimizer(model: "LeanCritic", lr: float = 3e-3) -> torch.optim.Optimizer:
+def hearing_optimizer(model: LeanCritic, lr: float = 3e-3) -> torch.optim.Optimizer:
     """Adam over everything but the like head (which only ratings train)."""
     return torch.optim.Adam([p for name, p in model.named_parameters() if not name.startswith("mlp.")], lr=lr)
 
 
-def pretrain_hearing(model: "LeanCritic", feats: torch.Tensor, targets: torch.Tensor, steps: int,
+def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, steps: int,
                      gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
     """Teach the trunk which role group starts on which step, from loops the engine made itself.
 
@@ -259,7 +262,7 @@ class Trainer:
     gen: torch.Generator
     examples: dict = field(default_factory=dict)  # loop_id -> (tensor, label)
     steps: int = 0
-    losses: list = field(default_factory=list)
+    losses: deque = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))  # recent mean losses
 
     def __post_init__(self):
         params = getattr(self.model, "rating_parameters", self.model.parameters)()

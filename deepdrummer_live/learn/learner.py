@@ -13,14 +13,24 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from deepdrummer_live.learn.critic import (
+    LEAN_CONFIG,
+    PAPER_CONFIG,
+    ROLE_GROUPS,
+    CriticConfig,
+    LeanCritic,
+    Trainer,
+    build_critic,
+    count_parameters,
+    hearing_optimizer,
+    pretrain_hearing,
+)
+from deepdrummer_live.learn.search import PaperScorer, Scorer, search
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.learn.critic import (LEAN_CONFIG, PAPER_CONFIG, ROLE_GROUPS, CriticConfig, LeanCritic, Trainer, build_critic,
-                     count_parameters, hearing_optimizer, pretrain_hearing)
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
-from deepdrummer_live.learn.search import PaperScorer, Scorer, search
 from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
 
 log = logging.getLogger(__name__)

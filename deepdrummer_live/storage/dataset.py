@@ -12,7 +12,7 @@ import csv
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
@@ -59,7 +59,7 @@ class Rating:
 
     @property
     def time(self) -> str:
-        return datetime.fromtimestamp(self.ts, timezone.utc).isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(self.ts, UTC).isoformat(timespec="milliseconds")
 
     def as_csv(self) -> dict:
         row = {"loop_id": self.loop_id, "label": self.label, "time": self.time, "ts": f"{self.ts:.3f}",
