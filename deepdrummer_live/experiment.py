@@ -145,7 +145,7 @@ class ExperimentSession(Session):
         with self.lock:
             self._advance_plan()
         super().start(autoplay)
-        if self.plan.items:  # a resumed phase II: its ratings were re-added as lessons; on the worker, before any training
+        if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
             with self.lock:
                 self.jobs.appendleft(self._forget_phase2)
                 self.wake.notify_all()

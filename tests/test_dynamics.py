@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live.learn.critic import LEAN_CONFIG, build_critic
+from deepdrummer_live.learn.critic import LEAN_CONFIG
+from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, Scorer, search
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit

@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepdrummer_live.experiment import BLIND_MODE, BLIND_P_LIKE, Plan
 from deepdrummer_live.learn.simuser import make_user, parse_loop
+from deepdrummer_live.storage.dataset import read_csv
 from deepdrummer_live.storage.store import Store
 
 from daemon import CLI, REPO, OscClient, free_udp_port
@@ -159,3 +160,11 @@ def test_experiment_with_simulated_participants_then_report(tmp_path):
         assert f"## {code}" in listing
     audio, sr = sf.read(wavs[0])
     assert sr == 44100 and len(audio) > sr and abs(audio).max() > 0.01
+    # A participant's dataset says which phase each rating belongs to.
+    ds = tmp_path / "p01-dataset"
+    done = subprocess.run([*CLI, "dataset", "export", "--state-dir", str(root / "participants" / "p01"), "--out",
+                           str(ds)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = read_csv(ds)
+    assert [r.phase for r in rows] == ["1"] * PHASE1 + ["2"] * PHASE2 and {r.participant for r in rows} == {"p01"}
+    assert sorted(r.mode for r in rows if r.phase == "2") == ["good"] * (PHASE2 // 2) + ["random"] * (PHASE2 // 2)

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
     run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
+    run.add_argument("--critic", default=None, metavar="PATH",
+                     help="a new session starts from this critic: a critic.pt of another state dir, that "
+                          "state dir, or a shipped critic's name (deepdrummer-live critic list)")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
@@ -88,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
     bench.add_argument("--ratings", type=int, default=40, help="ratings for the latency measurement")
+
+    critic = sub.add_parser("critic", help="shipped pre-trained critics")
+    critic_sub = critic.add_subparsers(dest="critic_command", parser_class=OneLineParser)
+    critic_sub.add_parser("list", help="the shipped critics, usable as run --critic NAME")
+    hearing = critic_sub.add_parser("pretrain-hearing",
+                                    help="(re)make a built-in kit's shipped hearing critic, deterministically")
+    hearing.add_argument("--kit", action="append", default=None,
+                         help="a built-in kit (repeatable) [every built-in kit]")
+    hearing.add_argument("--out", type=Path, default=None, help="folder to write to [the package's critics/]")
+    hearing.add_argument("--steps", type=int, default=None, help="hearing optimizer steps [critic default]")
+    hearing.add_argument("--loops", type=int, default=None, help="random loops to learn from [critic default]")
+    hearing.add_argument("--seed", type=int, default=0)
 
     kits = sub.add_parser("kits", help="the built-in synthesized kits")
     kits_sub = kits.add_subparsers(dest="kits_command", parser_class=OneLineParser)
@@ -171,6 +186,7 @@ def check_run_flags(args) -> None:
 
 def cmd_run(args) -> int:
     check_run_flags(args)
+    from deepdrummer_live.learn.kinds import kind_for, resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session
@@ -209,9 +225,11 @@ def cmd_run(args) -> int:
                      ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
-        engine = Learner(kit, device, seed, paper=args.paper)
-        log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
-                 engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
+        critic_path = resolve_critic_source(args.critic) if args.critic else None
+        engine = Learner(kit, device, seed, kind=kind_for(args.paper))
+        start = engine.choose_start(store.checkpoint_path, critic_path)
+        log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
+                 engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
         session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
@@ -327,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "kits":
             return cmd_kits(args)
+        if args.command == "critic":
+            from deepdrummer_live.cli.critic import cmd_critic
+
+            return cmd_critic(args)
         if args.command == "doctor":
             from deepdrummer_live.cli.doctor import cmd_doctor
 
