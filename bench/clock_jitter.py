@@ -21,14 +21,11 @@ import shutil
 import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deepdrummer_live.player.jackd import PERIOD_FRAMES, SAMPLE_RATE, start_jack_server
+from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle
 
-from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle  # noqa: E402
-from tests.conftest import start_jack_server, stop_jack_server  # noqa: E402  (one jackd recipe)
-
-PERIOD_FRAMES, RATE = 64, 48000
+RATE = SAMPLE_RATE
 
 
 def torch_load(stop: threading.Event, counter: list[int], threads: int) -> None:
@@ -60,14 +57,14 @@ def main() -> None:
     ap.add_argument("--jack-server", help="use this running JACK server instead of a private one")
     args = ap.parse_args()
 
-    jack_proc = None
+    server = None
     if args.jack_server:
         os.environ["JACK_DEFAULT_SERVER"] = args.jack_server
     else:
         if shutil.which("jackd") is None:
             sys.exit("jackd is not installed (apt-get install jackd2)")
-        name, jack_proc = start_jack_server(realtime=args.jack_realtime)
-        os.environ["JACK_DEFAULT_SERVER"] = name
+        server = start_jack_server(realtime=args.jack_realtime)
+        os.environ["JACK_DEFAULT_SERVER"] = server
     import rtmidi
 
     stats: dict = {}
@@ -121,10 +118,9 @@ def main() -> None:
     handle.close()
     probe.close_port()
     xruns = None
-    if jack_proc is not None:
-        stop_jack_server(jack_proc)
-        jack_proc.log.seek(0)
-        xruns = jack_proc.log.read().count("XRun")  # dummy-driver cycles that ran late: MIDI can be lost there
+    if server is not None:
+        xruns = server.xruns()  # dummy-driver cycles that ran late: MIDI can be lost there
+        server.stop()
 
     nominal = 60.0 / (args.bpm * 24)
     times = clock_times[24:]  # skip the first beat: the probe connects mid-stream

@@ -14,12 +14,23 @@ This module imports nothing heavy (the player process validates controller mappi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import (DENSITY_MAX, DENSITY_MIN, INT32_MAX, LEARNABLE_ACTIONS, MODES, N_ROWS, SWING_MAX,
-                                    SWING_MIN, TEMPO_MAX, TEMPO_MIN)
+from deepdrummer_live.vocab import (
+    DENSITY_MAX,
+    DENSITY_MIN,
+    INT32_MAX,
+    LEARNABLE_ACTIONS,
+    MODES,
+    N_ROWS,
+    SWING_MAX,
+    SWING_MIN,
+    TEMPO_MAX,
+    TEMPO_MIN,
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ class Param:
         if self.choices:
             body = "|".join(self.choices)
         elif self.lo is not None and self.hi is not None:
-            body = f"{self.lo:g}-{self.hi:g}"
+            body = f"{int(self.lo)}-{int(self.hi)}" if self.kind == "int" else f"{self.lo:g}-{self.hi:g}"
         else:
             body = self.kind
         return f"[{self.name} {body}]" if self.optional else f"{self.name} {body}"
@@ -97,6 +108,12 @@ def command(name: str, *params: Param, help: str, reply: str | None = None):
         COMMANDS[name] = Command(name, tuple(params), fn, help, reply)
         return fn
     return register
+
+
+def table() -> str:
+    """Every command, one per line: usage, then what it does (`deepdrummer-live commands`)."""
+    width = max(len(c.usage()) for c in COMMANDS.values())
+    return "\n".join(f"{c.usage():<{width}}  {c.help}" for c in COMMANDS.values())
 
 
 def lookup(name: str) -> Command:

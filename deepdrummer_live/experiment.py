@@ -59,7 +59,7 @@ class Plan:
     finished: float | None = None
 
     @staticmethod
-    def new(participant: str, phase1: int, phase2: int, seed: int) -> "Plan":
+    def new(participant: str, phase1: int, phase2: int, seed: int) -> Plan:
         if phase1 < 2:
             raise UsageError(f"--phase1 {phase1}: use 2 or more (the critic needs a like and a dislike)")
         if phase2 < 2 or phase2 % 2:
@@ -69,7 +69,7 @@ class Plan:
         return Plan(check_participant(participant), phase1, phase2, kinds)
 
     @staticmethod
-    def load(path: Path) -> "Plan":
+    def load(path: Path) -> Plan:
         try:
             return Plan(**json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
@@ -145,7 +145,15 @@ class ExperimentSession(Session):
         with self.lock:
             self._advance_plan()
         super().start(autoplay)
+        if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
+            with self.lock:
+                self.jobs.appendleft(self._forget_phase2)
+                self.wake.notify_all()
         self._announce()
+
+    def _forget_phase2(self) -> None:
+        for loop_id, _ in self.plan.items:
+            self.engine.set_rating(loop_id, None, None)
 
     def _request_next(self) -> None:
         if self.pending is None:

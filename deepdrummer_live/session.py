@@ -17,15 +17,16 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
-from deepdrummer_live.sound.render import SWING_RANGE
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
+from deepdrummer_live.sound.render import SWING_RANGE
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
@@ -98,10 +99,14 @@ class Session:
         self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
         # an explicit --swing wins over the resumed one, like --tempo
         self.swing = float(store.get_meta("swing", "0.0")) if swing is None else float(swing)
+        if swing is not None:
+            store.set_meta("swing", repr(self.swing))
         self.note_map = note_map or NoteMap.load(None)
         # An explicit tempo wins; else the resumed one (internal clock), else the default.
         resumed = store.get_meta("tempo") if clock == "internal" else None
         self.tempo = float(tempo if tempo is not None else resumed if resumed is not None else DEFAULT_TEMPO)
+        if tempo is not None and clock == "internal":
+            store.set_meta("tempo", repr(self.tempo))  # what was asked for is what the next run resumes
         self.playing = False
         self.step = 0
         self.current: Loop | None = None
@@ -496,7 +501,8 @@ class Session:
                     dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
                 "locks": sorted(self.locked), "density": list(self.density),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
-                "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock, "playing": self.playing,
+                "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
+                "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "losses": list(self.worker.stats.losses), "last_error": self.last_error,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 

@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from deepdrummer_live.errors import DeepDrummerError
 
@@ -49,7 +50,7 @@ class Stats:
 class Worker:
     """Runs the session's learner jobs in one thread; shares the session's lock."""
 
-    def __init__(self, session: "Session"):
+    def __init__(self, session: Session):
         self.session = session
         self.learner = session.learner
         self.lock = session.lock
@@ -110,7 +111,7 @@ class Worker:
         self.buffer.clear()
         self.wake.notify_all()
 
-    def take_proposal(self) -> "Proposal | None":
+    def take_proposal(self) -> Proposal | None:
         """The first buffered proposal that fits the session's current settings, or None."""
         for p in self.buffer:
             if self.session.proposal_fits(p):

@@ -3,181 +3,60 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-JACKD = shutil.which("jackd")
-# Names come from a small pool, not fresh random ones: JACK keeps a registry of at most 8
-# servers and only reclaims the slot of a server that died uncleanly when a new server
-# starts under the same name. A pool name in use by a live server is skipped.
-JACK_POOL = [f"ddjack{i}" for i in range(6)]
+from deepdrummer_live.player.jackd import JACK_LSP, JACKD, start_jack_server
 
-
-def _die_with_parent() -> None:
-    """Linux: jackd gets SIGTERM (and unregisters cleanly) if the test run is killed."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# jackd --realtime keeps running without SCHED_FIFO when the process may not have it; it says so.
-RT_REFUSED = ("Cannot use real-time scheduling", "AcquireSelfRealTime error", "AcquireRealTime error")
-
-
-def jack_lsp(server: str, *flags: str, timeout: float = 10.0) -> str | None:
-    """`jack_lsp FLAGS` against `server` (never spawning one); its stdout, None when it cannot connect."""
-    env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
-    try:
-        proc = subprocess.run(["jack_lsp", *flags], env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def _log_text(proc) -> str:
-    proc.log.seek(0)
-    return proc.log.read()
-
-
-def _start_one(candidate: str, realtime: bool, timeout: float):
-    """jackd on the dummy driver; (proc, None) once it accepts clients, else (None, why)."""
-    if jack_lsp(candidate, timeout=2.0) is not None:
-        return None, "in use by another server"  # another test run's: never mistake it for ours
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(
-        [JACKD, "--realtime" if realtime else "--no-realtime", "-n", candidate, "-d", "dummy", "-r", "48000",
-         "-p", "64"], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-    proc.log = log
-    deadline = time.monotonic() + timeout
-    # up = a client can connect (jack_lsp answers), not merely a socket file
-    while proc.poll() is None and time.monotonic() < deadline:
-        if jack_lsp(candidate, timeout=max(0.5, deadline - time.monotonic())) is not None and proc.poll() is None:
-            if realtime and any(text in _log_text(proc) for text in RT_REFUSED):
-                stop_jack_server(proc)
-                return None, "realtime refused"
-            return proc, None
-        time.sleep(0.05)  # poll interval while jackd starts
-    stop_jack_server(proc)
-    return None, " / ".join(_log_text(proc).strip().splitlines()[-2:]) or "no output"
-
-
-def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool | None = None):
-    """Start `jackd -n NAME -d dummy -r 48000 -p 64`; return (name, Popen) with `proc.realtime` set.
-
-    realtime None: --realtime (SCHED_FIFO, so a busy machine does not make it miss cycles) where
-    this process may use it, else --no-realtime. Its log goes to a temp file (`proc.log`): a pipe
-    left unread would fill with xrun lines and stall the server.
-    """
-    errors = []
-    modes = [True, False] if realtime is None else [realtime]
-    for candidate in ([name] if name else JACK_POOL):
-        for mode in modes:
-            proc, why = _start_one(candidate, mode, timeout)
-            if proc is not None:
-                proc.realtime = mode
-                return candidate, proc
-            errors.append(f"{candidate} ({'realtime' if mode else 'no-realtime'}): {why}")
-            if why != "realtime refused":
-                break  # the name is taken or jackd is broken: the next pool name, not the next mode
-    raise RuntimeError("jackd did not start: " + "; ".join(errors))
-
-
-def stop_jack_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # SIGTERM: jackd unregisters from JACK's server registry
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-class JackServer(str):
-    """The server's name (a str), plus its process and an xrun counter from its log."""
-
-    proc: subprocess.Popen
-
-    @property
-    def realtime(self) -> bool:
-        return self.proc.realtime
-
-    def xruns(self) -> int:
-        return _log_text(self.proc).count("XRun")
-
-    def connected(self, port_a: str, port_b: str) -> bool:
-        """Ports whose full names contain port_a and port_b are connected (JACK's own view)."""
-        out = jack_lsp(self, "-c") or ""
-        owner = None
-        for line in out.splitlines():
-            if not line.startswith((" ", "\t")):
-                owner = line
-            elif owner is not None and port_a in owner and port_b in line.strip():
-                return True
-        return False
-
-    def wait_connected(self, port_a: str, port_b: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.connected(port_a, port_b):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"JACK ports {port_a!r} and {port_b!r} not connected within {timeout} s: "
-                                     f"{jack_lsp(self, '-c')}")
-            time.sleep(0.05)  # poll interval
+NO_JACK = "jackd/jack_lsp are not installed (apt-get install jackd2); JACK MIDI tests need them"
 
 
 @pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server (dummy driver, 48 kHz, 64 frames) for the whole test session.
 
-    Yields its name; JACK_DEFAULT_SERVER points at it for this process and every child.
+    Yields it (a JackServer: its name, a str); JACK_DEFAULT_SERVER points at it for this process
+    and every child.
     """
-    if JACKD is None or shutil.which("jack_lsp") is None:
-        pytest.skip("jackd/jack_lsp are not installed (apt-get install jackd2); JACK MIDI tests need them")
-    name, proc = start_jack_server()
-    name = JackServer(name)
-    name.proc = proc
+    if JACKD is None or JACK_LSP is None:
+        pytest.skip(NO_JACK)
+    server = start_jack_server()
     old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_DEFAULT_SERVER"] = server
     try:
-        yield name
+        yield server
     finally:
         if old is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = old
-        stop_jack_server(proc)
+        server.stop()
 
 
 @pytest.fixture
 def private_jack_server(monkeypatch):
     """A JACK server of the test's own, for tests that kill or restart it.
 
-    Yields (name, restart) where restart() kills the server and returns a function that
-    starts it again under the same name.
+    Yields (name, kill, start_again): kill() stops the server, start_again() starts it under
+    the same name.
     """
-    if JACKD is None or shutil.which("jack_lsp") is None:
-        pytest.skip("jackd/jack_lsp are not installed (apt-get install jackd2); JACK MIDI tests need them")
-    name, proc = start_jack_server()
+    if JACKD is None or JACK_LSP is None:
+        pytest.skip(NO_JACK)
+    state = {"server": start_jack_server()}
+    name = str(state["server"])
     monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
-    state = {"proc": proc}
 
     def kill():
-        stop_jack_server(state["proc"])
+        state["server"].stop()
 
     def start_again():
-        _, state["proc"] = start_jack_server(name)
+        state["server"] = start_jack_server(name)
 
     try:
         yield name, kill, start_again
     finally:
-        stop_jack_server(state["proc"])
+        state["server"].stop()
 
 
 @pytest.fixture(scope="session")

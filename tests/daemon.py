@@ -70,7 +70,7 @@ class OscClient:
                 self.sock.settimeout(left)
                 try:
                     msg = OscMessage(self.sock.recvfrom(65536)[0])
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if msg.address == address:
                     return list(msg.params)
@@ -78,19 +78,43 @@ class OscClient:
         finally:
             self.backlog.extend(kept)
 
+    def received(self) -> list[tuple[str, list]]:
+        """What has arrived so far (kept by `expect` or waiting in the socket), without waiting.
+
+        A negative check ("no /dd/rated came") is only sound after a barrier: a reply that the
+        daemon sends after anything the checked message could have caused (e.g. /dd/ping)."""
+        return self.drain(0.0)
+
     def drain(self, wait: float = 0.2) -> list[tuple[str, list]]:
+        """Everything kept and arriving until nothing more comes for `wait` seconds (0: no waiting)."""
         out = list(self.backlog)
         self.backlog.clear()
-        self.sock.settimeout(wait)
+        self.sock.settimeout(wait)  # 0.0: non-blocking, an empty socket raises BlockingIOError
         try:
             while True:
                 msg = OscMessage(self.sock.recvfrom(65536)[0])
                 out.append((msg.address, list(msg.params)))
-        except socket.timeout:
+        except (TimeoutError, BlockingIOError):
             return out
+        finally:
+            self.sock.settimeout(None)
 
     def close(self) -> None:
         self.sock.close()
+
+
+def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple[Daemon, OscClient]:
+    """A started daemon with a subscribed client (--notify), its startup messages drained."""
+    client = OscClient(0)
+    d = Daemon(state_dir, "--notify", f"127.0.0.1:{client.port}", *extra, **kw)
+    client.target = ("127.0.0.1", d.port)
+    try:
+        d.start()
+    except BaseException:
+        client.close()
+        raise
+    client.drain()
+    return d, client
 
 
 class Daemon:
@@ -107,14 +131,14 @@ class Daemon:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
-    def start(self, wait: bool = True) -> "Daemon":
+    def start(self, wait: bool = True) -> Daemon:
         self.log = open(self.state_dir.parent / f"{self.state_dir.name}-daemon.log", "ab")
         self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:  # a deadline: a busy CI machine needs minutes
         probe = OscClient(self.port)
         deadline = time.monotonic() + timeout
         try:
@@ -124,7 +148,7 @@ class Daemon:
                 probe.send("/dd/status")
                 try:
                     addr, args = probe.recv(timeout=0.5)
-                except (socket.timeout, ConnectionRefusedError, OSError):
+                except (TimeoutError, ConnectionRefusedError, OSError):
                     continue
                 if addr == "/dd/status" and args[2] >= 0:  # a first loop is current
                     return
@@ -134,7 +158,8 @@ class Daemon:
             probe.close()
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:  # stop() closes it
+            self.log.flush()
         return (self.state_dir.parent / f"{self.state_dir.name}-daemon.log").read_text(errors="replace")[-3000:]
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
@@ -151,7 +176,7 @@ class Daemon:
         self.proc.wait()
         self.log.close()
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         return self.start()
 
     def __exit__(self, *exc) -> None:

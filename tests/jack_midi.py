@@ -63,6 +63,21 @@ def collect_until(port, pred, timeout: float = 10.0, into: list | None = None) -
             return out
 
 
+def send_clock(port, bpm: float, n: int, t0: float | None = None) -> float:
+    """n MIDI clocks at `bpm` on absolute times (sleep, then spin: sleep alone is late by up to a
+    tick); returns when the next clock would be due."""
+    interval = 60.0 / (bpm * 24)
+    t0 = time.perf_counter() if t0 is None else t0
+    for i in range(n):
+        target = t0 + i * interval
+        while (left := target - time.perf_counter()) > 0.001:
+            time.sleep(left - 0.001)
+        while time.perf_counter() < target:
+            pass
+        port.send_message([CLOCK])
+    return t0 + n * interval
+
+
 def drain(port, into: list) -> list[tuple[float, list[int]]]:
     """Append what `port` holds now (no waiting) to `into`, timed as in `collect_until`."""
     t = into[-1][0] if into else 0.0

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepdrummer_live.player.audio import OFFLINE_LEAD_IN, LoopAudio, offline_bar_starts, render_offline
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.player.audio import OFFLINE_LEAD_IN, LoopAudio, offline_bar_starts, render_offline
 
 SR = 48000
 # pyo's master gain settles at 1 - 8e-7 (float ramp) and the file is float32: nothing else differs.

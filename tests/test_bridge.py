@@ -7,7 +7,17 @@ import time
 import pytest
 
 from daemon import Daemon, OscClient
-from jack_midi import ALL_NOTES_OFF, clocks_after_start, clocks_since_start, collect_until, drain, jack_port
+from jack_midi import (
+    ALL_NOTES_OFF,
+    CLOCK,
+    START,
+    clocks_after_start,
+    clocks_since_start,
+    collect_until,
+    drain,
+    jack_port,
+    send_clock,
+)
 
 
 def expected_pattern(loop_args) -> set[tuple[int, int]]:
@@ -159,13 +169,57 @@ def test_controller_pads_rate_loops(tmp_path, jack_server):
         assert d.stop() == 0, d.output()
 
 
-def test_link_session_shares_tempo_and_transport(tmp_path):
+def is_note_on(data) -> bool:
+    return data[0] == 0x99 and data[2] > 0
+
+
+def test_daemon_follows_an_external_midi_clock(tmp_path, jack_server):
+    """--clock midi through the daemon: tempo and transport come from the clock at its input;
+    it plays the announced loop on the incoming clock and sends no clock of its own."""
+    client = OscClient(0)
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--clock", "midi", "--midi-in", "clk",
+               midi="jack", audio="none")
+    client.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        client.drain()
+        for address, args in (("/dd/play", ()), ("/dd/tempo", (100.0,))):
+            client.send(address, *args)
+            message, offending = client.expect("/dd/error")
+            assert offending == address and "midi" in message.lower(), message
+        with jack_port(jack_server, "in", "DeepDrummer Live:DeepDrummer") as probe, \
+                jack_port(jack_server, "out", "clk") as clock_out:
+            t = send_clock(clock_out, 125.0, 96)  # a bar of pre-roll: tempo only
+            deadline = time.monotonic() + 15
+            while True:  # the tempo reaches the session through the player's events
+                client.send("/dd/next")
+                loop = client.expect("/dd/loop", timeout=30)
+                if abs(loop[2] - 125.0) < 1.0:
+                    break
+                assert time.monotonic() < deadline, f"the daemon's tempo stayed at {loop[2]}"
+                t = send_clock(clock_out, 125.0, 24, t)  # keep the clock running while polling
+            clock_out.send_message([0xF2, 0, 0])
+            clock_out.send_message([START])
+            send_clock(clock_out, 125.0, 2 * 96)  # two bars
+            clock_out.send_message([0xFC])
+            msgs = collect_until(probe, lambda data: data == ALL_NOTES_OFF, timeout=15)
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+    data = [m for _, m in msgs]
+    assert [CLOCK] not in data and [START] not in data  # a follower sends no clock of its own
+    notes = {m[1] for m in data if is_note_on(m)}
+    assert notes, "no notes while the external clock ran"
+    assert notes <= {loop[4 + 3 * r + 1] for r in range(4)}, (notes, loop)
+
+
+def test_link_session_shares_tempo_and_transport(tmp_path, jack_server):
     """A real Ableton Link peer in this process: the daemon follows its tempo and start/stop."""
     import asyncio
 
     aalink = pytest.importorskip("aalink")
     client = OscClient(0)
-    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--clock", "link", midi="none",
+    d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--clock", "link", midi="jack",
                audio="none")
     client.target = ("127.0.0.1", d.port)
     loop = asyncio.new_event_loop()
@@ -191,6 +245,11 @@ def test_link_session_shares_tempo_and_transport(tmp_path):
         assert abs(bpm - 100.0) < 0.5
         client.send("/dd/tempo", 130.0)  # the tempo belongs to the Link session, not to OSC
         assert client.expect("/dd/error")[1] == "/dd/tempo"
+        with jack_port(jack_server, "in", "DeepDrummer Live:DeepDrummer") as probe:
+            peer.playing = True  # a peer starts the session: the daemon plays from the next bar line
+            collect_until(probe, is_note_on, timeout=15)
+            peer.playing = False  # and stops with it: Stop flushes with all-notes-off
+            collect_until(probe, lambda data: data == ALL_NOTES_OFF, timeout=15)
     finally:
         peer.enabled = False
         client.close()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.player import controller as ctl
 
 SHIPPED = ["generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2", "ableton-live"]
 

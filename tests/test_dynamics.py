@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live.learn.critic import LEAN_CONFIG, build_critic
+from deepdrummer_live.learn.critic import LEAN_CONFIG
+from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, Scorer, search
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit
-from deepdrummer_live.sound.render import (CEILING, LEVEL_GAINS, level_gain, render_bar_numpy, render_bars,
-                                           sample_bank, step_length)
+from deepdrummer_live.sound.render import (
+    CEILING,
+    LEVEL_GAINS,
+    level_gain,
+    render_bar_numpy,
+    render_bars,
+    sample_bank,
+    step_length,
+)
 from deepdrummer_live.storage.store import Store
 
 KITS = ["dd-analog", "dd-digital"]

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from deepdrummer_live.surfaces import osc
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.storage.library import check_name
 from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.storage.library import check_name
+from deepdrummer_live.surfaces import osc
 
 from daemon import Daemon, OscClient
 
@@ -172,7 +172,7 @@ def test_thousands_of_bad_messages_each_get_one_error(target):
     before = status(c)
     sync(c)
     total = 0
-    for batch in range(60):  # 60 x 40 = 2400 messages, one /dd/error each
+    for _ in range(60):  # 60 x 40 = 2400 messages, one /dd/error each
         expected = []
         for _ in range(40):
             dgram, address = bad_message(rng)
@@ -189,7 +189,7 @@ def test_garbage_changes_nothing_and_is_never_fatal(target):
     rng = random.Random(SEED + 1)
     before = status(c)
     sync(c)
-    for batch in range(40):  # 40 x 50 = 2000 datagrams
+    for _ in range(40):  # 40 x 50 = 2000 datagrams
         for _ in range(50):
             c.send_raw(garbage(rng))
         got = sync(c)

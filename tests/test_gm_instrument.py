@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import start_jack_server, stop_jack_server
+from deepdrummer_live.player.jackd import start_jack_server
+
 from daemon import Daemon, OscClient
 
 FLUIDSYNTH = shutil.which("fluidsynth")
@@ -42,11 +43,6 @@ def jack_ports() -> list[str]:
     return subprocess.run([JACK_LSP], capture_output=True, text=True, timeout=10).stdout.splitlines()
 
 
-def xruns(jackd: subprocess.Popen) -> int:
-    jackd.log.seek(0)
-    return jackd.log.read().count("XRun")
-
-
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,12 +57,12 @@ def wait_for(predicate, timeout: float, what: str):
 def realtime_jack(monkeypatch):
     """A JACK server of this test's own, realtime where allowed: a GM synth's audio timeline is only
     on the wall-clock grid when the server keeps up (docs/timing.md: a non-realtime one overruns)."""
-    name, proc = start_jack_server()
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    server = start_jack_server()
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server)
     try:
-        yield proc
+        yield server
     finally:
-        stop_jack_server(proc)
+        server.stop()
 
 
 @pytest.fixture
@@ -137,8 +133,8 @@ def render_reference(hits, velocities, tmp_path: Path, sr: int) -> np.ndarray:
     mid.tracks.append(track)
     mid.save(tmp_path / "reference.mid")
     out = tmp_path / "reference.wav"
-    subprocess.run([FLUIDSYNTH, "-ni", "-q", "-r", str(sr), "-F", str(out), str(SOUNDFONT), str(tmp_path / "reference.mid")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run([FLUIDSYNTH, "-ni", "-q", "-r", str(sr), "-F", str(out), str(SOUNDFONT),
+                    str(tmp_path / "reference.mid")], check=True, capture_output=True, timeout=60)
     audio, _ = sf.read(out)
     return audio.mean(axis=1)[: int(now / 480 * 60 / BPM * sr) + sr]  # the notes and 1 s of their tails
 
@@ -203,7 +199,7 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
             client.send("/dd/next")
             loop = client.expect("/dd/loop")
         rows = [loop[4 + 3 * r: 7 + 3 * r] for r in range((len(loop) - 4) // 3)]
-        xruns_before = xruns(realtime_jack)
+        xruns_before = realtime_jack.xruns()
         rec = subprocess.Popen([JACK_REC, "-f", str(wav), "-d", str(RECORD_S), f"{FLUID_ID}:left",
                                 f"{FLUID_ID}:right"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(lambda: any(p.startswith("jackrec:") for p in jack_ports()) or rec.poll() is not None, 10,
@@ -212,7 +208,7 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
         rec_out, _ = rec.communicate(timeout=RECORD_S + 20)  # it stops by itself after RECORD_S
         client.send("/dd/stop")
         assert rec.returncode == 0, rec_out
-        overruns = xruns(realtime_jack) - xruns_before
+        overruns = realtime_jack.xruns() - xruns_before
     finally:
         client.close()
         assert d.stop() == 0, d.output()

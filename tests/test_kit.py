@@ -11,8 +11,15 @@ import soundfile as sf
 
 from deepdrummer_live.errors import KitError, UsageError
 from deepdrummer_live.paths import builtin_kits_dir
-from deepdrummer_live.sound.kit import (DEFAULT_KIT, GM_NOTES, MAX_SAMPLE_SECONDS, Kit, load_kit,
-                                  resolve_kit_path, role_from_name)
+from deepdrummer_live.sound.kit import (
+    DEFAULT_KIT,
+    GM_NOTES,
+    MAX_SAMPLE_SECONDS,
+    Kit,
+    load_kit,
+    resolve_kit_path,
+    role_from_name,
+)
 
 PAPER_KIT = Path(__file__).resolve().parents[2] / "shared/external-kits/deepdrummer-paper"
 needs_paper_kit = pytest.mark.skipif(
@@ -86,7 +93,8 @@ def test_paper_kit_mixes_bit_depths_and_channel_counts():
 @pytest.mark.parametrize("suffix, subtype, sr, channels", [
     (".wav", "PCM_16", 44100, 1), (".wav", "PCM_24", 48000, 2), (".wav", "FLOAT", 96000, 1),
     (".wav", "PCM_32", 22050, 2), (".wav", "PCM_U8", 8000, 1), (".aiff", "PCM_16", 44100, 2),
-    (".aif", "PCM_24", 32000, 1), (".aiff", "FLOAT", 48000, 1), (".flac", "PCM_16", 44100, 1), (".flac", "PCM_24", 88200, 2),
+    (".aif", "PCM_24", 32000, 1), (".aiff", "FLOAT", 48000, 1), (".flac", "PCM_16", 44100, 1),
+    (".flac", "PCM_24", 88200, 2),
     (".WAV", "DOUBLE", 11025, 1),
 ])
 def test_any_format_rate_and_channel_count_loads_as_float32_mono(tmp_path, suffix, subtype, sr, channels):

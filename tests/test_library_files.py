@@ -46,8 +46,8 @@ def test_sigint_right_after_like_and_save_writes_their_files(tmp_path):
         d.kill9()
         c.close()
     files = library_ids(tmp_path)
-    assert files.get(liked) == {".mid", ".wav"}, files
-    assert files.get(saved) == {".mid", ".wav"}, files
+    assert {".mid", ".wav"} <= files.get(liked, set()), files
+    assert {".mid", ".wav"} <= files.get(saved, set()), files
     assert list((tmp_path / "library").glob(f"{saved:06d}-keep me.*")), "the save keeps its name"
 
 
@@ -68,7 +68,7 @@ def test_kill9_after_acknowledged_likes_then_restart_writes_the_missing_files(tm
         f.unlink()
     d, c = start(tmp_path)
     try:
-        wait_for(lambda: all(library_ids(tmp_path).get(i) == {".mid", ".wav"} for i in acked),
+        wait_for(lambda: all({".mid", ".wav"} <= library_ids(tmp_path).get(i, set()) for i in acked),
                  what=f"library files of the acknowledged likes {acked}")
         # Each is written once, not once per restart.
         assert d.stop(signal.SIGINT) == 0

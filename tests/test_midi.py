@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from deepdrummer_live.player import midi
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.player import midi
 
 
 def test_golden_bytes():

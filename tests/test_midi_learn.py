@@ -7,10 +7,11 @@ import contextlib
 
 import pytest
 
-from daemon import Daemon, OscClient
 from deepdrummer_live.errors import CommandError
 from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.player import midilearn
+
+from daemon import Daemon, OscClient
 from jack_midi import jack_port
 
 

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
+from deepdrummer_live.errors import AudioLost, UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import InternalClock, MidiClockFollower
-from deepdrummer_live.errors import AudioLost, UsageError
-from deepdrummer_live.player.sequencer import Sequencer, PlayerConfig, PlayerHandle
-from jack_midi import ALL_NOTES_OFF, collect_until, jack_port
+from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle, Sequencer
+
+from jack_midi import ALL_NOTES_OFF, collect_until, jack_port, send_clock
 
 ROWS_A = [
     {"note": 36, "steps": "x...x...x...x..."},
@@ -404,20 +405,6 @@ def test_jack_bar_synchronous_switch(player_factory):
         assert first_b % 96 == 0 and first_b > 0, f"loop 2 started at tick {first_b}, not on a bar line"
         assert not [k for k, _, d in rows
                     if d[0] == 0x99 and d[1] == 36 and k is not None and k >= first_b]
-
-
-def send_clock(mo, bpm, n, t0=None):
-    """n clocks at bpm on absolute times (sleep, then spin)."""
-    iv = 60.0 / (bpm * 24)
-    t0 = time.perf_counter() if t0 is None else t0
-    for i in range(n):
-        target = t0 + i * iv
-        while (left := target - time.perf_counter()) > 0.001:
-            time.sleep(left - 0.001)
-        while time.perf_counter() < target:
-            pass
-        mo.send_message([midi.CLOCK])
-    return t0 + n * iv
 
 
 @pytest.mark.slow

@@ -130,7 +130,7 @@ def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
         while len(got) < 11 and time.monotonic() < deadline:
             try:
                 data, sender = daemon.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             msg = OscMessage(data)
             got.append((msg.address, list(msg.params)))
@@ -166,7 +166,7 @@ def _daemon_status(port: int, timeout: float = 1.0) -> list | None:
                 msg = OscMessage(s.recvfrom(65536)[0])
                 if msg.address == "/dd/status":
                     return list(msg.params)
-        except socket.timeout:
+        except TimeoutError:
             return None
 
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from deepdrummer_live.cli.main import main
-from deepdrummer_live.errors import StateError
 from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
+from deepdrummer_live.errors import StateError
 from deepdrummer_live.storage.store import Store
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"

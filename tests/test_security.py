@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepdrummer_live.surfaces import osc
 from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.storage.library import check_name
+from deepdrummer_live.surfaces import osc
 
 from daemon import Daemon, OscClient
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from deepdrummer_live.learn.simuser import USERS, all_users, base_rate, make_loop, make_user, parse_loop, row_role
 from deepdrummer_live.sound.kit import load_kit
-from deepdrummer_live.learn.simuser import (USERS, all_users, base_rate, make_loop, make_user, parse_loop,
-                                      row_role)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_KIT = ROOT.parent / "shared" / "external-kits" / "deepdrummer-paper"
@@ -114,7 +113,8 @@ def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
         assert user.judge(parse_loop([99] + [a for a in _args(loop)][1:])) == first
     # a lapse: even a perfect loop is sometimes disliked, across many distinct loops
     u = make_user("backbeat", lapse=0.2)
-    answers = [u.judge(make_loop([("snare", steps(4, 12)), ("kick", steps(0)), ("conga", f"{i:016b}".replace("0", ".").replace("1", "x")),
+    congas = [f"{i:016b}".replace("0", ".").replace("1", "x") for i in range(200)]
+    answers = [u.judge(make_loop([("snare", steps(4, 12)), ("kick", steps(0)), ("conga", congas[i]),
                                   ("tom_low", REST)], i)) for i in range(200)]
     assert 0.7 < sum(answers) / len(answers) < 0.99
 
@@ -156,6 +156,8 @@ def test_learning_bench_runs_the_whole_flow_over_osc():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     user = result["users"]["backbeat"]
     assert result["protocol"] == "osc" and result["ratings"] == 20
-    assert 0.0 <= user["before"] <= 1.0 and 0.0 <= user["after"] <= 1.0
     assert user["errors"] == []
     assert user["train_steps"] > 0  # the daemon learned from the ratings it acknowledged
+    # learning moved the critic: in mode good it now rates its picks higher (seen here: 0.69 -> 0.95).
+    # The like-rate gain needs more than 20 ratings and 3 eval loops (docs/learning.md).
+    assert user["after_p_like"] > user["before_p_like"] + 0.05, user

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepdrummer_live.sound import synth
 from deepdrummer_live.paths import builtin_kits_dir
+from deepdrummer_live.sound import synth
 from deepdrummer_live.sound.kit import DEFAULT_KIT, GM_NOTES, load_kit
 
 

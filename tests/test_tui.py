@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.surfaces.tui import (LABEL_W, MIN_HEIGHT, MIN_WIDTH, handle_key, layout, render_lines, sparkline,
-                                  step_col)
+from deepdrummer_live.surfaces.tui import (
+    LABEL_W,
+    MIN_HEIGHT,
+    MIN_WIDTH,
+    handle_key,
+    layout,
+    render_lines,
+    sparkline,
+    step_col,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "deepdrummer-live"
@@ -89,6 +97,14 @@ def test_before_the_first_loop_and_before_training():
     assert "waiting for the first loop" in text and "no training yet" in text
     resumed = "\n".join(render_lines(snapshot(losses=[], train_steps=1392), 80))
     assert "1392 steps before" in resumed
+
+
+def test_experiment_progress_shows_on_the_mode_line():
+    snap = snapshot()
+    snap["experiment"] = {"participant": "p07", "phase": "2", "rated": 3, "of": 20}
+    snap["mode"] = "blind"
+    text = "\n".join(render_lines(snap, 100))
+    assert "experiment p07: phase 2 3/20" in text and "mode blind" in text
 
 
 def test_sparkline():
@@ -267,9 +283,9 @@ def test_daemon_surface_in_tmux(tmp_path):
     try:
         tmux("new-session", "-d", "-s", "dd", "-x", "100", "-y", "30", "-c", str(ROOT), cmd)
         screen = tmux.wait_for("P(like)")
-        assert "likes 0" in screen and "mode explore" in screen and "q quit" in screen
+        assert " likes 0" in screen and "dislikes 0" in screen and "mode explore" in screen and "q quit" in screen
         tmux("send-keys", "-t", "dd", "l")
-        tmux.wait_for("likes 1")
+        tmux.wait_for(" likes 1")
         tmux("send-keys", "-t", "dd", "d")
         tmux.wait_for("dislikes 1")
         tmux("send-keys", "-t", "dd", "m")
@@ -278,7 +294,7 @@ def test_daemon_surface_in_tmux(tmp_path):
         tmux.wait_for("dislikes 0")
         tmux("send-keys", "-t", "dd", "u", "u")  # the like, then nothing left: an error, not a crash
         screen = tmux.wait_for("error: nothing to undo")
-        assert "likes 0" in screen
+        assert " likes 0" in screen and "dislikes 0" in screen
         tmux("resize-window", "-t", "dd", "-x", "40", "-y", "10")
         tmux.wait_for("make the terminal bigger")
         tmux("resize-window", "-t", "dd", "-x", "100", "-y", "30")

@@ -112,7 +112,7 @@ def plot_phase2(people: list[Participant], path: Path) -> tuple[Path, dict]:
         pooled_ax.text(x, 1.02, f"{sum(verdicts)}/{len(verdicts)}", ha="center", fontsize=8)
     pooled_ax.set(xticks=[0, 1], xticklabels=["critic's good", "random"], ylim=(0, 1.1), ylabel="fraction liked",
                   title="Phase II, pooled (95 %)")
-    for i, p in enumerate(people):
+    for p in people:
         rates = []
         for kind in ("good", "random"):
             v = [r.liked for r, k in p.phase2 if k == kind]

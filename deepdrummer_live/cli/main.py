@@ -14,8 +14,8 @@ from pathlib import Path
 
 from deepdrummer_live import __version__
 from deepdrummer_live.cli import send
-from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
+from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
@@ -51,7 +51,8 @@ def port_or_off(value: str) -> int:
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kit", default=None, help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
+    p.add_argument("--kit", default=None,
+                   help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
     p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
     p.add_argument("--paper", action="store_true",
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"the rating page's port [{WEB_PORT}; 0 turns it off]")
     run.add_argument("--web-host", default=WEB_HOST,
                      help=f"the rating page's address [{WEB_HOST}]; any other needs the printed token")
+    run.add_argument("--critic", default=None, metavar="PATH",
+                     help="a new session starts from this critic: a critic.pt of another state dir, that "
+                          "state dir, or a shipped critic's name (deepdrummer-live critic list)")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
@@ -100,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
     bench.add_argument("--ratings", type=int, default=40, help="ratings for the latency measurement")
+
+    critic = sub.add_parser("critic", help="shipped pre-trained critics")
+    critic_sub = critic.add_subparsers(dest="critic_command", parser_class=OneLineParser)
+    critic_sub.add_parser("list", help="the shipped critics, usable as run --critic NAME")
+    hearing = critic_sub.add_parser("pretrain-hearing",
+                                    help="(re)make a built-in kit's shipped hearing critic, deterministically")
+    hearing.add_argument("--kit", action="append", default=None,
+                         help="a built-in kit (repeatable) [every built-in kit]")
+    hearing.add_argument("--out", type=Path, default=None, help="folder to write to [the package's critics/]")
+    hearing.add_argument("--steps", type=int, default=None, help="hearing optimizer steps [critic default]")
+    hearing.add_argument("--loops", type=int, default=None, help="random loops to learn from [critic default]")
+    hearing.add_argument("--seed", type=int, default=0)
 
     kits = sub.add_parser("kits", help="the built-in synthesized kits")
     kits_sub = kits.add_subparsers(dest="kits_command", parser_class=OneLineParser)
@@ -114,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--osc-port", type=port_number, default=9000)
 
     send.add_parser(sub)
+    sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
 
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
@@ -185,13 +202,14 @@ def check_run_flags(args) -> None:
 
 def cmd_run(args) -> int:
     check_run_flags(args)
+    from deepdrummer_live.learn.kinds import kind_for, resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.sound.kit import load_kit
-    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session
+    from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
+    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.transport import VirtualTransport
 
     device = resolve_device(args.device)
@@ -228,9 +246,11 @@ def cmd_run(args) -> int:
                      ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
-        engine = Learner(kit, device, seed, paper=args.paper)
-        log.info("kit %s: %d samples; critic %s (%d parameters) on %s; ready in %.1f s", kit.name, len(kit),
-                 engine.config.name, engine.n_parameters, device, time.perf_counter() - t0)
+        critic_path = resolve_critic_source(args.critic) if args.critic else None
+        engine = Learner(kit, device, seed, kind=kind_for(args.paper))
+        start = engine.choose_start(store.checkpoint_path, critic_path)
+        log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
+                 engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
         session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
@@ -312,8 +332,8 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     audio = args.audio or "pyo"
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
-    from deepdrummer_live.player.sequencer import PlayerConfig
     from deepdrummer_live.player.midilearn import LEARNED_FILE
+    from deepdrummer_live.player.sequencer import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
@@ -357,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "kits":
             return cmd_kits(args)
+        if args.command == "critic":
+            from deepdrummer_live.cli.critic import cmd_critic
+
+            return cmd_critic(args)
         if args.command == "doctor":
             from deepdrummer_live.cli.doctor import cmd_doctor
 
@@ -365,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command == "commands":
+            from deepdrummer_live import commands
+
+            print(commands.table())
+            return 0
         if args.command in plugin_commands():
             return plugin_commands()[args.command].cmd(args)
     except (UsageError, StateError) as exc:

@@ -136,7 +136,7 @@ def plot_p_like(data: SessionData, path: Path) -> Path:
     hist.set(xlabel="critic P(like) when proposed", ylabel="loops", xlim=(0, 1),
              title="Critic's P(like) for liked vs disliked loops")
     hist.legend(fontsize=8)
-    for i, (name, values, color) in enumerate(groups):
+    for i, (_name, values, color) in enumerate(groups):
         jitter = [i + 0.25 * (((k * 0.618) % 1.0) - 0.5) for k in range(len(values))]  # deterministic spread
         strip.scatter(jitter, values, s=12, color=color, alpha=0.8)
         if values:

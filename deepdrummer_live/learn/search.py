@@ -8,20 +8,20 @@ one-candidate-at-a-time path, kept as the baseline the benchmark compares agains
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
-from deepdrummer_live.sound import pattern
 from deepdrummer_live.learn.critic import PAPER_SR, REFERENCE_BPM, CriticConfig, p_like
 from deepdrummer_live.learn.features import MfccTransform
+from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import render_bars, render_paper, sample_bank, step_length
-
 from deepdrummer_live.vocab import MODES
+
 GOOD_P = 0.95  # the paper's phase II: MH until P(like) >= 0.95
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, default_levels, parse_level
 from deepdrummer_live.sound.kit import GM_NOTES, role_from_name

@@ -18,9 +18,8 @@ steps that much before they sound, so that a negative --midi-offset-ms can send 
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from typing import Callable
+from typing import Protocol
 
 from deepdrummer_live.player import midi
 from deepdrummer_live.vocab import N_STEPS, TEMPO_MAX, TEMPO_MIN
@@ -30,6 +29,33 @@ TICKS_PER_STEP = 6  # a 16th note
 STEPS_PER_BAR = N_STEPS
 MIN_BPM, MAX_BPM = TEMPO_MIN, TEMPO_MAX
 START_GUARD_S = 0.002  # Start goes out with a tick at least this far ahead, never a late one
+LATENESS_KEPT = 8192  # ticks of send lateness kept for the player's stats (about 4 min at 120 BPM)
+
+
+class ClockSource(Protocol):
+    """What the sequencer asks of a clock source; every method answers with events (module doc)."""
+
+    kind: str  # "internal" | "midi" | "link"
+    lateness: deque[float]  # seconds late per tick sent, when this source sends the clock (else empty)
+
+    def resync(self, now: float) -> None:
+        """The player's loop starts now (startup took a while): no burst of overdue events."""
+
+    def deadline(self) -> float | None:
+        """When `advance` has something to do next; None: only incoming MIDI moves this source."""
+
+    def advance(self, now: float) -> list: ...
+
+    def on_midi(self, data: list[int], t: float) -> list: ...
+
+    def play(self, now: float) -> list: ...
+
+    def stop(self, now: float) -> list: ...
+
+    def set_tempo(self, bpm: float, now: float) -> list: ...
+
+    def close(self) -> None:
+        """Leave whatever session the source joined."""
 
 
 def tick_interval(bpm: float) -> float:
@@ -41,16 +67,6 @@ def check_bpm(bpm: float) -> float:
     if not (MIN_BPM <= bpm <= MAX_BPM) or math.isnan(bpm):
         raise ValueError(f"tempo {bpm:g} BPM out of range {MIN_BPM:g}..{MAX_BPM:g}; use a value in range")
     return bpm
-
-
-def wait_until(deadline: float, clock: Callable[[], float] = time.perf_counter,
-               spin_s: float = 0.001) -> None:
-    """Sleep until ~spin_s before `deadline`, then spin: sleep alone overshoots by up to a tick."""
-    remaining = deadline - clock()
-    if remaining > spin_s:
-        time.sleep(remaining - spin_s)
-    while clock() < deadline:
-        pass
 
 
 class TickGrid:
@@ -87,7 +103,7 @@ class InternalClock:
         self.playing = False
         self.start_tick: int | None = None  # tick that carries Start and is step 0
         self.next_step = 0
-        self.lateness: deque[float] = deque(maxlen=8192)  # send time - due time, per tick
+        self.lateness: deque[float] = deque(maxlen=LATENESS_KEPT)  # send time - due time, per tick
 
     def resync(self, now: float) -> None:
         """Re-anchor the idle grid at `now` (startup took a while: no burst of late ticks)."""
@@ -145,6 +161,9 @@ class InternalClock:
     def on_midi(self, data: list[int], t: float) -> list:
         return []  # the leader ignores incoming clock
 
+    def close(self) -> None:
+        pass  # nothing joined
+
 
 class TempoEstimator:
     """BPM from incoming clock arrival times: mean interval over a sliding window."""
@@ -191,10 +210,17 @@ class MidiClockFollower:
         self.next_step = 0
         self.reported_bpm: float | None = None
         self._since_report = 0
+        self.lateness: deque[float] = deque(maxlen=0)  # the clock is the source's, not ours
 
     @property
     def bpm(self) -> float | None:
         return self.estimator.bpm
+
+    def resync(self, now: float) -> None:
+        pass  # event driven: nothing is due before the next incoming clock
+
+    def close(self) -> None:
+        pass
 
     def deadline(self) -> float | None:
         return None  # event driven
@@ -285,10 +311,14 @@ class LinkClock:
         self.next_step = 0
         self.reported_bpm: float | None = None
         self._deadline = now
+        self.lateness: deque[float] = deque(maxlen=0)  # Link sends no MIDI clock
 
     @property
     def bpm(self) -> float:
         return float(self.link.tempo)
+
+    def resync(self, now: float) -> None:
+        self._deadline = now  # steps are placed from the session's beat at `now`: nothing to re-anchor
 
     def deadline(self) -> float:
         return self._deadline

@@ -10,8 +10,8 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.vocab import MIDI_BACKENDS
@@ -134,7 +134,6 @@ class MidiPorts:
         self._in = None
         self._jack_socket: Path | None = None
         self.healthy = False
-        self.send_errors = 0
 
     # names as other programs see them ("client:port")
     @property
@@ -185,7 +184,6 @@ class MidiPorts:
         try:
             self._out.send(mido.Message.from_bytes(data))
         except (OSError, RuntimeError, ValueError) as exc:  # a vanished port; the watchdog reopens
-            self.send_errors += 1
             self.healthy = False
             raise ConnectionError(f"MIDI send failed ({exc})") from exc
 

@@ -20,8 +20,7 @@ import tomllib
 from pathlib import Path
 
 from deepdrummer_live.errors import CommandError, UsageError
-from deepdrummer_live.player.controller import (Binding, ControllerMap, make_binding, parse_mapping,
-                                                value_for_file)
+from deepdrummer_live.player.controller import Binding, ControllerMap, make_binding, parse_mapping, value_for_file
 from deepdrummer_live.vocab import N_ROWS
 
 LEARNED_FILE = "controller.toml"

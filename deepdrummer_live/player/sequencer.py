@@ -17,14 +17,21 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from deepdrummer_live.player import midi
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
-from deepdrummer_live.player.clock import STEPS_PER_BAR, InternalClock, LinkClock, MidiClockFollower, check_bpm
 from deepdrummer_live.errors import AudioLost, UsageError
+from deepdrummer_live.player import midi
+from deepdrummer_live.player.clock import (
+    STEPS_PER_BAR,
+    ClockSource,
+    InternalClock,
+    LinkClock,
+    MidiClockFollower,
+    check_bpm,
+)
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
 from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
@@ -125,7 +132,7 @@ class Sequencer:
     with an injected time.
     """
 
-    def __init__(self, config: PlayerConfig, ports, clock_source, emit: Callable[[dict], None],
+    def __init__(self, config: PlayerConfig, ports, clock_source: ClockSource, emit: Callable[[dict], None],
                  audio=None, controller=None, now: Callable[[], float] = time.perf_counter,
                  reopen: Callable[[], object] | None = None):
         self.config = config
@@ -220,7 +227,7 @@ class Sequencer:
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""
-        late = sorted(getattr(self.clock, "lateness", ()))
+        late = sorted(self.clock.lateness)
         out = {"type": "stats", "midi_ignored": self.midi_ignored, "ticks": len(late)}
         if late:
             out["tick_late_ms_p50"] = round(late[len(late) // 2] * 1000, 3)
@@ -383,8 +390,7 @@ class Sequencer:
     def run(self) -> None:
         """The engine thread: wait for the next deadline or input, whichever is first."""
         now_fn, inbox = self.now, self.inbox
-        if hasattr(self.clock, "resync"):
-            self.clock.resync(now_fn())
+        self.clock.resync(now_fn())
         while self._running:
             now = now_fn()
             self.tick(now)
@@ -414,7 +420,7 @@ class Sequencer:
 
     def close(self) -> None:
         """Flush note-offs (and Stop when leading), close ports and audio."""
-        if self.playing and isinstance(self.clock, InternalClock):
+        if self.playing and self.clock.kind == "internal":  # the leader tells followers it stopped
             self._send([midi.STOP])
         self._flush()
         self.playing = False
@@ -427,22 +433,22 @@ class Sequencer:
                 audio.close()
             except Exception as exc:  # audio teardown must not keep the ports open
                 print(f"deepdrummer-live: closing audio: {exc}", file=sys.stderr)
-        if isinstance(self.clock, LinkClock):
-            self.clock.close()
+        self.clock.close()
         self.ports.close()
 
 
 # ---- the child process ---------------------------------------------------------------------
 
-def _make_clock(config: PlayerConfig, now: float):
+def _make_clock(config: PlayerConfig, now: float) -> ClockSource:
     lead = max(0.0, -config.midi_offset_ms / 1000.0)
     if config.clock == "internal":
         return InternalClock(config.tempo, now, lead)
     if config.clock == "midi":
         return MidiClockFollower(lead, fallback_bpm=config.tempo)
     try:
-        import aalink
         import asyncio
+
+        import aalink
 
         # aalink wants an event loop for its callbacks; we only poll, so it never runs
         link = aalink.Link(config.tempo, asyncio.new_event_loop())
@@ -652,7 +658,7 @@ class PlayerHandle:
                 code = self._proc.exitcode
                 self.close()
                 raise UsageError(f"the player process exited during startup (exit code {code}); "
-                                 f"run with --midi-backend none --audio none to isolate the cause")
+                                 f"run with --midi-backend none --audio none to isolate the cause") from None
             if event.get("type") == "fatal":
                 self.close()
                 raise UsageError(event["message"])

@@ -17,9 +17,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from deepdrummer_live.vocab import GM_NOTES  # noqa: F401  (re-exported: kits name roles by it)
 from deepdrummer_live import paths
 from deepdrummer_live.errors import KitError
+from deepdrummer_live.vocab import GM_NOTES  # noqa: F401  (re-exported: kits name roles by it)
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac"}
 TAIL_FLOOR = 1e-4  # -80 dBFS
@@ -87,10 +87,6 @@ class Kit:
     @property
     def roles(self) -> list[str]:
         return [s.role for s in self.samples]
-
-    @property
-    def midi_notes(self) -> list[int]:
-        return [s.note for s in self.samples]
 
     def ids_with_role(self, role: str) -> list[int]:
         return [i for i, s in enumerate(self.samples) if s.role == role]

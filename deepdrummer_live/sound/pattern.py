@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from deepdrummer_live.errors import CommandError
-from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, N_ROWS, N_STEPS
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, REST, parse_level
+from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, N_ROWS, N_STEPS
 
 P_CELL_ON = 0.5  # paper: random cells on with p=0.5 (the default density)
 P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05 (at density 0.5)
@@ -47,23 +47,23 @@ class Loops:
         return self.levels.shape[0]
 
     @staticmethod
-    def from_grid(grid: torch.Tensor, sample_ids: torch.Tensor, level: int = DEFAULT_LEVEL) -> "Loops":
+    def from_grid(grid: torch.Tensor, sample_ids: torch.Tensor, level: int = DEFAULT_LEVEL) -> Loops:
         """Every hit of a bool grid `[batch, row, step]` at one level (the paper's loops)."""
         return Loops(grid.to(torch.uint8) * level, sample_ids)
 
-    def take(self, index: torch.Tensor | int | slice) -> "Loops":
+    def take(self, index: torch.Tensor | int | slice) -> Loops:
         if isinstance(index, int):
             index = torch.tensor([index], device=self.levels.device)
         return Loops(self.levels[index], self.sample_ids[index])
 
-    def where(self, mask: torch.Tensor, other: "Loops") -> "Loops":
+    def where(self, mask: torch.Tensor, other: Loops) -> Loops:
         """Per loop: self where mask [batch] is True, else other."""
         return Loops(
             torch.where(mask[:, None, None], self.levels, other.levels),
             torch.where(mask[:, None], self.sample_ids, other.sample_ids),
         )
 
-    def to(self, device: torch.device | str) -> "Loops":
+    def to(self, device: torch.device | str) -> Loops:
         return Loops(self.levels.to(device), self.sample_ids.to(device))
 
 
@@ -75,7 +75,7 @@ class Lock:
     source: Loops  # batch of one
 
     @staticmethod
-    def of(loop: Loops, rows) -> "Lock | None":
+    def of(loop: Loops, rows) -> Lock | None:
         """Lock `rows` (indices) of `loop` (a batch of one); None when no row is locked."""
         rows = tuple(sorted(set(int(r) for r in rows)))
         return Lock(rows, loop.take(slice(0, 1))) if rows else None

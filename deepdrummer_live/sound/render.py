@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4

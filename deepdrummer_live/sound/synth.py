@@ -14,8 +14,8 @@ synthesizes. After changing a table, rebuild the shipped copy (tests/test_synth.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf

@@ -13,8 +13,8 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -90,12 +90,12 @@ class OscSender:
     addr: tuple  # (ip, port)
 
 
-def h_subscribe(srv: "OscServer", req: Request) -> None:
+def h_subscribe(srv: OscServer, req: Request) -> None:
     port = _port(req.args[0]) if req.args else req.sender[1]
     srv.subscribe((req.sender[0], port))
 
 
-def h_unsubscribe(srv: "OscServer", req: Request) -> None:
+def h_unsubscribe(srv: OscServer, req: Request) -> None:
     port = _port(req.args[0]) if req.args else req.sender[1]
     srv.subscribers.discard((req.sender[0], port))
 
@@ -105,7 +105,7 @@ def _port(value) -> int:
 
 
 # A transport route: (min args, max args, handler(server, request)).
-TRANSPORT_ROUTES: dict[str, tuple[int, int, Callable[["OscServer", Request], None]]] = {
+TRANSPORT_ROUTES: dict[str, tuple[int, int, Callable[[OscServer, Request], None]]] = {
     "/dd/subscribe": (0, 1, h_subscribe),
     "/dd/unsubscribe": (0, 1, h_unsubscribe),
 }
@@ -163,7 +163,7 @@ class OscServer:
         try:
             loopback_host = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
-            raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0")
+            raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0") from None
         if not loopback_host and not nets:
             raise UsageError(f"--osc-host {host}: listening beyond this machine needs --osc-allow CIDR "
                              f"(e.g. --osc-allow 192.168.1.0/24); or keep the default 127.0.0.1")
@@ -220,7 +220,7 @@ class OscServer:
         while self._running:
             try:
                 data, sender = self.sock.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 if self._running:

@@ -14,11 +14,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live import commands
+from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.surfaces.qr import qr_lines
 from deepdrummer_live.vocab import N_ROWS
 
@@ -147,6 +147,10 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
                           len(f"dislikes {dislikes}"), "dislike"))
     lines.append(f" mode {snap.get('mode', '?')}   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
                  f"   device {snap.get('device', '?')}   train steps {snap.get('train_steps', 0)}")
+    exp = snap.get("experiment")
+    if exp:  # `deepdrummer-live experiment`: where the participant is in the plan
+        lines[-1] = (f" experiment {exp['participant']}: phase {exp['phase']} {exp['rated']}/{exp['of']}   "
+                     + lines[-1].lstrip())
     lines.append("")
     beat_nums = "".join(f"{i + 1:<9}" for i in range(0, 16, 4)).rstrip()
     lines.append(" " * LABEL_W + beat_nums)
