@@ -73,7 +73,7 @@ class PageDaemon:
         assert found, self.daemon.output()
         return found.group(1)
 
-    def start(self) -> "PageDaemon":
+    def start(self) -> PageDaemon:
         self.daemon.start()
         self.osc.drain()
         return self

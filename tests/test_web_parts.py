@@ -148,15 +148,17 @@ def test_run_with_an_unusable_page_address_exits_2_with_one_line(tmp_path, flags
 def test_terminal_surface_shows_the_page_address_and_its_qr_code(tmp_path):
     import socket
 
-    from daemon import REPO, free_udp_port
     from test_tui import Tmux
+
+    from daemon import REPO, free_udp_port
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
-    cmd = (f"{sys.executable} -m deepdrummer_live.cli.main run --state-dir {tmp_path / 'state'} --osc-port {free_udp_port()} --midi-backend none "
-           f"--audio none --web-port {port} --seed 1 2>{tmp_path / 'stderr'}")
+    cmd = (f"{sys.executable} -m deepdrummer_live.cli.main run --state-dir {tmp_path / 'state'} "
+           f"--osc-port {free_udp_port()} --midi-backend none --audio none --web-port {port} --seed 1 "
+           f"2>{tmp_path / 'stderr'}")
     tmux = Tmux()
     try:
         # LANG: the QR code is drawn with half blocks only where the terminal speaks UTF-8

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -99,7 +99,8 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-S", str(script), "run", "--headless", "--midi-backend", "none", "--audio", "none",
          "--state-dir", str(state), "--osc-port", str(free_udp_port()), "--notify", f"127.0.0.1:{client.port}",
-         "--seed", "1", "--web-port", str(web_port)], cwd=elsewhere, env=env_for(site, home), stdout=log, stderr=subprocess.STDOUT)
+         "--seed", "1", "--web-port", str(web_port)],
+        cwd=elsewhere, env=env_for(site, home), stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
             loop = client.expect("/dd/loop", timeout=120)  # sent at start to --notify receivers

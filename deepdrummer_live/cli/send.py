@@ -123,7 +123,7 @@ def exchange(host: str, port: int, address: str, args, timeout: float, out=sys.s
             sock.settimeout(left)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except ConnectionRefusedError:
                 print(f"deepdrummer-live send: no daemon at {host}:{port} (connection refused); start it with "

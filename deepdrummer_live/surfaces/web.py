@@ -186,7 +186,7 @@ class WebServer:
         self.port = self.sock.getsockname()[1]
         self.url = page_url(host, self.port, self.token)
         self.session = None
-        self.clients: set["_Client"] = set()
+        self.clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Future | None = None
         self._ready = threading.Event()
@@ -319,7 +319,7 @@ class WebServer:
             log.info("web page from %s disconnected (%d open)", client.peer, len(self.clients))
         return ws
 
-    async def _on_page_message(self, client: "_Client", text: str) -> None:
+    async def _on_page_message(self, client: _Client, text: str) -> None:
         req_id = None
         try:
             req_id, name, args = check_request(json.loads(text))
@@ -335,7 +335,7 @@ class WebServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_command(self, client: "_Client", req_id, name: str, args: list) -> None:
+    async def _run_command(self, client: _Client, req_id, name: str, args: list) -> None:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._commands, commands.execute, self.session, name, args,
