@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deepdrummer_live.errors import OscError, UsageError
+from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.session import Session
 from deepdrummer_live.storage.store import atomic_write
 
@@ -128,8 +128,7 @@ class ExperimentSession(Session):
                 kind = plan.kinds[rated]
                 if kind != self.mode:
                     self.mode = kind
-                    self.buffer.clear()
-                    self.wake.notify_all()
+                    self._settings_changed()
         if changed:
             plan.save(self.plan_path)
 
@@ -138,7 +137,7 @@ class ExperimentSession(Session):
             return [self.plan.participant, *self.plan.progress(self.likes + self.dislikes, self._rated_items())]
 
     def _announce(self) -> None:
-        self.out("/dd/experiment", *self.experiment_args())
+        self.emit("/dd/experiment", *self.experiment_args(), origin=None)
 
     # --- Session hooks ------------------------------------------------------------------------------
 
@@ -185,7 +184,7 @@ class ExperimentSession(Session):
     def set_mode(self, mode: str) -> None:
         if self.plan.phase != "done":
             phase, rated, total = self.plan.progress(self.likes + self.dislikes, self._rated_items())
-            raise OscError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
+            raise CommandError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
                            f"{rated}/{total} rated); rate on, /dd/mode works afterwards")
         super().set_mode(mode)
 

@@ -221,7 +221,8 @@ def session(tmp_path, kit):
     store = Store(tmp_path)
     engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
     engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
-    s = Session(engine, store, lambda *a: sent.append(a))
+    s = Session(engine, store)
+    s.add_listener(lambda address, args, origin: sent.append((address, *args)))
     s.sent = sent
     s.start()
     yield s

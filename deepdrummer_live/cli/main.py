@@ -15,10 +15,10 @@ from pathlib import Path
 from deepdrummer_live import __version__
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
+from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
 
-MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-offset-ms", type=float, default=0.0)
     run.add_argument("--controller", default=None,
                      help="controller mapping: a built-in name (akai-mpd218, generic, ...) or a .toml file")
-    run.add_argument("--clock", choices=("internal", "midi", "link"), default="internal")
-    run.add_argument("--tempo", type=float, default=120.0)
+    run.add_argument("--clock", choices=CLOCKS, default="internal")
+    run.add_argument("--tempo", type=float, default=None,
+                     help=f"internal clock tempo [the resumed session's, else {DEFAULT_TEMPO:g}]")
     run.add_argument("--swing", type=float, default=None, metavar="AMOUNT",
                      help="odd 16ths late by AMOUNT x one step, 0.0-0.5 [0.0, or the resumed session's]")
     run.add_argument("--note-map", default=None, metavar="NAME|FILE",
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_flags(doctor)
     doctor.add_argument("--state-dir", type=Path, default=None)
     doctor.add_argument("--osc-port", type=port_number, default=9000)
+
+    sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
 
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
@@ -170,14 +173,15 @@ def stderr_handler() -> logging.Handler:
 
 
 def check_run_flags(args) -> None:
-    if not 20.0 <= args.tempo <= 300.0:
-        raise UsageError(f"--tempo {args.tempo:g}: out of range; use 20-300 BPM")
+    if args.tempo is not None and not TEMPO_MIN <= args.tempo <= TEMPO_MAX:
+        raise UsageError(f"--tempo {args.tempo:g}: out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
     if args.clock == "midi" and args.midi_in is None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
-    if args.swing is not None and not 0.0 <= args.swing <= 0.5:
-        raise UsageError(f"--swing {args.swing:g}: out of range; use 0.0-0.5 (0 straight, 0.333 triplet feel)")
+    if args.swing is not None and not SWING_MIN <= args.swing <= SWING_MAX:
+        raise UsageError(f"--swing {args.swing:g}: out of range; use {SWING_MIN:g}-{SWING_MAX:g} "
+                         f"(0 straight, 0.333 triplet feel)")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
@@ -187,11 +191,12 @@ def cmd_run(args) -> int:
     from deepdrummer_live.learn.kinds import kind_for, resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
-    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.session import Session
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.surfaces.osc import OscServer
+    from deepdrummer_live.transport import VirtualTransport
 
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
@@ -208,7 +213,10 @@ def cmd_run(args) -> int:
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
             log.info("kit: %s", note)
-        player_config = resolve_player(args, store.dir)
+        # The tempo the player starts at: the flag, else the resumed session's (the Session decides the same way).
+        resumed_tempo = store.get_meta("tempo") if args.clock == "internal" else None
+        start_tempo = args.tempo if args.tempo is not None else float(resumed_tempo or DEFAULT_TEMPO)
+        player_config = resolve_player(args, start_tempo, store.dir)
         if player_config is not None:
             # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
             from deepdrummer_live.player.sequencer import PlayerHandle
@@ -226,11 +234,11 @@ def cmd_run(args) -> int:
                  engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
-        session = session_class(engine, store, osc.out, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
+        session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
                                 swing=args.swing, note_map=note_map)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
-        elif session.tempo != args.tempo:
+        elif session.tempo != player_config.tempo:
             transport.set_tempo(session.tempo)  # the resumed session's tempo
         session.attach_transport(transport)
         events.attach(session.on_transport_event)
@@ -286,7 +294,7 @@ class EventForwarder:
         target(event)
 
 
-def resolve_player(args, state_dir: Path):
+def resolve_player(args, start_tempo: float, state_dir: Path):
     """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
     from deepdrummer_live.player import midi
 
@@ -305,7 +313,7 @@ def resolve_player(args, state_dir: Path):
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
-                        tempo=args.tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
+                        tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
                         learned=state_dir / LEARNED_FILE,
                         audio=audio, audio_backend=audio_backend,
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
@@ -351,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command == "commands":
+            from deepdrummer_live import commands
+
+            print(commands.table())
+            return 0
         if args.command in plugin_commands():
             return plugin_commands()[args.command].cmd(args)
     except (UsageError, StateError) as exc:
