@@ -60,7 +60,7 @@ class Param:
         if self.choices:
             body = "|".join(self.choices)
         elif self.lo is not None and self.hi is not None:
-            body = f"{self.lo:g}-{self.hi:g}"
+            body = f"{int(self.lo)}-{int(self.hi)}" if self.kind == "int" else f"{self.lo:g}-{self.hi:g}"
         else:
             body = self.kind
         return f"[{self.name} {body}]" if self.optional else f"{self.name} {body}"
@@ -108,6 +108,12 @@ def command(name: str, *params: Param, help: str, reply: str | None = None):
         COMMANDS[name] = Command(name, tuple(params), fn, help, reply)
         return fn
     return register
+
+
+def table() -> str:
+    """Every command, one per line: usage, then what it does (`deepdrummer-live commands`)."""
+    width = max(len(c.usage()) for c in COMMANDS.values())
+    return "\n".join(f"{c.usage():<{width}}  {c.help}" for c in COMMANDS.values())
 
 
 def lookup(name: str) -> Command:

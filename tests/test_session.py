@@ -178,3 +178,17 @@ def test_every_surface_reaches_commands_only_through_the_table():
     assert {name for name, _, _ in tui.KEYS.values()} <= set(commands.COMMANDS)
     for name in ("generic", "akai-mpd218", "novation-launchpad", "korg-nanokontrol2"):
         assert {b.action for b in controller.load_mapping(name).bindings} <= set(commands.COMMANDS)
+
+
+def test_the_table_is_documented():
+    """docs/protocol.md names every command's OSC address; `deepdrummer-live commands` lists them all."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    missing = [c.address for c in commands.COMMANDS.values() if f"`{c.address}" not in doc]
+    assert not missing, f"docs/protocol.md does not document {missing}"
+    out = subprocess.run([sys.executable, "-m", "deepdrummer_live.cli.main", "commands"], capture_output=True,
+                         text=True, check=True).stdout
+    assert [line.split()[0] for line in out.splitlines()] == [c.address for c in commands.COMMANDS.values()]

@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--state-dir", type=Path, default=None)
     doctor.add_argument("--osc-port", type=port_number, default=9000)
 
+    sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
+
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
     report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
@@ -357,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command == "commands":
+            from deepdrummer_live import commands
+
+            print(commands.table())
+            return 0
         if args.command in plugin_commands():
             return plugin_commands()[args.command].cmd(args)
     except (UsageError, StateError) as exc:
