@@ -169,8 +169,10 @@ class Session:
                 resumed += 1
                 if rating == 1 and not library.has_files(self.store.library, rec.id):
                     # An acknowledged like whose files a kill -9 or power cut prevented.
-                    self.worker.add_job(lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None),
-                                        "library")
+                    # (its swing at the time is not stored: the session's swing, resumed, is the best guess)
+                    self.worker.add_job(
+                        lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None, self.swing),
+                        "library")
             if resumed:
                 log.info("resumed %d rated loops from %s", resumed, self.store.dir)
             if self.learner.needs_hearing():
