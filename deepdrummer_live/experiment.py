@@ -147,13 +147,12 @@ class ExperimentSession(Session):
         super().start(autoplay)
         if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
             with self.lock:
-                self.jobs.appendleft(self._forget_phase2)
-                self.wake.notify_all()
+                self.worker.add_job(self._forget_phase2, "learn", first=True)
         self._announce()
 
     def _forget_phase2(self) -> None:
         for loop_id, _ in self.plan.items:
-            self.engine.set_rating(loop_id, None, None)
+            self.learner.set_rating(loop_id, None, None)
 
     def _request_next(self) -> None:
         if self.pending is None:

@@ -79,10 +79,11 @@ class Loop:
 class Session:
     def __init__(self, learner: Learner, store: Store, tempo: float | None = None,
                  clock: str = "internal", audio_sr: int | None = None, swing: float | None = None,
-                 note_map: NoteMap | None = None):
+                 note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter):
         if clock not in CLOCKS:
             raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
         self.learner = learner
+        self.now = now  # for latency figures only; injectable for tests
         self.store = store
         self.transport: Transport | None = None
         self.clock = clock
@@ -219,7 +220,7 @@ class Session:
         """Make the next loop current (stopped) or pending for the next bar line (playing)."""
         if self.pending is not None:
             return  # already switching at the next bar line: one rating, one switch
-        self.want_next_since = time.perf_counter()
+        self.want_next_since = self.now()
         if any(self.proposal_fits(p) for p in self.worker.buffer):
             self._advance_now()
         else:
@@ -237,7 +238,7 @@ class Session:
                                       proposal.mode, self.tempo, levels)
         loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
         if self.want_next_since is not None:
-            self.worker.stats.rating_to_next_ms.append((time.perf_counter() - self.want_next_since) * 1000)
+            self.worker.stats.rating_to_next_ms.append((self.now() - self.want_next_since) * 1000)
         self.want_next_since = None
         if self.transport is None:
             self._make_current(loop)

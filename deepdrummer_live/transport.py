@@ -25,7 +25,9 @@ class Transport(Protocol):
 class VirtualTransport:
     """Bar lines from the monotonic clock, for runs with no MIDI and no audio (headless tests)."""
 
-    def __init__(self, tempo: float, on_event: Callable[[dict], None]):
+    def __init__(self, tempo: float, on_event: Callable[[dict], None],
+                 now: Callable[[], float] = time.monotonic):
+        self.now = now  # one monotonic clock; injectable so a test can set the time
         self.tempo = tempo
         self.on_event = on_event
         self.playing = False
@@ -45,9 +47,9 @@ class VirtualTransport:
                 self.on_event({"type": "switched", "loop_id": loop_id})
                 return
             bar = self._bar_seconds()
-            elapsed = time.monotonic() - self.origin
+            elapsed = self.now() - self.origin
             next_bar = self.origin + (int(elapsed // bar) + 1) * bar
-            self._timer = threading.Timer(max(0.0, next_bar - time.monotonic()),
+            self._timer = threading.Timer(max(0.0, next_bar - self.now()),
                                           self.on_event, args=({"type": "switched", "loop_id": loop_id},))
             self._timer.daemon = True
             self._timer.start()
@@ -57,13 +59,13 @@ class VirtualTransport:
         with self._lock:
             if not self.playing:
                 return 0
-            return int((time.monotonic() - self.origin) / (self._bar_seconds() / N_STEPS)) % N_STEPS
+            return int((self.now() - self.origin) / (self._bar_seconds() / N_STEPS)) % N_STEPS
 
     def play(self) -> None:
         with self._lock:
             if not self.playing:
                 self.playing = True
-                self.origin = time.monotonic()
+                self.origin = self.now()
         self.on_event({"type": "transport", "playing": True})
 
     def stop(self) -> None:
@@ -78,7 +80,7 @@ class VirtualTransport:
     def set_tempo(self, bpm: float) -> None:
         with self._lock:
             if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
-                now = time.monotonic()
+                now = self.now()
                 phase = ((now - self.origin) / self._bar_seconds()) % 1.0
                 self.tempo = bpm
                 self.origin = now - phase * self._bar_seconds()

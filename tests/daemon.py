@@ -124,8 +124,10 @@ class Daemon:
                  midi: str = "none", audio: str = "none", env: dict | None = None):
         self.port = port or free_udp_port()
         self.state_dir = Path(state_dir)
+        # The rating page stays off unless a test asks for it: daemons in parallel must not race for 9080.
+        web = () if "--web-port" in extra else ("--web-port", "0")
         self.args = [*CLI, "run", "--headless", "--state-dir", str(state_dir), "--osc-port", str(self.port),
-                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *extra]
+                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *web, *extra]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 

@@ -244,7 +244,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, needle):
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
     out = run_cli("run", "--headless", "--state-dir", str(tmp_path), "--osc-port", str(free_udp_port()),
-                  "--midi-backend", "none", "--audio", "none", *flags)
+                  "--midi-backend", "none", "--audio", "none", "--web-port", "0", *flags)
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr
@@ -257,7 +257,7 @@ def test_busy_port_exit_2(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         out = run_cli("run", "--headless", "--state-dir", str(tmp_path), "--osc-port", str(port),
-                      "--midi-backend", "none", "--audio", "none")
+                      "--midi-backend", "none", "--audio", "none", "--web-port", "0")
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and str(port) in lines[0]
@@ -273,7 +273,7 @@ def test_unusable_midi_system_exit_2_with_one_line(tmp_path):
 
     env = {**os.environ, "JACK_DEFAULT_SERVER": "dd-no-such-server", "JACK_NO_START_SERVER": "1"}
     out = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path), "--osc-port",
-                          str(free_udp_port()), "--midi-backend", "jack", "--audio", "none"],
+                          str(free_udp_port()), "--midi-backend", "jack", "--audio", "none", "--web-port", "0"],
                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]

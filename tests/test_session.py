@@ -192,3 +192,20 @@ def test_the_table_is_documented():
     out = subprocess.run([sys.executable, "-m", "deepdrummer_live.cli.main", "commands"], capture_output=True,
                          text=True, check=True).stdout
     assert [line.split()[0] for line in out.splitlines()] == [c.address for c in commands.COMMANDS.values()]
+
+
+def test_virtual_transport_switches_on_the_bar_line_of_its_clock():
+    """Bar lines come from the injected clock: at 120 BPM a bar is 2 s; a loop set mid-bar waits for it."""
+    from deepdrummer_live.transport import VirtualTransport
+
+    t = [100.0]
+    events = []
+    vt = VirtualTransport(120.0, events.append, now=lambda: t[0])
+    vt.play()
+    t[0] = 100.5
+    assert vt.current_step() == 4  # a 16th is 0.125 s
+    vt.set_loop(7, [], None, at_bar=True)
+    assert vt._timer.interval == pytest.approx(1.5)  # waits for 102.0, not a fixed time
+    vt.close()
+    vt.set_loop(8, [], None, at_bar=False)  # stopped or not at a bar: at once
+    assert events[-1] == {"type": "switched", "loop_id": 8}

@@ -278,7 +278,7 @@ class Tmux:
 def test_daemon_surface_in_tmux(tmp_path):
     state, rc_file = tmp_path / "state", tmp_path / "rc"
     cmd = (f"{EXE} run --state-dir {state} --osc-port {free_udp_port()} --midi-backend none --audio none "
-           f"--seed 1 2>{tmp_path / 'stderr'}; echo $? > {rc_file}")
+           f"--web-port 0 --seed 1 2>{tmp_path / 'stderr'}; echo $? > {rc_file}")
     tmux = Tmux()
     try:
         tmux("new-session", "-d", "-s", "dd", "-x", "100", "-y", "30", "-c", str(ROOT), cmd)

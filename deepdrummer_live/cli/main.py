@@ -13,12 +13,15 @@ from collections import deque
 from pathlib import Path
 
 from deepdrummer_live import __version__
+from deepdrummer_live.cli import send
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 
 log = logging.getLogger("deepdrummer_live")
 
+WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
+WEB_HOST = "127.0.0.1"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,6 +41,12 @@ def host_port(value: str) -> tuple[str, int]:
 def port_number(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535")
+    return int(value)
+
+
+def port_or_off(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535 (or 0 for off)")
     return int(value)
 
 
@@ -81,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
     run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
+    run.add_argument("--web-port", type=port_or_off, default=WEB_PORT,
+                     help=f"the rating page's port [{WEB_PORT}; 0 turns it off]")
+    run.add_argument("--web-host", default=WEB_HOST,
+                     help=f"the rating page's address [{WEB_HOST}]; any other needs the printed token")
     run.add_argument("--critic", default=None, metavar="PATH",
                      help="a new session starts from this critic: a critic.pt of another state dir, that "
                           "state dir, or a shipped critic's name (deepdrummer-live critic list)")
@@ -116,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--state-dir", type=Path, default=None)
     doctor.add_argument("--osc-port", type=port_number, default=9000)
 
+    send.add_parser(sub)
     sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
 
     report = sub.add_parser("report", help="PNG plots of a session")
@@ -203,9 +217,14 @@ def cmd_run(args) -> int:
     store = Store(state_dir)
     startup_log = setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
+    web = None
     transport = None
     events = EventForwarder()
     try:
+        if args.web_port:  # bound now: a busy port fails in a second, not after the engine warm-up
+            from deepdrummer_live.surfaces.web import WebServer
+
+            web = WebServer(args.web_host, args.web_port, store.dir)
         from deepdrummer_live.player.notemap import NoteMap
 
         note_map = NoteMap.load(args.note_map)
@@ -243,6 +262,9 @@ def cmd_run(args) -> int:
         session.attach_transport(transport)
         events.attach(session.on_transport_event)
         osc.start(session)
+        if web is not None:
+            web.start(session)
+            log.info("web page: %s", web.url)
         session.start(autoplay=args.autoplay)
         log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
         startup_log.release_to(stderr_handler())
@@ -252,7 +274,7 @@ def cmd_run(args) -> int:
         if not args.headless and sys.stdout.isatty():
             from deepdrummer_live.surfaces.tui import run_tui
 
-            run_tui(session, stop)
+            run_tui(session, stop, web_url=web.url if web else None)
         else:
             while not stop.wait(0.5):
                 pass
@@ -260,6 +282,8 @@ def cmd_run(args) -> int:
         session.stop()
         return 0
     finally:
+        if web is not None:
+            web.stop()
         osc.stop()
         if transport is not None:
             transport.close()
@@ -333,6 +357,10 @@ def cmd_kits(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["send"]:  # a DAW's button press: build only its parser, import no other command's module
+        sub = OneLineParser(prog="deepdrummer-live").add_subparsers(dest="command", parser_class=OneLineParser)
+        return send.cmd_send(send.add_parser(sub).parse_args(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -341,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "send":
+            return send.cmd_send(args)
         if args.command == "bench":
             from deepdrummer_live.cli.bench import cmd_bench
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.surfaces.qr import qr_lines
 from deepdrummer_live.vocab import N_ROWS
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,26 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     return lines, [m for m in marks if m.col < width - 1]
 
 
+def with_page_url(lines: list[str], url: str | None, qr: list[str], width: int,
+                  height: int | None = None) -> list[str]:
+    """The frame plus the rating page's address and, where the terminal has room, its QR code (beside
+    the frame, else below it), so a phone opens the page by scanning it."""
+    if not url:
+        return lines
+    out = lines + [f" rating page: {url}"[:width - 1]]
+    if not qr:
+        return out
+    body = out[1:]  # the title line spans the full width: the code goes beside the lines under it
+    left = max((len(ln.rstrip()) for ln in body), default=0) + 2
+    if left + len(qr[0]) <= width - 1 and (height is None or 1 + len(qr) <= height):
+        body += [""] * max(0, len(qr) - len(body))
+        return [out[0]] + [ln.rstrip().ljust(left) + qr[i] if i < len(qr) else ln for i, ln in enumerate(body)]
+    if (height is None or len(out) + len(qr) <= height) and len(qr[0]) <= width - 1:
+        return out + qr
+    return out + [f" (a terminal of {left + len(qr[0]) + 1} columns or {len(out) + len(qr)} lines "
+                  f"shows a QR code of it)"[:width - 1]]
+
+
 def render_lines(snapshot: dict, width: int, unicode: bool = True) -> list[str]:
     """The frame for `snapshot` as text lines at most width-1 characters wide."""
     return layout(snapshot, width, unicode=unicode)[0]
@@ -330,7 +351,7 @@ def _draw(scr, lines: list[str], marks: list[Mark], styles: dict[str, int]) -> N
     scr.refresh()
 
 
-def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
+def _loop(scr, session, stop: threading.Event, warnings: _LastWarning, web_url: str | None = None) -> None:
     try:
         curses.curs_set(0)
     except curses.error:
@@ -340,6 +361,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
     styles = _styles()
     unicode = (locale.getpreferredencoding(False) or "").lower().replace("-", "") == "utf8"
     message, error, error_at, seen_error = "", "", 0.0, None
+    page_qr = qr_lines(web_url) if web_url and unicode else []
     frame = 0
     while not stop.is_set():
         frame += 1
@@ -354,6 +376,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
             error, error_at = warnings.text, warnings.at
         h, w = scr.getmaxyx()
         lines, marks = layout(snap, w, h, unicode=unicode, message=message, error=error)
+        lines = with_page_url(lines, web_url, page_qr, w, h)
         _draw(scr, lines, marks, styles)
         key = scr.getch()
         if key == -1:
@@ -371,7 +394,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
             message, error = result.message, ""
 
 
-def run_tui(session, stop: threading.Event) -> None:
+def run_tui(session, stop: threading.Event, web_url: str | None = None) -> None:
     """Show the surface until the user presses q (then sets `stop`) or `stop` is set elsewhere."""
     root = logging.getLogger()
     console = [h for h in root.handlers if _is_console_handler(h)]
@@ -389,7 +412,7 @@ def run_tui(session, stop: threading.Event) -> None:
         # it asks the tty, before and after every resize.
         for name in ("LINES", "COLUMNS"):
             os.environ.pop(name, None)
-        curses.wrapper(_loop, session, stop, warnings)
+        curses.wrapper(_loop, session, stop, warnings, web_url)
     except curses.error as exc:
         for h in console:
             root.addHandler(h)
