@@ -318,6 +318,7 @@ def test_websocket_commands_have_the_osc_checks_and_bad_ones_change_nothing(serv
     """What the page's script (or any WebSocket client) sends is checked like the OSC message."""
     import asyncio
     import json
+    from concurrent.futures import ThreadPoolExecutor
 
     import aiohttp
 
@@ -336,7 +337,7 @@ def test_websocket_commands_have_the_osc_checks_and_bad_ones_change_nothing(serv
         return answers
 
     before = served.status()
-    answers = asyncio.run(exchange([
+    messages = [
         {"command": "tempo", "args": [400]},
         {"command": "fotf", "args": [1.5]},
         {"command": "like", "args": [2**31 - 1]},
@@ -345,7 +346,10 @@ def test_websocket_commands_have_the_osc_checks_and_bad_ones_change_nothing(serv
         "not json",
         {"command": "like", "args": "1"},
         {"command": "ping"},
-    ]))
+    ]
+    # its own thread: playwright's sync API keeps an event loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(asyncio.run, exchange(messages)).result(timeout=120)
     errors = [a.get("error", "") for a in answers]
     assert [a["ok"] for a in answers] == [False] * 7 + [True], answers
     for text, needle in zip(errors, ["400", "1.5", str(2**31 - 1), "no_such_command", "loud", "JSON", "args"]):
