@@ -102,14 +102,9 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.sound.render import render_bar_numpy, step_length
 
-    client = OscClient(0)
     state = tmp_path / "state"
-    d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--audio-backend", "offline",
-               midi="none", audio="pyo")
-    client.target = ("127.0.0.1", d.port)
-    d.start()
+    d, client = start_with_client(state, "--tempo", "240", "--audio-backend", "offline", midi="none", audio="pyo")
     try:
-        client.drain()
         client.send("/dd/next")
         loop = client.expect("/dd/loop")
         levels = client.expect("/dd/levels")

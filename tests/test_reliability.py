@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, wait_train_steps
 
 SEED = 20240611
 
@@ -152,25 +152,13 @@ def test_kill9_during_rating_storm_loses_no_acknowledged_rating(tmp_path):
         assert (likes, dislikes) == db_effective_totals(state) and current > max_id
         c.send("/dd/like")
         c.expect("/dd/rated")
-        learned = poll_train_steps(c, above=steps_before, timeout=300)  # minutes on a busy CPU
+        learned = wait_train_steps(c, above=steps_before)
     finally:
         c.close()
         assert d.stop() == 0
     check_state_dir(state)
     # the final checkpoint holds what was learned after the restart, not the one from before the kills
     assert torch.load(ckpt, weights_only=True)["train_steps"] >= learned > steps_before
-
-
-def poll_train_steps(c: OscClient, above: int, timeout: float) -> int:
-    """/dd/status's train_steps once it is above `above` (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        c.send("/dd/status")
-        steps = c.expect("/dd/status")[5]
-        if steps > above:
-            return steps
-        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s (needed > {above})"
-        time.sleep(0.2)  # poll interval
 
 
 def _set_fsize(pid: int, limit: int) -> None:

@@ -37,6 +37,9 @@ ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "
 MAX_ROWS = 16
 MODES = ("explore", "good", "bad", "random")
 MIN_BPM, MAX_BPM = 20.0, 300.0
+CC_ON = 64  # MIDI's switch threshold: a CC value >= 64 is "on" / "pressed"
+CC_MAX = 127
+DEFAULT_BPM = 120.0  # the +/- steps' base until the player reports the tempo
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class ControllerMap:
         self._index: dict[tuple[str, int, int | None], Binding] = {
             (b.kind, b.number, b.channel): b for b in self.bindings}
         self._cc_last: dict[tuple[int, int], int] = {}
-        self.tempo_hint = 120.0  # the player keeps this current so +/- steps have a base
+        self.tempo_hint = DEFAULT_BPM  # the player keeps this current so +/- steps have a base
         self.ignored = 0
 
     def bind(self, binding: Binding) -> None:
@@ -85,7 +88,7 @@ class ControllerMap:
             binding = self._find("cc", number, channel)
             last = self._cc_last.get((channel, number), 0)
             self._cc_last[(channel, number)] = value
-            pressed = last < 64 <= value
+            pressed = last < CC_ON <= value
             cc_value = value
         else:
             binding = None
@@ -103,15 +106,15 @@ class ControllerMap:
         if b.action == "tempo" and b.value == "absolute":
             if cc_value is None:
                 return None
-            bpm = round(MIN_BPM + (MAX_BPM - MIN_BPM) * cc_value / 127.0, 1)
+            bpm = round(MIN_BPM + (MAX_BPM - MIN_BPM) * cc_value / CC_MAX, 1)
             self.tempo_hint = bpm
             return (bpm,)
         if b.action == "fotf" and b.value == "cc":
             if cc_value is None:
                 return None
-            on = 1 if cc_value >= 64 else 0
+            on = 1 if cc_value >= CC_ON else 0
             last_key = ("fotf", b.number)
-            if self._cc_last.get(last_key) == on:  # a knob sweeping above 64 is one change
+            if self._cc_last.get(last_key) == on:  # a knob sweeping above CC_ON is one change
                 return None
             self._cc_last[last_key] = on
             return (on,)
@@ -190,7 +193,7 @@ def parse_mapping(doc: dict, path: Path) -> ControllerMap:
                 raise UsageError(f"{path}: {where}: unknown key(s) {', '.join(sorted(extra))}; "
                                  f"use {kind}, channel, action, value, label")
             number = entry.get(kind)
-            if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 127):
+            if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= CC_MAX):
                 raise UsageError(f"{path}: {where}: {kind} {number!r} is invalid; use 0..127")
             action = entry.get("action")
             if action not in ACTIONS:
