@@ -7,9 +7,9 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 ARGS      ?=
 STAMP     := $(VENV)/.installed
-DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1 lua5.4 fluidsynth fluid-soundfont-gm liblo-tools
+DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1 lua5.4 fluidsynth fluid-soundfont-gm liblo-tools chromium
 
-.PHONY: run test venv debs bench learning-bench clean kits
+.PHONY: run test venv debs bench learning-bench clean kits critics
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ venv: $(STAMP)
 # table in sound/synth.py (deterministic, so an unchanged table leaves git clean).
 kits: $(STAMP)
 	$(BIN)/deepdrummer-live kits build --out deepdrummer_live/data/kits
+
+# The built-in kits' shipped hearing critics (package data: deepdrummer_live/data/critics), made
+# deterministically by the project's code; rebuild them after changing the critic, the hearing or a kit.
+critics: venv
+	$(BIN)/deepdrummer-live critic pretrain-hearing
 
 run: venv
 	$(BIN)/deepdrummer-live run --autoplay $(ARGS)

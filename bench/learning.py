@@ -60,6 +60,7 @@ class UserResult:
     train_steps: int | None = None
     seconds: float = 0.0
     errors: list = field(default_factory=list)
+    seed: int = 0
 
 
 def free_udp_port() -> int:
@@ -241,7 +242,8 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
 
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed,
-                    config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
+                     config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
+    engine.choose_start()  # as the daemon: a built-in kit's shipped hearing critic
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):
@@ -273,6 +275,31 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
                       None, engine.trainer.steps, time.monotonic() - t_start)
 
 
+def replay_datasets(args) -> int:
+    """Each dataset's ratings in their order through a fresh critic (learn/pretraining.replay)."""
+    import torch
+
+    from deepdrummer_live.cli.dataset import resolve_session_kit
+    from deepdrummer_live.learn.pretraining import replay
+    from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.storage.dataset import read_csv
+
+    torch.set_num_threads(args.threads)
+    results = {}
+    for path in args.replay:
+        ratings = read_csv(path)
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+        res = replay(kit, ratings, resolve_device(args.device or "cpu"), args.seed)
+        results[str(path)] = res
+        print(f"{str(path)[-30:]:30s} {res['ratings']:4d} ratings: predicted {res['accuracy']:.2f} "
+              f"(first half {res['first_half']:.2f}, second {res['second_half']:.2f}; "
+              f"majority-so-far {res['majority_baseline']:.2f})", flush=True)
+    if args.json:
+        print(json.dumps(results), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", default="all", help=f"comma list of {', '.join(USERS)}, or 'all'")
@@ -283,6 +310,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds-per-loop", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--user-seed", type=int, default=0, help="seed of the users' answer noise")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="runs per user: daemon seed and user seed both step by one per run")
     ap.add_argument("--device", default=None)
     ap.add_argument("--inproc", action="store_true", help="drive an Engine in this process (tuning)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for --inproc")
@@ -292,32 +321,60 @@ def main(argv=None) -> int:
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--keep-state", action="store_true", help="keep the daemons' state dirs")
     ap.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
+    ap.add_argument("--replay", type=Path, action="append", default=[], metavar="DATASET",
+                    help="replay a participant's exported ratings (a `dataset export` folder) instead of users")
     args = ap.parse_args(argv)
+    if args.replay:
+        return replay_datasets(args)
     names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
-    users = [make_user(n, args.user_seed) for n in names]
     results = []
-    print(f"{'user':14s} {'kit':18s} {'before':>6s} {'after':>6s} {'gain':>6s} {'train':>6s} "
+    print(f"{'user':14s} {'seed':>4s} {'kit':18s} {'before':>6s} {'after':>6s} {'gain':>6s} {'train':>6s} "
           f"{'2nd½':>6s} {'p95ms':>6s} {'secs':>5s}", flush=True)
-    for user in users:
-        res = run_inproc_user(user, args) if args.inproc else run_osc_user(user, args)
-        results.append(res)
-        p95 = f"{res.rating_to_next_ms_p95:6.0f}" if res.rating_to_next_ms_p95 is not None else "     -"
-        print(f"{res.user:14s} {Path(res.kit).name[:18]:18s} {res.before:6.2f} {res.after:6.2f} {res.gain:+6.2f} "
-              f"{res.liked_in_training:6.2f} {res.liked_last_half:6.2f} {p95} {res.seconds:5.0f}"
-              + (f"  errors: {res.errors}" if res.errors else ""), flush=True)
+    for name in names:
+        for i in range(args.seeds):
+            run_args = argparse.Namespace(**{**vars(args), "seed": args.seed + i})
+            user = make_user(name, args.user_seed + i)
+            res = run_inproc_user(user, run_args) if args.inproc else run_osc_user(user, run_args)
+            res.seed = run_args.seed
+            results.append(res)
+            p95 = f"{res.rating_to_next_ms_p95:6.0f}" if res.rating_to_next_ms_p95 is not None else "     -"
+            print(f"{res.user:14s} {res.seed:4d} {Path(res.kit).name[:18]:18s} {res.before:6.2f} {res.after:6.2f} "
+                  f"{res.gain:+6.2f} {res.liked_in_training:6.2f} {res.liked_last_half:6.2f} {p95} {res.seconds:5.0f}"
+                  + (f"  errors: {res.errors}" if res.errors else ""), flush=True)
+    per_user = summarize(results, names)
+    if args.seeds > 1:
+        print(f"\n{'user':14s} {'runs':>4s} {'gain mean':>9s} {'sd':>5s} {'min':>6s} {'max':>6s}", flush=True)
+        for name, st in per_user.items():
+            print(f"{name:14s} {st['runs']:4d} {st['gain_mean']:+9.2f} {st['gain_sd']:5.2f} {st['gain_min']:+6.2f} "
+                  f"{st['gain_max']:+6.2f}", flush=True)
     gains = [r.gain for r in results]
+    user_means = [st["gain_mean"] for st in per_user.values()]
     summary = {
         "protocol": "inproc" if args.inproc else "osc", "kit": args.kit or "default", "ratings": args.ratings,
         "eval_loops": args.eval_loops, "eval_mode": args.eval_mode, "seconds_per_loop": args.seconds_per_loop,
-        "seed": args.seed, "mean_before": sum(r.before for r in results) / len(results),
+        "seed": args.seed, "seeds": args.seeds, "mean_before": sum(r.before for r in results) / len(results),
         "mean_after": sum(r.after for r in results) / len(results), "mean_gain": sum(gains) / len(gains),
-        "min_gain": min(gains), "users": {r.user: asdict(r) for r in results},
+        "min_gain": min(gains), "min_user_mean_gain": min(user_means), "per_user": per_user,
+        "runs": [asdict(r) for r in results],
     }
     print(f"mean before {summary['mean_before']:.2f}  after {summary['mean_after']:.2f}  "
-          f"gain {summary['mean_gain']:+.2f}  min gain {summary['min_gain']:+.2f}", flush=True)
+          f"gain {summary['mean_gain']:+.2f}  worst user's mean gain {summary['min_user_mean_gain']:+.2f}  "
+          f"worst run {summary['min_gain']:+.2f}", flush=True)
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
+
+
+def summarize(results: list[UserResult], names: list[str]) -> dict:
+    """Per user over its runs: gain mean, sample standard deviation, min and max."""
+    out = {}
+    for name in names:
+        gains = [r.gain for r in results if r.user == name]
+        mean = sum(gains) / len(gains)
+        sd = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5 if len(gains) > 1 else 0.0
+        out[name] = {"runs": len(gains), "gain_mean": mean, "gain_sd": sd, "gain_min": min(gains),
+                     "gain_max": max(gains)}
+    return out
 
 
 if __name__ == "__main__":

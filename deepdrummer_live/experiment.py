@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deepdrummer_live.errors import OscError, UsageError
+from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.session import Session
 from deepdrummer_live.storage.store import atomic_write
 
@@ -59,7 +59,7 @@ class Plan:
     finished: float | None = None
 
     @staticmethod
-    def new(participant: str, phase1: int, phase2: int, seed: int) -> "Plan":
+    def new(participant: str, phase1: int, phase2: int, seed: int) -> Plan:
         if phase1 < 2:
             raise UsageError(f"--phase1 {phase1}: use 2 or more (the critic needs a like and a dislike)")
         if phase2 < 2 or phase2 % 2:
@@ -69,7 +69,7 @@ class Plan:
         return Plan(check_participant(participant), phase1, phase2, kinds)
 
     @staticmethod
-    def load(path: Path) -> "Plan":
+    def load(path: Path) -> Plan:
         try:
             return Plan(**json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
@@ -128,8 +128,7 @@ class ExperimentSession(Session):
                 kind = plan.kinds[rated]
                 if kind != self.mode:
                     self.mode = kind
-                    self.buffer.clear()
-                    self.wake.notify_all()
+                    self._settings_changed()
         if changed:
             plan.save(self.plan_path)
 
@@ -138,7 +137,7 @@ class ExperimentSession(Session):
             return [self.plan.participant, *self.plan.progress(self.likes + self.dislikes, self._rated_items())]
 
     def _announce(self) -> None:
-        self.out("/dd/experiment", *self.experiment_args())
+        self.emit("/dd/experiment", *self.experiment_args(), origin=None)
 
     # --- Session hooks ------------------------------------------------------------------------------
 
@@ -146,7 +145,14 @@ class ExperimentSession(Session):
         with self.lock:
             self._advance_plan()
         super().start(autoplay)
+        if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
+            with self.lock:
+                self.worker.add_job(self._forget_phase2, "learn", first=True)
         self._announce()
+
+    def _forget_phase2(self) -> None:
+        for loop_id, _ in self.plan.items:
+            self.learner.set_rating(loop_id, None, None)
 
     def _request_next(self) -> None:
         if self.pending is None:
@@ -177,7 +183,7 @@ class ExperimentSession(Session):
     def set_mode(self, mode: str) -> None:
         if self.plan.phase != "done":
             phase, rated, total = self.plan.progress(self.likes + self.dislikes, self._rated_items())
-            raise OscError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
+            raise CommandError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
                            f"{rated}/{total} rated); rate on, /dd/mode works afterwards")
         super().set_mode(mode)
 

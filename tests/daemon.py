@@ -137,8 +137,10 @@ class Daemon:
                  midi: str = "none", audio: str = "none", env: dict | None = None):
         self.port = port or free_udp_port()
         self.state_dir = Path(state_dir)
+        # The rating page stays off unless a test asks for it: daemons in parallel must not race for 9080.
+        web = () if "--web-port" in extra else ("--web-port", "0")
         self.args = [*CLI, "run", "--headless", "--state-dir", str(state_dir), "--osc-port", str(self.port),
-                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *extra]
+                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *web, *extra]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
@@ -194,3 +196,14 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    """Poll `condition()` until it is truthy (returned) or `timeout` passes (AssertionError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -26,7 +26,7 @@ from deepdrummer_live.sound.render import render_bar_numpy, step_length
 from deepdrummer_live.storage.dataset import COLUMNS, Rating, read_csv
 from deepdrummer_live.storage.store import Store
 
-from daemon import EXTERNAL_KIT, Daemon, OscClient
+from daemon import EXTERNAL_KIT, REPO, Daemon, OscClient
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 
@@ -157,6 +157,20 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     liked = [pi for pi, r in zip(p, ratings) if r.liked]
     disliked = [pi for pi, r in zip(p, ratings) if not r.liked]
     assert liked and disliked and np.mean(liked) > np.mean(disliked) + 0.1
+    # A new session starts from it: `run --critic` (its training steps show at once).
+    with Daemon(tmp_path / "fresh", "--critic", str(critic)) as daemon:
+        client = OscClient(daemon.port)
+        client.send("/dd/status")
+        assert client.expect("/dd/status")[5] == int(torch.load(critic, weights_only=True)["train_steps"]) > 0
+        client.close()
+        assert daemon.stop() == 0
+        assert f"critic from {critic}" in daemon.output()
+    # The learning bench replays one participant the same way.
+    bench = subprocess.run([sys.executable, str(REPO / "bench" / "learning.py"), "--replay", str(tmp_path / "ds-ann"),
+                            "--json"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert bench.returncode == 0, bench.stderr
+    result = json.loads(bench.stdout.strip().splitlines()[-1])[str(tmp_path / "ds-ann")]
+    assert result["ratings"] == 40 and result["predicted"] >= 30 and 0.0 <= result["accuracy"] <= 1.0
 
 
 def render_tiled(kit, steps: list[str], names: list[str], bpm: float, bars: int, sr: int = 44100) -> np.ndarray:
@@ -180,7 +194,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     (likes / "notes.txt").write_text("not audio: skipped")
     out = tmp_path / "critic.pt"
     done = subprocess.run([str(EXE), "pretrain", "--likes", str(likes), "--kit", str(EXTERNAL_KIT), "--out", str(out),
-                           "--max-bars", "6", "--negatives", "48"], capture_output=True, text=True, timeout=900)
+                           "--max-bars", "4", "--negatives", "32"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     found = {Path(line.split(":")[0]).name: float(line.split(" at ")[1].split()[0])
              for line in done.stdout.splitlines() if " BPM" in line}

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepdrummer_live.learn.critic import LEAN_CONFIG, build_critic
+from deepdrummer_live import commands
+from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.learn.critic import LEAN_CONFIG
+from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, Scorer, search
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit
@@ -216,12 +219,12 @@ def session(tmp_path, kit):
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.session import Session
 
-    sent = []
     store = Store(tmp_path)
     engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
     engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
-    s = Session(engine, store, lambda *a: sent.append(a))
-    s.sent = sent
+    s = Session(engine, store)
+    s.sent = []
+    s.add_listener(lambda address, args, origin: s.sent.append((address, *args)))
     s.start()
     yield s
     s.stop()
@@ -248,9 +251,9 @@ def next_loop(session):
 def test_session_locks_hold_across_loops_and_modes(session, mode):
     wait_until(lambda: session.current is not None)
     first = session.current
-    session.set_lock(1, True)
-    session.set_lock(3, True)
-    session.set_mode(mode)
+    commands.execute(session, "lock", (1, 1))
+    commands.execute(session, "lock_toggle", (3,))
+    commands.execute(session, "mode", (mode,))
     seen = set()
     for _ in range(5):
         loop = next_loop(session)
@@ -262,17 +265,19 @@ def test_session_locks_hold_across_loops_and_modes(session, mode):
     assert snap["locks"] == [1, 3] and [r["locked"] for r in snap["loop"]["rows"]] == [False, True, False, True]
     levels = [a for a in session.sent if a[0] == "/dd/levels"]
     assert levels[-1][1] == loop.id and list(levels[-1][2:]) == loop.levels
-    session.set_lock(1, False)
+    commands.execute(session, "lock", (1, 0))
     assert session.snapshot()["locks"] == [3]
-    with pytest.raises(Exception, match="0-3"):
+    with pytest.raises(DeepDrummerError, match="0-3|row"):
+        commands.execute(session, "lock", (4, 1))
+    with pytest.raises(DeepDrummerError, match="0-3"):
         session.set_lock(4, True)
 
 
 def test_session_density_shapes_the_prior_and_persists(session):
     wait_until(lambda: session.current is not None)
-    session.set_mode("random")
-    session.set_density(0.1)
-    session.set_density(0.9, row=2)
+    commands.execute(session, "mode", ("random",))
+    commands.execute(session, "density", (0.1,))
+    commands.execute(session, "row_density", (2, 0.9))
     hits = [0, 0]
     for _ in range(6):
         loop = next_loop(session)
@@ -281,7 +286,9 @@ def test_session_density_shapes_the_prior_and_persists(session):
     assert hits[0] / (6 * 3 * 16) < 0.25 and hits[1] / (6 * 16) > 0.7
     assert session.snapshot()["density"] == [0.1, 0.1, 0.9, 0.1]
     assert json.loads(session.store.get_meta("density")) == [0.1, 0.1, 0.9, 0.1]
-    with pytest.raises(Exception, match="0.05-0.95"):
+    with pytest.raises(DeepDrummerError, match="0.05"):
+        commands.execute(session, "density", (1.5,))
+    with pytest.raises(DeepDrummerError, match="0.05-0.95"):
         session.set_density(1.5)
 
 

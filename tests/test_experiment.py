@@ -4,7 +4,6 @@ the figures across participants and renders each one's best and worst loops."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -14,10 +13,12 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from daemon import CLI, REPO, OscClient, free_udp_port
 from deepdrummer_live.experiment import BLIND_MODE, BLIND_P_LIKE, Plan
 from deepdrummer_live.learn.simuser import make_user, parse_loop
+from deepdrummer_live.storage.dataset import read_csv
 from deepdrummer_live.storage.store import Store
+
+from daemon import CLI, REPO, OscClient, free_udp_port
 
 PHASE1, PHASE2 = 6, 4
 
@@ -35,31 +36,56 @@ def wait_ready(proc: subprocess.Popen, client: OscClient, timeout: float = 90.0)
     raise TimeoutError("experiment daemon not ready")
 
 
-def run_participant(root: Path, code: str, taste: str, seed: int) -> dict:
+class ExperimentDaemon:
+    """`deepdrummer-live experiment` for one participant, as a subprocess on a free port."""
+
+    def __init__(self, root: Path, code: str, seed: int):
+        self.port = free_udp_port()
+        self.log = open(root.parent / f"{code}.log", "ab")
+        self.proc = subprocess.Popen(
+            [*CLI, "experiment", "--participant", code, "--state-dir", str(root), "--phase1", str(PHASE1),
+             "--phase2", str(PHASE2), "--headless", "--osc-port", str(self.port), "--midi-backend", "none",
+             "--audio", "none", "--seed", str(seed)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = OscClient(self.port)
+        wait_ready(self.proc, self.client)
+        self.client.drain()  # late answers to the readiness probes
+        self.client.send("/dd/subscribe")
+
+    def first_loop(self) -> list:
+        """A loop announced after we subscribed (/dd/next brings one)."""
+        self.client.send("/dd/status")
+        last = self.client.expect("/dd/status")[2]
+        self.client.send("/dd/next")
+        loop = self.client.expect("/dd/loop", 60)
+        while loop[0] <= last:
+            loop = self.client.expect("/dd/loop", 60)
+        return loop
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def run_participant(root: Path, code: str, taste: str, seed: int, restart_in_phase2: bool = False) -> dict:
     """One participant's whole experiment over OSC; -> what the client saw."""
-    port = free_udp_port()
-    log = open(root.parent / f"{code}.log", "wb")
-    proc = subprocess.Popen([*CLI, "experiment", "--participant", code, "--state-dir", str(root),
-                             "--phase1", str(PHASE1), "--phase2", str(PHASE2), "--headless", "--osc-port", str(port),
-                             "--midi-backend", "none", "--audio", "none", "--seed", str(seed)],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     user = make_user(taste)
-    client = OscClient(port)
-    seen = {"phase2_p_like": [], "phase2_modes": [], "progress": [], "mode_refused": False}
+    seen = {"phase2_p_like": [], "phase2_modes": [], "progress": [], "mode_refused": False, "resumed": None}
+    daemon = ExperimentDaemon(root, code, seed)
     try:
-        wait_ready(proc, client)
-        client.drain()  # late answers to the readiness probes
-        client.send("/dd/subscribe")
+        client = daemon.client
         client.send("/dd/experiment")
         assert client.expect("/dd/experiment") == [code, "1", 0, PHASE1]
         client.send("/dd/mode", "good")  # the plan chooses the loops: refused, nothing changes
         seen["mode_refused"] = "experiment" in client.expect("/dd/error")[0]
-        client.send("/dd/status")
-        last = client.expect("/dd/status")[2]
-        client.send("/dd/next")
-        loop = client.expect("/dd/loop", 60)
-        while loop[0] <= last:
-            loop = client.expect("/dd/loop", 60)
+        loop = daemon.first_loop()
         phase = "1"
         while phase != "done":
             liked = user.judge(parse_loop(loop))
@@ -71,18 +97,23 @@ def run_participant(root: Path, code: str, taste: str, seed: int) -> dict:
             rated_id = loop[0]
             loop = client.expect("/dd/loop", 120)
             assert loop[0] > rated_id
+            if phase == "2" and restart_in_phase2 and progress[2] == 1 and seen["resumed"] is None:
+                # Stop mid phase II and start again: the plan and its progress resume from the state dir.
+                assert daemon.stop() == 0
+                daemon = ExperimentDaemon(root, code, seed)
+                client = daemon.client
+                client.send("/dd/experiment")
+                seen["resumed"] = client.expect("/dd/experiment")
+                loop = daemon.first_loop()
             if phase == "2":
                 seen["phase2_p_like"].append(loop[1])
                 client.send("/dd/status")
                 seen["phase2_modes"].append(client.expect("/dd/status")[3])
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        assert daemon.stop() == 0
     finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
     return seen
 
 
@@ -91,11 +122,13 @@ def test_experiment_with_simulated_participants_then_report(tmp_path):
     root = tmp_path / "study"
     people = {"p01": ("backbeat", 1), "p02": ("sparse", 2), "p03": ("fotf", 3)}
     for code, (taste, seed) in people.items():
-        seen = run_participant(root, code, taste, seed)
+        seen = run_participant(root, code, taste, seed, restart_in_phase2=code == "p01")
+        if code == "p01":
+            assert seen["resumed"] == [code, "2", 1, PHASE2]
         assert seen["mode_refused"]
         # Progress: phase I counts up to PHASE1, then phase II counts its blind loops to PHASE2.
         assert seen["progress"][:PHASE1] == [["1", i, PHASE1] for i in range(1, PHASE1)] + [["2", 0, PHASE2]]
-        assert seen["progress"][-1] == ["done", PHASE2, PHASE2]
+        assert seen["progress"][-1] == ["done", PHASE2, PHASE2] and len(seen["progress"]) == PHASE1 + PHASE2
         # Blind: phase II loops show no P(like) and no mode.
         assert seen["phase2_p_like"] and all(p == pytest.approx(BLIND_P_LIKE) for p in seen["phase2_p_like"])
         assert set(seen["phase2_modes"]) == {BLIND_MODE}
@@ -124,6 +157,14 @@ def test_experiment_with_simulated_participants_then_report(tmp_path):
     wavs = [Path(w.strip("`")) for w in listing.split() if w.endswith(".wav`")]
     assert wavs and all(w.exists() for w in wavs)
     for code in people:
-        assert f"## {code}" in listing
+        assert f"## {code}" in listing and f"| {code} | " in listing
     audio, sr = sf.read(wavs[0])
     assert sr == 44100 and len(audio) > sr and abs(audio).max() > 0.01
+    # A participant's dataset says which phase each rating belongs to.
+    ds = tmp_path / "p01-dataset"
+    done = subprocess.run([*CLI, "dataset", "export", "--state-dir", str(root / "participants" / "p01"), "--out",
+                           str(ds)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = read_csv(ds)
+    assert [r.phase for r in rows] == ["1"] * PHASE1 + ["2"] * PHASE2 and {r.participant for r in rows} == {"p01"}
+    assert sorted(r.mode for r in rows if r.phase == "2") == ["good"] * (PHASE2 // 2) + ["random"] * (PHASE2 // 2)

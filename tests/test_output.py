@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import mido
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_player import T0, FakePorts, run
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
-from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.sequencer import PlayerConfig, Sequencer
 from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
-
-from test_player import FakePorts, T0, run
 
 ROWS = [
     {"note": 36, "steps": "x...x...x...x...", "levels": "9...5...9...1..."},

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepdrummer_live.learn.critic import PAPER_CONFIG, build_critic
+from deepdrummer_live.learn.kinds import PAPER, CriticKind, kind_for
 from deepdrummer_live.learn.learner import Learner
-from deepdrummer_live.learn.search import PaperScorer, resolve_device
+from deepdrummer_live.learn.search import resolve_device
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
@@ -57,23 +57,27 @@ def measure_candidates(engine: Learner, seconds: float) -> float:
 
 
 def measure_baseline(kit, device, seconds: float) -> float:
-    scorer = PaperScorer(kit, PAPER_CONFIG, device)
-    model = build_critic(PAPER_CONFIG).to(device).eval()
+    scorer = PAPER.make_scorer(kit, PAPER.config, device)
+    model = PAPER.build().to(device).eval()
     g = torch.Generator(device=device).manual_seed(0)
     return _throughput(lambda loops: scorer.score(model, loops),
                        lambda: pattern.random_loops(1, len(kit), g, device), seconds)
 
 
 def measure_train_step(engine: Learner, steps: int = 40) -> float:
+    """ms of one training step (a mini-batch, or a whole fit of the like head: whatever one
+    `train(1)` is for this critic) with 24 ratings, a new rating before each step."""
     g = torch.Generator(device=engine.device).manual_seed(1)
-    loops = pattern.random_loops(24, len(engine.kit), g, engine.device)
+    loops = pattern.random_loops(24 + steps, len(engine.kit), g, engine.device)
     for i in range(24):
         engine.set_rating(10_000_000 + i, loops.take(i), i % 2)
     engine.train(2)  # warm-up
     t0 = time.perf_counter()
-    engine.train(steps)
+    for i in range(24, 24 + steps):
+        engine.set_rating(10_000_000 + i, loops.take(i), i % 2)
+        engine.train(1)
     ms = (time.perf_counter() - t0) * 1000 / steps
-    for i in range(24):
+    for i in range(24 + steps):
         engine.set_rating(10_000_000 + i, None, None)
     return ms
 
@@ -90,19 +94,21 @@ def measure_loudness(engine: Learner, n: int = 48, sr: int = 44100) -> dict:
             "loop_peak_dbfs_max": round(max(peak_dbfs(b) for b in bars), 2)}
 
 
-def measure_rating_latency(kit, device, seed: int, paper: bool, ratings: int, interval: float) -> list[float]:
+def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: int, interval: float) -> list[float]:
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from pythonosc.osc_message import OscMessage
 
-    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.session import Session
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.surfaces.osc import OscServer, encode
+    from deepdrummer_live.transport import VirtualTransport
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
-        engine = Learner(kit, device, seed, paper=paper)
-        session = Session(engine, store, osc.out)
+        engine = Learner(kit, device, seed, kind=kind)
+        engine.choose_start()  # as `run` does: a built-in kit's shipped hearing critic
+        session = Session(engine, store)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -147,9 +153,10 @@ def cmd_bench(args) -> int:
         torch.set_num_threads(2)
     kit = load_kit(args.kit)
     seed = 0 if args.seed is None else args.seed
-    engine = Learner(kit, device, seed, paper=args.paper)
+    kind = kind_for(args.paper)
+    engine = Learner(kit, device, seed, kind=kind)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    say(f"kit {kit.name} ({len(kit)} samples), critic {engine.config.name} ({engine.n_parameters} params), "
+    say(f"kit {kit.name} ({len(kit)} samples), critic {kind.describe(engine.model)}, "
         f"device {device}, {engine.chains} chains x {engine.iters} iterations")
     batched = measure_candidates(engine, args.seconds)
     say(f"batched: {batched:,.0f} candidates/s")
@@ -160,7 +167,7 @@ def cmd_bench(args) -> int:
     loudness = measure_loudness(engine)
     say(f"loudness of 48 loops: median {loudness['loop_lufs_p50']} LUFS, "
         f"peak <= {loudness['loop_peak_dbfs_max']} dBFS")
-    latencies = measure_rating_latency(kit, device, seed, args.paper, args.ratings, interval=1.0)
+    latencies = measure_rating_latency(kit, device, seed, kind, args.ratings, interval=1.0)
     result = {
         "candidates_per_s": round(batched, 1),
         "baseline_candidates_per_s": round(baseline, 1),
@@ -172,7 +179,7 @@ def cmd_bench(args) -> int:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(device),
         "kit": kit.name,
-        "critic": engine.config.name,
+        "critic": kind.name,
         "critic_parameters": engine.n_parameters,
         "chains": engine.chains,
         "iters": engine.iters,

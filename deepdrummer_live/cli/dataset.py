@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deepdrummer_live.errors import KitError, StateError, UsageError
 from deepdrummer_live.storage.dataset import COLUMNS, KIT_PATH_META, Rating, read_csv, read_ratings, write_csv
+
+if TYPE_CHECKING:  # numpy only for a type: every `deepdrummer-live` call (e.g. `send`) builds this parser
+    import numpy as np
 
 WAV_SR = 44100
 
@@ -82,6 +84,19 @@ def render_rating(kit, rating: Rating, sr: int = WAV_SR) -> np.ndarray:
     return render_bars(levels, torch.arange(len(ids))[None], bank)[0].numpy()
 
 
+def mark_experiment(ratings: list[Rating], state_dir: Path) -> None:
+    """An experiment participant's state dir: each rating's phase, and the participant's code."""
+    from deepdrummer_live.experiment import PLAN_FILE, Plan
+
+    if not (state_dir.expanduser() / PLAN_FILE).exists():
+        return
+    plan = Plan.load(state_dir.expanduser() / PLAN_FILE)
+    phase2 = {loop_id for loop_id, _ in plan.items}
+    for r in ratings:
+        r.phase = "2" if r.loop_id in phase2 else "1"
+        r.participant = r.participant or plan.participant
+
+
 def prepare_out(out: Path) -> Path:
     """OUT and OUT/audio; an earlier export is replaced, any other non-empty folder is refused."""
     out = out.expanduser()
@@ -103,6 +118,7 @@ def cmd_export(args) -> int:
 
     state_dir = args.state_dir or default_state_dir()
     ratings, meta = read_ratings(state_dir, args.participant)
+    mark_experiment(ratings, Path(state_dir))
     kit = resolve_session_kit(args.kit, meta, {r.kit for r in ratings}) if ratings else None
     out = prepare_out(args.out)
     wanted = set()
@@ -137,7 +153,9 @@ COLUMN_DOCS = {
               "2.5 dB a level); loops stored before levels existed show the default level `7` on every hit",
     "p_like": "the critic's P(like) when the loop was proposed (before this rating)",
     "mode": "how the loop was chosen: explore, good, bad or random (the paper's generate, sample good/bad, random)",
-    "participant": "a code for the person who rated (empty unless given to `dataset export --participant`)",
+    "participant": "a code for the person who rated (`dataset export --participant`, or the experiment's code)",
+    "phase": "in an experiment (`deepdrummer-live experiment`): 1 (rated while the critic learnt) or 2 (blind "
+             "evaluation; `mode` says good or random); empty for a normal session",
 }
 
 
@@ -158,7 +176,8 @@ Each line of `ratings.csv` is one loop and the performer's verdict on it; `audio
 that loop as the performer heard it: one bar at its tempo, 44.1 kHz, 24-bit mono, rendered by the
 project's one mix (every hit at its level's gain, rows summed, times 0.5, the loop turned down to
 peak at -1 dBFS if it would go above; a sample's tail past the bar end wraps to its start, as a
-looping bar sounds).
+looping bar sounds). The wavs are straight: swing (`/dd/swing`) is how a loop was played, not
+part of the loop, and is not stored per loop; the critic too hears the straight bar.
 
 ## How it was collected
 

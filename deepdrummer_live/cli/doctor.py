@@ -240,14 +240,17 @@ def check_engine(kit, device, seed: int | None, paper: bool) -> list[Check]:
 
     t0 = time.perf_counter()
     try:
-        engine = Learner(kit, device, seed if seed is not None else 0, paper=paper)
+        from deepdrummer_live.learn.kinds import kind_for
+
+        engine = Learner(kit, device, seed if seed is not None else 0, kind=kind_for(paper))
+        start = engine.choose_start()
         engine.propose("explore", False)
     except DeepDrummerError as exc:
         return [Check(FAIL, "engine", str(exc))]
     except Exception as exc:  # any failure here is a broken install; show it rather than a traceback
         return [Check(FAIL, "engine", f"first proposal failed: {exc!r}",
                       "reinstall the package's dependencies (pip install -e .), or try --device cpu")]
-    return [Check(OK, "engine", f"critic {engine.config.name} ({engine.n_parameters} parameters) on {device}: "
+    return [Check(OK, "engine", f"critic {engine.kind.describe(engine.model)} on {device}, {start}: "
                   f"first loop in {time.perf_counter() - t0:.1f} s")]
 
 

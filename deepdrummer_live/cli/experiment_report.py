@@ -112,7 +112,7 @@ def plot_phase2(people: list[Participant], path: Path) -> tuple[Path, dict]:
         pooled_ax.text(x, 1.02, f"{sum(verdicts)}/{len(verdicts)}", ha="center", fontsize=8)
     pooled_ax.set(xticks=[0, 1], xticklabels=["critic's good", "random"], ylim=(0, 1.1), ylabel="fraction liked",
                   title="Phase II, pooled (95 %)")
-    for i, p in enumerate(people):
+    for p in people:
         rates = []
         for kind in ("good", "random"):
             v = [r.liked for r, k in p.phase2 if k == kind]
@@ -141,8 +141,17 @@ def write_loops(people: list[Participant], out: Path, kit_arg: str | None = None
 
     from deepdrummer_live.cli.dataset import WAV_SR, render_rating, resolve_session_kit
 
-    lines = ["# Best and worst loops per participant", "",
-             "Best: liked loops the critic gave the highest P(like); worst: disliked ones it gave the lowest.", ""]
+    lines = ["# The experiment, per participant", "", "| participant | phase I liked (1st half, 2nd half) | "
+             "phase II good liked | phase II random liked |", "|---|---|---|---|"]
+    for p in people:
+        half = len(p.phase1) // 2
+        first, second = p.phase1[:half], p.phase1[half:]
+        good = [r.liked for r, k in p.phase2 if k == "good"]
+        rand = [r.liked for r, k in p.phase2 if k == "random"]
+        lines.append(f"| {p.code} | {sum(r.liked for r in first)}/{len(first)}, {sum(r.liked for r in second)}/"
+                     f"{len(second)} | {sum(good)}/{len(good)} | {sum(rand)}/{len(rand)} |")
+    lines += ["", "# Best and worst loops per participant", "",
+              "Best: liked loops the critic gave the highest P(like); worst: disliked ones it gave the lowest.", ""]
     kits: dict = {}
     for p in people:
         best, worst = best_and_worst(p)

@@ -60,13 +60,17 @@ class CriticConfig:
     bands: int = 10  # lean: log-mel bands of the per-step onset spectrum (n_mels must be a multiple)
     pretrain_steps: int = 0  # lean: hearing pretraining steps on random loops (0: none, no role head)
     pretrain_loops: int = 2048
+    shipped_pretrain_steps: int = 1200  # the built-in kits' shipped hearing critics learn longer, once
+    shipped_pretrain_loops: int = 2048
+    fit: str = "sgd"  # "sgd": augmented mini-batches; "full": the like head fitted on every rating at once
+    fit_iters: int = 100  # "full": L-BFGS iterations per fit (it stops earlier once converged)
+    head_l2: float = 0.2  # "full": L2 penalty on the like head's weights (inputs are standardized)
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
 LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
-                           dropout=0.2,
-                           batches_per_rating=24, noise_sd=0.05, max_shift=0, width=32, hidden=0,
-                           label_smoothing=0.2, bands=10)
+                           dropout=0.2, batches_per_rating=1, noise_sd=0.05, max_shift=0, width=32, hidden=0,
+                           label_smoothing=0.2, bands=10, fit="full")
 
 
 class PaperCritic(nn.Module):
@@ -96,7 +100,7 @@ class PaperCritic(nn.Module):
 class LeanCritic(nn.Module):
     def __init__(self, n_mfcc: int = 20, frames_per_step: int = 4, width: int = 32, hidden: int = 64,
                  p_dropout: float = 0.2, n_mels: int = 40, bands: int = 10, n_steps: int = 16,
-                 n_groups: int = 0):
+                 n_groups: int = 0, n_rows: int = 4):
         super().__init__()
         self.n_groups = n_groups
         if n_mels % bands:
@@ -112,13 +116,25 @@ class LeanCritic(nn.Module):
         self.onset = nn.Conv1d(2 * bands, width, kernel_size=1)
         self.across = nn.Conv1d(width, width, kernel_size=3, padding=1, padding_mode="circular")
         self.drop = nn.Dropout(p_dropout)
-        # Hearing: which kind of drum (GM role group) starts on which step. Learnt before any
-        # rating from random loops whose content the engine knows (see pretrain_hearing).
+        # Hearing: which kind of drum (GM role group) starts on which step, and how many rows hit
+        # on each step (0..n_rows: how busy it is). Learnt before any rating from random loops
+        # whose content the engine knows (see pretrain_hearing).
         self.roles = nn.Conv1d(width, n_groups, kernel_size=1) if n_groups else None
-        head_in = (n_groups * n_steps if n_groups else width * n_steps) + width
+        self.counts = nn.Conv1d(width, n_rows + 1, kernel_size=1) if n_groups else None
+        if n_groups:
+            head_in = n_groups * len(METRIC_POSITIONS) + 1 + n_steps + 1 + width
+            # What the like head sees is standardized over random loops of the kit (calibrate_head)
+            self.register_buffer("head_mean", torch.zeros(head_in))
+            self.register_buffer("head_std", torch.ones(head_in))
+        else:
+            head_in = width * n_steps + width
         # hidden 0: a logistic regression on what the trunk hears (fewer ways to overfit 50 ratings)
         self.mlp = (nn.Sequential(nn.Linear(head_in, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2)) if hidden
                     else nn.Sequential(nn.Linear(head_in, 2)))
+        if n_groups and not hidden:
+            # No taste before the first rating: P(like) = 0.5 for every loop, not a random preference
+            nn.init.zeros_(self.mlp[0].weight)
+            nn.init.zeros_(self.mlp[0].bias)
 
     def trunk(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC -> one embedding per step `[batch, width, n_steps]`."""
@@ -156,13 +172,51 @@ class LeanCritic(nn.Module):
         self.onset_mean.copy_(spectra.mean(dim=(0, 2))[:, None])
         self.onset_std.copy_(spectra.std(dim=(0, 2))[:, None].clamp(min=1e-3))
 
+    def hit_counts(self, steps: torch.Tensor) -> torch.Tensor:
+        """Step embeddings `[batch, width, n_steps]` -> expected rows hitting per step `[batch, n_steps]`."""
+        probs = F.softmax(self.counts(steps), dim=1)
+        return (probs * torch.arange(probs.shape[1], device=probs.device, dtype=probs.dtype)[:, None]).sum(dim=1)
+
+    def heard(self, feats: torch.Tensor) -> torch.Tensor:
+        """What the like head of a hearing critic sees, before standardization `[batch, head_in]`:
+        per role group, how much of it starts on the beats, backbeats, offbeats, odd 16ths and in
+        all; how many hits in all; the expected hits per step; and the mean step embedding (what
+        it sounds like). Summaries, not 13 x 16 separate cells: a taste then needs a few weights
+        that a few dozen ratings can set (docs/learning.md)."""
+        steps = self.trunk(feats)
+        where = torch.sigmoid(self.roles(steps))  # [batch, group, step]
+        per_position = [where[:, :, list(pos)].sum(dim=2) for pos in METRIC_POSITIONS]
+        counts = self.hit_counts(steps)
+        return torch.cat(per_position + [where.sum(dim=(1, 2))[:, None], counts, counts.sum(dim=1, keepdim=True),
+                                         steps.mean(dim=2)], dim=1)
+
+    def head_input(self, feats: torch.Tensor) -> torch.Tensor:
+        """MFCC -> the like head's input `[batch, head_in]`."""
+        if self.roles is None:
+            steps = self.trunk(feats)
+            return torch.cat([steps.flatten(1), steps.mean(dim=2)], dim=1)
+        return (self.heard(feats) - self.head_mean) / self.head_std
+
+    def calibrate_head(self, feats: torch.Tensor, chunk: int = 256) -> None:
+        """Fix the like head's input scaling from MFCCs of random loops (after hearing is learnt)."""
+        with torch.no_grad():
+            heard = torch.cat([self.heard(feats[i:i + chunk]) for i in range(0, len(feats), chunk)])
+        self.head_mean.copy_(heard.mean(dim=0))
+        self.head_std.copy_(heard.std(dim=0).clamp(min=1e-3))
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, n_steps * frames_per_step]` -> log-probabilities `[batch, 2]`."""
-        steps = self.trunk(feats)  # [batch, width, n_steps]
-        where = torch.sigmoid(self.roles(steps)) if self.roles is not None else steps
-        emb = torch.cat([where.flatten(1), steps.mean(dim=2)], dim=1)
-        return F.log_softmax(self.mlp(self.drop(emb)), dim=1)
+        return F.log_softmax(self.mlp(self.drop(self.head_input(feats))), dim=1)
 
+
+# Metrical positions of the 16th grid the hearing critic's like head summarizes: the one and three,
+# the backbeat (two and four), the 8th offbeats, the odd 16ths, and all steps.
+METRIC_POSITIONS = ((0, 8), (4, 12), (2, 6, 10, 14), tuple(range(1, 16, 2)), tuple(range(16)))
+
+
+# How much hearing the number of hits per step weighs against hearing which drum is hit: enough
+# to make density audible, little enough not to slow the roles down.
+COUNT_LOSS_WEIGHT = 0.3
 
 # Role groups the lean critic learns to hear (GM roles with similar function share a group).
 ROLE_GROUPS = {"kick": 0, "snare": 1, "clap": 2, "rim": 3, "closed_hat": 4, "pedal_hat": 4, "open_hat": 5,
@@ -171,33 +225,28 @@ ROLE_GROUPS = {"kick": 0, "snare": 1, "clap": 2, "rim": 3, "closed_hat": 4, "ped
 N_ROLE_GROUPS = 13
 
 
-def build_critic(config: CriticConfig) -> nn.Module:
-    if config.name == "paper":
-        return PaperCritic(n_mfcc=config.spec.n_mfcc, p_dropout=config.dropout)
-    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
-    return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
-                      n_mels=config.spec.n_mels, bands=config.bands,
-                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0)
-
-
 def hearing_optimizer(model: LeanCritic, lr: float = 3e-3) -> torch.optim.Optimizer:
     """Adam over everything but the like head (which only ratings train)."""
     return torch.optim.Adam([p for name, p in model.named_parameters() if not name.startswith("mlp.")], lr=lr)
 
 
-def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, steps: int,
-                     gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
-    """Teach the trunk which role group starts on which step, from loops the engine made itself.
+def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor,
+                     steps: int, gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
+    """Teach the trunk which role group starts on which step, and how many rows hit on each step,
+    from loops the engine made itself.
 
     feats: MFCC `[n, n_mfcc, frames]`; targets: float `[n, n_groups, n_steps]` (1 where a sample
-    of that group is hit) -> mean loss of the last steps. No rating is involved; the like head is
-    untouched. Call it repeatedly with the same optimizer to train in slices.
+    of that group is hit); counts: long `[n, n_steps]` (rows hitting) -> mean loss of the last
+    steps. No rating is involved; the like head is untouched. Call it repeatedly with the same
+    optimizer to train in slices.
     """
     model.train()
     losses = []
     for _ in range(steps):
         pick = torch.randint(0, feats.shape[0], (batch,), generator=gen, device=gen.device)
-        loss = F.binary_cross_entropy_with_logits(model.role_logits(feats[pick]), targets[pick])
+        heard = model.trunk(feats[pick])
+        loss = (F.binary_cross_entropy_with_logits(model.roles(heard), targets[pick])
+                + COUNT_LOSS_WEIGHT * F.cross_entropy(model.counts(heard), counts[pick]))
         model.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -260,6 +309,7 @@ class Trainer:
     model: nn.Module
     featurize: object  # callable: audio [batch, samples] -> feats
     gen: torch.Generator
+    on_audio: bool = False  # examples are audio: augment it, then featurize (the paper's way)
     examples: dict = field(default_factory=dict)  # loop_id -> (tensor, label)
     steps: int = 0
     losses: deque = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))  # recent mean losses
@@ -294,12 +344,14 @@ class Trainer:
         """Run `n_batches` (default: config.batches_per_rating); mean loss, or None if not ready."""
         if not self.ready():
             return None
+        if self.config.fit == "full":
+            return self.fit_head(n_batches or 1)
         n = self.config.batches_per_rating if n_batches is None else n_batches
         self.model.train()
         total = 0.0
         for _ in range(n):
             x, y = self._batch()
-            if self.config.name == "paper":
+            if self.on_audio:
                 feats = self.featurize(augment_audio(x, self.config, self.gen))
             else:
                 feats = augment_features(x, self.config, self.gen)
@@ -317,6 +369,43 @@ class Trainer:
         mean = total / max(n, 1)
         self.losses.append(mean)
         return mean
+
+
+    def fit_head(self, rounds: int = 1) -> float:
+        """Fit the like head on every rating at once (L-BFGS, warm-started), on what the frozen trunk
+        hears: converged each time, deterministic, and a few milliseconds for a few hundred ratings.
+        Each class weighs half (a performer who dislikes most loops still teaches what they like),
+        targets are label-smoothed and the weights L2-penalized. Returns the final loss."""
+        items = list(self.examples.values())
+        with torch.no_grad():
+            x = torch.cat([self.model.head_input(torch.stack([f for f, _ in items[i:i + 256]]))
+                           for i in range(0, len(items), 256)])
+        y = torch.tensor([lab for _, lab in items], device=x.device)
+        pos = float(y.float().mean())
+        weight = torch.where(y == 1, 0.5 / pos, 0.5 / (1.0 - pos))
+        eps = self.config.label_smoothing
+        target = torch.stack([1.0 - y.float(), y.float()], dim=1) * (1.0 - eps) + eps / 2
+        head = self.model.mlp
+        params = list(head.parameters())
+        # More rounds owed (a backlog of ratings) buy a few more iterations, not unbounded ones
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=self.config.fit_iters * min(rounds, 4),
+                                      line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            logp = F.log_softmax(head(x), dim=1)
+            loss = (weight * -(target * logp).sum(dim=1)).mean()
+            loss = loss + self.config.head_l2 * sum(w.square().sum() for n, w in head.named_parameters()
+                                                    if n.endswith("weight"))
+            loss.backward()
+            return loss
+
+        self.model.eval()
+        optimizer.step(closure)
+        loss = float(closure().detach())
+        self.steps += 1
+        self.losses.append(loss)
+        return loss
 
 
 def with_overrides(config: CriticConfig, **kwargs) -> CriticConfig:

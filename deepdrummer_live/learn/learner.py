@@ -6,26 +6,33 @@ search never run at the same time and never touch the timing-critical player pro
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from deepdrummer_live.learn.critic import (
-    LEAN_CONFIG,
-    PAPER_CONFIG,
     ROLE_GROUPS,
     CriticConfig,
     LeanCritic,
     Trainer,
-    build_critic,
     count_parameters,
     hearing_optimizer,
     pretrain_hearing,
 )
-from deepdrummer_live.learn.search import PaperScorer, Scorer, search
+from deepdrummer_live.learn.kinds import (
+    DEFAULT,
+    CriticFileError,
+    CriticKind,
+    kind_named,
+    kit_fingerprint,
+    shipped_path,
+)
+from deepdrummer_live.learn.search import search
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
@@ -48,33 +55,28 @@ class Proposal:
 
 
 class Learner:
-    def __init__(self, kit: Kit, device: torch.device, seed: int, paper: bool = False,
+    def __init__(self, kit: Kit, device: torch.device, seed: int, kind: CriticKind | str = DEFAULT,
                  config: CriticConfig | None = None, chains: int | None = None, iters: int | None = None):
         self.kit = kit
         self.device = device
-        self.paper = paper
-        # --paper keeps the paper's binary grid: every hit at one level
-        self.prior = pattern.PAPER_PRIOR if paper else pattern.Prior()
+        self.kind = kind_named(kind) if isinstance(kind, str) else kind
+        self.prior = self.kind.prior
         if device.type == "cpu":
             torch.set_num_threads(min(2, torch.get_num_threads()))  # leave the rest to the player and OS
-        self.config = config or (PAPER_CONFIG if paper else LEAN_CONFIG)
+        self.config = config or self.kind.config
         self.gen = torch.Generator(device=device).manual_seed(seed)
         self.train_gen = torch.Generator(device=device).manual_seed(seed + 1)
-        if paper:
-            self.scorer = PaperScorer(kit, self.config, device)
-            # The original program ran one chain of 100 MH steps per proposal.
-            self.chains, self.iters = chains or 1, iters or 100
-        else:
-            self.scorer = Scorer(kit, self.config, device)
-            big = device.type != "cpu"
-            self.chains, self.iters = chains or (4096 if big else 256), iters or (32 if big else 8)
+        self.scorer = self.kind.make_scorer(kit, self.config, device)
+        default_chains, default_iters = self.kind.budget(device)
+        self.chains, self.iters = chains or default_chains, iters or default_iters
         torch.manual_seed(seed)  # initial critic weights
-        self.model = build_critic(self.config).to(device)
+        self.model = self.kind.build(self.config).to(device)
         if isinstance(self.model, LeanCritic):
             calib = pattern.random_loops(CALIBRATION_LOOPS, len(kit), self.gen, device, prior=self.prior)
             self.model.calibrate(self.scorer.features(calib))
         self.model.eval()
-        self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen)
+        self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen,
+                               on_audio=self.kind.trains_on == "audio")
         self.version = 0
         self.hearing_done = False
         self._hearing: dict | None = None  # pretraining data and progress while it runs
@@ -146,13 +148,15 @@ class Learner:
                 targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], strength[:, r])
             with torch.no_grad():
                 feats = self.scorer.features(loops)
-            self._hearing = {"feats": feats, "targets": targets, "left": self.config.pretrain_steps,
-                             "optimizer": hearing_optimizer(self.model)}
+            self._hearing = {"feats": feats, "targets": targets, "counts": loops.grid.sum(dim=1),
+                             "left": self.config.pretrain_steps, "optimizer": hearing_optimizer(self.model)}
         h = self._hearing
         n = h["left"] if steps is None else min(steps, h["left"])
-        loss = pretrain_hearing(self.model, h["feats"], h["targets"], n, self.train_gen, h["optimizer"])
+        loss = pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
+                                h["optimizer"])
         h["left"] -= n
         if h["left"] <= 0:
+            self.model.calibrate_head(h["feats"])
             self._hearing = None
             self.hearing_done = True
             self.version += 1
@@ -161,7 +165,7 @@ class Learner:
     def example(self, loops: Loops) -> torch.Tensor:
         """What training keeps for a rated loop: MFCCs (lean) or the 2 s of audio (paper)."""
         with torch.no_grad():
-            if self.paper:
+            if self.kind.trains_on == "audio":
                 return self.scorer.audio(loops)[0]
             return self.scorer.features(loops)[0]
 
@@ -199,34 +203,86 @@ class Learner:
 
     # --- checkpoints --------------------------------------------------------------------------
 
+    def critic_state(self) -> dict:
+        """What a critic file holds (see learn/kinds.py)."""
+        return {"model": self.model.state_dict(), "config": self.kind.name, "train_steps": self.trainer.steps,
+                "version": self.version, "hearing_done": self.hearing_done, "kit": kit_fingerprint(self.kit)}
+
     def save_checkpoint(self, store: Store) -> None:
-        state = {"model": self.model.state_dict(), "config": self.config.name,
-                 "train_steps": self.trainer.steps, "version": self.version, "hearing_done": self.hearing_done}
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(self.critic_state(), buf)
         atomic_write(store.checkpoint_path, lambda fh: fh.write(buf.getvalue()))
 
     def load_checkpoint(self, store: Store) -> bool:
+        """Resume the state dir's own critic; a bad or foreign file is logged and the critic starts fresh."""
         path = store.checkpoint_path
         if not path.exists():
             return False
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # torch raises many types for a bad file; all mean "start fresh"
-            log.warning("critic checkpoint %s unreadable (%s); starting from an untrained critic", path, exc)
+            self._adopt(self.kind.read(path, self.device), path)
+        except CriticFileError as exc:
+            log.warning("%s; starting from an untrained critic", exc)
             return False
-        if state.get("config") != self.config.name:
-            log.warning("critic checkpoint %s is for the %r critic, this run uses %r; starting fresh",
-                        path, state.get("config"), self.config.name)
+        return True
+
+    def choose_start(self, checkpoint: Path | None = None, critic: Path | None = None) -> str:
+        """Where this session's critic starts, before `load_checkpoint` (which a resumed state dir
+        then applies over it). `checkpoint`: the state dir's own critic.pt (a session resumes when it
+        is usable); `critic`: `run --critic` (checked even when resuming, so a bad file is reported).
+        A new session starts from `critic`, else from the shipped hearing critic of a built-in kit,
+        else from an untrained critic that learns to hear in the background. Returns a log line."""
+        resuming = checkpoint is not None and self._usable(checkpoint)
+        if critic is not None:
+            self.start_from(critic)
+            if resuming:
+                return f"--critic {critic} checked, but the state dir resumes its own critic"
+            return f"critic from {critic}"
+        if not resuming and self.start_from_shipped():
+            return f"shipped hearing critic for kit {self.kit.name}: no hearing pass needed"
+        return "the state dir's critic" if resuming else "an untrained critic"
+
+    def _usable(self, path: Path) -> bool:
+        if not path.exists():
+            return False
+        try:  # on a copy: a file that fails half-way must not leave this critic half-loaded
+            self.kind.fits(copy.deepcopy(self.model), self.kind.read(path, self.device), path)
+        except CriticFileError:
+            return False  # load_checkpoint says why, once
+        return True
+
+    def start_from(self, path: Path) -> None:
+        """A new session starts from another critic (`run --critic`): its weights, what it learnt to
+        hear, and its taste; this session's own ratings then train on from there. CriticFileError
+        (naming the file) when it cannot be used."""
+        state = self.kind.read(path, self.device)
+        self._adopt(state, path)
+        if state.get("kit") not in (None, kit_fingerprint(self.kit)):
+            log.warning("critic %s learnt to hear another kit; it keeps its taste but may hear %s less well",
+                        path, self.kit.name)
+
+    def start_from_shipped(self) -> bool:
+        """Start from the hearing trunk shipped for this kit, when there is one made for exactly this
+        kit's audio: the session then needs no hearing pass."""
+        if not self.needs_hearing():
+            return False
+        path = shipped_path(f"{self.kit.name}-hearing")
+        if path is None:
             return False
         try:
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, TypeError) as exc:  # another network's weights
-            log.warning("critic checkpoint %s does not fit this critic (%s); starting fresh", path, exc)
+            state = self.kind.read(path, self.device)
+        except CriticFileError as exc:
+            log.warning("shipped hearing critic unusable (%s); learning to hear instead", exc)
             return False
+        if state.get("kit") != kit_fingerprint(self.kit):
+            log.info("shipped hearing critic %s was made for other audio of kit %s; learning to hear instead",
+                     path.name, self.kit.name)
+            return False
+        self._adopt(state, path)
+        return True
+
+    def _adopt(self, state: dict, path: Path) -> None:
+        self.kind.fits(self.model, state, path)
         self.model.eval()
         self.hearing_done = bool(state.get("hearing_done", False))
         self.trainer.steps = int(state.get("train_steps", 0))
-        self.version = int(state.get("version", 0))
-        return True
-
+        self.version = int(state.get("version", 0)) + 1  # proposals made before are stale

@@ -28,6 +28,7 @@ REPLAY_WINDOW = 10  # ratings per point of the replay's learning curve
 
 def new_learner(kit, device, seed: int) -> Learner:
     learner = Learner(kit, device, seed)
+    learner.choose_start()  # a built-in kit's shipped hearing critic, as a new session
     if learner.needs_hearing():
         learner.learn_to_hear()
     return learner

@@ -32,9 +32,10 @@ from deepdrummer_live.player.clock import (
     check_bpm,
 )
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
-SWING_RANGE = (0.0, 0.5)  # as sound.render.SWING_RANGE; this process must not import torch
+SWING_RANGE = (SWING_MIN, SWING_MAX)
 AUDIO_MODES = ("pyo", "none")
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin
 HOUSEKEEPING_S = 0.5  # port liveness checks
@@ -267,8 +268,6 @@ class Sequencer:
             elif kind == "transport":
                 self._transport(event[1])
             elif kind == "tempo":
-                if self.controller is not None:
-                    self.controller.tempo_hint = event[1]
                 self.emit({"type": "tempo", "bpm": event[1]})
 
     def _push(self, t: float, kind: str, arg=None) -> None:
@@ -555,8 +554,6 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
         engine = Sequencer(config, ports, clock_source, emit, audio=audio, controller=controller,
                         reopen=open_ports)
         holder["engine"] = engine
-        if controller is not None:
-            controller.tempo_hint = config.tempo
     except UsageError as exc:
         emit({"type": "fatal", "message": str(exc)})
         outbox.put(None)

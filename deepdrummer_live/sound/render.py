@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
-SWING_RANGE = (0.0, 0.5)  # contract: 0 straight, 1/3 a triplet feel, 0.5 a dotted 16th
+SWING_RANGE = (SWING_MIN, SWING_MAX)  # contract: 0 straight, 1/3 a triplet feel, 0.5 a dotted 16th
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
 CEILING = 10.0 ** (CEILING_DBFS / 20.0)

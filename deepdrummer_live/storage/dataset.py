@@ -20,7 +20,7 @@ from deepdrummer_live.sound.dynamics import check_levels, default_levels
 
 # Order of the CSV columns; the data card (cli/dataset.py) describes each.
 COLUMNS = ("loop_id", "label", "time", "ts", "kit", "tempo", "n_steps", "samples", "notes", "roles", "steps",
-           "levels", "p_like", "mode", "participant")
+           "levels", "p_like", "mode", "participant", "phase")
 LIST_COLUMNS = ("samples", "notes", "roles", "steps", "levels")
 LABELS = {1: "like", 0: "dislike"}
 KIT_PATH_META = "kit_path"  # meta key where `run` records the kit folder it used
@@ -52,6 +52,7 @@ class Rating:
     p_like: float  # the critic's P(like) when the loop was proposed
     mode: str
     participant: str = ""
+    phase: str = ""  # an experiment's phase the rating belongs to ("1", "2"); empty in a normal session
 
     @property
     def liked(self) -> bool:
@@ -64,7 +65,8 @@ class Rating:
     def as_csv(self) -> dict:
         row = {"loop_id": self.loop_id, "label": self.label, "time": self.time, "ts": f"{self.ts:.3f}",
                "kit": self.kit, "tempo": f"{self.tempo:g}", "n_steps": len(self.steps[0]) if self.steps else 0,
-               "p_like": f"{self.p_like:.4f}", "mode": self.mode, "participant": self.participant}
+               "p_like": f"{self.p_like:.4f}", "mode": self.mode, "participant": self.participant,
+               "phase": self.phase}
         for col in LIST_COLUMNS:
             row[col] = json.dumps(getattr(self, col))
         return row
@@ -147,7 +149,8 @@ def read_csv(path: Path) -> list[Rating]:
                     [int(n) for n in json.loads(row.get("notes") or "[]")],
                     json.loads(row.get("roles") or "[]"), steps,
                     levels,
-                    float(row.get("p_like") or 0.0), row.get("mode", ""), row.get("participant", "")))
+                    float(row.get("p_like") or 0.0), row.get("mode", ""), row.get("participant", ""),
+                    row.get("phase", "")))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{path}, line {line}: {exc}; fix or remove that line") from exc
     return out

@@ -25,7 +25,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
@@ -53,7 +53,7 @@ class LibraryRow:
 def check_name(name: str) -> str:
     """A library name: 1-64 letters, digits, space, '-', '_' (so no '..', separators or absolute paths)."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise OscError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
+        raise CommandError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
     return name
 
 
@@ -159,3 +159,9 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
     wav_bytes = _encode(lambda fh: sf.write(fh, wav, sr, format="WAV", subtype="PCM_24"))
     atomic_write(wav_path, lambda fh: fh.write(wav_bytes))
     return mid_path, wav_path
+
+
+def has_files(library: Path, loop_id: int) -> bool:
+    """Both files of a loop are in the library (under any name)."""
+    stem = f"{loop_id:06d}-"
+    return any(library.glob(f"{stem}*.mid")) and any(library.glob(f"{stem}*.wav"))

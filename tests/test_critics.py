@@ -1,0 +1,172 @@
+"""Critics chosen through one interface; pre-trained starts: shipped hearing critics and `run --critic`."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import pytest
+import torch
+
+from deepdrummer_live.cli.critic import pretrain_hearing_file
+from deepdrummer_live.errors import UsageError
+from deepdrummer_live.learn.critic import ROLE_GROUPS
+from deepdrummer_live.learn.kinds import (
+    KINDS,
+    LEAN,
+    PAPER,
+    CriticFileError,
+    kind_for,
+    resolve_critic_source,
+    shipped_names,
+    shipped_path,
+)
+from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.storage.store import Store
+
+from daemon import CLI, REPO, Daemon, OscClient, free_udp_port
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def kit():
+    return load_kit(None)
+
+
+def hearing_quality(learner: Learner, kit) -> tuple[float, float]:
+    """Recall (of loud hits) and precision of 'which role group starts on which step' on fresh
+    random loops (the hearing reads a hit's level / 9, so quiet hits stay under 0.5)."""
+    loops = pattern.random_loops(256, len(kit), gen(11), "cpu")
+    with torch.no_grad():
+        hit = torch.sigmoid(learner.model.role_logits(learner.scorer.features(loops))) > 0.5
+    group_of = torch.tensor([ROLE_GROUPS[r] for r in kit.roles])
+    truth, loud = torch.zeros_like(hit), torch.zeros_like(hit)
+    for r in range(pattern.N_ROWS):
+        truth[torch.arange(256), group_of[loops.sample_ids[:, r]]] |= loops.grid[:, r]
+        loud[torch.arange(256), group_of[loops.sample_ids[:, r]]] |= loops.levels[:, r] >= 6
+    return float((hit & loud).sum() / loud.sum()), float((hit & truth).sum() / hit.sum())
+
+
+def test_one_registry_names_every_critic():
+    assert set(KINDS) == {LEAN.name, PAPER.name}
+    assert kind_for(False) is LEAN and kind_for(True) is PAPER
+    assert LEAN.trains_on == "features" and PAPER.trains_on == "audio"
+    paper = PAPER.build()
+    assert "291,290 parameters" in PAPER.describe(paper)
+    assert PAPER.budget(torch.device("cpu")) == (1, 100)  # the original program's one chain of 100 steps
+
+
+def test_new_session_on_a_built_in_kit_starts_hearing_without_a_hearing_pass(kit):
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1)
+    assert learner.needs_hearing()
+    where = learner.choose_start()
+    assert "shipped" in where and not learner.needs_hearing()
+    recall, precision = hearing_quality(learner, kit)
+    assert recall > 0.6 and precision > 0.8, (recall, precision)  # chance: both near 0.1
+    # It hears, but has no taste yet: every loop is a coin toss until the first ratings.
+    p = learner.scorer.score(learner.model, pattern.random_loops(16, len(kit), gen(3), "cpu"))
+    torch.testing.assert_close(p, torch.full_like(p, 0.5))
+
+
+def test_pretrain_hearing_is_deterministic_and_ships_small_files():
+    a = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
+    b = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
+    assert a == b
+    state = torch.load(io.BytesIO(a), weights_only=True)
+    assert state["config"] == LEAN.name and state["hearing_done"]
+    for name in ("dd-analog-hearing", "dd-digital-hearing"):
+        assert name in shipped_names()
+        assert shipped_path(name).stat().st_size < 200_000
+
+
+def test_critic_files_are_checked_and_named(tmp_path):
+    with pytest.raises(CriticFileError, match="nowhere"):
+        resolve_critic_source(tmp_path / "nowhere.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a critic")
+    with pytest.raises(CriticFileError, match="junk.pt"):
+        LEAN.read(junk)
+    paper = tmp_path / "paper.pt"
+    torch.save({"model": PAPER.build().state_dict(), "config": PAPER.name}, paper)
+    with pytest.raises(CriticFileError, match="'paper' critic"):
+        LEAN.read(paper)
+    assert isinstance(CriticFileError("x"), UsageError)  # run exits 2 on it
+    (tmp_path / "state").mkdir()
+    torch.save({"model": {}, "config": LEAN.name}, tmp_path / "state" / "critic.pt")
+    assert resolve_critic_source(tmp_path / "state") == tmp_path / "state" / "critic.pt"
+    assert resolve_critic_source("dd-analog-hearing") == shipped_path("dd-analog-hearing")
+
+
+@pytest.mark.parametrize("what", ["missing", "junk", "paper"])
+def test_run_with_a_bad_critic_exits_2_with_one_line(tmp_path, what):
+    path = tmp_path / f"{what}.pt"
+    if what == "junk":
+        path.write_bytes(b"\x00garbage")
+    elif what == "paper":
+        torch.save({"model": PAPER.build().state_dict(), "config": PAPER.name}, path)
+    proc = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path / "state"), "--midi-backend",
+                           "none", "--audio", "none", "--osc-port", str(free_udp_port()), "--critic", str(path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0], proc.stderr
+
+
+def fotf_taste(learner: Learner, kit) -> None:
+    """Likes: a kick on every beat; dislikes: nothing on the beats."""
+    g = gen(7)
+    kicks = torch.tensor(kit.ids_with_role("kick"))
+    liked = pattern.random_loops(20, len(kit), g, "cpu", fotf=True, kick_ids=kicks)
+    disliked = pattern.random_loops(20, len(kit), g, "cpu")
+    disliked.grid[:, :, ::4] = False
+    for i in range(20):
+        learner.set_rating(i, liked.take(i), 1)
+        learner.set_rating(100 + i, disliked.take(i), 0)
+    learner.train()
+
+
+def test_run_critic_of_another_state_dir_resumes_its_taste(tmp_path, kit):
+    """A critic that learnt to like four-on-the-floor, saved in state dir A, starts a new session in
+    B: B's very first loops are scored by that taste (fotf loops high, loops with empty beats low)."""
+    teacher = Learner(kit, torch.device("cpu"), seed=4, chains=8, iters=1)
+    teacher.choose_start()
+    fotf_taste(teacher, kit)
+    store_a = Store(tmp_path / "a")
+    teacher.save_checkpoint(store_a)
+    store_a.close()
+
+    student = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
+    student.choose_start(critic=resolve_critic_source(tmp_path / "a"))
+    g = gen(8)
+    kicks = torch.tensor(kit.ids_with_role("kick"))
+    on = pattern.random_loops(32, len(kit), g, "cpu", fotf=True, kick_ids=kicks)
+    off = pattern.random_loops(32, len(kit), g, "cpu")
+    off.grid[:, :, ::4] = False
+    assert student.scorer.score(student.model, on).mean() > student.scorer.score(student.model, off).mean() + 0.3
+
+    # Over OSC: the daemon's first loops in `good` mode carry that taste's P(like); without it, 0.5.
+    c = OscClient(0)
+    d = Daemon(tmp_path / "b", "--critic", str(tmp_path / "a" / "critic.pt"), "--notify", f"127.0.0.1:{c.port}")
+    c.target = ("127.0.0.1", d.port)
+    d.start()
+    try:
+        first = c.expect("/dd/loop", timeout=60)
+        assert abs(first[1] - 0.5) > 0.02, first  # an untrained head says exactly 0.5 (test above)
+        c.send("/dd/mode", "good")
+        good = []
+        while len(good) < 3:
+            c.send("/dd/next")
+            msg = c.expect("/dd/loop", timeout=60)
+            if msg[0] >= 2:  # made after the mode change
+                good.append(msg[1])
+        assert sum(good) / len(good) > 0.55, good
+        c.send("/dd/status")
+        assert c.expect("/dd/status")[5] >= 1  # train_steps: the teacher's
+    finally:
+        assert d.stop() == 0
+        c.close()
