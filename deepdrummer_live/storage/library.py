@@ -25,7 +25,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from deepdrummer_live.errors import CommandError
+from deepdrummer_live.errors import CommandError, StateError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
@@ -142,12 +142,17 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
     summed = render_bar(rows, bpm, swing, sr)
     wav = mix_one(summed)
     samples_dir = library / f"{stem}-samples"
-    samples_dir.mkdir(exist_ok=True)
+    try:
+        samples_dir.mkdir(exist_ok=True)
+    except OSError as exc:  # the library folder gone, or a file now: answered with /dd/error, as a failed write
+        raise StateError(f"cannot write {samples_dir} ({exc.strerror or exc}); make {library} a writable "
+                         f"folder again") from exc
     files = [sample_file_name(i, row.sample) for i, row in enumerate(rows)]
     for file, row in zip(files, rows):
-        data = _encode(lambda fh: sf.write(fh, np.asarray(row.audio, dtype=np.float32), sr, format="WAV",
-                                           subtype="FLOAT"))
-        atomic_write(samples_dir / file, lambda fh: fh.write(data))
+        # default arguments bind this iteration's values (the callables run at once anyway)
+        data = _encode(lambda fh, row=row: sf.write(fh, np.asarray(row.audio, dtype=np.float32), sr, format="WAV",
+                                                    subtype="FLOAT"))
+        atomic_write(samples_dir / file, lambda fh, data=data: fh.write(data))
     # The mix scales a loop as a whole (one gain per loop): that gain is the SFZ's volume.
     gain = float(np.dot(wav, summed) / max(np.dot(summed, summed), 1e-30))
     text = sfz.sfz_text([(row.note, file) for row, file in zip(rows, files)], f"{stem}-samples/", gain,
