@@ -30,7 +30,7 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 OBSERVE = """() => {
   window.__shown = {};
-  const el = document.querySelector("[data-loop-id]");
+  const el = document.getElementById("loop");
   new MutationObserver(() => { window.__shown[el.dataset.loopId] = performance.timeOrigin + performance.now(); })
     .observe(el, { attributes: true, attributeFilter: ["data-loop-id"] });
 }"""
@@ -80,7 +80,7 @@ def main() -> None:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{web_port}/")
-                page.wait_for_function("document.querySelector('[data-loop-id]').dataset.loopId !== ''")
+                page.wait_for_function("document.querySelector('[data-loop-id]') !== null")
                 page.evaluate(OBSERVE)
                 listener.settimeout(30)
                 for _ in range(args.loops):

@@ -26,11 +26,10 @@ from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
-from deepdrummer_live.sound.render import SWING_RANGE
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
-from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MODES, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MODES, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
 from deepdrummer_live.worker import MAX_QUEUED_JOBS, Worker
 
 log = logging.getLogger(__name__)
@@ -171,8 +170,10 @@ class Session:
                 resumed += 1
                 if rating == 1 and not library.has_files(self.store.library, rec.id):
                     # An acknowledged like whose files a kill -9 or power cut prevented.
-                    self.worker.add_job(lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None),
-                                        "library")
+                    # (its swing at the time is not stored: the session's swing, resumed, is the best guess)
+                    self.worker.add_job(
+                        lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None, self.swing),
+                        "library")
             if resumed:
                 log.info("resumed %d rated loops from %s", resumed, self.store.dir)
             if self.learner.needs_hearing():
@@ -287,6 +288,8 @@ class Session:
                 self.report_error(str(event.get("message")), "/dd/midi")
             elif kind == "learn_armed":
                 self.midi_learn.on_armed(bool(event.get("on")))
+            elif kind == "learn_bound":
+                self.midi_learn.on_bound()
             elif kind == "learn_midi":
                 try:
                     self.midi_learn.on_midi(self.transport, event.get("data") or [])
@@ -433,7 +436,7 @@ class Session:
     def set_swing(self, amount: float) -> None:
         """Odd steps late by `amount` x one step, from the next bar line, in MIDI and live audio;
         library files written from now on are swung too."""
-        lo, hi = SWING_RANGE
+        lo, hi = SWING_MIN, SWING_MAX
         if not lo <= amount <= hi:
             raise CommandError(f"swing {amount:g} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
         with self.lock:

@@ -57,7 +57,7 @@ def main() -> None:
                 page.set_default_timeout(60_000)
                 page.goto(url)
                 loop = page.locator("[data-loop-id]")
-                expect(loop).not_to_have_attribute("data-loop-id", "")
+                expect(loop).to_have_attribute("data-loop-id", re.compile(r"^\d+$"))
                 first = loop.get_attribute("data-loop-id")
                 page.get_by_role("button", name="Dislike", exact=True).click()
                 expect(loop).not_to_have_attribute("data-loop-id", first)

@@ -35,7 +35,6 @@ from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
 from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
-SWING_RANGE = (SWING_MIN, SWING_MAX)
 AUDIO_MODES = ("pyo", "none")
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin
 HOUSEKEEPING_S = 0.5  # port liveness checks
@@ -118,7 +117,7 @@ def _parse_rows(rows) -> list[tuple[int, str, tuple[int, ...]]]:
 
 def check_swing(amount) -> float:
     """A swing amount 0.0-0.5 as a float, else ValueError naming it and the range."""
-    lo, hi = SWING_RANGE
+    lo, hi = SWING_MIN, SWING_MAX
     if not (isinstance(amount, (int, float)) and not isinstance(amount, bool) and lo <= amount <= hi):
         raise ValueError(f"swing {amount!r} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
     return float(amount)
@@ -224,6 +223,7 @@ class Sequencer:
             self.controller = ControllerMap("learned", None, [])
             self.controller.tempo_hint = self.config.tempo
         self.controller.bind(b)
+        self.emit({"type": "learn_bound", "kind": b.kind, "number": b.number, "channel": b.channel})
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""
