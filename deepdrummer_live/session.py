@@ -288,6 +288,8 @@ class Session:
                 self.report_error(str(event.get("message")), "/dd/midi")
             elif kind == "learn_armed":
                 self.midi_learn.on_armed(bool(event.get("on")))
+            elif kind == "learn_bound":
+                self.midi_learn.on_bound()
             elif kind == "learn_midi":
                 try:
                     self.midi_learn.on_midi(self.transport, event.get("data") or [])

@@ -15,7 +15,7 @@ from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 
 
 class Transport(Protocol):
-    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float = 0.0) -> None: ...
+    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None) -> None: ...
     def play(self) -> None: ...
     def stop(self) -> None: ...
     def set_tempo(self, bpm: float) -> None: ...
@@ -38,7 +38,7 @@ class VirtualTransport:
     def _bar_seconds(self) -> float:
         return N_STEPS / STEPS_PER_BEAT * 60.0 / self.tempo
 
-    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float = 0.0) -> None:
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()

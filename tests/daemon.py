@@ -103,6 +103,19 @@ class OscClient:
         self.sock.close()
 
 
+def wait_train_steps(client: OscClient, above: int, timeout: float = 300.0) -> int:
+    """/dd/status's train_steps once it is above `above`, polled with a deadline (the critic first
+    learns to hear the kit, then trains on ratings: minutes on a busy CPU)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.send("/dd/status")
+        steps = client.expect("/dd/status")[5]
+        if steps > above:
+            return steps
+        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s (needed > {above})"
+        time.sleep(0.2)  # poll interval
+
+
 def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple[Daemon, OscClient]:
     """A started daemon with a subscribed client (--notify), its startup messages drained."""
     client = OscClient(0)

@@ -15,7 +15,7 @@ import torch
 from deepdrummer_live import __version__
 from deepdrummer_live.learn.search import resolve_device
 
-from daemon import CLI, REPO, Daemon, OscClient, free_udp_port, start_with_client
+from daemon import CLI, REPO, Daemon, OscClient, free_udp_port, start_with_client, wait_train_steps
 
 
 @pytest.fixture
@@ -298,19 +298,6 @@ def _session_settings(state, *flags: str):
     return mode, steps, loop[2], (loop[5], loop[6])
 
 
-def _train_steps_above(client: OscClient, above: int, timeout: float) -> int:
-    """/dd/status's train_steps once above `above` (the critic learns to hear the kit first:
-    minutes on a busy CPU)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        client.send("/dd/status")
-        steps = client.expect("/dd/status")[5]
-        if steps > above:
-            return steps
-        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s"
-        time.sleep(0.5)  # poll interval
-
-
 @pytest.mark.slow
 def test_clean_restart_resumes_critic_mode_tempo_and_fotf(tmp_path):
     state = tmp_path / "state"
@@ -323,7 +310,7 @@ def test_clean_restart_resumes_critic_mode_tempo_and_fotf(tmp_path):
         client.send("/dd/mode", "good")
         client.send("/dd/tempo", 133.0)
         client.send("/dd/fotf", 1)
-        _train_steps_above(client, 0, timeout=300)
+        wait_train_steps(client, 0)
         assert not [m for m in client.received() if m[0] == "/dd/error"]
     finally:
         client.close()
@@ -356,7 +343,7 @@ def test_paper_path_end_to_end(tmp_path):
             ids.append(client.expect("/dd/rated", timeout=120)[0])
             check_loop_message(client.expect("/dd/loop", timeout=120))
         assert ids[1] > ids[0]
-        steps = _train_steps_above(client, 0, timeout=300)
+        steps = wait_train_steps(client, 0)
     finally:
         client.close()
         assert d.stop() == 0, d.output()

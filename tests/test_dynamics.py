@@ -320,3 +320,19 @@ def test_loops_of_a_session_sit_near_one_level(kit_name):
     lufs = np.array([loop_lufs(b, sr) for b in bars])
     assert np.percentile(lufs, 95) - np.percentile(lufs, 5) < 8.0, lufs
     assert -24.0 < np.median(lufs) < -9.0
+
+
+def test_the_library_wav_of_the_densest_loop_stays_under_one_db(tmp_path):
+    """After 24-bit quantization too: the file a DAW imports peaks at or under -1 dBFS."""
+    import soundfile as sf
+
+    kit = load_kit(None)
+    sr = 44100
+    audio = kit.audio_at(sr)
+    loudest = int(np.argmax([float(np.abs(a).max()) for a in audio]))
+    bank = sample_bank(audio, step_length(120.0, sr), pattern.N_STEPS, "cpu")
+    levels = torch.full((1, pattern.N_ROWS, pattern.N_STEPS), dynamics.MAX_LEVEL, dtype=torch.uint8)
+    bar = render_bars(levels, torch.full((1, pattern.N_ROWS), loudest), bank)[0].numpy()
+    sf.write(tmp_path / "dense.wav", bar, sr, subtype="PCM_24")
+    back, _ = sf.read(tmp_path / "dense.wav", dtype="float64")
+    assert 20 * np.log10(np.abs(back).max()) <= -1.0

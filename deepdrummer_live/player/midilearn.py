@@ -4,7 +4,8 @@
 the MIDI input, forwards the next press (a note-on, or a CC reaching 64) as a `learn_midi` event
 instead of mapping it; the main process turns it into a `Binding`, writes it to the learned
 mapping file `<state-dir>/controller.toml` (the format of `data/controllers/*.toml`), sends the
-binding back to the player (`bind`), and announces `/dd/learned s action s binding`. Once the
+binding back to the player (`bind`), and once the player has it (`learn_bound`) announces
+`/dd/learned s action s binding`. Once the
 player listens, `/dd/learning s action` says "press the pad now".
 
 On the next start the learned file is laid over the `--controller` mapping (or used alone), so a
@@ -122,6 +123,7 @@ class MidiLearn:
         self.path = path
         self.out = out  # out(address, *args): to every subscriber
         self._pending: tuple[str, object] | None = None
+        self._announce: tuple[str, str] | None = None  # /dd/learned's args, once the player has the binding
         self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
@@ -149,5 +151,13 @@ class MidiLearn:
             return  # not armed here (e.g. a stale event): nothing to bind
         binding = binding_from_midi(data, *wanted)
         save_learned(self.path, binding)
+        with self._lock:
+            self._announce = (wanted[0], describe(binding))
         transport.bind(binding)
-        self.out("/dd/learned", wanted[0], describe(binding))
+
+    def on_bound(self) -> None:
+        """The player maps the pad now: announce it (so a press right after /dd/learned works)."""
+        with self._lock:
+            announce, self._announce = self._announce, None
+        if announce is not None:
+            self.out("/dd/learned", *announce)

@@ -223,6 +223,7 @@ class Sequencer:
             self.controller = ControllerMap("learned", None, [])
             self.controller.tempo_hint = self.config.tempo
         self.controller.bind(b)
+        self.emit({"type": "learn_bound", "kind": b.kind, "number": b.number, "channel": b.channel})
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""

@@ -28,7 +28,8 @@ MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
-CEILING = 10.0 ** (CEILING_DBFS / 20.0)
+# A hundredth of a dB under: float32 and 24-bit WAV rounding never lift a peak past -1 dBFS.
+CEILING = 10.0 ** ((CEILING_DBFS - 0.01) / 20.0)
 
 
 def level_gain(level) -> float:

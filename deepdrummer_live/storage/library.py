@@ -25,7 +25,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from deepdrummer_live.errors import CommandError
+from deepdrummer_live.errors import CommandError, StateError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
@@ -146,7 +146,11 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
     summed = render_bar(rows, bpm, swing, sr)
     wav = mix_one(summed)
     samples_dir = library / f"{stem}-samples"
-    samples_dir.mkdir(exist_ok=True)
+    try:
+        samples_dir.mkdir(exist_ok=True)
+    except OSError as exc:  # the library folder gone, or a file now: answered with /dd/error, as a failed write
+        raise StateError(f"cannot write {samples_dir} ({exc.strerror or exc}); make {library} a writable "
+                         f"folder again") from exc
     files = [sample_file_name(i, row.sample) for i, row in enumerate(rows)]
     for file, row in zip(files, rows):
         _write(samples_dir / file, _wav_bytes(row.audio, sr, "FLOAT"))  # float: the .sfz plays them exactly
