@@ -158,11 +158,13 @@ def describe_commands() -> dict:
             for name, cmd in commands.COMMANDS.items()}
 
 
+EXAMPLE_REQUEST = '{"id": 1, "command": "like", "args": []}'
+
+
 def check_request(data) -> tuple[object, str, list]:
     """(id, command, args) of a page's message, or DeepDrummerError naming what is wrong."""
     if not isinstance(data, dict):
-        raise WebRequestError(f"a page message is a JSON object like {{\"id\": 1, \"command\": \"like\", "
-                              f"\"args\": []}}, got {type(data).__name__}")
+        raise WebRequestError(f"a page message is a JSON object like {EXAMPLE_REQUEST}, got {type(data).__name__}")
     req_id, name, args = data.get("id"), data.get("command"), data.get("args", [])
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         raise WebRequestError(f"\"command\" must be a command name such as \"like\", got {name!r:.80}")
@@ -322,9 +324,16 @@ class WebServer:
     async def _on_page_message(self, client: _Client, text: str) -> None:
         req_id = None
         try:
-            req_id, name, args = check_request(json.loads(text))
-        except (ValueError, DeepDrummerError) as exc:
-            client.send({"type": "result", "id": req_id, "ok": False, "error": f"bad message from the page: {exc}"})
+            data = json.loads(text)
+        except ValueError as exc:
+            client.send({"type": "result", "id": None, "ok": False,
+                         "error": f"a page message must be JSON like {EXAMPLE_REQUEST}; got {text[:80]!r} ({exc})"})
+            return
+        try:
+            req_id, name, args = check_request(data)
+        except DeepDrummerError as exc:
+            client.send({"type": "result", "id": data.get("id") if isinstance(data, dict) else None, "ok": False,
+                         "error": str(exc)})
             return
         # Not awaited here: the next message is read while a rating waits to be durable; the one
         # worker thread keeps the order.
