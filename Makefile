@@ -7,7 +7,7 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 ARGS      ?=
 STAMP     := $(VENV)/.installed
-DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1 lua5.4 fluidsynth fluid-soundfont-gm liblo-tools
+DEB_PKGS  := jackd2 puredata-core tmux libjack-jackd2-0 libportaudio2 libportmidi0 liblo7 libsndfile1 lua5.4 fluidsynth fluid-soundfont-gm liblo-tools chromium
 
 .PHONY: run test venv debs bench learning-bench clean kits critics
 

@@ -13,8 +13,9 @@ class KitError(UsageError):
     """A kit folder or kit file that cannot be used."""
 
 
-class OscError(DeepDrummerError):
-    """An inbound OSC message with wrong types or values; answered with /dd/error."""
+class CommandError(DeepDrummerError):
+    """A command (from OSC, the terminal, a controller or the page) with wrong arguments, or one that
+    cannot run now; nothing changed. OSC answers it with /dd/error."""
 
 
 class StateError(DeepDrummerError):

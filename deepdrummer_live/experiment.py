@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deepdrummer_live.errors import OscError, UsageError
+from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.session import Session
 from deepdrummer_live.storage.store import atomic_write
 
@@ -128,8 +128,7 @@ class ExperimentSession(Session):
                 kind = plan.kinds[rated]
                 if kind != self.mode:
                     self.mode = kind
-                    self.buffer.clear()
-                    self.wake.notify_all()
+                    self._settings_changed()
         if changed:
             plan.save(self.plan_path)
 
@@ -138,7 +137,7 @@ class ExperimentSession(Session):
             return [self.plan.participant, *self.plan.progress(self.likes + self.dislikes, self._rated_items())]
 
     def _announce(self) -> None:
-        self.out("/dd/experiment", *self.experiment_args())
+        self.emit("/dd/experiment", *self.experiment_args(), origin=None)
 
     # --- Session hooks ------------------------------------------------------------------------------
 
@@ -148,13 +147,12 @@ class ExperimentSession(Session):
         super().start(autoplay)
         if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
             with self.lock:
-                self.jobs.appendleft(self._forget_phase2)
-                self.wake.notify_all()
+                self.worker.add_job(self._forget_phase2, "learn", first=True)
         self._announce()
 
     def _forget_phase2(self) -> None:
         for loop_id, _ in self.plan.items:
-            self.engine.set_rating(loop_id, None, None)
+            self.learner.set_rating(loop_id, None, None)
 
     def _request_next(self) -> None:
         if self.pending is None:
@@ -185,7 +183,7 @@ class ExperimentSession(Session):
     def set_mode(self, mode: str) -> None:
         if self.plan.phase != "done":
             phase, rated, total = self.plan.progress(self.likes + self.dislikes, self._rated_items())
-            raise OscError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
+            raise CommandError(f"mode {mode!r}: the experiment chooses the loops until it is done (phase {phase}, "
                            f"{rated}/{total} rated); rate on, /dd/mode works afterwards")
         super().set_mode(mode)
 

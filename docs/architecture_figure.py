@@ -9,16 +9,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 BOXES = {
-    "clients": (0.2, 5.2, 2.6, 1.2, "OSC clients\nPd patch, DAW macro,\ncontroller app, tests", "#e8eef7"),
-    "osc": (3.6, 5.2, 2.6, 1.2, "osc.py\nvalidate, then route\nsubscribers, /dd/error", "#dfe9d8"),
-    "session": (3.6, 3.2, 2.6, 1.4, "session.py\ncurrent loop, modes,\nbar-synchronous switch\nstore.py  library.py", "#dfe9d8"),
-    "worker": (3.6, 0.4, 2.6, 2.2, "engine worker thread\nkit > render > MFCC\n> critic > search\n(batched, torch)\ntrains after ratings", "#f6e7cf"),
-    "sqlite": (0.2, 3.2, 2.6, 1.4, "state dir\nSQLite WAL (ratings)\ncritic.pt (atomic)\nlibrary/ .mid + .wav", "#eeeeee"),
-    "player": (7.0, 3.2, 2.8, 2.4, "player process\n(own interpreter, own GIL)\nclock: internal / MIDI / Link\nMIDI out + in, controller\npyo audio", "#f3d9d9"),
+    "clients": (0.2, 5.2, 2.6, 1.2, "web page (phone),\nOSC: send, Pd, REAPER,\ncontroller app, tests", "#e8eef7"),
+    "osc": (3.6, 5.2, 2.6, 1.2, "surfaces/osc.py, web.py\ntui.py: parse, validate", "#dfe9d8"),
+    "table": (3.6, 6.9, 2.6, 0.8, "commands.py\nthe one command table", "#dfe9d8"),
+    "session": (3.6, 3.2, 2.6, 1.4, "session.py\ncurrent loop, modes, locks,\nbar-synchronous switch\nemit() to surfaces", "#dfe9d8"),
+    "worker": (3.6, 0.4, 2.6, 2.2, "worker.py (thread)\nsound > learn:\nrender > MFCC > critic\n> search (batched,\ntorch), library files", "#f6e7cf"),
+    "sqlite": (0.2, 3.2, 2.6, 1.4, "state dir (storage/)\nSQLite WAL (ratings)\ncritic.pt (atomic)\nlibrary/ .mid .wav .sfz", "#eeeeee"),
+    "player": (7.0, 3.2, 2.8, 2.4, "player/ process\n(own interpreter, own GIL)\nclock: internal / MIDI / Link\nMIDI out + in, controller\nswing, velocity, pyo audio", "#f3d9d9"),
     "daw": (7.0, 0.6, 2.8, 1.6, "DAW / synth / speakers\nchannel 10 GM drums\nMIDI clock, Link", "#e8eef7"),
 }
-ARROWS = [("clients", "osc", "UDP"), ("osc", "session", ""), ("session", "worker", "jobs"),
-          ("session", "sqlite", "fsync"), ("session", "player", "pipe"),
+ARROWS = [("clients", "osc", "UDP, WebSocket"), ("osc", "table", "run"), ("osc", "session", ""),
+          ("session", "worker", "jobs"), ("session", "sqlite", "fsync"), ("session", "player", "pipe"),
           ("player", "daw", "MIDI / audio")]
 
 
@@ -36,7 +37,7 @@ def anchors(a, b):
 
 
 def main(out=Path(__file__).parent / "images" / "architecture.png"):
-    fig, ax = plt.subplots(figsize=(10, 6.6))
+    fig, ax = plt.subplots(figsize=(10, 7.8))
     for x, y, w, h, text, color in BOXES.values():
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="#444"))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, family="monospace")
@@ -46,7 +47,7 @@ def main(out=Path(__file__).parent / "images" / "architecture.png"):
         ax.text((x0 + x1) / 2 + (0.08 if x0 == x1 else 0), (y0 + y1) / 2 + 0.06, label, fontsize=8, color="#333",
                 ha="left" if x0 == x1 else "center", va="bottom")
     ax.set_xlim(0, 10)
-    ax.set_ylim(0, 6.6)
+    ax.set_ylim(0, 7.8)
     ax.axis("off")
     ax.set_title("DeepDrummer Live: processes and threads", fontsize=12)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,19 @@ class OscClient:
         self.sock.close()
 
 
+def wait_train_steps(client: OscClient, above: int, timeout: float = 300.0) -> int:
+    """/dd/status's train_steps once it is above `above`, polled with a deadline (the critic first
+    learns to hear the kit, then trains on ratings: minutes on a busy CPU)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.send("/dd/status")
+        steps = client.expect("/dd/status")[5]
+        if steps > above:
+            return steps
+        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s (needed > {above})"
+        time.sleep(0.2)  # poll interval
+
+
 def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple[Daemon, OscClient]:
     """A started daemon with a subscribed client (--notify), its startup messages drained."""
     client = OscClient(0)
@@ -124,8 +137,10 @@ class Daemon:
                  midi: str = "none", audio: str = "none", env: dict | None = None):
         self.port = port or free_udp_port()
         self.state_dir = Path(state_dir)
+        # The rating page stays off unless a test asks for it: daemons in parallel must not race for 9080.
+        web = () if "--web-port" in extra else ("--web-port", "0")
         self.args = [*CLI, "run", "--headless", "--state-dir", str(state_dir), "--osc-port", str(self.port),
-                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *extra]
+                     "--midi-backend", midi, "--audio", audio, "--seed", str(seed), *web, *extra]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
@@ -181,3 +196,14 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    """Poll `condition()` until it is truthy (returned) or `timeout` passes (AssertionError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

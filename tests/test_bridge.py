@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import pytest
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, start_with_client
 from jack_midi import (
     ALL_NOTES_OFF,
     CLOCK,
@@ -100,14 +102,9 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.sound.render import render_bar_numpy, step_length
 
-    client = OscClient(0)
     state = tmp_path / "state"
-    d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--audio-backend", "offline",
-               midi="none", audio="pyo")
-    client.target = ("127.0.0.1", d.port)
-    d.start()
+    d, client = start_with_client(state, "--tempo", "240", "--audio-backend", "offline", midi="none", audio="pyo")
     try:
-        client.drain()
         client.send("/dd/next")
         loop = client.expect("/dd/loop")
         levels = client.expect("/dd/levels")
@@ -129,6 +126,48 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     played = audio[OFFLINE_LEAD_IN: OFFLINE_LEAD_IN + len(bar)]
     assert np.abs(bar).max() > 0.05
     np.testing.assert_allclose(played, bar, atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("jack_rec") is None, reason="jack_rec is not installed (apt-get install jackd2)")
+def test_live_audio_in_real_time_on_jack(tmp_path, jack_server):
+    """The real-time pyo path: what the daemon's JACK audio port plays, recorded by jack_rec, is
+    the engine's mix of the announced loop, sample for sample (up to 24-bit rounding)."""
+    import numpy as np
+    import soundfile as sf
+
+    from deepdrummer_live.sound.kit import load_kit
+    from deepdrummer_live.sound.render import render_bar_numpy, step_length
+
+    wav = tmp_path / "played.wav"
+    d, client = start_with_client(tmp_path / "state", "--tempo", "240", "--audio-backend", "jack", midi="jack",
+                                  audio="pyo")
+    try:
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop")
+        levels = client.expect("/dd/levels")[1:]
+        rec = subprocess.Popen(["jack_rec", "-f", str(wav), "-b", "24", "-d", "4", "DeepDrummer:output_1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        jack_server.wait_connected("DeepDrummer:output_1", "jackrec")  # recording before the first bar
+        client.send("/dd/play")
+        rec_out, _ = rec.communicate(timeout=60)  # it stops by itself after 4 s
+        client.send("/dd/stop")
+        assert rec.returncode == 0, rec_out
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+    audio, sr = sf.read(wav, dtype="float64")
+    kit = load_kit(None)
+    names = {s.name: i for i, s in enumerate(kit.samples)}
+    samples = [kit.audio_at(sr)[names[loop[4 + 3 * r]]] for r in range(4)]
+    bar = render_bar_numpy(levels, samples, step_length(240.0, sr))
+    assert np.abs(bar).max() > 0.05 and np.abs(audio).max() > 0.05, "silence"
+    # the recording is silent until the first bar line: its first sound is the bar's first sound
+    audible = 1e-4
+    start = int(np.flatnonzero(np.abs(audio) > audible)[0] - np.flatnonzero(np.abs(bar) > audible)[0])
+    n = int(0.9 * len(bar))  # the next bar line may come a little early: compare before it
+    played = audio[start: start + n]
+    assert len(played) == n, f"the recording ends {n - len(played)} samples into the first bar"
+    np.testing.assert_allclose(played, bar[:n], atol=1e-3)
 
 
 def test_controller_pads_rate_loops(tmp_path, jack_server):

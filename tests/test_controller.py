@@ -16,36 +16,53 @@ def test_shipped_mappings_load(name):
     assert m.path.name == f"{name}.toml"
 
 
+def ev(command, *args):
+    return {"type": "control", "command": command, "args": list(args)}
+
+
 def test_generic_notes_and_ccs():
     m = ctl.load_mapping("generic")
-    assert m.handle([0x99, 36, 100]) == {"type": "control", "action": "like", "value": None}
-    assert m.handle([0x90, 37, 1]) == {"type": "control", "action": "dislike", "value": None}
+    assert m.handle([0x99, 36, 100]) == ev("like")
+    assert m.handle([0x90, 37, 1]) == ev("dislike")
     assert m.handle([0x99, 36, 0]) is None  # note-on velocity 0 is a release
     assert m.handle([0x89, 36, 0]) is None
-    assert m.handle([0x99, 40, 90])["value"] == "cycle"
-    assert m.handle([0xB0, 20, 0])["value"] == 20.0
-    assert m.handle([0xB3, 20, 127])["value"] == 300.0
-    m.tempo_hint = 120.0
-    assert m.handle([0x99, 46, 100])["value"] == 121.0
-    assert m.handle([0x99, 46, 100])["value"] == 122.0  # steps accumulate before the round trip
-    assert m.handle([0xB0, 21, 100]) == {"type": "control", "action": "fotf", "value": 1}
+    assert m.handle([0x99, 40, 90]) == ev("mode_cycle")
+    assert m.handle([0xB0, 20, 0]) == ev("tempo", 20.0)  # a knob spreads over the command's range
+    assert m.handle([0xB3, 20, 127]) == ev("tempo", 300.0)
+    assert m.handle([0x99, 46, 100]) == ev("tempo_nudge", 1.0)  # the session adds it to its tempo
+    assert m.handle([0xB0, 21, 100]) == ev("fotf", 1)
     assert m.handle([0xB0, 21, 110]) is None  # still on
-    assert m.handle([0xB0, 21, 10])["value"] == 0
+    assert m.handle([0xB0, 21, 10]) == ev("fotf", 0)
 
 
 def test_cc_buttons_trigger_on_press_only():
     m = ctl.load_mapping("korg-nanokontrol2")
-    assert m.handle([0xB0, 41, 127])["action"] == "play"
+    assert m.handle([0xB0, 41, 127])["command"] == "play"
     assert m.handle([0xB0, 41, 0]) is None
     assert m.handle([0xB1, 41, 127]) is None  # wrong channel
-    assert m.handle([0xB0, 41, 127])["action"] == "play"
+    assert m.handle([0xB0, 41, 127])["command"] == "play"
 
 
 def test_channel_filter_mpd218():
     m = ctl.load_mapping("akai-mpd218")
-    assert m.handle([0x99, 36, 100])["action"] == "like"
+    assert m.handle([0x99, 36, 100])["command"] == "like"
     assert m.handle([0x90, 36, 100]) is None
-    assert m.handle([0x99, 41, 100]) == {"type": "control", "action": "mode", "value": "good"}
+    assert m.handle([0x99, 41, 100]) == ev("mode", "good")
+
+
+def test_any_command_of_the_table_can_be_mapped(tmp_path):
+    """Mappings name commands of the one table; values are checked against it when the file loads."""
+    path = tmp_path / "m.toml"
+    path.write_text('[[note]]\nnote = 60\naction = "fotf"\nvalue = 1\n'
+                    '[[note]]\nnote = 61\naction = "play_toggle"\n'
+                    '[[note]]\nnote = 62\naction = "save"\nvalue = "drop one"\n')
+    m = ctl.load_mapping(str(path))
+    assert m.handle([0x90, 60, 1]) == ev("fotf", 1)
+    assert m.handle([0x90, 61, 1]) == ev("play_toggle")
+    assert m.handle([0x90, 62, 1]) == ev("save", "drop one")
+    path.write_text('[[note]]\nnote = 60\naction = "fotf"\nvalue = 3\n')
+    with pytest.raises(UsageError, match=r"#1: /dd/fotf on 3 out of range; use 0-1"):
+        ctl.load_mapping(str(path))
 
 
 def test_junk_is_counted_not_fatal():
@@ -56,10 +73,11 @@ def test_junk_is_counted_not_fatal():
 
 
 @pytest.mark.parametrize("text,match", [
-    ('[[note]]\nnote = 36\naction = "lik"\n', r"\[\[note\]\] #1: action 'lik' is unknown; use one of like"),
+    ('[[note]]\nnote = 36\naction = "lik"\n', r"\[\[note\]\] #1: action 'lik' is unknown; use one of .*\blike\b"),
     ('[[note]]\nnote = 200\naction = "like"\n', r"\[\[note\]\] #1: note 200 is invalid; use 0..127"),
     ('[[cc]]\ncc = 1\nchannel = 17\naction = "like"\n', r"channel 17 is invalid; use 1..16"),
     ('[[note]]\nnote = 1\naction = "tempo"\nvalue = "absolute"\n', r"needs a \[\[cc\]\] entry"),
+    ('[[cc]]\ncc = 1\naction = "save"\nvalue = "cc"\n', r"action 'save' cannot follow a CC"),
     ('[[note]]\nnote = 1\naction = "mode"\nvalue = "loud"\n', r"mode value 'loud' is unknown"),
     ('[[note]]\nnote = 1\naction = "like"\n[[note]]\nnote = 1\naction = "next"\n',
      r"#2 maps note 1 on the same channel as \[\[note\]\] #1"),
@@ -82,6 +100,6 @@ def test_unknown_name_lists_choices():
 
 def test_ableton_mapping_on_channel_16_with_row_locks():
     m = ctl.load_mapping("ableton-live")
-    assert m.handle([0x9F, 36, 100])["action"] == "like"
+    assert m.handle([0x9F, 36, 100])["command"] == "like"
     assert m.handle([0x90, 36, 100]) is None  # drum notes on other channels are not commands
-    assert m.handle([0x9F, 45, 100]) == {"type": "control", "action": "lock", "value": 1}
+    assert m.handle([0x9F, 45, 100]) == ev("lock_toggle", 1)  # `action = "lock"`, `value = 1`: row 1

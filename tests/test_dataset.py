@@ -157,6 +157,14 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     liked = [pi for pi, r in zip(p, ratings) if r.liked]
     disliked = [pi for pi, r in zip(p, ratings) if not r.liked]
     assert liked and disliked and np.mean(liked) > np.mean(disliked) + 0.1
+    # A new session starts from it: `run --critic` (its training steps show at once).
+    with Daemon(tmp_path / "fresh", "--critic", str(critic)) as daemon:
+        client = OscClient(daemon.port)
+        client.send("/dd/status")
+        assert client.expect("/dd/status")[5] == int(torch.load(critic, weights_only=True)["train_steps"]) > 0
+        client.close()
+        assert daemon.stop() == 0
+        assert f"critic from {critic}" in daemon.output()
     # The learning bench replays one participant the same way.
     bench = subprocess.run([sys.executable, str(REPO / "bench" / "learning.py"), "--replay", str(tmp_path / "ds-ann"),
                             "--json"], capture_output=True, text=True, timeout=600, cwd=REPO)

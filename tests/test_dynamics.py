@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepdrummer_live import commands
+from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.learn.critic import LEAN_CONFIG
 from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, Scorer, search
@@ -217,12 +219,12 @@ def session(tmp_path, kit):
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.session import Session
 
-    sent = []
     store = Store(tmp_path)
     engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
     engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
-    s = Session(engine, store, lambda *a: sent.append(a))
-    s.sent = sent
+    s = Session(engine, store)
+    s.sent = []
+    s.add_listener(lambda address, args, origin: s.sent.append((address, *args)))
     s.start()
     yield s
     s.stop()
@@ -249,9 +251,9 @@ def next_loop(session):
 def test_session_locks_hold_across_loops_and_modes(session, mode):
     wait_until(lambda: session.current is not None)
     first = session.current
-    session.set_lock(1, True)
-    session.set_lock(3, True)
-    session.set_mode(mode)
+    commands.execute(session, "lock", (1, 1))
+    commands.execute(session, "lock_toggle", (3,))
+    commands.execute(session, "mode", (mode,))
     seen = set()
     for _ in range(5):
         loop = next_loop(session)
@@ -263,17 +265,19 @@ def test_session_locks_hold_across_loops_and_modes(session, mode):
     assert snap["locks"] == [1, 3] and [r["locked"] for r in snap["loop"]["rows"]] == [False, True, False, True]
     levels = [a for a in session.sent if a[0] == "/dd/levels"]
     assert levels[-1][1] == loop.id and list(levels[-1][2:]) == loop.levels
-    session.set_lock(1, False)
+    commands.execute(session, "lock", (1, 0))
     assert session.snapshot()["locks"] == [3]
-    with pytest.raises(Exception, match="0-3"):
+    with pytest.raises(DeepDrummerError, match="0-3|row"):
+        commands.execute(session, "lock", (4, 1))
+    with pytest.raises(DeepDrummerError, match="0-3"):
         session.set_lock(4, True)
 
 
 def test_session_density_shapes_the_prior_and_persists(session):
     wait_until(lambda: session.current is not None)
-    session.set_mode("random")
-    session.set_density(0.1)
-    session.set_density(0.9, row=2)
+    commands.execute(session, "mode", ("random",))
+    commands.execute(session, "density", (0.1,))
+    commands.execute(session, "row_density", (2, 0.9))
     hits = [0, 0]
     for _ in range(6):
         loop = next_loop(session)
@@ -282,7 +286,9 @@ def test_session_density_shapes_the_prior_and_persists(session):
     assert hits[0] / (6 * 3 * 16) < 0.25 and hits[1] / (6 * 16) > 0.7
     assert session.snapshot()["density"] == [0.1, 0.1, 0.9, 0.1]
     assert json.loads(session.store.get_meta("density")) == [0.1, 0.1, 0.9, 0.1]
-    with pytest.raises(Exception, match="0.05-0.95"):
+    with pytest.raises(DeepDrummerError, match="0.05"):
+        commands.execute(session, "density", (1.5,))
+    with pytest.raises(DeepDrummerError, match="0.05-0.95"):
         session.set_density(1.5)
 
 
@@ -314,3 +320,19 @@ def test_loops_of_a_session_sit_near_one_level(kit_name):
     lufs = np.array([loop_lufs(b, sr) for b in bars])
     assert np.percentile(lufs, 95) - np.percentile(lufs, 5) < 8.0, lufs
     assert -24.0 < np.median(lufs) < -9.0
+
+
+def test_the_library_wav_of_the_densest_loop_stays_under_one_db(tmp_path):
+    """After 24-bit quantization too: the file a DAW imports peaks at or under -1 dBFS."""
+    import soundfile as sf
+
+    kit = load_kit(None)
+    sr = 44100
+    audio = kit.audio_at(sr)
+    loudest = int(np.argmax([float(np.abs(a).max()) for a in audio]))
+    bank = sample_bank(audio, step_length(120.0, sr), pattern.N_STEPS, "cpu")
+    levels = torch.full((1, pattern.N_ROWS, pattern.N_STEPS), dynamics.MAX_LEVEL, dtype=torch.uint8)
+    bar = render_bars(levels, torch.full((1, pattern.N_ROWS), loudest), bank)[0].numpy()
+    sf.write(tmp_path / "dense.wav", bar, sr, subtype="PCM_24")
+    back, _ = sf.read(tmp_path / "dense.wav", dtype="float64")
+    assert 20 * np.log10(np.abs(back).max()) <= -1.0

@@ -157,7 +157,7 @@ def test_experiment_with_simulated_participants_then_report(tmp_path):
     wavs = [Path(w.strip("`")) for w in listing.split() if w.endswith(".wav`")]
     assert wavs and all(w.exists() for w in wavs)
     for code in people:
-        assert f"## {code}" in listing
+        assert f"## {code}" in listing and f"| {code} | " in listing
     audio, sr = sf.read(wavs[0])
     assert sr == 44100 and len(audio) > sr and abs(audio).max() > 0.01
     # A participant's dataset says which phase each rating belongs to.

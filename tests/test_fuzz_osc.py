@@ -7,6 +7,7 @@ gets nothing (or errors only); nothing changes state; /dd/ping answers at once a
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.learn.search import MODES
 from deepdrummer_live.storage.library import check_name
 from deepdrummer_live.surfaces import osc
@@ -99,7 +100,7 @@ def bad_message(rng: random.Random) -> tuple[bytes, str]:
     if rng.random() < 0.08:
         address = "/dd/" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_/0123456789") for _ in
                                    range(rng.randint(0, 20)))
-        if address in osc.ROUTES or address == "/dd/error":
+        if address in osc.addresses() or address == "/dd/error":
             address += "_x"
         return raw_message(address, [rng.choice([("i", 1), ("s", "x"), ("f", 2.0)])] * rng.randint(0, 2)), address
     address = rng.choice(INBOUND)
@@ -261,20 +262,32 @@ def test_no_echo_loop_through_own_port(target):
 class FakeSession:
     """Validates like the real session (mode names, loop ids, save names) and records what got through."""
 
-    def __init__(self):
+    def __init__(self, server):
         self.calls = []
+        self.server = server
+        self._origin = None
+        self.mode, self.fotf, self.tempo, self.playing = "explore", False, 120.0, False
 
     def __getattr__(self, name):
         return lambda *a, **k: self.calls.append((name, a))
 
+    @contextlib.contextmanager
+    def origin(self, origin):
+        self._origin = origin
+        yield
+        self._origin = None
+
+    def emit(self, address, *args, origin=None):
+        self.server.on_message(address, args, origin or self._origin)
+
     def rate(self, loop_id, liked):
         if loop_id is not None and loop_id > 1000:
-            raise OscError(f"loop id {loop_id} was never proposed")
+            raise CommandError(f"loop id {loop_id} was never proposed")
         self.calls.append(("rate", (loop_id, liked)))
 
     def set_mode(self, mode):
         if mode not in MODES:
-            raise OscError(f"mode {mode!r} unknown")
+            raise CommandError(f"mode {mode!r} unknown")
         self.calls.append(("set_mode", (mode,)))
 
     def save(self, name):
@@ -289,7 +302,7 @@ class FakeSession:
 @pytest.fixture
 def server():
     srv = osc.OscServer("127.0.0.1", 0)
-    srv.session = FakeSession()
+    srv.session = FakeSession(srv)
     srv.sent = []
     srv._send = lambda data, targets: srv.sent.append(osc_decode(data))
     yield srv

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 from deepdrummer_live.player.jackd import start_jack_server
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, wait_for
 
 FLUIDSYNTH = shutil.which("fluidsynth")
 JACK_REC = shutil.which("jack_rec")
@@ -41,16 +40,6 @@ pytestmark = pytest.mark.skipif(
 
 def jack_ports() -> list[str]:
     return subprocess.run([JACK_LSP], capture_output=True, text=True, timeout=10).stdout.splitlines()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@ and still works after a restart. End to end over a real JACK MIDI port; the file
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.player import controller as ctl
 from deepdrummer_live.player import midilearn
 
@@ -20,22 +22,22 @@ def test_learned_file_reads_back_and_lays_over_the_controller_mapping(tmp_path):
     midilearn.save_learned(path, midilearn.binding_from_midi([0xB0, 20, 127], "lock", 2))
     midilearn.save_learned(path, midilearn.binding_from_midi([0x99, 60, 90], "next", None))  # re-learnt pad
     learned = ctl.load_mapping(path)  # the same format as the shipped mappings
-    assert learned.handle([0x99, 60, 100]) == {"type": "control", "action": "next", "value": None}
-    assert learned.handle([0xB0, 20, 127]) == {"type": "control", "action": "lock", "value": 2}
+    assert learned.handle([0x99, 60, 100]) == {"type": "control", "command": "next", "args": []}
+    assert learned.handle([0xB0, 20, 127]) == {"type": "control", "command": "lock_toggle", "args": [2]}
     assert learned.handle([0x90, 60, 100]) is None  # learnt on channel 10 only
     both = midilearn.overlay(ctl.load_mapping("generic"), learned)
-    assert both.handle([0x90, 36, 100])["action"] == "like"  # the generic mapping still works
-    assert both.handle([0x99, 60, 100])["action"] == "next"
+    assert both.handle([0x90, 36, 100])["command"] == "like"  # the generic mapping still works
+    assert both.handle([0x99, 60, 100])["command"] == "next"
     assert sorted(map(midilearn.describe, learned.bindings)) == ["cc 20 ch 1", "note 60 ch 10"]
 
 
 @pytest.mark.parametrize("action,row,match", [
     ("clap", None, "cannot learn 'clap'; use one of like"),
-    ("lock", None, "learning lock needs the row, 0-15"),
+    ("lock", None, "learning lock needs the row, 0-3"),
     ("like", 2, "'like' takes no row"),
 ])
 def test_bad_learn_requests_name_the_fix(action, row, match):
-    with pytest.raises(OscError, match=match):
+    with pytest.raises(CommandError, match=match):
         midilearn.target(action, row)
 
 
@@ -102,6 +104,9 @@ def test_terminal_key_L_then_an_action_key_arms_learning(tmp_path):
 
         def learn(self, action, row=None):
             self.asked.append((action, row))
+
+        def origin(self, origin):
+            return contextlib.nullcontext()
 
     s = Session()
     assert handle_key(s, "L").message == "MIDI learn: press l d n u s m f or 1-4 for the action"

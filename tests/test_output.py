@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import mido
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_dynamics import next_loop, wait_until
+from test_player import T0, FakePorts, run
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
-from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.sequencer import PlayerConfig, Sequencer
 from deepdrummer_live.sound import pattern
+from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
-
-from test_player import FakePorts, T0, run
+from deepdrummer_live.vocab import GM_NOTES
 
 ROWS = [
     {"note": 36, "steps": "x...x...x...x...", "levels": "9...5...9...1..."},
@@ -206,6 +206,13 @@ def test_two_rows_of_one_role_get_distinct_notes():
     assert gm.assign(["kick", "kick", "snare", "snare"], [36, 36, 38, 38], {1: 36}) == [35, 36, 38, 40]
 
 
+def test_gm_map_agrees_with_the_vocabulary():
+    """gm.toml lists each role's GM alternatives; its first note is the role's note in vocab.GM_NOTES."""
+    gm = NoteMap.load("gm")
+    assert set(gm.notes) == set(GM_NOTES)
+    assert {role: notes[0] for role, notes in gm.notes.items()} == GM_NOTES
+
+
 def test_note_maps_ship_and_load(tmp_path):
     assert {"gm", "drum-rack"} <= set(available())
     rack = NoteMap.load("drum-rack")
@@ -228,7 +235,25 @@ def test_note_maps_ship_and_load(tmp_path):
 
 # ---- the session: locked rows keep their notes; swing persists ------------------------------------
 
-from test_dynamics import next_loop, session, wait_until  # noqa: E402,F401  (fixture and helpers)
+
+
+@pytest.fixture
+def session(tmp_path, kit):
+    """A session on the built-in kit with no transport (loops become current at once)."""
+    from deepdrummer_live.session import Session
+    from deepdrummer_live.storage.store import Store
+
+    sent = []
+    store = Store(tmp_path / "state")
+    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    engine.hearing_done = True  # no pretraining: these tests are about the notes that go out
+    s = Session(engine, store)
+    s.add_listener(lambda address, args, origin: sent.append((address, *args)))
+    s.sent = sent
+    s.start()
+    yield s
+    s.stop()
+    store.close()
 
 
 def test_locked_rows_keep_their_notes_and_every_loop_has_distinct_notes(session):

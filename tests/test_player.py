@@ -452,9 +452,9 @@ def test_jack_controller_input(player_factory):
         pads.send_message([0x99, 99, 100])  # unmapped note: ignored
         pads.send_message([0x99, 36, 100])
         assert events.wait(lambda e: e.get("type") == "control") == \
-            {"type": "control", "action": "like", "value": None}
+            {"type": "control", "command": "like", "args": []}
         pads.send_message([0xB0, 20, 127])
-        events.wait(lambda e: e.get("type") == "control" and e["action"] == "tempo" and e["value"] == 300.0)
+        events.wait(lambda e: e.get("type") == "control" and e["command"] == "tempo" and e["args"] == [300.0])
         assert h.alive
 
 

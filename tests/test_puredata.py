@@ -178,7 +178,8 @@ def test_pd_like_reaches_the_real_daemon(tmp_path):
     log = (tmp_path / "daemon.stderr").open("w")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "deepdrummer_live.cli.main", "run", "--headless", "--state-dir", str(tmp_path / "state"),
-         "--osc-port", str(osc_port), "--midi-backend", "none", "--audio", "none", "--seed", "1"],
+         "--osc-port", str(osc_port), "--midi-backend", "none", "--audio", "none", "--seed", "1",
+         "--web-port", "0"],
         stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
     pd = None
     try:

@@ -17,7 +17,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from daemon import Daemon, OscClient
+from deepdrummer_live.storage import library
+
+from daemon import Daemon, OscClient, wait_train_steps
 
 SEED = 20240611
 
@@ -54,14 +56,11 @@ def db_effective_totals(state: Path) -> tuple[int, int]:
     return sum(last.values()), len(last) - sum(last.values())
 
 
-def library_files(state: Path, count: int, timeout: float) -> list[Path]:
-    """The finished (not temp) library files once there are `count` of them (polled with a deadline)."""
+def wait_library(state: Path, loop_ids: list[int], timeout: float) -> None:
+    """Until every loop in `loop_ids` has its .mid and .wav in the library (polled with a deadline)."""
     deadline = time.monotonic() + timeout
-    while True:
-        done = sorted(p for p in (state / "library").glob("*") if not p.name.startswith("."))
-        if len(done) >= count:
-            return done
-        assert time.monotonic() < deadline, f"{len(done)} of {count} library files after {timeout} s: {done}"
+    while missing := [i for i in loop_ids if not library.has_files(state / "library", i)]:
+        assert time.monotonic() < deadline, f"no library files for loops {missing} after {timeout} s"
         time.sleep(0.1)  # poll interval
 
 
@@ -76,11 +75,15 @@ def check_state_dir(state: Path) -> None:
     db = sqlite3.connect(state / "state.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
-    for f in (state / "library").iterdir():
+    for f in (state / "library").rglob("*"):
         if f.name.startswith("."):  # a temp file cut short by the kill: never renamed, never read
             assert f.name.endswith(".tmp"), f
             continue
-        if f.suffix == ".mid":
+        if f.is_dir():  # <stem>-samples/: its one-shots are checked as the files they are
+            assert f.name.endswith("-samples"), f
+        elif f.suffix == ".sfz":
+            assert "<region>" in f.read_text(), f
+        elif f.suffix == ".mid":
             mid = mido.MidiFile(f)
             assert any(m.type == "note_on" for m in mid.tracks[0]) or len(mid.tracks[0]) > 3
         else:
@@ -152,25 +155,13 @@ def test_kill9_during_rating_storm_loses_no_acknowledged_rating(tmp_path):
         assert (likes, dislikes) == db_effective_totals(state) and current > max_id
         c.send("/dd/like")
         c.expect("/dd/rated")
-        learned = poll_train_steps(c, above=steps_before, timeout=300)  # minutes on a busy CPU
+        learned = wait_train_steps(c, above=steps_before)
     finally:
         c.close()
         assert d.stop() == 0
     check_state_dir(state)
     # the final checkpoint holds what was learned after the restart, not the one from before the kills
     assert torch.load(ckpt, weights_only=True)["train_steps"] >= learned > steps_before
-
-
-def poll_train_steps(c: OscClient, above: int, timeout: float) -> int:
-    """/dd/status's train_steps once it is above `above` (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        c.send("/dd/status")
-        steps = c.expect("/dd/status")[5]
-        if steps > above:
-            return steps
-        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s (needed > {above})"
-        time.sleep(0.2)  # poll interval
 
 
 def _set_fsize(pid: int, limit: int) -> None:
@@ -183,10 +174,12 @@ def test_state_dir_unwritable_mid_session_never_acks_and_recovers(tmp_path):
     state = tmp_path / "state"
     d, c = start(state)
     try:
+        liked = []
         for _ in range(3):
             c.send("/dd/like")
-            c.expect("/dd/rated")
-        library_files(state, count=6, timeout=30)  # the three likes' .mid and .wav are written
+            liked.append(c.expect("/dd/rated")[0])
+            c.expect("/dd/loop")  # the next like is for the next loop
+        wait_library(state, liked, timeout=60)  # the three likes' files are written
         c.drain(0.2)
         before = db_ratings(state)
         _set_fsize(d.proc.pid, 1)  # from now on no file can grow past 1 byte

@@ -113,7 +113,7 @@ def test_report_of_a_real_session_rated_over_osc(tmp_path):
     port = free_udp_port()
     state = tmp_path / "state"
     daemon = subprocess.Popen([str(EXE), "run", "--headless", "--state-dir", str(state), "--osc-port", str(port),
-                               "--midi-backend", "none", "--audio", "none", "--seed", "1"],
+                               "--midi-backend", "none", "--audio", "none", "--seed", "1", "--web-port", "0"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     events = []
     dispatcher = Dispatcher()

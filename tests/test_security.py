@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from deepdrummer_live.errors import OscError, UsageError
+from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.storage.library import check_name
 from deepdrummer_live.surfaces import osc
 
@@ -68,7 +68,7 @@ def test_non_loopback_bind_needs_osc_allow_and_loopback_always_works(tmp_path):
 @pytest.mark.parametrize("name", ["..", "../x", "a/b", "/etc/passwd", "a\\b", "C:x", ".hidden", "x" * 65, "",
                                   "a\0b", "caf\u00e9", "new\nline", "~root"])
 def test_save_names_cannot_escape(name):
-    with pytest.raises(OscError):
+    with pytest.raises(CommandError):
         check_name(name)
 
 

@@ -154,7 +154,7 @@ def test_learning_bench_runs_the_whole_flow_over_osc():
                           "--timeout", "60"], capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    user = result["users"]["backbeat"]
+    user = next(r for r in result["runs"] if r["user"] == "backbeat")
     assert result["protocol"] == "osc" and result["ratings"] == 20
     assert user["errors"] == []
     assert user["train_steps"] > 0  # the daemon learned from the ratings it acknowledged

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 SHIPPED = ["deepdrummer_live/data/kits/dd-analog/kit.toml", "deepdrummer_live/data/kits/dd-analog/kick_01.wav",
            "deepdrummer_live/data/kits/dd-digital/kit.toml", "deepdrummer_live/data/controllers/akai-mpd218.toml",
-           "deepdrummer_live/data/puredata/deepdrummer.pd"]
+           "deepdrummer_live/data/puredata/deepdrummer.pd", "deepdrummer_live/data/web/index.html",
+           "deepdrummer_live/data/web/app.js", "deepdrummer_live/data/web/style.css"]
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -90,10 +93,14 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
     state = tmp_path / "state"
     script = site / "bin" / "deepdrummer-live"
     log = open(tmp_path / "daemon.log", "wb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        web_port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-S", str(script), "run", "--headless", "--midi-backend", "none", "--audio", "none",
          "--state-dir", str(state), "--osc-port", str(free_udp_port()), "--notify", f"127.0.0.1:{client.port}",
-         "--seed", "1"], cwd=elsewhere, env=env_for(site, home), stdout=log, stderr=subprocess.STDOUT)
+         "--seed", "1", "--web-port", str(web_port)],
+        cwd=elsewhere, env=env_for(site, home), stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
             loop = client.expect("/dd/loop", timeout=120)  # sent at start to --notify receivers
@@ -101,6 +108,9 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
             raise AssertionError((tmp_path / "daemon.log").read_text(errors="replace")[-3000:]) from None
         kit_toml = (site / "deepdrummer_live/data/kits/dd-analog/kit.toml").read_text()
         assert all(f'file = "{name}.wav"' in kit_toml for name in loop[4::3]), loop  # the built-in kit
+        for path, needle in (("/", b">Like<"), ("/app.js", b"WebSocket")):  # the rating page's package data
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}{path}", timeout=30) as page:
+                assert page.status == 200 and needle in page.read(), path
     finally:
         client.close()
         if proc.poll() is None:

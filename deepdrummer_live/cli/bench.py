@@ -98,16 +98,17 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from pythonosc.osc_message import OscMessage
 
-    from deepdrummer_live.session import Session, VirtualTransport
+    from deepdrummer_live.session import Session
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.surfaces.osc import OscServer, encode
+    from deepdrummer_live.transport import VirtualTransport
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
         engine = Learner(kit, device, seed, kind=kind)
         engine.choose_start()  # as `run` does: a built-in kit's shipped hearing critic
-        session = Session(engine, store, osc.out)
+        session = Session(engine, store)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

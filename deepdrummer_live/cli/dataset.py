@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from deepdrummer_live.errors import KitError, StateError, UsageError
 from deepdrummer_live.storage.dataset import COLUMNS, KIT_PATH_META, Rating, read_csv, read_ratings, write_csv
+
+if TYPE_CHECKING:  # numpy only for a type: every `deepdrummer-live` call (e.g. `send`) builds this parser
+    import numpy as np
 
 WAV_SR = 44100
 

@@ -141,8 +141,17 @@ def write_loops(people: list[Participant], out: Path, kit_arg: str | None = None
 
     from deepdrummer_live.cli.dataset import WAV_SR, render_rating, resolve_session_kit
 
-    lines = ["# Best and worst loops per participant", "",
-             "Best: liked loops the critic gave the highest P(like); worst: disliked ones it gave the lowest.", ""]
+    lines = ["# The experiment, per participant", "", "| participant | phase I liked (1st half, 2nd half) | "
+             "phase II good liked | phase II random liked |", "|---|---|---|---|"]
+    for p in people:
+        half = len(p.phase1) // 2
+        first, second = p.phase1[:half], p.phase1[half:]
+        good = [r.liked for r, k in p.phase2 if k == "good"]
+        rand = [r.liked for r, k in p.phase2 if k == "random"]
+        lines.append(f"| {p.code} | {sum(r.liked for r in first)}/{len(first)}, {sum(r.liked for r in second)}/"
+                     f"{len(second)} | {sum(good)}/{len(good)} | {sum(rand)}/{len(rand)} |")
+    lines += ["", "# Best and worst loops per participant", "",
+              "Best: liked loops the critic gave the highest P(like); worst: disliked ones it gave the lowest.", ""]
     kits: dict = {}
     for p in people:
         best, worst = best_and_worst(p)

@@ -20,8 +20,8 @@ from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import render_bars, render_paper, sample_bank, step_length
+from deepdrummer_live.vocab import MODES
 
-MODES = ("explore", "good", "bad", "random")
 GOOD_P = 0.95  # the paper's phase II: MH until P(like) >= 0.95
 
 

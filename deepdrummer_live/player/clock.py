@@ -22,11 +22,12 @@ from collections import deque
 from typing import Protocol
 
 from deepdrummer_live.player import midi
+from deepdrummer_live.vocab import N_STEPS, TEMPO_MAX, TEMPO_MIN
 
 TICKS_PER_QUARTER = 24
 TICKS_PER_STEP = 6  # a 16th note
-STEPS_PER_BAR = 16
-MIN_BPM, MAX_BPM = 20.0, 300.0
+STEPS_PER_BAR = N_STEPS
+MIN_BPM, MAX_BPM = TEMPO_MIN, TEMPO_MAX
 START_GUARD_S = 0.002  # Start goes out with a tick at least this far ahead, never a late one
 LATENESS_KEPT = 8192  # ticks of send lateness kept for the player's stats (about 4 min at 120 BPM)
 

@@ -1,4 +1,4 @@
-"""Controller mappings: TOML files that turn incoming notes/CCs into actions.
+"""Controller mappings: TOML files that turn incoming notes/CCs into commands of the one table.
 
 File format (see deepdrummer_live/data/controllers/generic.toml):
 
@@ -7,20 +7,21 @@ File format (see deepdrummer_live/data/controllers/generic.toml):
 
     [[note]]                   # a note-on with velocity > 0 triggers
     note = 36
-    action = "like"
+    action = "like"            # any command of commands.py (docs/protocol.md lists them)
 
     [[cc]]
     cc = 20
     channel = 1                # overrides the file default
     action = "tempo"
-    value = "absolute"         # CC 0..127 -> 20..300 BPM
+    value = "cc"               # the CC's 0..127 spread over the command's range (20..300 BPM)
 
-Actions and their `value`:
-    like, dislike, next, undo, save, play, stop    no value
-    mode     "cycle" (default) | "explore" | "good" | "bad" | "random"
-    tempo    "absolute" (CC only: 0..127 -> 20..300 BPM) or a signed BPM step like -1 or 5
-    fotf     "toggle" (default) | 0 | 1 | "cc" (CC only: value >= 64 is on)
-    lock     the row, 0-based as in /dd/lock (0..15): toggles that row's lock
+`value` gives the command's arguments: none, one value, or a list (`value = [0, 1]`), checked
+against the command table when the file loads; or "cc" on a [[cc]] entry for a one-number
+command, which then follows the knob. Shorthands kept from the first format:
+    mode     "cycle" (default: mode_cycle) | "explore" | "good" | "bad" | "random"
+    tempo    "absolute" (= "cc") or a signed BPM step like -1 or 5 (tempo_nudge)
+    fotf     "toggle" (default: fotf_toggle) | 0 | 1 | "cc" (value >= 64 is on)
+    lock     the row, 0-based as in /dd/lock: toggles that row's lock (lock_toggle)
 A button CC triggers when its value goes from < 64 to >= 64 (press, not release).
 """
 
@@ -30,13 +31,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepdrummer_live import paths
-from deepdrummer_live.errors import UsageError
+from deepdrummer_live import commands, paths
+from deepdrummer_live.errors import DeepDrummerError, UsageError
+from deepdrummer_live.vocab import MODES
 
-ACTIONS = ("like", "dislike", "next", "undo", "mode", "tempo", "fotf", "save", "play", "stop", "lock")
-MAX_ROWS = 16
-MODES = ("explore", "good", "bad", "random")
-MIN_BPM, MAX_BPM = 20.0, 300.0
+CC_PRESS = 64  # a CC at or above this is "pressed" / "on"
+CC_MAX = 127
+FOLLOW = "cc"  # the value that makes a command follow a knob
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class Binding:
     kind: str  # "note" | "cc"
     number: int
     channel: int | None  # zero-based; None = any
-    action: str
-    value: object  # normalised, see module doc
+    action: str  # a command name
+    value: tuple | str  # the command's arguments, or FOLLOW
 
 
 @dataclass
@@ -57,8 +58,7 @@ class ControllerMap:
     def __post_init__(self) -> None:
         self._index: dict[tuple[str, int, int | None], Binding] = {
             (b.kind, b.number, b.channel): b for b in self.bindings}
-        self._cc_last: dict[tuple[int, int], int] = {}
-        self.tempo_hint = 120.0  # the player keeps this current so +/- steps have a base
+        self._cc_last: dict[tuple, int] = {}
         self.ignored = 0
 
     def bind(self, binding: Binding) -> None:
@@ -71,57 +71,45 @@ class ControllerMap:
         return self._index.get((kind, number, channel)) or self._index.get((kind, number, None))
 
     def handle(self, data: list[int]) -> dict | None:
-        """A `control` event for a mapped message, else None (counted in `ignored`)."""
+        """A `control` event (command name and arguments) for a mapped message, else None."""
         if len(data) < 3 or not 0x80 <= data[0] < 0xF0:
             self.ignored += 1
             return None
         kind_nibble, channel = data[0] & 0xF0, data[0] & 0x0F
         number, value = data[1], data[2]
+        binding, pressed, cc_value = None, False, None
         if kind_nibble == 0x90 and value > 0:
             binding = self._find("note", number, channel)
             pressed = binding is not None
-            cc_value = None
         elif kind_nibble == 0xB0:
             binding = self._find("cc", number, channel)
             last = self._cc_last.get((channel, number), 0)
             self._cc_last[(channel, number)] = value
-            pressed = last < 64 <= value
+            pressed = last < CC_PRESS <= value
             cc_value = value
-        else:
-            binding = None
-            pressed = False
-            cc_value = None
         if binding is None:
             self.ignored += 1
             return None
-        out = self._resolve(binding, pressed, cc_value)
-        if out is None:
+        args = self._resolve(binding, pressed, cc_value)
+        if args is None:
             return None
-        return {"type": "control", "action": binding.action, "value": out[0]}
+        return {"type": "control", "command": binding.action, "args": list(args)}
 
     def _resolve(self, b: Binding, pressed: bool, cc_value: int | None) -> tuple | None:
-        if b.action == "tempo" and b.value == "absolute":
-            if cc_value is None:
-                return None
-            bpm = round(MIN_BPM + (MAX_BPM - MIN_BPM) * cc_value / 127.0, 1)
-            self.tempo_hint = bpm
-            return (bpm,)
-        if b.action == "fotf" and b.value == "cc":
-            if cc_value is None:
-                return None
-            on = 1 if cc_value >= 64 else 0
-            last_key = ("fotf", b.number)
-            if self._cc_last.get(last_key) == on:  # a knob sweeping above 64 is one change
-                return None
-            self._cc_last[last_key] = on
-            return (on,)
-        if not pressed:
+        if b.value != FOLLOW:
+            return b.value if pressed else None
+        if cc_value is None:
             return None
-        if b.action == "tempo":
-            bpm = min(MAX_BPM, max(MIN_BPM, self.tempo_hint + float(b.value)))
-            self.tempo_hint = bpm
-            return (bpm,)
-        return (b.value,)
+        param = commands.lookup(b.action).params[0]
+        if param.kind == "int" and param.lo == 0 and param.hi == 1:  # a switch: act on changes only
+            on = 1 if cc_value >= CC_PRESS else 0
+            key = ("switch", b.action, b.number)
+            if self._cc_last.get(key) == on:
+                return None
+            self._cc_last[key] = on
+            return (on,)
+        value = param.lo + (param.hi - param.lo) * cc_value / CC_MAX
+        return (round(value) if param.kind == "int" else round(value, 3),)
 
 
 def _channel(raw, where: str, path: Path) -> int | None:
@@ -132,41 +120,66 @@ def _channel(raw, where: str, path: Path) -> int | None:
     raise UsageError(f"{path}: {where}: channel {raw!r} is invalid; use 1..16 or \"any\"")
 
 
-def _value(action: str, kind: str, raw, where: str, path: Path):
-    if action in ("like", "dislike", "next", "undo", "save", "play", "stop"):
-        if raw is not None:
-            raise UsageError(f"{path}: {where}: action {action!r} takes no value (got {raw!r}); "
-                             f"remove the value line")
-        return None
+def _shorthand(action: str, kind: str, raw, where: str, path: Path) -> tuple[str, object]:
+    """The first format's values for mode, tempo and fotf -> (command, value)."""
     if action == "mode":
         raw = "cycle" if raw is None else raw
-        if raw not in ("cycle",) + MODES:
+        if raw == "cycle":
+            return "mode_cycle", None
+        if raw not in MODES:
             raise UsageError(f"{path}: {where}: mode value {raw!r} is unknown; use \"cycle\" or one "
                              f"of {', '.join(MODES)}")
-        return raw
+        return "mode", raw
     if action == "tempo":
-        if raw == "absolute":
-            if kind != "cc":
-                raise UsageError(f"{path}: {where}: tempo value \"absolute\" needs a [[cc]] entry; "
-                                 f"for a note use a BPM step such as 1 or -1")
-            return raw
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 < abs(raw) <= 100:
-            return float(raw)
-        raise UsageError(f"{path}: {where}: tempo value {raw!r} is invalid; use \"absolute\" (CC) or "
-                         f"a BPM step between -100 and 100, not 0")
-    if action == "fotf":
-        raw = "toggle" if raw is None else raw
-        if raw == "cc" and kind != "cc":
-            raise UsageError(f"{path}: {where}: fotf value \"cc\" needs a [[cc]] entry; use \"toggle\", 0 or 1")
-        if raw in ("toggle", "cc") or (raw in (0, 1) and not isinstance(raw, bool)):
-            return raw
-        raise UsageError(f"{path}: {where}: fotf value {raw!r} is invalid; use \"toggle\", 0, 1 or \"cc\"")
-    if action == "lock":
-        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < MAX_ROWS:
-            return raw
-        raise UsageError(f"{path}: {where}: lock value {raw!r} is invalid; use the row, 0-{MAX_ROWS - 1} "
-                         f"(0-based, as in /dd/lock)")
-    raise AssertionError(action)
+        if raw in ("absolute", FOLLOW):
+            return "tempo", FOLLOW
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            if not 0 < abs(raw) <= 100:
+                raise UsageError(f"{path}: {where}: tempo value {raw!r} is invalid; use \"absolute\" (CC) or "
+                                 f"a BPM step between -100 and 100, not 0")
+            return "tempo_nudge", float(raw)
+        return "tempo", raw
+    if action == "fotf" and raw in (None, "toggle"):
+        return "fotf_toggle", None
+    if action == "lock" and isinstance(raw, int) and not isinstance(raw, bool):
+        return "lock_toggle", raw
+    return action, raw
+
+
+def make_binding(kind: str, number: int, channel: int | None, action: str, raw=None, where: str = "binding",
+                 path: Path | str = "controller") -> Binding:
+    """A binding from a mapping entry's action and value (shorthands included), checked against the table."""
+    if action not in commands.COMMANDS and action not in ("mode", "tempo", "fotf", "lock"):
+        raise UsageError(f"{path}: {where}: action {action!r} is unknown; use one of "
+                         f"{', '.join(sorted(commands.COMMANDS))}")
+    action, value = _binding_value(action, kind, raw, where, Path(path))
+    return Binding(kind, number, channel, action, value)
+
+
+def value_for_file(b: Binding):
+    """A binding's value as a mapping file writes it (None: no value line)."""
+    if b.value == FOLLOW:
+        return FOLLOW
+    return None if not b.value else b.value[0] if len(b.value) == 1 else list(b.value)
+
+
+def _binding_value(action: str, kind: str, raw, where: str, path: Path) -> tuple[str, tuple | str]:
+    action, raw = _shorthand(action, kind, raw, where, path)
+    cmd = commands.lookup(action)
+    if raw == FOLLOW:
+        if kind != "cc":
+            raise UsageError(f"{path}: {where}: value \"{FOLLOW}\" (or \"absolute\") needs a [[cc]] entry; "
+                             f"for a note give a fixed value")
+        numeric = [p for p in cmd.params if p.kind in ("int", "float") and p.lo is not None and p.hi is not None]
+        if len(cmd.params) != 1 or len(numeric) != 1:
+            raise UsageError(f"{path}: {where}: action {action!r} cannot follow a CC (it takes "
+                             f"{cmd.usage()}); give a fixed value")
+        return action, FOLLOW
+    args = () if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
+    try:
+        return action, cmd.check(args)
+    except DeepDrummerError as exc:
+        raise UsageError(f"{path}: {where}: {exc}") from exc
 
 
 def parse_mapping(doc: dict, path: Path) -> ControllerMap:
@@ -192,18 +205,14 @@ def parse_mapping(doc: dict, path: Path) -> ControllerMap:
             number = entry.get(kind)
             if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 127):
                 raise UsageError(f"{path}: {where}: {kind} {number!r} is invalid; use 0..127")
-            action = entry.get("action")
-            if action not in ACTIONS:
-                raise UsageError(f"{path}: {where}: action {action!r} is unknown; use one of "
-                                 f"{', '.join(ACTIONS)}")
             channel = _channel(entry.get("channel"), where, path) if "channel" in entry else default_channel
-            value = _value(action, kind, entry.get("value"), where, path)
+            binding = make_binding(kind, number, channel, entry.get("action"), entry.get("value"), where, path)
             key = (kind, number, channel)
             if key in seen:
                 raise UsageError(f"{path}: {where} maps {kind} {number} on the same channel as "
                                  f"{seen[key]}; remove one of them")
             seen[key] = where
-            bindings.append(Binding(kind, number, channel, action, value))
+            bindings.append(binding)
     name = doc.get("name", path.stem)
     return ControllerMap(str(name), path, bindings)
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepdrummer_live.errors import UsageError
+from deepdrummer_live.vocab import MIDI_BACKENDS
 
-BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
+BACKENDS = MIDI_BACKENDS
 # Our backend names -> rtmidi API names as mido spells them.
 RTMIDI_APIS = {
     "alsa": "LINUX_ALSA",

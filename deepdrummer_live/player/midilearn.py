@@ -4,7 +4,8 @@
 the MIDI input, forwards the next press (a note-on, or a CC reaching 64) as a `learn_midi` event
 instead of mapping it; the main process turns it into a `Binding`, writes it to the learned
 mapping file `<state-dir>/controller.toml` (the format of `data/controllers/*.toml`), sends the
-binding back to the player (`bind`), and announces `/dd/learned s action s binding`. Once the
+binding back to the player (`bind`), and once the player has it (`learn_bound`) announces
+`/dd/learned s action s binding`. Once the
 player listens, `/dd/learning s action` says "press the pad now".
 
 On the next start the learned file is laid over the `--controller` mapping (or used alone), so a
@@ -13,13 +14,15 @@ learned pad keeps working. Delete the file to forget what was learned.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import tomllib
 from pathlib import Path
 
-from deepdrummer_live.errors import OscError, UsageError
-from deepdrummer_live.player.controller import MAX_ROWS, Binding, ControllerMap, parse_mapping
+from deepdrummer_live.errors import CommandError, UsageError
+from deepdrummer_live.player.controller import Binding, ControllerMap, make_binding, parse_mapping, value_for_file
+from deepdrummer_live.vocab import N_ROWS
 
 LEARNED_FILE = "controller.toml"
 ANY = '"any"'
@@ -37,23 +40,23 @@ def is_press(data: list[int]) -> bool:
 
 
 def target(action: str, row: int | None = None) -> tuple[str, object]:
-    """(action, binding value) for a learn request; OscError naming the fix for a bad one."""
+    """(action, binding value) for a learn request; CommandError naming the fix for a bad one."""
     if action not in LEARNABLE:
-        raise OscError(f"cannot learn {action!r}; use one of {', '.join(LEARNABLE)}")
+        raise CommandError(f"cannot learn {action!r}; use one of {', '.join(LEARNABLE)}")
     if action == "lock":
-        if row is None or not 0 <= row < MAX_ROWS:
-            raise OscError(f"learning lock needs the row, 0-{MAX_ROWS - 1} as in /dd/lock "
+        if row is None or not 0 <= row < N_ROWS:
+            raise CommandError(f"learning lock needs the row, 0-{N_ROWS - 1} as in /dd/lock "
                            f"(got {row!r}): /dd/learn lock ROW")
         return action, row
     if row is not None:
-        raise OscError(f"{action!r} takes no row (got {row}); give a row only to lock")
+        raise CommandError(f"{action!r} takes no row (got {row}); give a row only to lock")
     return action, LEARNABLE[action]
 
 
 def binding_from_midi(data: list[int], action: str, value) -> Binding:
     """The binding for a pressed note/CC, on that message's own channel."""
     kind = "note" if data[0] & 0xF0 == 0x90 else "cc"
-    return Binding(kind, data[1], data[0] & 0x0F, action, value)
+    return make_binding(kind, data[1], data[0] & 0x0F, action, value, "MIDI learn")
 
 
 def describe(b: Binding) -> str:
@@ -70,8 +73,9 @@ def to_toml(m: ControllerMap) -> str:
         lines.append(f"{b.kind} = {b.number}")
         lines.append(f"channel = {ANY if b.channel is None else b.channel + 1}")
         lines.append(f'action = "{b.action}"')
-        if b.value is not None:
-            lines.append(f'value = "{b.value}"' if isinstance(b.value, str) else f"value = {b.value}")
+        value = value_for_file(b)
+        if value is not None:
+            lines.append(f"value = {json.dumps(value)}")  # a JSON string, number or list is TOML too
         lines.append("")
     return "\n".join(lines)
 
@@ -119,13 +123,14 @@ class MidiLearn:
         self.path = path
         self.out = out  # out(address, *args): to every subscriber
         self._pending: tuple[str, object] | None = None
+        self._announce: tuple[str, str] | None = None  # /dd/learned's args, once the player has the binding
         self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
     def start(self, transport, action: str, row: int | None = None) -> None:
         wanted = target(action, row)
         if not getattr(transport, "can_learn", False):
-            raise OscError("MIDI learn needs a MIDI input port; run with --midi-in NAME "
+            raise CommandError("MIDI learn needs a MIDI input port; run with --midi-in NAME "
                            "(and a --midi-backend other than none)")
         with self._lock:
             self._pending = wanted
@@ -146,5 +151,13 @@ class MidiLearn:
             return  # not armed here (e.g. a stale event): nothing to bind
         binding = binding_from_midi(data, *wanted)
         save_learned(self.path, binding)
+        with self._lock:
+            self._announce = (wanted[0], describe(binding))
         transport.bind(binding)
-        self.out("/dd/learned", binding.action, describe(binding))
+
+    def on_bound(self) -> None:
+        """The player maps the pad now: announce it (so a press right after /dd/learned works)."""
+        with self._lock:
+            announce, self._announce = self._announce, None
+        if announce is not None:
+            self.out("/dd/learned", *announce)

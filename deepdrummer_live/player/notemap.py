@@ -37,7 +37,7 @@ class NoteMap:
     spare: tuple[int, ...] = ()
 
     @staticmethod
-    def load(spec: str | None) -> "NoteMap":
+    def load(spec: str | None) -> NoteMap:
         """A shipped map by name (None: GM) or a .toml file; UsageError naming the problem and the fix."""
         spec = spec or DEFAULT_MAP
         path = Path(spec).expanduser()
@@ -61,7 +61,7 @@ class NoteMap:
         return NoteMap.from_dict(data, where, default_name=path.stem if where == str(path) else spec)
 
     @staticmethod
-    def from_dict(data: dict, where: str, default_name: str = "custom") -> "NoteMap":
+    def from_dict(data: dict, where: str, default_name: str = "custom") -> NoteMap:
         roles = data.get("roles")
         if not isinstance(roles, dict) or FALLBACK_ROLE not in roles:
             raise UsageError(f"{where}: needs a [roles] table with at least `{FALLBACK_ROLE} = [note, ...]`")

@@ -32,9 +32,9 @@ from deepdrummer_live.player.clock import (
     check_bpm,
 )
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
+from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
 
 CLOCKS = ("internal", "midi", "link")
-SWING_RANGE = (0.0, 0.5)  # as sound.render.SWING_RANGE; this process must not import torch
 AUDIO_MODES = ("pyo", "none")
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin
 HOUSEKEEPING_S = 0.5  # port liveness checks
@@ -117,7 +117,7 @@ def _parse_rows(rows) -> list[tuple[int, str, tuple[int, ...]]]:
 
 def check_swing(amount) -> float:
     """A swing amount 0.0-0.5 as a float, else ValueError naming it and the range."""
-    lo, hi = SWING_RANGE
+    lo, hi = SWING_MIN, SWING_MAX
     if not (isinstance(amount, (int, float)) and not isinstance(amount, bool) and lo <= amount <= hi):
         raise ValueError(f"swing {amount!r} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
     return float(amount)
@@ -223,6 +223,7 @@ class Sequencer:
             self.controller = ControllerMap("learned", None, [])
             self.controller.tempo_hint = self.config.tempo
         self.controller.bind(b)
+        self.emit({"type": "learn_bound", "kind": b.kind, "number": b.number, "channel": b.channel})
 
     def stats(self) -> dict:
         """How late the clock ticks left this process (send side, before any MIDI system)."""
@@ -267,8 +268,6 @@ class Sequencer:
             elif kind == "transport":
                 self._transport(event[1])
             elif kind == "tempo":
-                if self.controller is not None:
-                    self.controller.tempo_hint = event[1]
                 self.emit({"type": "tempo", "bpm": event[1]})
 
     def _push(self, t: float, kind: str, arg=None) -> None:
@@ -555,8 +554,6 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
         engine = Sequencer(config, ports, clock_source, emit, audio=audio, controller=controller,
                         reopen=open_ports)
         holder["engine"] = engine
-        if controller is not None:
-            controller.tempo_hint = config.tempo
     except UsageError as exc:
         emit({"type": "fatal", "message": str(exc)})
         outbox.put(None)

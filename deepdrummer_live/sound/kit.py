@@ -19,6 +19,7 @@ import soxr
 
 from deepdrummer_live import paths
 from deepdrummer_live.errors import KitError
+from deepdrummer_live.vocab import GM_NOTES  # noqa: F401  (re-exported: kits name roles by it)
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac"}
 TAIL_FLOOR = 1e-4  # -80 dBFS
@@ -26,26 +27,6 @@ MAX_SAMPLE_SECONDS = 10.0  # a one-shot longer than this is a loop or a song, no
 DEFAULT_KIT = "dd-analog"
 
 # General MIDI percussion key map (channel 10) for each role we recognise.
-GM_NOTES: dict[str, int] = {
-    "kick": 36,
-    "rim": 37,
-    "snare": 38,
-    "clap": 39,
-    "closed_hat": 42,
-    "pedal_hat": 44,
-    "tom_low": 45,
-    "open_hat": 46,
-    "tom_mid": 47,
-    "crash": 49,
-    "tom_high": 50,
-    "ride": 51,
-    "tambourine": 54,
-    "cowbell": 56,
-    "conga": 63,
-    "shaker": 70,
-    "clave": 75,
-    "perc": 76,
-}
 
 # Name patterns, tried in order: the first match wins, so specific ones come first.
 _ROLE_PATTERNS: list[tuple[str, str]] = [

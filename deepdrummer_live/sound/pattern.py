@@ -21,17 +21,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, REST, parse_level
+from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, N_ROWS, N_STEPS
 
-N_ROWS = 4
-N_STEPS = 16
 P_CELL_ON = 0.5  # paper: random cells on with p=0.5 (the default density)
 P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05 (at density 0.5)
 P_SWAP_SAMPLE = 0.15  # paper: and swaps each row's sample with p=0.15
 P_RELEVEL = 0.1  # ours: mutation re-draws a hit's level with p=0.1
 FOTF_STEPS = (0, 4, 8, 12)
-DENSITY_RANGE = (0.05, 0.95)
+DENSITY_RANGE = (DENSITY_MIN, DENSITY_MAX)
 
 
 @dataclass
@@ -121,10 +120,10 @@ PAPER_PRIOR = Prior(dynamics=False)
 
 
 def check_density(p: float, what: str = "density") -> float:
-    """A hit probability in DENSITY_RANGE, else an OscError naming it and the range."""
+    """A hit probability in DENSITY_RANGE, else a CommandError naming it and the range."""
     lo, hi = DENSITY_RANGE
     if not (isinstance(p, (int, float)) and lo <= float(p) <= hi):
-        raise OscError(f"{what} {p!r} out of range; use {lo:g}-{hi:g} (0.5 is the paper's)")
+        raise CommandError(f"{what} {p!r} out of range; use {lo:g}-{hi:g} (0.5 is the paper's)")
     return float(p)
 
 

@@ -10,8 +10,9 @@ live audio and the exported .wav all come from `render_bars`, so they follow thi
 Swing (the performer's knob, 0-0.5) delays every odd step by `swing` x one step. It is played,
 not learnt: the critic hears the straight bar, so a rating stays valid whatever the swing was
 when it was given and turning the knob never invalidates the buffered proposals. The live audio
-and the .wav are swung through the same `render_bars`: `swing_split` turns a swung loop into a
-straight one whose extra rows play the one-shots delayed by `swing_delay` samples.
+is swung through the same `render_bars`: `swing_split` turns a swung loop into a straight one
+whose extra rows play the one-shots delayed by `swing_delay` samples. The library's .wav puts
+each hit on the sample of its .mid tick (`sum_events`) and goes through the same `mix`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
-SWING_RANGE = (0.0, 0.5)  # contract: 0 straight, 1/3 a triplet feel, 0.5 a dotted 16th
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
-CEILING = 10.0 ** (CEILING_DBFS / 20.0)
+# A hundredth of a dB under: float32 and 24-bit WAV rounding never lift a peak past -1 dBFS.
+CEILING = 10.0 ** ((CEILING_DBFS - 0.01) / 20.0)
 
 
 def level_gain(level) -> float:

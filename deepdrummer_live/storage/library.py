@@ -25,7 +25,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from deepdrummer_live.errors import OscError
+from deepdrummer_live.errors import CommandError, StateError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
@@ -53,7 +53,7 @@ class LibraryRow:
 def check_name(name: str) -> str:
     """A library name: 1-64 letters, digits, space, '-', '_' (so no '..', separators or absolute paths)."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise OscError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
+        raise CommandError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
     return name
 
 
@@ -122,10 +122,14 @@ def render_bar(rows: list[LibraryRow], bpm: float, swing: float, sr: int) -> np.
     return sum_events(events, [row.audio for row in rows], bar_len)
 
 
-def _encode(write) -> bytes:
+def _wav_bytes(audio: np.ndarray, sr: int, subtype: str) -> bytes:
     buf = io.BytesIO()
-    write(buf)
+    sf.write(buf, np.asarray(audio, dtype=np.float32), sr, format="WAV", subtype=subtype)
     return buf.getvalue()
+
+
+def _write(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def sample_file_name(index: int, sample: str) -> str:
@@ -142,20 +146,28 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
     summed = render_bar(rows, bpm, swing, sr)
     wav = mix_one(summed)
     samples_dir = library / f"{stem}-samples"
-    samples_dir.mkdir(exist_ok=True)
+    try:
+        samples_dir.mkdir(exist_ok=True)
+    except OSError as exc:  # the library folder gone, or a file now: answered with /dd/error, as a failed write
+        raise StateError(f"cannot write {samples_dir} ({exc.strerror or exc}); make {library} a writable "
+                         f"folder again") from exc
     files = [sample_file_name(i, row.sample) for i, row in enumerate(rows)]
     for file, row in zip(files, rows):
-        data = _encode(lambda fh: sf.write(fh, np.asarray(row.audio, dtype=np.float32), sr, format="WAV",
-                                           subtype="FLOAT"))
-        atomic_write(samples_dir / file, lambda fh: fh.write(data))
+        _write(samples_dir / file, _wav_bytes(row.audio, sr, "FLOAT"))  # float: the .sfz plays them exactly
     # The mix scales a loop as a whole (one gain per loop): that gain is the SFZ's volume.
     gain = float(np.dot(wav, summed) / max(np.dot(summed, summed), 1e-30))
     text = sfz.sfz_text([(row.note, file) for row, file in zip(rows, files)], f"{stem}-samples/", gain,
                         [level_gain(level) for level in range(1, MAX_LEVEL + 1)],
                         title=f"DeepDrummer Live loop {loop_id} ({name}) at {bpm:g} BPM, swing {swing:g}")
-    atomic_write(library / f"{stem}.sfz", lambda fh: fh.write(text.encode()))
-    mid_bytes = _encode(lambda fh: midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing).save(file=fh))
-    atomic_write(mid_path, lambda fh: fh.write(mid_bytes))
-    wav_bytes = _encode(lambda fh: sf.write(fh, wav, sr, format="WAV", subtype="PCM_24"))
-    atomic_write(wav_path, lambda fh: fh.write(wav_bytes))
+    _write(library / f"{stem}.sfz", text.encode())
+    mid = io.BytesIO()
+    midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing).save(file=mid)
+    _write(mid_path, mid.getvalue())
+    _write(wav_path, _wav_bytes(wav, sr, "PCM_24"))
     return mid_path, wav_path
+
+
+def has_files(library: Path, loop_id: int) -> bool:
+    """Both files of a loop are in the library (under any name)."""
+    stem = f"{loop_id:06d}-"
+    return any(library.glob(f"{stem}*.mid")) and any(library.glob(f"{stem}*.wav"))

@@ -1,7 +1,6 @@
 """Each library loop's own kit as SFZ, and a small SFZ player that renders a .mid through it.
 
-The SFZ we write (any SFZ sampler loads it: sfizz, Sforzando, Decent Sampler's importer, Bitwig,
-Reaper's ReaSamplOmatic via sfizz...) has one region per row of the loop:
+The SFZ we write (standard SFZ v1 opcodes only; sfizz loads it) has one region per row of the loop:
 
     <control> default_path=<stem>-samples/
     <global>  loop_mode=one_shot  volume=<the loop's mix gain, dB>  amp_velcurve_<v>=<gain> per level

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from deepdrummer_live.errors import DeepDrummerError, OscError, UsageError
+from deepdrummer_live import commands
+from deepdrummer_live.errors import CommandError, DeepDrummerError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -72,37 +72,6 @@ def type_tags(dgram: bytes) -> str:
     return tags[1:] if tags.startswith(",") else ""  # no leading ",": OscMessage refuses the message
 
 
-# --- argument validation -------------------------------------------------------------------------
-
-def as_int(value, what: str, lo: int, hi: int) -> int:
-    """OSC 'i', also an integral float (Pd and Max send only floats); never a bool or 1.5."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OscError(f"{what} must be an integer {lo}-{hi}, got {value!r}")
-    if isinstance(value, float):
-        if not (math.isfinite(value) and value.is_integer()):
-            raise OscError(f"{what} must be an integer {lo}-{hi}, got {value!r}")
-        value = int(value)
-    if not lo <= value <= hi:
-        raise OscError(f"{what} {value} out of range; use {lo}-{hi}")
-    return value
-
-
-def as_float(value, what: str, lo: float, hi: float) -> float:
-    """OSC 'f', also an int."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OscError(f"{what} must be a number {lo:g}-{hi:g}, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise OscError(f"{what} {value:g} out of range; use {lo:g}-{hi:g}")
-    return value
-
-
-def as_str(value, what: str) -> str:
-    if not isinstance(value, str):
-        raise OscError(f"{what} must be a string, got {value!r}")
-    return value
-
-
 @dataclass
 class Request:
     address: str
@@ -111,108 +80,40 @@ class Request:
     bad: str | None = None  # why the message cannot be used although it parsed (unsupported type tags)
 
 
-# A route: (min args, max args, handler(server, request)). Handlers validate their own values
-# with the as_* helpers before touching any state.
-Route = tuple[int, int, Callable[["OscServer", Request], None]]
-INT32 = 2**31 - 1
+# --- routing -------------------------------------------------------------------------------------
+# Every /dd/ command comes from the one command table (commands.py). Only what is about this
+# transport itself lives here: who receives outbound messages.
+
+@dataclass(frozen=True)
+class OscSender:
+    """The origin of a command that came over OSC: replies to it reach this address too."""
+    addr: tuple  # (ip, port)
 
 
-def _loop_id(req: Request) -> int | None:
-    return as_int(req.args[0], "loop_id", 0, INT32) if req.args else None
-
-
-def h_ping(srv: "OscServer", req: Request) -> None:
-    srv.reply(req.sender, "/dd/pong")
-
-
-def h_subscribe(srv: "OscServer", req: Request) -> None:
-    port = as_int(req.args[0], "port", 1, 65535) if req.args else req.sender[1]
+def h_subscribe(srv: OscServer, req: Request) -> None:
+    port = _port(req.args[0]) if req.args else req.sender[1]
     srv.subscribe((req.sender[0], port))
 
 
-def h_unsubscribe(srv: "OscServer", req: Request) -> None:
-    port = as_int(req.args[0], "port", 1, 65535) if req.args else req.sender[1]
+def h_unsubscribe(srv: OscServer, req: Request) -> None:
+    port = _port(req.args[0]) if req.args else req.sender[1]
     srv.subscribers.discard((req.sender[0], port))
 
 
-def h_like(srv: "OscServer", req: Request) -> None:
-    srv.session.rate(_loop_id(req), True)
+def _port(value) -> int:
+    return commands.Param("port", "int", 1, 65535).check(value, "/dd/subscribe")
 
 
-def h_dislike(srv: "OscServer", req: Request) -> None:
-    srv.session.rate(_loop_id(req), False)
-
-
-def h_next(srv: "OscServer", req: Request) -> None:
-    srv.session.next()
-
-
-def h_undo(srv: "OscServer", req: Request) -> None:
-    srv.session.undo()
-
-
-def h_mode(srv: "OscServer", req: Request) -> None:
-    srv.session.set_mode(as_str(req.args[0], "mode"))
-
-
-def h_fotf(srv: "OscServer", req: Request) -> None:
-    srv.session.set_fotf(bool(as_int(req.args[0], "fotf", 0, 1)))
-
-
-def h_tempo(srv: "OscServer", req: Request) -> None:
-    srv.session.set_tempo(as_float(req.args[0], "tempo", 20.0, 300.0))
-
-
-def h_swing(srv: "OscServer", req: Request) -> None:
-    srv.session.set_swing(as_float(req.args[0], "swing", 0.0, 0.5))
-
-
-def h_play(srv: "OscServer", req: Request) -> None:
-    srv.session.play()
-
-
-def h_stop(srv: "OscServer", req: Request) -> None:
-    srv.session.stop_transport()
-
-
-def h_save(srv: "OscServer", req: Request) -> None:
-    srv.session.save(as_str(req.args[0], "name") if req.args else None)
-
-
-def h_learn(srv: "OscServer", req: Request) -> None:
-    row = as_int(req.args[1], "row", 0, 15) if len(req.args) > 1 else None
-    srv.session.learn(as_str(req.args[0], "action"), row)
-
-
-def h_status(srv: "OscServer", req: Request) -> None:
-    srv.reply(req.sender, "/dd/status", *srv.session.status_args())
-
-
-def h_experiment(srv: "OscServer", req: Request) -> None:
-    if not hasattr(srv.session, "experiment_args"):
-        raise OscError("no experiment is running; start one with `deepdrummer-live experiment --participant CODE`")
-    srv.reply(req.sender, "/dd/experiment", *srv.session.experiment_args())
-
-
-ROUTES: dict[str, Route] = {
-    "/dd/ping": (0, 0, h_ping),
+# A transport route: (min args, max args, handler(server, request)).
+TRANSPORT_ROUTES: dict[str, tuple[int, int, Callable[[OscServer, Request], None]]] = {
     "/dd/subscribe": (0, 1, h_subscribe),
     "/dd/unsubscribe": (0, 1, h_unsubscribe),
-    "/dd/like": (0, 1, h_like),
-    "/dd/dislike": (0, 1, h_dislike),
-    "/dd/next": (0, 0, h_next),
-    "/dd/undo": (0, 0, h_undo),
-    "/dd/mode": (1, 1, h_mode),
-    "/dd/fotf": (1, 1, h_fotf),
-    "/dd/tempo": (1, 1, h_tempo),
-    "/dd/swing": (1, 1, h_swing),
-    "/dd/play": (0, 0, h_play),
-    "/dd/stop": (0, 0, h_stop),
-    "/dd/save": (0, 1, h_save),
-    "/dd/status": (0, 0, h_status),
-    "/dd/learn": (1, 2, h_learn),
-    "/dd/experiment": (0, 0, h_experiment),
 }
+
+
+def addresses() -> set[str]:
+    """Every inbound /dd/ address: the command table's and this transport's own."""
+    return set(TRANSPORT_ROUTES) | {c.address for c in commands.COMMANDS.values()}
 
 
 def encode(address: str, *args) -> bytes:
@@ -262,7 +163,7 @@ class OscServer:
         try:
             loopback_host = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
-            raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0")
+            raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0") from None
         if not loopback_host and not nets:
             raise UsageError(f"--osc-host {host}: listening beyond this machine needs --osc-allow CIDR "
                              f"(e.g. --osc-allow 192.168.1.0/24); or keep the default 127.0.0.1")
@@ -270,6 +171,7 @@ class OscServer:
 
     def start(self, session) -> None:
         self.session = session
+        session.add_listener(self.on_message)
         self._running = True
         self._thread.start()
 
@@ -283,9 +185,9 @@ class OscServer:
 
     def subscribe(self, target: tuple[str, int]) -> None:
         if self._is_self(target):
-            raise OscError(f"cannot subscribe the daemon's own port {target[1]}; give your receiving port")
+            raise CommandError(f"cannot subscribe the daemon's own port {target[1]}; give your receiving port")
         if target not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
-            raise OscError(f"too many subscribers ({MAX_SUBSCRIBERS}); send /dd/unsubscribe from unused ones")
+            raise CommandError(f"too many subscribers ({MAX_SUBSCRIBERS}); send /dd/unsubscribe from unused ones")
         self.subscribers.add(target)
 
     def _send(self, data: bytes, targets) -> None:
@@ -301,6 +203,13 @@ class OscServer:
         """To every subscriber."""
         self._send(encode(address, *args), list(self.subscribers))
 
+    def on_message(self, address: str, args: tuple, origin) -> None:
+        """A session listener: to every subscriber, and to the OSC client that caused it (once)."""
+        targets = set(self.subscribers)
+        if isinstance(origin, OscSender):
+            targets.add(origin.addr)
+        self._send(encode(address, *args), targets)
+
     def reply(self, sender: tuple, address: str, *args) -> None:
         """To the sender and every subscriber, once each."""
         self._send(encode(address, *args), {tuple(sender)} | set(self.subscribers))
@@ -311,7 +220,7 @@ class OscServer:
         while self._running:
             try:
                 data, sender = self.sock.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 if self._running:
@@ -374,17 +283,23 @@ class OscServer:
         if req.address == "/dd/error":  # never answer an error with an error (two daemons would ping-pong)
             self.counts["ignored_error"] += 1
             return
-        route = ROUTES.get(req.address)
         try:
-            if route is None:
-                raise OscError(f"unknown address {req.address}; see docs/protocol.md for the /dd/ addresses")
             if req.bad:
-                raise OscError(f"{req.address}: {req.bad}")
-            lo, hi, handler = route
-            if not lo <= len(req.args) <= hi:
-                want = f"{lo}" if lo == hi else f"{lo}-{hi}"
-                raise OscError(f"{req.address} takes {want} argument(s), got {len(req.args)}: {list(req.args)!r}")
-            handler(self, req)
+                raise CommandError(f"{req.address}: {req.bad}")
+            route = TRANSPORT_ROUTES.get(req.address)
+            if route is not None:
+                lo, hi, handler = route
+                if not lo <= len(req.args) <= hi:
+                    want = f"{lo}" if lo == hi else f"{lo}-{hi}"
+                    raise CommandError(f"{req.address} takes {want} argument(s), got {len(req.args)}: "
+                                       f"{list(req.args)!r}")
+                handler(self, req)
+            else:
+                name = req.address[len("/dd/"):]
+                if name not in commands.COMMANDS:
+                    raise CommandError(f"unknown address {req.address}; see docs/protocol.md for the /dd/ "
+                                       f"addresses")
+                commands.execute(self.session, name, req.args, origin=OscSender(tuple(req.sender)))
             self.counts["handled"] += 1
         except DeepDrummerError as exc:
             self.counts["errors"] += 1

@@ -14,10 +14,13 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError
-from deepdrummer_live.learn.search import MODES
+from deepdrummer_live.surfaces.qr import qr_lines
+from deepdrummer_live.vocab import N_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,6 @@ NAME_W = 14
 ROLE_W = 10
 LABEL_W = 2 + NAME_W + 1 + ROLE_W + 1 + 3 + 2  # indent, name, role, note, gap
 TEMPO_STEP = 5.0
-TEMPO_RANGE = (20.0, 300.0)
 SPARK_UNICODE = "▁▂▃▄▅▆▇█"
 SPARK_ASCII = "_.-:=+*#"
 
@@ -197,6 +199,26 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
     return lines, [m for m in marks if m.col < width - 1]
 
 
+def with_page_url(lines: list[str], url: str | None, qr: list[str], width: int,
+                  height: int | None = None) -> list[str]:
+    """The frame plus the rating page's address and, where the terminal has room, its QR code (beside
+    the frame, else below it), so a phone opens the page by scanning it."""
+    if not url:
+        return lines
+    out = lines + [f" rating page: {url}"[:width - 1]]
+    if not qr:
+        return out
+    body = out[1:]  # the title line spans the full width: the code goes beside the lines under it
+    left = max((len(ln.rstrip()) for ln in body), default=0) + 2
+    if left + len(qr[0]) <= width - 1 and (height is None or 1 + len(qr) <= height):
+        body += [""] * max(0, len(qr) - len(body))
+        return [out[0]] + [ln.rstrip().ljust(left) + qr[i] if i < len(qr) else ln for i, ln in enumerate(body)]
+    if (height is None or len(out) + len(qr) <= height) and len(qr[0]) <= width - 1:
+        return out + qr
+    return out + [f" (a terminal of {left + len(qr[0]) + 1} columns or {len(out) + len(qr)} lines "
+                  f"shows a QR code of it)"[:width - 1]]
+
+
 def render_lines(snapshot: dict, width: int, unicode: bool = True) -> list[str]:
     """The frame for `snapshot` as text lines at most width-1 characters wide."""
     return layout(snapshot, width, unicode=unicode)[0]
@@ -219,73 +241,59 @@ def _key_char(key) -> str:
     return ""
 
 
-# MIDI learn (`L`, then one of these): the action and row (player/midilearn.py)
-LEARN_KEYS = {"l": ("like", None), "d": ("dislike", None), "n": ("next", None), "u": ("undo", None),
-              "s": ("save", None), "m": ("mode", None), "f": ("fotf", None),
-              **{str(r + 1): ("lock", r) for r in range(4)}}
+# Key -> (command, args, what to say afterwards). The commands come from the one table
+# (commands.py); the terminal only chooses keys for them.
+KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
+    "l": ("like", (), lambda r, s: f"liked loop #{r[0]} ({r[1]} likes)"),
+    "d": ("dislike", (), lambda r, s: f"disliked loop #{r[0]} ({r[2]} dislikes)"),
+    "n": ("next", (), lambda r, s: "next loop"),
+    "u": ("undo", (), lambda r, s: f"took back the last rating (loop #{r[0]})"),
+    "m": ("mode_cycle", (), lambda r, s: f"mode {s.mode}"),
+    "f": ("fotf_toggle", (), lambda r, s: f"4-on-the-floor {'on' if s.fotf else 'off'}"),
+    "+": ("tempo_nudge", (TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
+    "=": ("tempo_nudge", (TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
+    "-": ("tempo_nudge", (-TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
+    "_": ("tempo_nudge", (-TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
+    " ": ("play_toggle", (), lambda r, s: "playing" if s.playing else "stopped"),
+    "s": ("save", (), lambda r, s: "saving the current loop to the library"),
+    **{str(row + 1): ("lock_toggle", (row,),
+                      lambda r, s, row=row: f"row {row + 1} {'locked' if row in s.locked else 'unlocked'}")
+       for row in range(N_ROWS)},
+}
+
+
+# MIDI learn (`L`, then one of these): the action and row to learn (player/midilearn.py)
+LEARN_KEYS = {"l": ("like",), "d": ("dislike",), "n": ("next",), "u": ("undo",), "s": ("save",), "m": ("mode",),
+              "f": ("fotf",), **{str(r + 1): ("lock", r) for r in range(N_ROWS)}}
 
 
 def handle_key(session, key) -> KeyResult:
-    """Run the session command bound to `key` (a curses key code or a one-character string)."""
+    """Run the command bound to `key` (a curses key code or a one-character string)."""
     c = _key_char(key)
+    if c in ("q", "Q"):
+        return KeyResult(quit=True)
+    learn = getattr(session, "midi_learn", None)
+    if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
+        learn.choosing = False
+        if c not in LEARN_KEYS:
+            return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
+        try:
+            commands.execute(session, "learn", LEARN_KEYS[c])
+        except DeepDrummerError as exc:
+            return KeyResult(error=str(exc))
+        return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
+    if c == "L" and learn is not None:
+        learn.choosing = True
+        return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
+    bound = KEYS.get(c)
+    if bound is None:
+        return KeyResult()
+    name, args, say = bound
     try:
-        if c in ("q", "Q"):
-            return KeyResult(quit=True)
-        learn = getattr(session, "midi_learn", None)
-        if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
-            learn.choosing = False
-            if c not in LEARN_KEYS:
-                return KeyResult(error=f"MIDI learn: no action on key {c!r}; cancelled")
-            session.learn(*LEARN_KEYS[c])
-            return KeyResult(message=f"MIDI learn: press the pad for {LEARN_KEYS[c][0]}")
-        if c == "L" and learn is not None:
-            learn.choosing = True
-            return KeyResult(message="MIDI learn: press l d n u s m f or 1-4 for the action")
-        if c == "l":
-            loop_id, likes, _ = session.rate(None, True)
-            return KeyResult(message=f"liked loop #{loop_id} ({likes} likes)")
-        if c == "d":
-            loop_id, _, dislikes = session.rate(None, False)
-            return KeyResult(message=f"disliked loop #{loop_id} ({dislikes} dislikes)")
-        if c == "n":
-            session.next()
-            return KeyResult(message="next loop")
-        if c == "u":
-            loop_id, _, _ = session.undo()
-            return KeyResult(message=f"took back the last rating (loop #{loop_id})")
-        if c == "m":
-            mode = MODES[(MODES.index(session.mode) + 1) % len(MODES)] if session.mode in MODES else MODES[0]
-            session.set_mode(mode)
-            return KeyResult(message=f"mode {mode}")
-        if c == "f":
-            session.set_fotf(not session.fotf)
-            return KeyResult(message=f"4-on-the-floor {'on' if session.fotf else 'off'}")
-        if c in ("+", "=", "-", "_"):
-            delta = TEMPO_STEP if c in ("+", "=") else -TEMPO_STEP
-            target = session.tempo + delta
-            lo, hi = TEMPO_RANGE
-            # Clamp so 298 + 5 reaches 300; at the limit itself pass it on so the session says why.
-            if lo <= session.tempo <= hi and not lo <= target <= hi and session.tempo not in (lo, hi):
-                target = min(max(target, lo), hi)
-            session.set_tempo(target)
-            return KeyResult(message=f"tempo {target:g} BPM")
-        if c == " ":
-            if session.playing:
-                session.stop_transport()
-                return KeyResult(message="stopped")
-            session.play()
-            return KeyResult(message="playing")
-        if c == "s":
-            session.save(None)
-            return KeyResult(message="saving the current loop to the library")
-        if c in ("1", "2", "3", "4"):
-            row = int(c) - 1
-            on = row not in session.snapshot().get("locks", [])
-            session.set_lock(row, on)
-            return KeyResult(message=f"row {c} {'locked' if on else 'unlocked'}")
+        result = commands.execute(session, name, args)
     except DeepDrummerError as exc:
         return KeyResult(error=str(exc))
-    return KeyResult()
+    return KeyResult(message=say(result, session))
 
 
 # --- the terminal ------------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ def _draw(scr, lines: list[str], marks: list[Mark], styles: dict[str, int]) -> N
     scr.refresh()
 
 
-def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
+def _loop(scr, session, stop: threading.Event, warnings: _LastWarning, web_url: str | None = None) -> None:
     try:
         curses.curs_set(0)
     except curses.error:
@@ -353,6 +361,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
     styles = _styles()
     unicode = (locale.getpreferredencoding(False) or "").lower().replace("-", "") == "utf8"
     message, error, error_at, seen_error = "", "", 0.0, None
+    page_qr = qr_lines(web_url) if web_url and unicode else []
     frame = 0
     while not stop.is_set():
         frame += 1
@@ -367,6 +376,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
             error, error_at = warnings.text, warnings.at
         h, w = scr.getmaxyx()
         lines, marks = layout(snap, w, h, unicode=unicode, message=message, error=error)
+        lines = with_page_url(lines, web_url, page_qr, w, h)
         _draw(scr, lines, marks, styles)
         key = scr.getch()
         if key == -1:
@@ -384,7 +394,7 @@ def _loop(scr, session, stop: threading.Event, warnings: _LastWarning) -> None:
             message, error = result.message, ""
 
 
-def run_tui(session, stop: threading.Event) -> None:
+def run_tui(session, stop: threading.Event, web_url: str | None = None) -> None:
     """Show the surface until the user presses q (then sets `stop`) or `stop` is set elsewhere."""
     root = logging.getLogger()
     console = [h for h in root.handlers if _is_console_handler(h)]
@@ -402,7 +412,7 @@ def run_tui(session, stop: threading.Event) -> None:
         # it asks the tty, before and after every resize.
         for name in ("LINES", "COLUMNS"):
             os.environ.pop(name, None)
-        curses.wrapper(_loop, session, stop, warnings)
+        curses.wrapper(_loop, session, stop, warnings, web_url)
     except curses.error as exc:
         for h in console:
             root.addHandler(h)

@@ -7,8 +7,13 @@ local M = {}
 M.EXE = ""             -- full path to deepdrummer-live (e.g. "/home/me/.local/bin/deepdrummer-live")
 M.HOST = "127.0.0.1"   -- the daemon's --osc-host
 M.PORT = 9000          -- the daemon's --osc-port
-M.TIMEOUT_S = 2        -- how long `send` waits for the daemon's answer
+M.TIMEOUT_S = 2        -- how long `send` waits for the answer to Like, Dislike, Save (it returns when it comes)
+M.ERROR_WAIT_S = 0.3   -- Next, Undo, Lock have no answer: how long `send` listens for a refusal
 M.VERBOSE = false      -- true: print the daemon's answer in the console on success too
+
+-- Addresses the daemon answers (contract v1.1); for the others only a refusal (/dd/error) comes,
+-- and `send` listens for one until its timeout, which blocks REAPER meanwhile: keep that short.
+local ANSWERED = {["/dd/like"] = true, ["/dd/dislike"] = true, ["/dd/save"] = true}
 
 local EXT = "DeepDrummer"  -- REAPER ExtState section: the found path is remembered for this session
 
@@ -80,11 +85,12 @@ function M.send(address, ...)
       .. "or set M.EXE at the top of deepdrummer.lua, or the DEEPDRUMMER_LIVE environment variable\n")
     return false
   end
+  local timeout = ANSWERED[address] and M.TIMEOUT_S or M.ERROR_WAIT_S
   local parts = {quote(exe), "send", "--host", M.HOST, "--port", tostring(M.PORT),
-                 "--timeout", tostring(M.TIMEOUT_S), address}
+                 "--timeout", tostring(timeout), address}
   for _, arg in ipairs({...}) do parts[#parts + 1] = tostring(arg) end
   local cmdline = table.concat(parts, " ")
-  local out = reaper.ExecProcess(cmdline, math.floor((M.TIMEOUT_S + 5) * 1000))
+  local out = reaper.ExecProcess(cmdline, math.floor((timeout + 5) * 1000))
   if not out then
     reaper.ShowConsoleMsg("DeepDrummer: could not run " .. cmdline .. "\n")
     return false
