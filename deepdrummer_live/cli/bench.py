@@ -155,6 +155,7 @@ def cmd_bench(args) -> int:
     seed = 0 if args.seed is None else args.seed
     kind = kind_for(args.paper)
     engine = Learner(kit, device, seed, kind=kind)
+    engine.choose_start()  # the critic `run` starts with (a built-in kit's shipped hearing critic)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(f"kit {kit.name} ({len(kit)} samples), critic {kind.describe(engine.model)}, "
         f"device {device}, {engine.chains} chains x {engine.iters} iterations")
