@@ -26,6 +26,9 @@ STEPS_PER_BEAT = 4
 # What a pad can learn with /dd/learn (player/midilearn.py); lock needs a row.
 LEARNABLE_ACTIONS = ("like", "dislike", "next", "undo", "save", "play", "stop", "mode", "fotf", "lock")
 
+WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
+WEB_HOST = "127.0.0.1"
+
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
 INT32_MAX = 2**31 - 1
 

@@ -176,3 +176,39 @@ def test_terminal_surface_shows_the_page_address_and_its_qr_code(tmp_path):
             raise AssertionError(f"no QR code of {url} on the screen:\n{screen}")
     finally:
         tmux.kill()
+
+
+def test_default_page_port_taken_the_daemon_runs_on_without_the_page(tmp_path):
+    """v1 clients start daemons without --web-port: a second daemon must not die on the default 9080.
+    An explicit --web-port that is taken still ends `run` with exit 2 (a flag asked for it)."""
+    import socket
+
+    from deepdrummer_live.vocab import WEB_PORT
+
+    from daemon import Daemon, OscClient
+
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(("127.0.0.1", WEB_PORT))
+        holder.listen(1)
+    except OSError:
+        pass  # someone else holds it already: the same situation
+    try:
+        d = Daemon(tmp_path / "a")
+        i = d.args.index("--web-port")
+        del d.args[i:i + 2]  # no --web-port at all, as a v1 client starts it
+        d.start()
+        try:
+            probe = OscClient(d.port)
+            probe.send("/dd/ping")
+            assert probe.expect("/dd/pong") == []
+            probe.close()
+            assert "no rating page" in d.output()
+        finally:
+            assert d.stop() == 0
+        d2 = Daemon(tmp_path / "b", "--web-port", str(WEB_PORT))
+        d2.start(wait=False)
+        assert d2.proc.wait(timeout=120) == 2
+        assert f"{WEB_PORT}" in d2.output()
+    finally:
+        holder.close()

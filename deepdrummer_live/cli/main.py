@@ -16,12 +16,19 @@ from deepdrummer_live import __version__
 from deepdrummer_live.cli import send
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
-from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MIDI_BACKENDS, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import (
+    CLOCKS,
+    DEFAULT_TEMPO,
+    MIDI_BACKENDS,
+    SWING_MAX,
+    SWING_MIN,
+    TEMPO_MAX,
+    TEMPO_MIN,
+    WEB_HOST,
+    WEB_PORT,
+)
 
 log = logging.getLogger("deepdrummer_live")
-
-WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
-WEB_HOST = "127.0.0.1"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -90,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
     run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
-    run.add_argument("--web-port", type=port_or_off, default=WEB_PORT,
+    run.add_argument("--web-port", type=port_or_off, default=None,
                      help=f"the rating page's port [{WEB_PORT}; 0 turns it off]")
     run.add_argument("--web-host", default=WEB_HOST,
                      help=f"the rating page's address [{WEB_HOST}]; any other needs the printed token")
@@ -221,10 +228,17 @@ def cmd_run(args) -> int:
     transport = None
     events = EventForwarder()
     try:
-        if args.web_port:  # bound now: a busy port fails in a second, not after the engine warm-up
+        web_port = WEB_PORT if args.web_port is None else args.web_port
+        if web_port:  # bound now: a busy port fails in a second, not after the engine warm-up
             from deepdrummer_live.surfaces.web import WebServer
 
-            web = WebServer(args.web_host, args.web_port, store.dir)
+            try:
+                web = WebServer(args.web_host, web_port, store.dir)
+            except UsageError as exc:
+                if args.web_port is not None or args.web_host != WEB_HOST:
+                    raise  # a page asked for with a flag that cannot be used: exit 2, as for any flag
+                # The default port taken (e.g. by a second daemon): run on without the page, and say so.
+                log.warning("no rating page: %s", exc)
         from deepdrummer_live.player.notemap import NoteMap
 
         note_map = NoteMap.load(args.note_map)
