@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -355,3 +356,69 @@ def test_websocket_commands_have_the_osc_checks_and_bad_ones_change_nothing(serv
     for text, needle in zip(errors, ["400", "1.5", str(2**31 - 1), "no_such_command", "loud", "JSON", "args"]):
         assert needle in text, (needle, text)
     assert served.status()[:4] == before[:4]  # counts, current loop and mode: nothing changed
+
+
+def test_hello_is_the_first_message_even_when_state_and_events_race_it(tmp_path):
+    """A snapshot broadcast while a page's hello is being made must not go first; an event then is kept.
+
+    The real server on a real socket, with a stand-in session whose snapshot for the hello is held
+    until a poll snapshot and an event have been broadcast (the race CI hit under load).
+    """
+    import asyncio
+    import json
+    import threading
+
+    import aiohttp
+
+    from deepdrummer_live.surfaces.web import WebServer
+
+    held = threading.Event()
+    release = threading.Event()
+
+    class Session:
+        listeners = []
+
+        def add_listener(self, fn):
+            self.listeners.append(fn)
+
+        def snapshot(self):
+            if threading.current_thread().name.startswith("web-view") and not held.is_set():
+                held.set()  # the first snapshot asked for by the new page: its hello's
+                assert release.wait(30), "the test never released the hello's snapshot"
+            return {"loop": 7, "step": 0, "playing": True}
+
+        def report_error(self, *args):
+            raise AssertionError(args)
+
+    server = WebServer("127.0.0.1", 0, tmp_path)
+    session = Session()
+    server.start(session)
+
+    async def first_messages() -> list[dict]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{server.url}ws") as ws:
+            got = []
+            while len(got) < 2:
+                got.append(json.loads((await ws.receive(timeout=30)).data))
+            return got
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(asyncio.run, first_messages())
+            assert held.wait(30), "the page's hello never asked for a snapshot"
+            done = threading.Event()
+
+            def race():
+                server._broadcast({"type": "snapshot", "snapshot": {"loop": 6, "step": 3}})
+                server._broadcast({"type": "step", "step": 4, "playing": True})
+                done.set()
+
+            server._loop.call_soon_threadsafe(race)
+            assert done.wait(30)
+            session.listeners[0]("/dd/loop", (8, "a"))  # an event while the hello waits: kept, after it
+            server._loop.call_soon_threadsafe(release.set)
+            messages = future.result(timeout=60)
+    finally:
+        release.set()
+        server.stop()
+    assert messages[0]["type"] == "hello" and messages[0]["snapshot"]["loop"] == 7, messages
+    assert messages[1] == {"type": "event", "address": "/dd/loop", "args": [8, "a"]}, messages

@@ -305,9 +305,11 @@ class WebServer:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
         await ws.prepare(request)
         client = _Client(ws, request.remote or "?", self._spawn)
-        self.clients.add(client)  # before the snapshot: an event in between is queued, not lost
+        # Added before the snapshot so an event in between is kept, not lost; the client holds it
+        # back until the hello has gone (the contract's first message).
+        self.clients.add(client)
         snap = await self._snapshot()
-        client.send({"type": "hello", "commands": describe_commands(), "snapshot": snap, "url": self.url})
+        client.greet({"type": "hello", "commands": describe_commands(), "snapshot": snap, "url": self.url})
         log.info("web page connected from %s (%d open)", client.peer, len(self.clients))
         try:
             async for msg in ws:
@@ -380,7 +382,11 @@ class WebServer:
         if not self.clients:
             return
         text = json.dumps(message)
+        # Before its hello a page needs no snapshot or playhead: the hello brings a fresher one.
+        state_only = message["type"] in ("snapshot", "step")
         for client in list(self.clients):
+            if state_only and not client.greeted:
+                continue
             client.send_text(text)
 
     def _refresh_soon(self) -> None:
@@ -430,12 +436,28 @@ class _Client:
         self.peer = peer
         self.spawn = spawn
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MAX_QUEUED)
+        self.early: list[str] = []  # events that came before the hello: sent right after it
+        self.greeted = False
         self.writer = asyncio.ensure_future(self._write())
+
+    def greet(self, hello: dict) -> None:
+        """The first message; then whatever arrived while its snapshot was taken, in order."""
+        self.greeted = True
+        self.send(hello)
+        early, self.early = self.early, []
+        for text in early:
+            self.send_text(text)
 
     def send(self, message: dict) -> None:
         self.send_text(json.dumps(plain(message)))
 
     def send_text(self, text: str) -> None:
+        if not self.greeted:
+            self.early.append(text)
+            if len(self.early) > MAX_QUEUED:
+                log.warning("web page %s: too many events before its hello; dropping it", self.peer)
+                self.spawn(self.close(1013, "too slow: reconnect"))
+            return
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
