@@ -16,7 +16,6 @@ import soundfile as sf
 import torch
 
 from deepdrummer_live.cli.main import main
-from deepdrummer_live.learn import pretraining
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.learn.simuser import make_user, parse_loop
 from deepdrummer_live.sound import pattern
@@ -153,7 +152,7 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     learner = Learner(kit, torch.device("cpu"), seed=5)
     assert learner.load_checkpoint(store) and learner.hearing_done and not learner.needs_hearing()
     ratings = read_csv(tmp_path / "ds-ann") + read_csv(tmp_path / "ds-bob")
-    p = [float(learner.scorer.score(learner.model, pretraining.loops_of(learner, r))[0]) for r in ratings]
+    p = [float(learner.scorer.score(learner.model, learner.loops_from_record(r))[0]) for r in ratings]
     liked = [pi for pi, r in zip(p, ratings) if r.liked]
     disliked = [pi for pi, r in zip(p, ratings) if not r.liked]
     assert liked and disliked and np.mean(liked) > np.mean(disliked) + 0.1
@@ -204,7 +203,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     store.checkpoint_path.write_bytes(out.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=3)
     assert learner.load_checkpoint(store)
-    liked = pretraining.loops_of(learner, Rating(0, "like", 0, kit.name, 120, groove[1], [], [],
+    liked = learner.loops_from_record(Rating(0, "like", 0, kit.name, 120, groove[1], [], [],
                                                              groove[0], default_levels(groove[0]), 0, ""))
     randoms = pattern.random_loops(64, len(kit), torch.Generator().manual_seed(9), "cpu")
     p_groove = float(learner.scorer.score(learner.model, liked)[0])

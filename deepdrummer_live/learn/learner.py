@@ -38,6 +38,7 @@ from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
+from deepdrummer_live.storage.dataset import Rating
 from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,9 @@ class Learner:
         """The `/dd/levels` strings of a batch-of-one, one per row."""
         return pattern.levels_to_strings(loops.levels[0].cpu())
 
-    def loops_from_record(self, rec: LoopRecord) -> Loops | None:
-        """Rebuild a stored loop with this kit; None when the kit no longer has its samples."""
+    def loops_from_record(self, rec: LoopRecord | Rating) -> Loops | None:
+        """Rebuild a stored loop or a dataset's rated loop (anything with `samples` and the
+        `steps`/`levels` strings) with this kit; None when the kit lacks one of its samples."""
         names = {s.name: i for i, s in enumerate(self.kit.samples)}
         if any(n not in names for n in rec.samples) or len(rec.steps) != pattern.N_ROWS:
             return None

@@ -18,7 +18,6 @@ import torch
 from deepdrummer_live.learn.critic import LEAN_CONFIG, REFERENCE_BPM
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import step_length
 from deepdrummer_live.storage.dataset import Rating
 
@@ -34,16 +33,6 @@ def new_learner(kit, device, seed: int) -> Learner:
     return learner
 
 
-def loops_of(learner: Learner, rating: Rating) -> Loops | None:
-    """A rated loop rebuilt with the learner's kit; None when the kit lacks one of its samples."""
-    names = {s.name: i for i, s in enumerate(learner.kit.samples)}
-    if any(n not in names for n in rating.samples) or len(rating.steps) != pattern.N_ROWS:
-        return None
-    levels = pattern.strings_to_levels(rating.levels)[None].to(learner.device)
-    ids = torch.tensor([[names[n] for n in rating.samples]], device=learner.device)
-    return Loops(levels, ids)
-
-
 def train_head(learner: Learner, n_examples: int) -> float | None:
     """As many batches as a session would spend on `n_examples` ratings, capped."""
     n = min(MAX_PRETRAIN_BATCHES, learner.config.batches_per_rating * max(n_examples, 1))
@@ -55,7 +44,7 @@ def critic_from_ratings(kit, ratings: list[Rating], device, seed: int = 1) -> tu
     learner = new_learner(kit, device, seed)
     used = 0
     for key, r in enumerate(ratings):
-        loops = loops_of(learner, r)
+        loops = learner.loops_from_record(r)
         if loops is not None:
             learner.set_rating(key, loops, int(r.liked))
             used += 1
@@ -76,7 +65,7 @@ def replay(kit, ratings: list[Rating], device, seed: int = 1) -> dict:
     hits, base, skipped = [], [], 0
     seen = {0: 0, 1: 0}
     for key, r in enumerate(ratings):
-        loops = loops_of(learner, r)
+        loops = learner.loops_from_record(r)
         if loops is None:
             skipped += 1
             continue
