@@ -13,6 +13,23 @@ NO_JACK = "jackd/jack_lsp are not installed (apt-get install jackd2); JACK MIDI 
 
 
 @pytest.fixture(scope="session")
+def kit():
+    """The default built-in kit (read-only for tests)."""
+    from deepdrummer_live.sound.kit import load_kit
+
+    return load_kit(None)
+
+
+@pytest.fixture(scope="session")
+def scorer(kit):
+    """The lean critic's batched scorer on the default kit, on the CPU."""
+    from deepdrummer_live.learn.critic import LEAN_CONFIG
+    from deepdrummer_live.learn.search import Scorer
+
+    return Scorer(kit, LEAN_CONFIG, "cpu")
+
+
+@pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server (dummy driver, 48 kHz, 64 frames) for the whole test session.
 

@@ -23,7 +23,6 @@ from deepdrummer_live.learn.kinds import (
 )
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.storage.store import Store
 
 from daemon import CLI, REPO, Daemon, OscClient, free_udp_port
@@ -31,11 +30,6 @@ from daemon import CLI, REPO, Daemon, OscClient, free_udp_port
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="module")
-def kit():
-    return load_kit(None)
 
 
 def hearing_quality(learner: Learner, kit) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.learn.critic import LEAN_CONFIG
 from deepdrummer_live.learn.kinds import build_critic
-from deepdrummer_live.learn.search import MODES, Scorer, search
+from deepdrummer_live.learn.search import MODES, search
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import (
@@ -27,21 +27,13 @@ from deepdrummer_live.sound.render import (
 )
 from deepdrummer_live.storage.store import Store
 
+from daemon import wait_for
+
 KITS = ["dd-analog", "dd-digital"]
 
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(scope="module")
-def kit():
-    return load_kit(None)
-
-
-@pytest.fixture(scope="module")
-def scorer(kit):
-    return Scorer(kit, LEAN_CONFIG, "cpu")
 
 
 # --- levels as text ---------------------------------------------------------------------------
@@ -231,25 +223,16 @@ def session(tmp_path, kit):
     store.close()
 
 
-def wait_until(cond, timeout=30.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def next_loop(session):
     before = session.current.id
     session.next()
-    wait_until(lambda: session.current is not None and session.current.id != before)
+    wait_for(lambda: session.current is not None and session.current.id != before, what="the next loop")
     return session.current
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_session_locks_hold_across_loops_and_modes(session, mode):
-    wait_until(lambda: session.current is not None)
+    wait_for(lambda: session.current is not None, what="a first loop")
     first = session.current
     commands.execute(session, "lock", (1, 1))
     commands.execute(session, "lock_toggle", (3,))
@@ -274,7 +257,7 @@ def test_session_locks_hold_across_loops_and_modes(session, mode):
 
 
 def test_session_density_shapes_the_prior_and_persists(session):
-    wait_until(lambda: session.current is not None)
+    wait_for(lambda: session.current is not None, what="a first loop")
     commands.execute(session, "mode", ("random",))
     commands.execute(session, "density", (0.1,))
     commands.execute(session, "row_density", (2, 0.9))

@@ -22,20 +22,9 @@ from deepdrummer_live.learn.critic import (
 from deepdrummer_live.learn.features import MfccTransform
 from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.learner import Learner
-from deepdrummer_live.learn.search import Scorer, search
+from deepdrummer_live.learn.search import search
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import CEILING, MIX_GAIN, render_bar_numpy, render_bars, sample_bank, step_length
-
-
-@pytest.fixture(scope="module")
-def kit():
-    return load_kit(None)
-
-
-@pytest.fixture(scope="module")
-def scorer(kit):
-    return Scorer(kit, LEAN_CONFIG, "cpu")
 
 
 def gen(seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_dynamics import next_loop, wait_until
+from test_dynamics import next_loop
 from test_player import T0, FakePorts, run
 
 from deepdrummer_live.errors import UsageError
@@ -16,10 +16,11 @@ from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.sequencer import PlayerConfig, Sequencer
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import velocity
-from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
 from deepdrummer_live.vocab import GM_NOTES
+
+from daemon import wait_for
 
 ROWS = [
     {"note": 36, "steps": "x...x...x...x...", "levels": "9...5...9...1..."},
@@ -27,11 +28,6 @@ ROWS = [
     {"note": 38, "steps": "....x.......x...", "levels": None},
     {"note": 46, "steps": "................", "levels": "................"},
 ]
-
-
-@pytest.fixture(scope="module")
-def kit():
-    return load_kit(None)
 
 
 def play_one_bar(swing: float, rows=ROWS, bpm: float = 120.0):
@@ -257,7 +253,7 @@ def session(tmp_path, kit):
 
 
 def test_locked_rows_keep_their_notes_and_every_loop_has_distinct_notes(session):
-    wait_until(lambda: session.current is not None)
+    wait_for(lambda: session.current is not None, what="a first loop")
     first = session.current
     session.set_lock(0, True)
     session.set_lock(2, True)

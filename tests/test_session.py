@@ -17,7 +17,6 @@ from deepdrummer_live.errors import CommandError
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.player import controller
 from deepdrummer_live.session import Session
-from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import Store
 from deepdrummer_live.surfaces import osc, tui
@@ -54,11 +53,6 @@ class RecordingTransport:
 
     def close(self):
         pass
-
-
-@pytest.fixture(scope="module")
-def kit():
-    return load_kit(None)
 
 
 
