@@ -27,7 +27,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import start_jack_server, stop_jack_server
+from deepdrummer_live.player.jackd import start_jack_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--click-ms", type=float, default=250.0)
     args = ap.parse_args()
-    jack_name, jack_proc = start_jack_server()
+    jack = start_jack_server()  # a JackServer: its name (a str) and process
+    jack_name = str(jack)
     env = {**os.environ, "JACK_DEFAULT_SERVER": jack_name}
     web_port = free_port(socket.SOCK_STREAM)
     tmp = tempfile.TemporaryDirectory()
@@ -133,7 +134,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=60)
         log.close()
-        stop_jack_server(jack_proc)
+        jack.stop()
         tmp.cleanup()
     common = {"bpm": BPM, "seconds": args.seconds, "load_avg_1min": round(os.getloadavg()[0], 2),
               "cpus": os.cpu_count()}

@@ -20,33 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from page_clock import CHROMIUM, LAUNCH_ARGS, free_port
 from playwright.sync_api import sync_playwright
 from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
+
+from deepdrummer_live.surfaces.osc import encode
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 OBSERVE = """() => {
   window.__shown = {};
   const el = document.getElementById("loop");
   new MutationObserver(() => { window.__shown[el.dataset.loopId] = performance.timeOrigin + performance.now(); })
     .observe(el, { attributes: true, attributeFilter: ["data-loop-id"] });
 }"""
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def osc(address: str, *args) -> bytes:
-    b = OscMessageBuilder(address)
-    for a in args:
-        b.add_arg(a)
-    return b.build().dgram
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,7 +70,7 @@ def main() -> None:
                 page.evaluate(OBSERVE)
                 listener.settimeout(30)
                 for _ in range(args.loops):
-                    listener.sendto(osc("/dd/next"), ("127.0.0.1", osc_port))
+                    listener.sendto(encode("/dd/next"), ("127.0.0.1", osc_port))
                     while True:
                         msg = OscMessage(listener.recv(65536))
                         if msg.address == "/dd/loop":

@@ -19,7 +19,16 @@ EXTERNAL_KIT = REPO.parent / "shared" / "external-kits" / "deepdrummer-paper"
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    return _free_port(socket.SOCK_DGRAM)
+
+
+def free_tcp_port() -> int:
+    return _free_port(socket.SOCK_STREAM)
+
+
+def _free_port(kind: int) -> int:
+    """A port the system just gave out (the test binds it a moment later; nothing else here takes ports)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

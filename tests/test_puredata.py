@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from deepdrummer_live.paths import puredata_dir
+
+from daemon import build, free_udp_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH_DIR = puredata_dir()
@@ -31,19 +32,6 @@ PATCH = PATCH_DIR / "deepdrummer.pd"
 PD = shutil.which("pd")
 
 pytestmark = pytest.mark.skipif(PD is None, reason="Pure Data is not installed (Debian: apt install puredata-core)")
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _osc(address: str, *args) -> bytes:
-    b = OscMessageBuilder(address)
-    for a in args:
-        b.add_arg(a)
-    return b.build().dgram
 
 
 class PdProcess:
@@ -114,7 +102,7 @@ def test_main_patch_loads_in_pd_nogui():
 
 def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
     """Against a fake daemon (a bare UDP socket): exact addresses, argument types and values."""
-    daemon_port, listen_port = _free_udp_port(), _free_udp_port()
+    daemon_port, listen_port = free_udp_port(), free_udp_port()
     daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     daemon.bind(("127.0.0.1", daemon_port))
     daemon.settimeout(0.2)
@@ -141,9 +129,9 @@ def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
 
         loop = [7, 0.25, 120.0, 16, "kick_01", 36, "x...x...x...x...", "snare_02", 38, "....x.......x...",
                 "closed_hat", 42, "x.x.x.x.x.x.x.x.", "clap", 39, "................"]
-        daemon.sendto(_osc("/dd/loop", *loop), ("127.0.0.1", listen_port))
-        daemon.sendto(_osc("/dd/rated", 7, "like", 3, 1), ("127.0.0.1", listen_port))
-        daemon.sendto(_osc("/dd/error", "tempo 400 is out of range", "/dd/tempo"), ("127.0.0.1", listen_port))
+        daemon.sendto(build("/dd/loop", *loop), ("127.0.0.1", listen_port))
+        daemon.sendto(build("/dd/rated", 7, "like", 3, 1), ("127.0.0.1", listen_port))
+        daemon.sendto(build("/dd/error", "tempo 400 is out of range", "/dd/tempo"), ("127.0.0.1", listen_port))
         assert pd.wait_for("dd: loop", 10) == ("dd: loop 7 0.25 120 16 kick_01 36 x...x...x...x... snare_02 38 "
                                                "....x.......x... closed_hat 42 x.x.x.x.x.x.x.x. clap 39 "
                                                "................")
@@ -160,7 +148,7 @@ def _daemon_status(port: int, timeout: float = 1.0) -> list | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         s.settimeout(timeout)
-        s.sendto(_osc("/dd/status"), ("127.0.0.1", port))
+        s.sendto(build("/dd/status"), ("127.0.0.1", port))
         try:
             while True:
                 msg = OscMessage(s.recvfrom(65536)[0])
@@ -174,7 +162,7 @@ def _daemon_status(port: int, timeout: float = 1.0) -> list | None:
 @pytest.mark.skipif(importlib.util.find_spec("deepdrummer_live.cli.main") is None,
                     reason="deepdrummer_live.cli.main (the daemon) is not written yet")
 def test_pd_like_reaches_the_real_daemon(tmp_path):
-    osc_port, listen_port = _free_udp_port(), _free_udp_port()
+    osc_port, listen_port = free_udp_port(), free_udp_port()
     log = (tmp_path / "daemon.stderr").open("w")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "deepdrummer_live.cli.main", "run", "--headless", "--state-dir", str(tmp_path / "state"),

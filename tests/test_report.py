@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from deepdrummer_live.cli.main import main
 from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.storage.store import Store
+
+from daemon import free_udp_port
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 SAMPLES = ["kick_01", "snare_02", "closed_hat_01", "conga_01"]
@@ -98,11 +99,6 @@ def test_rolling_mean():
 
 
 # --- from a real session -----------------------------------------------------------------------
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_report_of_a_real_session_rated_over_osc(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from deepdrummer_live.surfaces.tui import (
     sparkline,
     step_col,
 )
+
+from daemon import free_udp_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "deepdrummer-live"
@@ -241,11 +242,6 @@ def test_unknown_keys_do_nothing():
 
 
 # --- the real daemon in a real terminal ------------------------------------------------------------
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tmux:
