@@ -418,7 +418,7 @@ class Session:
     def learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
-        self.midi_learn.start(self.transport, action, row)
+        self.midi_learn.start(self.transport, action, row, origin=self.current_origin())
 
     def set_tempo(self, bpm: float) -> None:
         if not TEMPO_MIN <= bpm <= TEMPO_MAX:

@@ -78,6 +78,15 @@ def test_learn_a_pad_then_it_rates_also_after_a_restart(tmp_path, jack_server):
         with jack_port(jack_server, "out", "pads") as pads:
             pads.send_message([0x9B, 61, 100])
             assert client.expect("/dd/rated")[1:] == ["like", 2, 0]
+            # A client that is not subscribed (a `send /dd/learn` macro) hears its answers too
+            asker = OscClient(0)
+            asker.target = client.target
+            asker.send("/dd/learn", "next")
+            assert asker.expect("/dd/learning") == ["next"]
+            pads.send_message([0x9B, 62, 100])
+            pads.send_message([0x8B, 62, 0])
+            assert asker.expect("/dd/learned") == ["next", "note 62 ch 12"]
+            asker.close()
     finally:
         client.close()
         assert d.stop() == 0, d.output()
@@ -99,7 +108,7 @@ def test_terminal_key_L_then_an_action_key_arms_learning(tmp_path):
 
     class Session:  # a fake for the unit: what handle_key calls
         def __init__(self):
-            self.midi_learn = midilearn.MidiLearn(tmp_path / midilearn.LEARNED_FILE, lambda *a: None)
+            self.midi_learn = midilearn.MidiLearn(tmp_path / midilearn.LEARNED_FILE, lambda *a, **k: None)
             self.asked = []
 
         def learn(self, action, row=None):

@@ -121,27 +121,28 @@ class MidiLearn:
 
     def __init__(self, path: Path, out):
         self.path = path
-        self.out = out  # out(address, *args): to every subscriber
+        self.out = out  # out(address, *args, origin=...): to every subscriber, and to whoever asked
         self._pending: tuple[str, object] | None = None
+        self._origin = None  # who sent /dd/learn: /dd/learning and /dd/learned answer them too
         self._announce: tuple[str, str] | None = None  # /dd/learned's args, once the player has the binding
         self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
-    def start(self, transport, action: str, row: int | None = None) -> None:
+    def start(self, transport, action: str, row: int | None = None, origin=None) -> None:
         wanted = target(action, row)
         if not getattr(transport, "can_learn", False):
             raise CommandError("MIDI learn needs a MIDI input port; run with --midi-in NAME "
                            "(and a --midi-backend other than none)")
         with self._lock:
-            self._pending = wanted
+            self._pending, self._origin = wanted, origin
         transport.learn()
 
     def on_armed(self, on: bool) -> None:
         """The player is listening for the press: say so (a surface shows "press a pad")."""
         with self._lock:
-            wanted = self._pending
+            wanted, origin = self._pending, self._origin
         if on and wanted is not None:
-            self.out("/dd/learning", wanted[0])
+            self.out("/dd/learning", wanted[0], origin=origin)
 
     def on_midi(self, transport, data: list[int]) -> None:
         """The press the player forwarded: bind it, save it, tell the player and the subscribers."""
@@ -159,5 +160,6 @@ class MidiLearn:
         """The player maps the pad now: announce it (so a press right after /dd/learned works)."""
         with self._lock:
             announce, self._announce = self._announce, None
+            origin, self._origin = self._origin, None
         if announce is not None:
-            self.out("/dd/learned", *announce)
+            self.out("/dd/learned", *announce, origin=origin)
