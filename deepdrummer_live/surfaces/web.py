@@ -242,9 +242,9 @@ class WebServer:
         app.router.add_get("/ws", self._websocket)
         for path in ASSETS:
             app.router.add_get(path, self._asset)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.SockSite(runner, self.sock, shutdown_timeout=1.0).start()
+        await web.SockSite(runner, self.sock).start()
         poller = asyncio.create_task(self._poll())
         self._ready.set()
         try:
