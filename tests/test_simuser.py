@@ -161,3 +161,6 @@ def test_learning_bench_runs_the_whole_flow_over_osc():
     # learning moved the critic: in mode good it now rates its picks higher (seen here: 0.69 -> 0.95).
     # The like-rate gain needs more than 20 ratings and 3 eval loops (docs/learning.md).
     assert user["after_p_like"] > user["before_p_like"] + 0.05, user
+    # the steadier expected rates are the mean like probability of the same judged loops
+    assert 0.0 <= user["before_expected"] <= 1.0 and 0.0 <= user["after_expected"] <= 1.0, user
+    assert user["gain_expected"] == pytest.approx(user["after_expected"] - user["before_expected"])
