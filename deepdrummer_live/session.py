@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
@@ -94,9 +95,10 @@ class Session:
         self.mode = store.get_meta("mode", "explore")
         self.fotf = store.get_meta("fotf", "0") == "1"
         self.density = _load_density(store.get_meta("density"))  # hit probability per row
-        self.locked: set[int] = set()  # rows of lock_source kept in every proposal (this run only)
+        self.locked: set[int] = set()  # rows of lock_source kept in every proposal
         self.lock_source = None  # Loops (batch of one) the locked rows come from
         self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
+        self._resume_locks(store.get_meta("locks"))
         # an explicit --swing wins over the resumed one, like --tempo
         self.swing = float(store.get_meta("swing", "0.0")) if swing is None else float(swing)
         if swing is not None:
@@ -401,6 +403,38 @@ class Session:
                 self.locked.discard(row)
                 self.locked_notes.pop(row, None)
             self._settings_changed()
+            value = self._locks_json()
+        self.store.set_meta("locks", value)  # a lock is a setting: the next run on this state dir keeps it
+
+    def _locks_json(self) -> str:
+        """The locked rows and the current loop, which holds them as they are (call with the lock held)."""
+        if not self.locked or self.current is None:
+            return ""
+        cur = self.current
+        return json.dumps({"rows": sorted(self.locked), "samples": cur.samples, "steps": cur.steps,
+                           "levels": cur.levels, "notes": {str(r): n for r, n in self.locked_notes.items()}})
+
+    def _resume_locks(self, text: str | None) -> None:
+        """The locks of the last run, when this kit still has their samples."""
+        if not text:
+            return
+        try:
+            data = json.loads(text)
+            rows = [int(r) for r in data["rows"]]
+            record = SimpleNamespace(samples=list(data["samples"]), steps=list(data["steps"]),
+                                     levels=list(data["levels"]))
+            notes = {int(r): int(n) for r, n in data["notes"].items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("the stored locks are unreadable (%s); starting with no row locked", exc)
+            return
+        loops = self.learner.loops_from_record(record)
+        if loops is None or not all(0 <= r < len(record.samples) for r in rows):
+            log.warning("the locked rows of the last run use samples this kit does not have; "
+                        "starting with no row locked")
+            return
+        self.locked, self.lock_source = set(rows), loops
+        self.locked_notes = {r: notes[r] for r in rows if r in notes}
+        log.info("rows %s stay locked from the last run", ", ".join(str(r + 1) for r in sorted(rows)))
 
     def set_density(self, p: float, row: int | None = None) -> None:
         """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""

@@ -324,6 +324,54 @@ def test_clean_restart_resumes_critic_mode_tempo_and_fotf(tmp_path):
 
 
 @pytest.mark.slow
+def test_locked_rows_stay_locked_after_a_restart(tmp_path):
+    """A lock is a setting: the next run on the state dir plays the same rows (sample, note, steps, levels)."""
+    state = tmp_path / "state"
+
+    def rows(loop, levels):
+        return [(loop[4 + 3 * r], loop[5 + 3 * r], loop[6 + 3 * r], levels[1 + r]) for r in range((len(loop) - 4) // 3)]
+
+    def next_loop(client):
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop", timeout=30)
+        return rows(loop, client.expect("/dd/levels", timeout=30))
+
+    d, client = start_with_client(state)
+    try:
+        locked = next_loop(client)
+        client.send("/dd/lock", 1, 1)
+        client.send("/dd/lock", 3, 1)
+        client.send("/dd/lock", 3, 0)  # unlocked again: not kept
+        client.send("/dd/lock", 2, 1)
+        client.send("/dd/ping")
+        client.expect("/dd/pong")  # the locks before it are taken (one socket, in order)
+        assert not [m for m in client.received() if m[0] == "/dd/error"]
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+
+    d, client = start_with_client(state)
+    try:
+        for _ in range(3):
+            now = next_loop(client)
+            assert [now[1], now[2]] == [locked[1], locked[2]], (locked, now)
+        client.send("/dd/lock", 1, 0)
+        client.send("/dd/lock", 2, 0)
+        client.send("/dd/ping")
+        client.expect("/dd/pong")
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+
+    d, client = start_with_client(state)  # unlocked is kept too: the rows vary again
+    try:
+        assert any(next_loop(client)[1:3] != locked[1:3] for _ in range(4))
+    finally:
+        client.close()
+        assert d.stop() == 0, d.output()
+
+
+@pytest.mark.slow
 def test_explicit_tempo_overrides_the_resumed_one(tmp_path):
     state = tmp_path / "state"
     assert _session_settings(state, "--tempo", "133")[2] == pytest.approx(133.0)
