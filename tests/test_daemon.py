@@ -332,9 +332,17 @@ def test_locked_rows_stay_locked_after_a_restart(tmp_path):
         return [(loop[4 + 3 * r], loop[5 + 3 * r], loop[6 + 3 * r], levels[1 + r]) for r in range((len(loop) - 4) // 3)]
 
     def next_loop(client):
+        """/dd/next, then the loop it makes current (not a start-up one arriving late)."""
+        client.send("/dd/status")
+        current = client.expect("/dd/status")[2]
         client.send("/dd/next")
         loop = client.expect("/dd/loop", timeout=30)
-        return rows(loop, client.expect("/dd/levels", timeout=30))
+        while loop[0] <= current:
+            loop = client.expect("/dd/loop", timeout=30)
+        levels = client.expect("/dd/levels", timeout=30)
+        while levels[0] != loop[0]:
+            levels = client.expect("/dd/levels", timeout=30)
+        return rows(loop, levels)
 
     d, client = start_with_client(state)
     try:
