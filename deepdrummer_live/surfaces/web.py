@@ -308,10 +308,10 @@ class WebServer:
         # Added before the snapshot so an event in between is kept, not lost; the client holds it
         # back until the hello has gone (the contract's first message).
         self.clients.add(client)
-        snap = await self._snapshot()
-        client.greet({"type": "hello", "commands": describe_commands(), "snapshot": snap, "url": self.url})
-        log.info("web page connected from %s (%d open)", client.peer, len(self.clients))
         try:
+            snap = await self._snapshot()
+            client.greet({"type": "hello", "commands": describe_commands(), "snapshot": snap, "url": self.url})
+            log.info("web page connected from %s (%d open)", client.peer, len(self.clients))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_page_message(client, msg.data)
