@@ -4,8 +4,9 @@ The paper's protocol, played over OSC against the real daemon, once per simulate
 
 1. start `deepdrummer-live run --headless --midi-backend none --audio none` on a free port with a
    fresh state dir; subscribe; wait for it to answer /dd/ping;
-2. *before*: `/dd/mode good` and `--eval-loops` loops from the untrained critic (each judged by
-   the user without rating it; `/dd/next` moves on);
+2. *before*: `/dd/mode good` and `--eval-loops` loops from the untrained critic (each listened
+   to for `--eval-listen` seconds, default `--seconds-per-loop`, and judged by the user without
+   rating it; `/dd/next` moves on);
 3. *training*: `/dd/mode explore` and `--ratings` ratings, one per `--seconds-per-loop` (one bar
    at 120 BPM = 2 s): the user listens, then sends `/dd/like` or `/dd/dislike` with the loop id,
    and the daemon trains in the background while the next loop plays;
@@ -187,6 +188,7 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             judged, ps, expected = [], [], []
             for _ in range(args.eval_loops):
                 msg, _ = next_loop(("/dd/next",))
+                time.sleep(args.eval_listen)  # listening before judging: the daemon searches meanwhile
                 judged.append(user.judge(msg))
                 expected.append(user.like_probability(msg))
                 ps.append(msg.p_like)
@@ -317,6 +319,10 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-mode", default="good", choices=("good", "explore", "random"))
     ap.add_argument("--kit", default=None, help="kit name or folder (default: the built-in kit)")
     ap.add_argument("--seconds-per-loop", type=float, default=2.0)
+    ap.add_argument("--eval-listen", type=float, default=None,
+                    help="seconds the user listens to each judged (before/after) loop before /dd/next "
+                         "[--seconds-per-loop]; 0 asks for the next at once, which cuts the daemon's "
+                         "anytime search short")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--user-seed", type=int, default=0, help="seed of the users' answer noise")
     ap.add_argument("--seeds", type=int, default=1,
@@ -333,6 +339,8 @@ def main(argv=None) -> int:
     ap.add_argument("--replay", type=Path, action="append", default=[], metavar="DATASET",
                     help="replay a participant's exported ratings (a `dataset export` folder) instead of users")
     args = ap.parse_args(argv)
+    if args.eval_listen is None:
+        args.eval_listen = args.seconds_per_loop
     if args.replay:
         return replay_datasets(args)
     names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
@@ -363,6 +371,7 @@ def main(argv=None) -> int:
     summary = {
         "protocol": "inproc" if args.inproc else "osc", "kit": args.kit or "default", "ratings": args.ratings,
         "eval_loops": args.eval_loops, "eval_mode": args.eval_mode, "seconds_per_loop": args.seconds_per_loop,
+        "eval_listen": args.eval_listen,
         "seed": args.seed, "seeds": args.seeds, "mean_before": sum(r.before for r in results) / len(results),
         "mean_after": sum(r.after for r in results) / len(results), "mean_gain": sum(gains) / len(gains),
         "min_gain": min(gains), "min_user_mean_gain": min(user_means),
