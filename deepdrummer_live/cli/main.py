@@ -383,8 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
-        if args.command == "send":
-            return send.cmd_send(args)
         if args.command == "bench":
             from deepdrummer_live.cli.bench import cmd_bench
 
