@@ -412,7 +412,7 @@ class Session:
             return ""
         cur = self.current
         return json.dumps({"rows": sorted(self.locked), "samples": cur.samples, "steps": cur.steps,
-                           "levels": cur.levels, "notes": {str(r): n for r, n in self.locked_notes.items()}})
+                           "levels": cur.levels, "notes": cur.notes})
 
     def _resume_locks(self, text: str | None) -> None:
         """The locks of the last run, when this kit still has their samples."""
@@ -423,17 +423,19 @@ class Session:
             rows = [int(r) for r in data["rows"]]
             record = SimpleNamespace(samples=list(data["samples"]), steps=list(data["steps"]),
                                      levels=list(data["levels"]))
-            notes = {int(r): int(n) for r, n in data["notes"].items()}
+            notes = [int(n) for n in data["notes"]]
+            if len(notes) != len(record.samples) or not all(0 <= r < len(notes) for r in rows):
+                raise ValueError(f"rows {rows} and notes {notes} do not fit {len(record.samples)} samples")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("the stored locks are unreadable (%s); starting with no row locked", exc)
             return
         loops = self.learner.loops_from_record(record)
-        if loops is None or not all(0 <= r < len(record.samples) for r in rows):
+        if loops is None:
             log.warning("the locked rows of the last run use samples this kit does not have; "
                         "starting with no row locked")
             return
         self.locked, self.lock_source = set(rows), loops
-        self.locked_notes = {r: notes[r] for r in rows if r in notes}
+        self.locked_notes = {r: notes[r] for r in rows}
         log.info("rows %s stay locked from the last run", ", ".join(str(r + 1) for r in sorted(rows)))
 
     def set_density(self, p: float, row: int | None = None) -> None:
