@@ -30,7 +30,7 @@ from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, che
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
-from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MODES, SWING_MAX, SWING_MIN, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MODES, TEMPO_MAX, TEMPO_MIN, swing_problem
 from deepdrummer_live.worker import MAX_QUEUED_JOBS, Worker
 
 log = logging.getLogger(__name__)
@@ -472,9 +472,9 @@ class Session:
     def set_swing(self, amount: float) -> None:
         """Odd steps late by `amount` x one step, from the next bar line, in MIDI and live audio;
         library files written from now on are swung too."""
-        lo, hi = SWING_MIN, SWING_MAX
-        if not lo <= amount <= hi:
-            raise CommandError(f"swing {amount:g} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+        problem = swing_problem(amount)
+        if problem:
+            raise CommandError(problem)
         with self.lock:
             self.swing = float(amount)
             self._resend()

@@ -20,6 +20,15 @@ DENSITY_MIN = 0.05  # the generator's prior probability of a hit; the paper's is
 DENSITY_MAX = 0.95
 SWING_MIN = 0.0  # odd 16ths late by this x one step (contract: /dd/swing 0.0-0.5)
 SWING_MAX = 0.5
+
+
+def swing_problem(amount) -> str | None:
+    """What is wrong with a swing amount (a sentence naming it, the range and the fix), or None.
+    Every surface that takes swing (the command table, --swing, the player process) asks this."""
+    if isinstance(amount, (int, float)) and not isinstance(amount, bool) and SWING_MIN <= amount <= SWING_MAX:
+        return None
+    shown = f"{amount:g}" if isinstance(amount, (int, float)) and not isinstance(amount, bool) else repr(amount)
+    return f"swing {shown} out of range; use {SWING_MIN:g}-{SWING_MAX:g} (0 straight, 0.333 triplet feel)"
 N_STEPS = 16  # one bar of 16ths
 STEPS_PER_BEAT = 4
 

@@ -233,7 +233,7 @@ def test_playing_switches_at_the_bar_line(daemon):
     (["--notify", "nowhere"], "--notify"),
     (["--osc-host", "0.0.0.0"], "--osc-allow"),
     (["--clock", "midi"], "--midi-in"),
-    (["--swing", "0.7"], "--swing 0.7: out of range; use 0-0.5"),
+    (["--swing", "0.7"], "--swing 0.7 out of range; use 0-0.5"),
     (["--note-map", "nope"], "--note-map nope: no such map"),
     (["--note-map", "/no/such/map.toml"], "cannot read it"),
 ])

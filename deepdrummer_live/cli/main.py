@@ -20,12 +20,11 @@ from deepdrummer_live.vocab import (
     CLOCKS,
     DEFAULT_TEMPO,
     MIDI_BACKENDS,
-    SWING_MAX,
-    SWING_MIN,
     TEMPO_MAX,
     TEMPO_MIN,
     WEB_HOST,
     WEB_PORT,
+    swing_problem,
 )
 
 log = logging.getLogger("deepdrummer_live")
@@ -45,16 +44,15 @@ def host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def port_number(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535")
+def port_number(value: str, off: bool = False) -> int:
+    """A UDP/TCP port 1-65535 from a flag's text (with `off`, 0 too: the surface is turned off)."""
+    if not value.isdigit() or not (0 if off else 1) <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535" + (" (or 0 for off)" if off else ""))
     return int(value)
 
 
 def port_or_off(value: str) -> int:
-    if not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535 (or 0 for off)")
-    return int(value)
+    return port_number(value, off=True)
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
@@ -200,9 +198,8 @@ def check_run_flags(args) -> None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
-    if args.swing is not None and not SWING_MIN <= args.swing <= SWING_MAX:
-        raise UsageError(f"--swing {args.swing:g}: out of range; use {SWING_MIN:g}-{SWING_MAX:g} "
-                         f"(0 straight, 0.333 triplet feel)")
+    if args.swing is not None and swing_problem(args.swing):
+        raise UsageError(f"--{swing_problem(args.swing)}")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 

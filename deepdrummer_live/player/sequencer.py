@@ -32,7 +32,7 @@ from deepdrummer_live.player.clock import (
     check_bpm,
 )
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
-from deepdrummer_live.vocab import SWING_MAX, SWING_MIN
+from deepdrummer_live.vocab import swing_problem
 
 CLOCKS = ("internal", "midi", "link")
 AUDIO_MODES = ("pyo", "none")
@@ -117,9 +117,9 @@ def _parse_rows(rows) -> list[tuple[int, str, tuple[int, ...]]]:
 
 def check_swing(amount) -> float:
     """A swing amount 0.0-0.5 as a float, else ValueError naming it and the range."""
-    lo, hi = SWING_MIN, SWING_MAX
-    if not (isinstance(amount, (int, float)) and not isinstance(amount, bool) and lo <= amount <= hi):
-        raise ValueError(f"swing {amount!r} out of range; use {lo:g}-{hi:g} (0 straight, 0.333 triplet feel)")
+    problem = swing_problem(amount)
+    if problem:
+        raise ValueError(problem)
     return float(amount)
 
 
