@@ -67,6 +67,27 @@ def test_new_session_on_a_built_in_kit_starts_hearing_without_a_hearing_pass(kit
     torch.testing.assert_close(p, torch.full_like(p, 0.5))
 
 
+def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, tmp_path, monkeypatch, caplog):
+    """A shipped file whose shapes no longer fit the critic (code changed, `make critics` not run)
+    must not stop the session: it is reported and the critic learns to hear instead."""
+    import deepdrummer_live.learn.learner as learner_module
+    from deepdrummer_live.learn.kinds import kit_fingerprint
+
+    state = torch.load(shipped_path(f"{kit.name}-hearing"), weights_only=True)
+    state["model"]["per_step.weight"] = torch.zeros(64, 20, 4)  # another trunk width
+    assert state["kit"] == kit_fingerprint(kit)
+    misfit = tmp_path / "misfit.pt"
+    torch.save(state, misfit)
+    monkeypatch.setattr(learner_module, "shipped_path", lambda name: misfit)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    assert learner.choose_start() == "an untrained critic"
+    assert learner.needs_hearing()
+    assert "unusable" in caplog.text and "misfit.pt" in caplog.text
+    for k, v in learner.model.state_dict().items():  # nothing half-loaded
+        torch.testing.assert_close(v, before[k])
+
+
 def test_pretrain_hearing_is_deterministic_and_ships_small_files():
     a = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
     b = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)

@@ -275,12 +275,15 @@ class Learner:
             return False
         try:
             state = self.kind.read(path, self.device)
+            if state.get("kit") != kit_fingerprint(self.kit):
+                log.info("shipped hearing critic %s was made for other audio of kit %s; learning to hear instead",
+                         path.name, self.kit.name)
+                return False
+            # A file made by another version of the critic (not remade with `make critics`) must
+            # not stop the session: check it on a copy, then adopt it whole
+            self.kind.fits(copy.deepcopy(self.model), state, path)
         except CriticFileError as exc:
             log.warning("shipped hearing critic unusable (%s); learning to hear instead", exc)
-            return False
-        if state.get("kit") != kit_fingerprint(self.kit):
-            log.info("shipped hearing critic %s was made for other audio of kit %s; learning to hear instead",
-                     path.name, self.kit.name)
             return False
         self._adopt(state, path)
         return True
