@@ -152,6 +152,8 @@ def run_osc_user(user: SimUser, args) -> UserResult:
                               "--log-level", "WARNING"]
     if args.kit:
         cmd += ["--kit", args.kit]
+    if args.critic:
+        cmd += ["--critic", str(args.critic.expanduser().resolve())]
     if args.device:
         cmd += ["--device", args.device]
     log = open(state / "bench-daemon.stderr", "w")
@@ -252,7 +254,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed,
                      config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
-    engine.choose_start()  # as the daemon: a built-in kit's shipped hearing critic
+    engine.choose_start(critic=args.critic)  # as the daemon: --critic, else a built-in kit's shipped hearing critic
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):
@@ -318,6 +320,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-loops", type=int, default=25)
     ap.add_argument("--eval-mode", default="good", choices=("good", "explore", "random"))
     ap.add_argument("--kit", default=None, help="kit name or folder (default: the built-in kit)")
+    ap.add_argument("--critic", type=Path, default=None,
+                    help="start every run from this critic file (run --critic), e.g. a hearing critic made "
+                         "for --kit with `deepdrummer-live critic pretrain-hearing --kit DIR --out D`")
     ap.add_argument("--seconds-per-loop", type=float, default=2.0)
     ap.add_argument("--eval-listen", type=float, default=None,
                     help="seconds the user listens to each judged (before/after) loop before /dd/next "

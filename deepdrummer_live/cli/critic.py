@@ -1,7 +1,7 @@
 """`deepdrummer-live critic list|pretrain-hearing`: the shipped pre-trained critics.
 
 `pretrain-hearing` makes, for each built-in kit, the critic a new session on that kit starts
-from: its trunk has learnt which drum starts on which step (no rating involved), its like head
+from (for a kit folder of your own, the same file, used with `run --critic FILE`): its trunk has learnt which drum starts on which step (no rating involved), its like head
 is zero (P(like) = 0.5 for every loop until the first ratings). It runs on one CPU thread with a
 fixed seed, so the files are the same on every run.
 """
@@ -18,6 +18,13 @@ BUILT_IN_KITS = ("dd-analog", "dd-digital")
 
 def hearing_file_name(kit_name: str) -> str:
     return f"{kit_name}-hearing"
+
+
+def kit_label(kit: str) -> str:
+    """The name a kit's files go by: a built-in kit's name, or a kit folder's own name."""
+    from deepdrummer_live.sound.kit import resolve_kit_path
+
+    return resolve_kit_path(kit).name
 
 
 def pretrain_hearing_file(kit_name: str, seed: int = 0, steps: int | None = None,
@@ -57,7 +64,7 @@ def cmd_critic(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for kit_name in kits:
         data = pretrain_hearing_file(kit_name, args.seed, args.steps, args.loops)
-        path = out / f"{hearing_file_name(kit_name)}.pt"
+        path = out / f"{hearing_file_name(kit_label(kit_name))}.pt"
         path.write_bytes(data)
         print(f"{path}\t{len(data)} bytes", file=sys.stdout)
     return 0

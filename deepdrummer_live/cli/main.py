@@ -114,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     critic_sub = critic.add_subparsers(dest="critic_command", parser_class=OneLineParser)
     critic_sub.add_parser("list", help="the shipped critics, usable as run --critic NAME")
     hearing = critic_sub.add_parser("pretrain-hearing",
-                                    help="(re)make a built-in kit's shipped hearing critic, deterministically")
+                                    help="(re)make a kit's hearing critic, deterministically: the built-in kits' "
+                                         "shipped ones, or one for your own kit folder (run --critic FILE)")
     hearing.add_argument("--kit", action="append", default=None,
-                         help="a built-in kit (repeatable) [every built-in kit]")
+                         help="a built-in kit or a kit folder (repeatable) [every built-in kit]")
     hearing.add_argument("--out", type=Path, default=None, help="folder to write to [the package's critics/]")
     hearing.add_argument("--steps", type=int, default=None, help="hearing optimizer steps [critic default]")
     hearing.add_argument("--loops", type=int, default=None, help="random loops to learn from [critic default]")

@@ -60,8 +60,8 @@ class CriticConfig:
     bands: int = 10  # lean: log-mel bands of the per-step onset spectrum (n_mels must be a multiple)
     pretrain_steps: int = 0  # lean: hearing pretraining steps on random loops (0: none, no role head)
     pretrain_loops: int = 2048
-    shipped_pretrain_steps: int = 1200  # the built-in kits' shipped hearing critics learn longer, once
-    shipped_pretrain_loops: int = 2048
+    shipped_pretrain_steps: int = 10000  # the built-in kits' shipped hearing critics learn longer, once
+    shipped_pretrain_loops: int = 32768  # fresh loops: hearing kept improving up to here (docs/learning.md)
     fit: str = "sgd"  # "sgd": augmented mini-batches; "full": the like head fitted on every rating at once
     fit_iters: int = 100  # "full": L-BFGS iterations per fit (it stops earlier once converged)
     head_l2: float = 0.2  # "full": L2 penalty on the like head's weights (inputs are standardized)
