@@ -99,6 +99,24 @@ def test_pretrain_hearing_is_deterministic_and_ships_small_files():
         assert shipped_path(name).stat().st_size < 200_000
 
 
+def test_a_hearing_critic_made_for_a_kit_folder_starts_a_session_on_it(tmp_path):
+    """`critic pretrain-hearing --kit DIR --out D` names the file after the folder, and a session on
+    that kit started with `--critic` from it needs no hearing pass (the kit's fingerprint matches)."""
+    from deepdrummer_live.sound.kit import load_kit
+
+    from daemon import EXTERNAL_KIT
+
+    proc = subprocess.run([*CLI, "critic", "pretrain-hearing", "--kit", str(EXTERNAL_KIT), "--out", str(tmp_path),
+                           "--steps", "3", "--loops", "32"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    made = tmp_path / f"{EXTERNAL_KIT.name}-hearing.pt"
+    assert made.is_file() and str(made) in proc.stdout
+    learner = Learner(load_kit(EXTERNAL_KIT), torch.device("cpu"), seed=1, chains=8, iters=1)
+    assert learner.needs_hearing()
+    assert learner.choose_start(critic=made) == f"critic from {made}"
+    assert not learner.needs_hearing()
+
+
 def test_critic_files_are_checked_and_named(tmp_path):
     with pytest.raises(CriticFileError, match="nowhere"):
         resolve_critic_source(tmp_path / "nowhere.pt")
