@@ -1,9 +1,10 @@
 """`deepdrummer-live critic list|pretrain-hearing`: the shipped pre-trained critics.
 
 `pretrain-hearing` makes, for each built-in kit, the critic a new session on that kit starts
-from (for a kit folder of your own, the same file, used with `run --critic FILE`): its trunk has learnt which drum starts on which step (no rating involved), its like head
-is zero (P(like) = 0.5 for every loop until the first ratings). It runs on one CPU thread with a
-fixed seed, so the files are the same on every run.
+from (for a kit folder of your own, the same file, used with `run --critic FILE`): its trunk has
+learnt which drum starts on which step (no rating involved), its like head is zero (P(like) = 0.5
+for every loop until the first ratings). It runs on one CPU thread with a fixed seed, so the files
+are the same on every run.
 """
 
 from __future__ import annotations
