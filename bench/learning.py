@@ -76,11 +76,10 @@ def free_udp_port() -> int:
 
 
 def daemon_command() -> list[str]:
-    exe = Path(sys.executable).parent / "deepdrummer-live"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("deepdrummer-live")
-    return [found] if found else [sys.executable, "-m", "deepdrummer_live.cli.main"]
+    """The daemon of this checkout (run with cwd=ROOT): `python -m` puts the working directory first
+    on sys.path, where an installed `deepdrummer-live` script may import another copy of the package
+    (an editable install of another worktree ran its own critic in these benches once)."""
+    return [sys.executable, "-m", "deepdrummer_live.cli.main"]
 
 
 class OscClient:
