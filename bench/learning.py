@@ -345,6 +345,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.eval_listen is None:
         args.eval_listen = args.seconds_per_loop
+    # A SIGTERM (kill, a timeout) unwinds like Ctrl-C, so the running daemon is stopped, not orphaned
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.replay:
         return replay_datasets(args)
     names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
