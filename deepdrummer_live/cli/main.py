@@ -199,8 +199,9 @@ def check_run_flags(args) -> None:
         raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
     if args.clock == "midi" and args.midi_backend == "none":
         raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
-    if args.swing is not None and swing_problem(args.swing):
-        raise UsageError(f"--{swing_problem(args.swing)}")
+    problem = swing_problem(args.swing) if args.swing is not None else None
+    if problem:
+        raise UsageError(f"--{problem}")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
 
