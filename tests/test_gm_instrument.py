@@ -189,7 +189,10 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
             loop = client.expect("/dd/loop")
         rows = [loop[4 + 3 * r: 7 + 3 * r] for r in range((len(loop) - 4) // 3)]
         xruns_before = realtime_jack.xruns()
-        rec = subprocess.Popen([JACK_REC, "-f", str(wav), "-d", str(RECORD_S), f"{FLUID_ID}:left",
+        # A ring buffer for the whole recording: jack_rec's disk thread is not realtime, and on a busy
+        # machine its default 16384 frames (0.34 s) overflowed, dropping audio from the recording
+        ring = 48000 * (RECORD_S + 2)
+        rec = subprocess.Popen([JACK_REC, "-f", str(wav), "-d", str(RECORD_S), "-B", str(ring), f"{FLUID_ID}:left",
                                 f"{FLUID_ID}:right"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(lambda: any(p.startswith("jackrec:") for p in jack_ports()) or rec.poll() is not None, 10,
                  "jack_rec's ports")
@@ -197,6 +200,7 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
         rec_out, _ = rec.communicate(timeout=RECORD_S + 20)  # it stops by itself after RECORD_S
         client.send("/dd/stop")
         assert rec.returncode == 0, rec_out
+        assert "overrun" not in rec_out.lower(), rec_out  # frames dropped: the recording is not what played
         overruns = realtime_jack.xruns() - xruns_before
     finally:
         client.close()

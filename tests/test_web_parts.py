@@ -185,14 +185,25 @@ def test_default_page_port_taken_the_daemon_runs_on_without_the_page(tmp_path):
 
     from deepdrummer_live.vocab import WEB_PORT
 
-    from daemon import Daemon, OscClient
+    from daemon import Daemon, OscClient, wait_for
 
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        holder.bind(("127.0.0.1", WEB_PORT))
+
+    def hold() -> bool:
+        try:
+            holder.bind(("127.0.0.1", WEB_PORT))
+        except OSError:
+            return False
         holder.listen(1)
-    except OSError:
-        pass  # someone else holds it already: the same situation
+        return True
+
+    # The port must stay taken for the whole test, so this test holds it. Another process may hold
+    # it now (a daemon someone started with the default page): wait for it to let go, and if it
+    # never does, it keeps the port taken for us.
+    try:
+        wait_for(hold, 60, f"port {WEB_PORT} to be free for this test to hold")
+    except AssertionError:
+        pass
     try:
         d = Daemon(tmp_path / "a")
         i = d.args.index("--web-port")
