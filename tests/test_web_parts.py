@@ -219,7 +219,11 @@ def test_default_page_port_taken_the_daemon_runs_on_without_the_page(tmp_path):
             assert d.stop() == 0
         d2 = Daemon(tmp_path / "b", "--web-port", str(WEB_PORT))
         d2.start(wait=False)
-        assert d2.proc.wait(timeout=120) == 2
+        try:
+            assert d2.proc.wait(timeout=120) == 2
+        finally:
+            if d2.proc.poll() is None:  # a daemon that ran on must not outlive the test
+                d2.kill9()
         assert f"{WEB_PORT}" in d2.output()
     finally:
         holder.close()
