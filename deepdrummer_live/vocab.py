@@ -21,14 +21,6 @@ DENSITY_MAX = 0.95
 SWING_MIN = 0.0  # odd 16ths late by this x one step (contract: /dd/swing 0.0-0.5)
 SWING_MAX = 0.5
 
-
-def swing_problem(amount) -> str | None:
-    """What is wrong with a swing amount (a sentence naming it, the range and the fix), or None.
-    Every surface that takes swing (the command table, --swing, the player process) asks this."""
-    if isinstance(amount, (int, float)) and not isinstance(amount, bool) and SWING_MIN <= amount <= SWING_MAX:
-        return None
-    shown = f"{amount:g}" if isinstance(amount, (int, float)) and not isinstance(amount, bool) else repr(amount)
-    return f"swing {shown} out of range; use {SWING_MIN:g}-{SWING_MAX:g} (0 straight, 0.333 triplet feel)"
 N_STEPS = 16  # one bar of 16ths
 STEPS_PER_BEAT = 4
 
@@ -66,3 +58,13 @@ GM_NOTES: dict[str, int] = {
 
 def check_tempo_range(bpm: float) -> bool:
     return TEMPO_MIN <= bpm <= TEMPO_MAX
+
+
+def swing_problem(amount) -> str | None:
+    """What is wrong with a swing amount (a sentence naming it, the range and the fix), or None.
+    Every surface that takes swing (the command table, --swing, the player process) asks this."""
+    number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+    if number and SWING_MIN <= amount <= SWING_MAX:
+        return None
+    shown = f"{amount:g}" if number else repr(amount)
+    return f"swing {shown} out of range; use {SWING_MIN:g}-{SWING_MAX:g} (0 straight, 0.333 triplet feel)"
