@@ -1,9 +1,10 @@
 """The session's one background thread: it owns the learner (torch) and the slow jobs.
 
 Priorities, checked before every task: a performer waiting for the next loop, then queued jobs
-(library files, learning from a rating), then training, then keeping proposals fresh. Long work
-(the hearing pretraining, training bursts) runs in slices so a waiting performer is served
-between two of them. Nothing here sends MIDI or audio: that is the player process.
+(library files, learning from a rating), then training, then keeping proposals fresh, and last
+the long hearing pass of a kit with no hearing critic of its own (idle time only, resting as long
+as it works). Long work (hearing, training bursts) runs in slices so a waiting performer is
+served between two of them. Nothing here sends MIDI or audio: that is the player process.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HEARING_SLICE = 25  # pretraining steps between two looks at the queue
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 CHECKPOINT_EVERY_S = 5.0
 IDLE_WAKE_S = 0.5
+HEARING_REST = 1.0  # the long hearing pass rests this many times as long as each slice worked
 JOIN_TIMEOUT_S = 30.0
 
 
@@ -61,6 +63,7 @@ class Worker:
         self.stats = Stats()
         self.running = False
         self._hearing_started: float | None = None
+        self._hearing_rest_until = 0.0  # monotonic time before which the long hearing pass rests
         self._last_checkpoint = 0.0  # monotonic time of the last checkpoint written while training
         self._thread = threading.Thread(target=self._run, name="learner-worker", daemon=True)
 
@@ -126,7 +129,8 @@ class Worker:
         while True:
             with self.lock:
                 while self.running and not self._has_work():
-                    self.wake.wait(timeout=IDLE_WAKE_S)
+                    rest = self._hearing_rest_until - time.monotonic()
+                    self.wake.wait(timeout=min(IDLE_WAKE_S, rest) if rest > 0 else IDLE_WAKE_S)
                 if not self.running:
                     return
                 task = self._next_task()
@@ -142,9 +146,14 @@ class Worker:
             self.session.report_error(f"internal error in the learner: {exc!r}", "/dd/engine")
 
     def _has_work(self) -> bool:
-        fresh = [p for p in self.buffer if p.critic_version == self.learner.version]
         return (self.session.waiting_for_next() or bool(self.jobs) or self.train_pending > 0
-                or len(fresh) < BUFFER_DEPTH)
+                or self._buffer_short() or self._may_keep_hearing())
+
+    def _buffer_short(self) -> bool:
+        return sum(p.critic_version == self.learner.version for p in self.buffer) < BUFFER_DEPTH
+
+    def _may_keep_hearing(self) -> bool:
+        return time.monotonic() >= self._hearing_rest_until and self.learner.long_hearing_left() > 0
 
     def _next_task(self) -> Callable[[], None]:
         if self.session.waiting_for_next() and not self.buffer:
@@ -153,7 +162,9 @@ class Worker:
             return self.jobs.popleft().run
         if self.train_pending > 0:
             return self._train
-        return self._propose
+        if self._buffer_short() or self.session.waiting_for_next():  # waiting: none buffered fits
+            return self._propose
+        return self._keep_hearing
 
     def _performer_waiting(self) -> bool:
         # Read without the lock: a stale answer only costs one more search iteration.
@@ -186,6 +197,21 @@ class Worker:
         log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)",
                  time.perf_counter() - self._hearing_started, loss)
         self.learner.save_checkpoint(self.session.store)
+
+    def _keep_hearing(self) -> None:
+        """A slice of the long hearing pass, then as long a rest: idle time of a session whose kit came
+        without a hearing critic improves what the critic hears, at most about half the worker's CPU."""
+        t0 = time.monotonic()
+        changed = self.learner.keep_hearing(HEARING_SLICE)
+        with self.lock:
+            self._hearing_rest_until = time.monotonic() + HEARING_REST * (time.monotonic() - t0)
+            if changed:
+                self.wake.notify_all()  # the critic moved: proposals to remake
+        if changed:
+            left = self.learner.long_hearing_left()
+            log.info("the critic hears the kit better: %d hearing steps learnt%s", self.learner.hearing_steps,
+                     f", {left} to go in idle time" if left else "; the long hearing pass is done")
+            self.learner.save_checkpoint(self.session.store)
 
     def _train(self) -> None:
         with self.lock:

@@ -219,3 +219,67 @@ def test_ratings_given_while_hearing_is_learnt_are_refitted_after(kit):
     fitted = learner.trainer.steps
     learner.learn_to_hear()
     assert learner.hearing_done and learner.trainer.steps == fitted + 1
+
+
+def short_then_long_hearing(kit, long_steps: int, seed: int = 7) -> Learner:
+    """A learner whose kit has no hearing critic: a 20-step pass at start, then `long_steps` more."""
+    import dataclasses
+
+    from deepdrummer_live.learn.critic import LEAN_CONFIG
+
+    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64,
+                                 shipped_pretrain_steps=20 + long_steps)
+    return Learner(kit, torch.device("cpu"), seed=seed, config=config, chains=4, iters=1)
+
+
+def test_the_long_hearing_pass_goes_on_in_slices_on_fresh_loops_in_a_bounded_pool(kit, monkeypatch):
+    from deepdrummer_live.learn import learner as learner_module
+
+    monkeypatch.setattr(learner_module, "HEARING_POOL_LOOPS", 128)
+    monkeypatch.setattr(learner_module, "HEARING_FRESH_LOOPS", 32)
+    monkeypatch.setattr(learner_module, "HEARING_STEPS_PER_REFRESH", 10)
+    monkeypatch.setattr(learner_module, "HEARING_REFIT_EVERY", 100)
+    torch.set_num_threads(1)
+    learner = short_then_long_hearing(kit, long_steps=230)
+    assert learner.long_hearing_left() == 0  # nothing to go on with before the short pass
+    loops = pattern.random_loops(6, len(kit), gen(12), "cpu")
+    for i in range(6):
+        learner.set_rating(i, loops.take(i), i % 2)
+    learner.learn_to_hear()
+    assert learner.hearing_steps == 20 and learner.long_hearing_left() == 230
+    version, fits = learner.version, learner.trainer.steps
+    before = learner.scorer.score(learner.model, loops)
+    changed, pools = [], set()
+    while learner.long_hearing_left():
+        changed.append(learner.keep_hearing(25))
+        if learner._long_hearing is not None:
+            pools.add(len(learner._long_hearing["feats"]))
+    assert learner.hearing_steps == 250 and not learner.keep_hearing(25)
+    # every 100 steps and at the end the like head follows the trunk: refitted on the ratings
+    assert sum(changed) == 3 and learner.version == version + 3 and learner.trainer.steps == fits + 3
+    assert max(pools) == 128 and min(pools) == 64  # grew from the short pass's 64 loops, then a ring
+    assert learner._long_hearing is None  # its pool is let go
+    assert not torch.allclose(before, learner.scorer.score(learner.model, loops))  # the critic moved
+
+
+def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(kit, tmp_path):
+    torch.set_num_threads(1)
+    learner = short_then_long_hearing(kit, long_steps=60)
+    learner.learn_to_hear()
+    learner.keep_hearing(25)
+    while learner._long_hearing["fresh_in"] > 0 and learner.hearing_steps < 45:
+        learner.keep_hearing(25)
+    steps = learner.hearing_steps
+    store = Store(tmp_path)
+    learner.save_checkpoint(store)
+    resumed = short_then_long_hearing(kit, long_steps=60, seed=8)
+    assert resumed.load_checkpoint(store)
+    assert resumed.hearing_steps == steps and resumed.long_hearing_left() == 80 - steps > 0
+    while resumed.long_hearing_left():
+        resumed.keep_hearing(25)  # a fresh pool, then on to the end
+    assert resumed.hearing_steps == 80
+    # a critic that came with its hearing (shipped, --critic, an older file) has no long pass
+    shipped = Learner(kit, torch.device("cpu"), seed=2, chains=4, iters=1)
+    shipped.choose_start()
+    assert shipped.hearing_steps is None and shipped.long_hearing_left() == 0 and not shipped.keep_hearing(25)
+    store.close()

@@ -166,6 +166,38 @@ def test_stop_writes_every_queued_library_file(kit, tmp_path):
     assert library.has_files(h.store.library, liked)
 
 
+def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit, tmp_path, monkeypatch):
+    """The short hearing pass at start, then the long one in the worker's idle time: the checkpoint
+    says how far it went and proposals are remade (the refits: test_critics.py)."""
+    import dataclasses
+
+    from deepdrummer_live.learn import learner as learner_module
+    from deepdrummer_live.learn.critic import LEAN_CONFIG
+
+    monkeypatch.setattr(learner_module, "HEARING_REFIT_EVERY", 60)
+    h = Harness(kit, tmp_path)
+    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64, shipped_pretrain_steps=140)
+    h.learner = h.session.learner = h.session.worker.learner = Learner(kit, torch.device("cpu"), seed=5,
+                                                                        config=config, chains=8, iters=1)
+    assert h.learner.needs_hearing()
+    h.start()
+    try:
+        for liked in (True, False):
+            rated = h.session.current.id
+            commands.execute(h.session, "like" if liked else "dislike")
+            wait_for(lambda r=rated: h.session.current.id != r, what="the next loop")
+        wait_for(lambda: h.learner.hearing_steps == 140, 120, "the long hearing pass")
+        wait_for(lambda: h.session.worker.buffer and all(p.critic_version == h.learner.version
+                                                         for p in h.session.worker.buffer), 60,
+                 "proposals of the critic as it hears now")
+        saved = torch.load(h.store.checkpoint_path, weights_only=True)
+        assert saved["hearing_steps"] == 140 and saved["hearing_done"]
+        commands.execute(h.session, "like")  # the session goes on as before
+        assert h.messages("/dd/rated")[-1][0][1:] == ("like", 2, 1)
+    finally:
+        h.close()
+
+
 def test_every_surface_reaches_commands_only_through_the_table():
     """OSC addresses, terminal keys and controller actions all name commands of the one table."""
     assert {c.address for c in commands.COMMANDS.values()} <= osc.addresses()

@@ -43,6 +43,14 @@ from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
 
 log = logging.getLogger(__name__)
 CALIBRATION_LOOPS = 256
+# The long hearing pass (a session on a kit with no hearing critic of its own, in idle time): fresh
+# loops are featurized HEARING_FRESH_LOOPS at a time every HEARING_STEPS_PER_REFRESH steps into a
+# pool of at most HEARING_POOL_LOOPS (about 20 MB of MFCCs); the like head follows the trunk every
+# HEARING_REFIT_EVERY steps.
+HEARING_POOL_LOOPS = 4096
+HEARING_FRESH_LOOPS = 256
+HEARING_STEPS_PER_REFRESH = 80
+HEARING_REFIT_EVERY = 1000
 
 
 @dataclass
@@ -80,7 +88,9 @@ class Learner:
                                on_audio=self.kind.trains_on == "audio")
         self.version = 0
         self.hearing_done = False
+        self.hearing_steps: int | None = None  # hearing steps the trunk has learnt; None: came with it
         self._hearing: dict | None = None  # pretraining data and progress while it runs
+        self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
         self._live_cache: dict = {}
 
     @property
@@ -136,36 +146,102 @@ class Learner:
         optimizer steps (default: all that are left), so a caller can interleave other work.
         Returns the recent loss; `hearing_done` turns True after the last step."""
         if self._hearing is None:
-            n = self.config.pretrain_loops
-            loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device, prior=self.prior)
-            group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
-                                    device=self.device)
-            groups = group_of[loops.sample_ids]  # [n, row]
-            targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
-            index = torch.arange(n, device=self.device)
-            # Soft targets: a hit's level / 9, so the trunk learns to hear how loud each hit is
-            # too (a taste for accents and ghost notes needs it); the loudest row of a group wins.
-            strength = loops.levels.float() / MAX_LEVEL
-            for r in range(pattern.N_ROWS):
-                targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], strength[:, r])
-            with torch.no_grad():
-                feats = self.scorer.features(loops)
-            self._hearing = {"feats": feats, "targets": targets, "counts": loops.grid.sum(dim=1),
+            feats, targets, counts = self._hearing_examples(self.config.pretrain_loops)
+            self._hearing = {"feats": feats, "targets": targets, "counts": counts,
                              "left": self.config.pretrain_steps, "optimizer": hearing_optimizer(self.model)}
         h = self._hearing
         n = h["left"] if steps is None else min(steps, h["left"])
         loss = pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
                                 h["optimizer"])
         h["left"] -= n
+        self.hearing_steps = (self.hearing_steps or 0) + n
         if h["left"] <= 0:
-            self.model.calibrate_head(h["feats"])
             self._hearing = None
             self.hearing_done = True
-            self.version += 1
-            if self.config.fit == "full":
-                # Ratings given while it was learning to hear were fitted on a trunk that has moved
-                self.trainer.train()
+            if self.long_hearing_left():  # its loops start the long pass's pool
+                self._long_hearing = {**h, "fresh_in": HEARING_STEPS_PER_REFRESH, "refit_in": HEARING_REFIT_EVERY,
+                                      "next": 0}
+            self._settle_hearing(h["feats"])
         return loss
+
+    def _hearing_examples(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`n` random loops of this kit and what hearing learns of them: MFCC `[n, n_mfcc, frames]`,
+        soft role targets `[n, n_groups, n_steps]`, rows hitting per step `[n, n_steps]`."""
+        loops = pattern.random_loops(n, len(self.kit), self.train_gen, self.device, prior=self.prior)
+        group_of = torch.tensor([ROLE_GROUPS.get(r, ROLE_GROUPS["perc"]) for r in self.kit.roles],
+                                device=self.device)
+        groups = group_of[loops.sample_ids]  # [n, row]
+        targets = torch.zeros(n, self.model.n_groups, pattern.N_STEPS, device=self.device)
+        index = torch.arange(n, device=self.device)
+        # Soft targets: a hit's level / 9, so the trunk learns to hear how loud each hit is
+        # too (a taste for accents and ghost notes needs it); the loudest row of a group wins.
+        strength = loops.levels.float() / MAX_LEVEL
+        for r in range(pattern.N_ROWS):
+            targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], strength[:, r])
+        with torch.no_grad():
+            feats = self.scorer.features(loops)
+        return feats, targets, loops.grid.sum(dim=1)
+
+    def long_hearing_left(self) -> int:
+        """Hearing steps still to learn after the short pass at start, to reach what a shipped
+        hearing critic learnt offline (config.shipped_pretrain_steps); 0 for a critic that came
+        with its hearing (shipped, --critic, a file that does not say)."""
+        if self.hearing_steps is None or not self.hearing_done:
+            return 0
+        return max(0, self.config.shipped_pretrain_steps - self.hearing_steps)
+
+    def keep_hearing(self, steps: int) -> bool:
+        """One slice of the long hearing pass, for the worker's idle time: featurize a few fresh
+        loops into a bounded pool, or run at most `steps` hearing steps on it. Every
+        HEARING_REFIT_EVERY steps, and at the end, the like head is rescaled and refitted on what
+        the trunk now hears (as after the short pass). Returns True when that happened: the
+        critic changed, proposals made before are stale."""
+        if not self.long_hearing_left():
+            return False
+        h = self._long_hearing
+        if h is None:  # resumed half-way (a checkpoint): a new pool
+            feats, targets, counts = self._hearing_examples(HEARING_FRESH_LOOPS)
+            h = self._long_hearing = {"feats": feats, "targets": targets, "counts": counts, "next": 0,
+                                      "optimizer": hearing_optimizer(self.model),
+                                      "fresh_in": HEARING_STEPS_PER_REFRESH, "refit_in": HEARING_REFIT_EVERY}
+        if h["fresh_in"] <= 0:
+            self._add_fresh_hearing_loops(h)
+            h["fresh_in"] = HEARING_STEPS_PER_REFRESH
+            return False
+        n = min(steps, h["fresh_in"], h["refit_in"], self.long_hearing_left())
+        pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen, h["optimizer"])
+        self.hearing_steps += n
+        h["fresh_in"] -= n
+        h["refit_in"] -= n
+        if h["refit_in"] > 0 and self.long_hearing_left():
+            return False
+        h["refit_in"] = HEARING_REFIT_EVERY
+        self._settle_hearing(h["feats"])
+        if not self.long_hearing_left():
+            self._long_hearing = None  # its pool (about 20 MB) is not needed any more
+        return True
+
+    def _add_fresh_hearing_loops(self, h: dict) -> None:
+        """HEARING_FRESH_LOOPS new loops into the pool; once it holds HEARING_POOL_LOOPS, they replace
+        the oldest (fresh loops keep hearing from learning one pool by heart, the bound keeps memory)."""
+        new = self._hearing_examples(HEARING_FRESH_LOOPS)
+        keys = ("feats", "targets", "counts")
+        if len(h["feats"]) < HEARING_POOL_LOOPS:
+            for key, part in zip(keys, new):
+                h[key] = torch.cat([h[key], part])
+            return
+        at = torch.arange(h["next"], h["next"] + HEARING_FRESH_LOOPS, device=self.device) % HEARING_POOL_LOOPS
+        for key, part in zip(keys, new):
+            h[key][at] = part
+        h["next"] = int(at[-1]) + 1
+
+    def _settle_hearing(self, feats: torch.Tensor) -> None:
+        """The trunk has moved: rescale the like head's input (over random loops) and refit it on the
+        ratings so far, which were fitted on what the trunk heard before."""
+        self.model.calibrate_head(feats)
+        self.version += 1
+        if self.config.fit == "full":
+            self.trainer.train()
 
     def example(self, loops: Loops) -> torch.Tensor:
         """What training keeps for a rated loop: MFCCs (lean) or the 2 s of audio (paper)."""
@@ -211,7 +287,8 @@ class Learner:
     def critic_state(self) -> dict:
         """What a critic file holds (see learn/kinds.py)."""
         return {"model": self.model.state_dict(), "config": self.kind.name, "train_steps": self.trainer.steps,
-                "version": self.version, "hearing_done": self.hearing_done, "kit": kit_fingerprint(self.kit)}
+                "version": self.version, "hearing_done": self.hearing_done, "hearing_steps": self.hearing_steps,
+                "kit": kit_fingerprint(self.kit)}
 
     def save_checkpoint(self, store: Store) -> None:
         buf = io.BytesIO()
@@ -292,5 +369,8 @@ class Learner:
         self.kind.fits(self.model, state, path)
         self.model.eval()
         self.hearing_done = bool(state.get("hearing_done", False))
+        steps = state.get("hearing_steps")  # absent: a shipped or --critic file, its hearing complete
+        self.hearing_steps = int(steps) if steps is not None and self.hearing_done else None
+        self._long_hearing = None
         self.trainer.steps = int(state.get("train_steps", 0))
         self.version = int(state.get("version", 0)) + 1  # proposals made before are stale
