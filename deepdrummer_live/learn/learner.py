@@ -326,8 +326,8 @@ class Learner:
     def _usable(self, path: Path) -> bool:
         if not path.exists():
             return False
-        try:  # on a copy: a file that fails half-way must not leave this critic half-loaded
-            self.kind.fits(copy.deepcopy(self.model), self.kind.read(path, self.device), path)
+        try:
+            self._check_fits(self.kind.read(path, self.device), path)
         except CriticFileError:
             return False  # load_checkpoint says why, once
         return True
@@ -357,13 +357,18 @@ class Learner:
                          path.name, self.kit.name)
                 return False
             # A file made by another version of the critic (not remade with `make critics`) must
-            # not stop the session: check it on a copy, then adopt it whole
-            self.kind.fits(copy.deepcopy(self.model), state, path)
+            # not stop the session: learn to hear instead
+            self._check_fits(state, path)
         except CriticFileError as exc:
             log.warning("shipped hearing critic unusable (%s); learning to hear instead", exc)
             return False
         self._adopt(state, path)
         return True
+
+    def _check_fits(self, state: dict, path: Path) -> None:
+        """CriticFileError when `state` does not fit this critic; checked on a copy, so a file that
+        fails half-way never leaves this critic half-loaded."""
+        self.kind.fits(copy.deepcopy(self.model), state, path)
 
     def _adopt(self, state: dict, path: Path) -> None:
         self.kind.fits(self.model, state, path)
