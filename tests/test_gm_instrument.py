@@ -27,9 +27,13 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian: fluid-soundf
 FLUID_ID = "dd-gm-fluid"
 BPM = 120.0
 BARS = 2  # checked, at 120 BPM: 4 s
-RECORD_S = 6  # the bars checked, plus the time jack_rec and the transport take to start
+RECORD_S = 9  # the bars checked, plus the time jack_rec and the transport take to start (a busy machine: seconds)
 GRID_TOLERANCE_S = 0.004  # JACK's MIDI period and FluidSynth's block (1.3 ms each), plus one more
 SEARCH_S = 0.020  # how far from its grid time a hit is looked for
+# No reverb and no chorus, live and in the reference: FluidSynth is the client that missed JACK's
+# 1.3 ms cycles on a 2-core VM (jackd's log: "client = dd-gm-fluid was not finished"), and they
+# are most of its work per cycle; the drum hits themselves are what is checked
+LIGHT = ("-R", "0", "-C", "0")
 MATCH = 0.5  # normalised correlation of a step window with the reference (earlier hits still ring in it)
 
 pytestmark = pytest.mark.skipif(
@@ -61,7 +65,7 @@ def fluidsynth(realtime_jack, tmp_path):
     log = open(log_path, "w")
     # stdin stays an open pipe: FluidSynth's shell reads it and would quit at end-of-file
     proc = subprocess.Popen(
-        [FLUIDSYNTH, "-v", "-a", "jack", "-m", "jack", "-r", "48000", "-o", f"audio.jack.id={FLUID_ID}",
+        [FLUIDSYNTH, "-v", *LIGHT, "-a", "jack", "-m", "jack", "-r", "48000", "-o", f"audio.jack.id={FLUID_ID}",
          "-o", f"midi.jack.id={FLUID_ID}", "-o", "audio.jack.autoconnect=0", str(SOUNDFONT)],
         stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
     proc.log_path = log_path
@@ -122,7 +126,7 @@ def render_reference(hits, velocities, tmp_path: Path, sr: int) -> np.ndarray:
     mid.tracks.append(track)
     mid.save(tmp_path / "reference.mid")
     out = tmp_path / "reference.wav"
-    subprocess.run([FLUIDSYNTH, "-ni", "-q", "-r", str(sr), "-F", str(out), str(SOUNDFONT),
+    subprocess.run([FLUIDSYNTH, "-ni", "-q", *LIGHT, "-r", str(sr), "-F", str(out), str(SOUNDFONT),
                     str(tmp_path / "reference.mid")], check=True, capture_output=True, timeout=60)
     audio, _ = sf.read(out)
     return audio.mean(axis=1)[: int(now / 480 * 60 / BPM * sr) + sr]  # the notes and 1 s of their tails
@@ -142,16 +146,31 @@ def best_lag(a: np.ndarray, b: np.ndarray, lo: int, hi: int) -> tuple[int, float
     return best
 
 
+def first_match(a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[int, float]:
+    """The first lag where b[lag:lag+len(a)] looks like a (normalised correlation >= threshold),
+    refined to the best lag within 10 ms after it; (best lag, its correlation) when none is."""
+    dots = np.correlate(b, a, mode="valid")
+    energy = np.concatenate([[0.0], np.cumsum(b * b)])
+    norms = np.sqrt(energy[len(a):] - energy[:-len(a)]) * np.linalg.norm(a) + 1e-12
+    corr = dots / norms
+    above = np.flatnonzero(corr >= threshold)
+    if not len(above):
+        return int(np.argmax(corr)), float(corr.max())
+    lo = int(above[0])
+    window = corr[lo: lo + int(0.01 * len(a) / 0.05)]  # a is 50 ms long
+    return lo + int(np.argmax(window)), float(window.max())
+
+
 def check_hits(rec: np.ndarray, ref: np.ndarray, steps: list[int], sr: int) -> list[str]:
     """Problems with the live recording against the reference, step by step.
 
-    The reference's first 50 ms (step 0's hits) are found in the recording: the transport started
-    at an unknown point of it. Then each step's 50 ms of the reference, its attack included, is
+    The reference's first 50 ms (step 0's hits) are found in the recording, where they first sound:
+    the transport started at an unknown point of it (and the loop repeats after the bars checked). Then each step's 50 ms of the reference, its attack included, is
     looked for within SEARCH_S of its grid time in the recording: found, and within GRID_TOLERANCE_S.
     """
     step_len = int(round(sr * 60.0 / BPM / 4))
     window, search, tol = int(0.05 * sr), int(SEARCH_S * sr), int(GRID_TOLERANCE_S * sr)
-    origin, corr = best_lag(ref[:window], rec, 0, len(rec) - window)
+    origin, corr = first_match(ref[:window], rec, 0.9)
     if corr < 0.9:
         return [f"the loop's first hits are not in the recording (best match {corr:.2f})"]
     problems = []
@@ -226,5 +245,33 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
     if problems and overruns:
         # An overrun shifts the audio timeline against the wall clock the daemon sends on,
         # so hits can't be placed on the grid (see docs/timing.md).
-        pytest.skip(f"jackd missed {overruns} cycles during the recording (machine overloaded): {problems[:3]}")
+        pytest.skip(f"jackd missed {overruns} cycles during the recording (machine overloaded): {problems[:3]}; "
+                    f"jackd: {realtime_jack.xrun_lines()[-4:]}")
     assert not problems, problems
+
+
+def test_the_grid_check_finds_the_first_bar_and_a_hit_off_the_grid():
+    """check_hits on made-up audio: the loop found where it first sounds (not a later repeat), a hit
+    6 ms late named, a missing hit named."""
+    sr = 48000
+    step_len = int(round(sr * 60.0 / BPM / 4))
+    rng = np.random.default_rng(3)
+    bursts = [rng.standard_normal(int(0.03 * sr)) * np.exp(-np.arange(int(0.03 * sr)) / 300) for _ in range(4)]
+
+    def bars(n_bars: int, late_step: int | None = None, missing: int | None = None) -> np.ndarray:
+        out = np.zeros(n_bars * 16 * step_len + sr)
+        for k in range(n_bars * 16):
+            if k == missing:
+                continue
+            at = k * step_len + (int(0.006 * sr) if k == late_step else 0)
+            out[at: at + len(bursts[0])] += bursts[k % 4]
+        return out
+
+    ref = bars(2)
+    silence = np.zeros(int(0.7 * sr))
+    good = np.concatenate([silence, bars(4)])  # plays on after the two bars checked
+    assert check_hits(good, ref, list(range(32)), sr) == []
+    late = np.concatenate([silence, bars(4, late_step=5)])
+    assert check_hits(late, ref, list(range(32)), sr) == ["step 5: +6.0 ms off the grid"]
+    gone = np.concatenate([silence, bars(4, missing=9)])
+    assert [p.split(":")[0] for p in check_hits(gone, ref, list(range(32)), sr)] == ["step 9"]

@@ -125,6 +125,11 @@ class JackServer(str):
     def xruns(self) -> int:
         return _log_text(self.proc).count("XRun")
 
+    def xrun_lines(self, start: int = 0) -> list[str]:
+        """jackd's log lines about missed cycles from the `start`-th on (they say which client was late)."""
+        lines = [line for line in _log_text(self.proc).splitlines() if "XRun" in line or "xrun" in line]
+        return lines[start:]
+
     def connected(self, port_a: str, port_b: str) -> bool:
         """Ports whose full names contain port_a and port_b are connected (JACK's own view)."""
         out = jack_lsp(self, "-c") or ""
