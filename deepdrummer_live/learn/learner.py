@@ -198,6 +198,14 @@ class Learner:
         critic changed, proposals made before are stale."""
         if not self.long_hearing_left():
             return False
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # idle work on one core: the other stays free for the performer's path
+        try:
+            return self._keep_hearing(steps)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _keep_hearing(self, steps: int) -> bool:
         h = self._long_hearing
         if h is None:  # resumed half-way (a checkpoint): a new pool
             feats, targets, counts = self._hearing_examples(HEARING_FRESH_LOOPS)
