@@ -67,6 +67,11 @@ class UserResult:
     before_expected: float | None = None
     after_expected: float | None = None
     gain_expected: float | None = None
+    # The user's like-rate on the kit's random loops (2,000 of them, expected): what `before` measures
+    # with 12-40 loops. A seed's before loops are the same for every user (an untrained critic
+    # proposes the same loops), so a lucky or unlucky seed moves every user's gain; after - base does not.
+    base: float | None = None
+    gain_vs_base: float | None = None
 
 
 def free_udp_port() -> int:
@@ -357,26 +362,32 @@ def main(argv=None) -> int:
     names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
     results = []
     print(f"{'user':14s} {'seed':>4s} {'kit':18s} {'before':>6s} {'after':>6s} {'gain':>6s} {'train':>6s} "
-          f"{'2nd½':>6s} {'p95ms':>6s} {'secs':>5s} {'gain(E)':>7s}", flush=True)
+          f"{'2nd½':>6s} {'p95ms':>6s} {'secs':>5s} {'gain(E)':>7s} {'vs base':>7s}", flush=True)
+    from deepdrummer_live.learn.simuser import base_rate
+    from deepdrummer_live.sound.kit import load_kit
+
+    kit_rows = [(x.name, x.note) for x in load_kit(args.kit).samples]
     for i in range(args.seeds):  # every user once before any user twice: a cut-short run still covers all
         for name in names:
             run_args = argparse.Namespace(**{**vars(args), "seed": args.seed + i})
             user = make_user(name, args.user_seed + i)
             res = run_inproc_user(user, run_args) if args.inproc else run_osc_user(user, run_args)
             res.seed = run_args.seed
+            res.base = base_rate(user, kit_rows)
+            res.gain_vs_base = res.after_expected - res.base
             results.append(res)
             p95 = f"{res.rating_to_next_ms_p95:6.0f}" if res.rating_to_next_ms_p95 is not None else "     -"
             print(f"{res.user:14s} {res.seed:4d} {Path(res.kit).name[:18]:18s} {res.before:6.2f} {res.after:6.2f} "
                   f"{res.gain:+6.2f} {res.liked_in_training:6.2f} {res.liked_last_half:6.2f} {p95} {res.seconds:5.0f}"
-                  f" {res.gain_expected:+7.2f}"
+                  f" {res.gain_expected:+7.2f} {res.gain_vs_base:+7.2f}"
                   + (f"  errors: {res.errors}" if res.errors else ""), flush=True)
     per_user = summarize(results, names)
     if args.seeds > 1:
-        print(f"\n{'user':14s} {'runs':>4s} {'gain mean':>9s} {'sd':>5s} {'min':>6s} {'max':>6s} {'E mean':>7s}",
-              flush=True)
+        print(f"\n{'user':14s} {'runs':>4s} {'gain mean':>9s} {'sd':>5s} {'min':>6s} {'max':>6s} {'E mean':>7s} "
+              f"{'vs base':>7s}", flush=True)
         for name, st in per_user.items():
             print(f"{name:14s} {st['runs']:4d} {st['gain_mean']:+9.2f} {st['gain_sd']:5.2f} {st['gain_min']:+6.2f} "
-                  f"{st['gain_max']:+6.2f} {st['gain_expected_mean']:+7.2f}", flush=True)
+                  f"{st['gain_max']:+6.2f} {st['gain_expected_mean']:+7.2f} {st['gain_vs_base_mean']:+7.2f}", flush=True)
     gains = [r.gain for r in results]
     user_means = [st["gain_mean"] for st in per_user.values()]
     summary = {
@@ -386,12 +397,14 @@ def main(argv=None) -> int:
         "seed": args.seed, "seeds": args.seeds, "mean_before": sum(r.before for r in results) / len(results),
         "mean_after": sum(r.after for r in results) / len(results), "mean_gain": sum(gains) / len(gains),
         "min_gain": min(gains), "min_user_mean_gain": min(user_means),
-        "mean_gain_expected": sum(r.gain_expected for r in results) / len(results), "per_user": per_user,
+        "mean_gain_expected": sum(r.gain_expected for r in results) / len(results),
+        "mean_gain_vs_base": sum(r.gain_vs_base for r in results) / len(results), "per_user": per_user,
         "runs": [asdict(r) for r in results],
     }
     print(f"mean before {summary['mean_before']:.2f}  after {summary['mean_after']:.2f}  "
           f"gain {summary['mean_gain']:+.2f}  worst user's mean gain {summary['min_user_mean_gain']:+.2f}  "
-          f"worst run {summary['min_gain']:+.2f}  expected gain {summary['mean_gain_expected']:+.2f}", flush=True)
+          f"worst run {summary['min_gain']:+.2f}  expected gain {summary['mean_gain_expected']:+.2f}  "
+          f"after - base rate {summary['mean_gain_vs_base']:+.2f}", flush=True)
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
@@ -405,8 +418,10 @@ def summarize(results: list[UserResult], names: list[str]) -> dict:
         mean = sum(gains) / len(gains)
         sd = (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1)) ** 0.5 if len(gains) > 1 else 0.0
         expected = [r.gain_expected for r in results if r.user == name]
+        vs_base = [r.gain_vs_base for r in results if r.user == name]
         out[name] = {"runs": len(gains), "gain_mean": mean, "gain_sd": sd, "gain_min": min(gains),
-                     "gain_max": max(gains), "gain_expected_mean": sum(expected) / len(expected)}
+                     "gain_max": max(gains), "gain_expected_mean": sum(expected) / len(expected),
+                     "gain_vs_base_mean": sum(vs_base) / len(vs_base)}
     return out
 
 
