@@ -29,6 +29,7 @@ BUFFER_DEPTH = 2  # proposals kept ready for the current mode
 MAX_QUEUED_JOBS = 64  # a flood of /dd/save must not grow memory without bound
 TRAIN_SLICE = 8  # training batches between two looks at the queue
 HEARING_SLICE = 25  # pretraining steps between two looks at the queue
+IDLE_HEARING_SLICE = 10  # the long pass's steps per slice (about 25 ms on one core): it never holds up a rating
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 CHECKPOINT_EVERY_S = 5.0
 IDLE_WAKE_S = 0.5
@@ -202,7 +203,7 @@ class Worker:
         """A slice of the long hearing pass, then as long a rest: idle time of a session whose kit came
         without a hearing critic improves what the critic hears, at most about half the worker's CPU."""
         t0 = time.monotonic()
-        changed = self.learner.keep_hearing(HEARING_SLICE)
+        changed = self.learner.keep_hearing(IDLE_HEARING_SLICE)
         with self.lock:
             self._hearing_rest_until = time.monotonic() + HEARING_REST * (time.monotonic() - t0)
             if changed:

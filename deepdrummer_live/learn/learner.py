@@ -48,8 +48,8 @@ CALIBRATION_LOOPS = 256
 # pool of at most HEARING_POOL_LOOPS (about 20 MB of MFCCs); the like head follows the trunk every
 # HEARING_REFIT_EVERY steps.
 HEARING_POOL_LOOPS = 4096
-HEARING_FRESH_LOOPS = 256
-HEARING_STEPS_PER_REFRESH = 80
+HEARING_FRESH_LOOPS = 128  # about 50 ms of rendering and MFCCs on one core: a short slice
+HEARING_STEPS_PER_REFRESH = 40  # 3.2 fresh loops per step, as the shipped critics' 32,768 for 10,000
 HEARING_REFIT_EVERY = 1000
 
 
