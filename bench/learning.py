@@ -387,7 +387,8 @@ def main(argv=None) -> int:
               f"{'vs base':>7s}", flush=True)
         for name, st in per_user.items():
             print(f"{name:14s} {st['runs']:4d} {st['gain_mean']:+9.2f} {st['gain_sd']:5.2f} {st['gain_min']:+6.2f} "
-                  f"{st['gain_max']:+6.2f} {st['gain_expected_mean']:+7.2f} {st['gain_vs_base_mean']:+7.2f}", flush=True)
+                  f"{st['gain_max']:+6.2f} {st['gain_expected_mean']:+7.2f} {st['gain_vs_base_mean']:+7.2f}",
+                  flush=True)
     gains = [r.gain for r in results]
     user_means = [st["gain_mean"] for st in per_user.values()]
     summary = {

@@ -164,8 +164,9 @@ def first_match(a: np.ndarray, b: np.ndarray, threshold: float) -> tuple[int, fl
 def check_hits(rec: np.ndarray, ref: np.ndarray, steps: list[int], sr: int) -> list[str]:
     """Problems with the live recording against the reference, step by step.
 
-    The reference's first 50 ms (step 0's hits) are found in the recording, where they first sound:
-    the transport started at an unknown point of it (and the loop repeats after the bars checked). Then each step's 50 ms of the reference, its attack included, is
+    The reference's first 50 ms (step 0's hits) are found in the recording, where they first
+    sound: the transport started at an unknown point of it (and the loop repeats after the bars
+    checked). Then each step's 50 ms of the reference, its attack included, is
     looked for within SEARCH_S of its grid time in the recording: found, and within GRID_TOLERANCE_S.
     """
     step_len = int(round(sr * 60.0 / BPM / 4))
