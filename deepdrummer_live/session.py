@@ -545,5 +545,6 @@ class Session:
                 "playing": self.playing,
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
+                "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
                 "losses": list(self.worker.stats.losses), "last_error": self.last_error,
             }

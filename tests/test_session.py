@@ -180,6 +180,7 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
     h.learner = h.session.learner = h.session.worker.learner = Learner(kit, torch.device("cpu"), seed=5,
                                                                         config=config, chains=8, iters=1)
     assert h.learner.needs_hearing()
+    assert h.session.snapshot()["hearing"] == (0, 140)  # what the terminal and the page show
     h.start()
     try:
         for liked in (True, False):
@@ -187,11 +188,14 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
             commands.execute(h.session, "like" if liked else "dislike")
             wait_for(lambda r=rated: h.session.current.id != r, what="the next loop")
         wait_for(lambda: h.learner.hearing_steps == 140, 120, "the long hearing pass")
+        assert h.session.snapshot()["hearing"] is None  # the surfaces stop showing it
         wait_for(lambda: h.session.worker.buffer and all(p.critic_version == h.learner.version
                                                          for p in h.session.worker.buffer), 60,
                  "proposals of the critic as it hears now")
-        saved = torch.load(h.store.checkpoint_path, weights_only=True)
-        assert saved["hearing_steps"] == 140 and saved["hearing_done"]
+        # the worker writes the checkpoint just after the pass: it says how far hearing went
+        saved = wait_for(lambda: (lambda st: st if st["hearing_steps"] == 140 else None)(
+            torch.load(h.store.checkpoint_path, weights_only=True)), 60, "the checkpoint after the pass")
+        assert saved["hearing_done"]
         commands.execute(h.session, "like")  # the session goes on as before
         assert h.messages("/dd/rated")[-1][0][1:] == ("like", 2, 1)
     finally:

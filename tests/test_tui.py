@@ -82,8 +82,14 @@ def test_stopped_has_no_playhead_and_ascii_fallback():
 
 @pytest.mark.parametrize("width", [MIN_WIDTH, 80, 100, 200])
 def test_lines_never_exceed_the_width(width):
-    for line in render_lines(snapshot(last_error="x" * 300, losses=[float(i % 7) for i in range(500)]), width):
+    for line in render_lines(snapshot(last_error="x" * 300, losses=[float(i % 7) for i in range(500)],
+                                      hearing=[3400, 10000]), width):
         assert len(line) <= width - 1
+
+
+def test_hearing_shows_while_the_critic_learns_to_hear_the_kit():
+    assert "hearing 34%" in "\n".join(render_lines(snapshot(hearing=[3400, 10000]), 120))
+    assert "hearing" not in "\n".join(render_lines(snapshot(hearing=None), 120))  # a kit it hears already
 
 
 def test_tiny_terminal_asks_for_more_room():

@@ -114,6 +114,7 @@ def test_page_shows_the_current_loop_and_its_controls(served, page):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
     expect(page.locator(".grid .row")).to_have_count(4)
     expect(page.get_by_label("mode")).to_have_value(served.status()[3])
+    expect(page.locator("#hearing")).to_be_hidden()  # a built-in kit comes with its hearing critic
     # Everything came from the daemon itself: no CDN, no other host.
     assert requests and all(urlsplit(u).netloc == f"127.0.0.1:{served.web_port}" for u in requests), requests
 
@@ -217,6 +218,27 @@ def test_reconnects_after_a_daemon_restart(tmp_path, page):
         d.osc.close()
         if d.daemon.proc.poll() is None:
             d.stop()
+
+
+def test_the_page_says_while_the_critic_learns_to_hear_a_kit_of_ones_own(tmp_path, page):
+    """A folder of one-shots has no hearing critic: the page shows the critic learning to hear it."""
+    import shutil
+
+    from deepdrummer_live.paths import builtin_kits_dir
+
+    kit = tmp_path / "my-kit"
+    kit.mkdir()
+    for wav in sorted((builtin_kits_dir() / "dd-analog").glob("*.wav"))[::2]:
+        shutil.copy(wav, kit / wav.name)
+    d = PageDaemon(tmp_path / "state", "--kit", str(kit)).start()
+    try:
+        page.goto(d.url)
+        expect(page.locator("#conn")).to_have_text("connected")
+        expect(page.locator("#hearing")).to_be_visible()
+        expect(page.locator("#hearing")).to_contain_text("learning to hear the kit")
+    finally:
+        d.osc.close()
+        d.stop()
 
 
 def http_status(host: str, port: int, path: str, headers: dict | None = None) -> int:

@@ -190,6 +190,15 @@ class Learner:
             return 0
         return max(0, self.config.shipped_pretrain_steps - self.hearing_steps)
 
+    def hearing_progress(self) -> tuple[int, int] | None:
+        """(hearing steps learnt, steps to reach) while the critic still learns to hear this kit (the
+        short pass at start, then the long one in idle time); None once it hears as well as it will."""
+        if self.needs_hearing():
+            return (self.hearing_steps or 0, self.config.shipped_pretrain_steps)
+        if self.long_hearing_left():
+            return (self.hearing_steps, self.config.shipped_pretrain_steps)
+        return None
+
     def keep_hearing(self, steps: int) -> bool:
         """One slice of the long hearing pass, for the worker's idle time: featurize a few fresh
         loops into a bounded pool, or run at most `steps` hearing steps on it. Every

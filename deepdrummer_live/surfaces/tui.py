@@ -147,6 +147,9 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
                           len(f"dislikes {dislikes}"), "dislike"))
     lines.append(f" mode {snap.get('mode', '?')}   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
                  f"   device {snap.get('device', '?')}   train steps {snap.get('train_steps', 0)}")
+    hearing = snap.get("hearing")
+    if hearing:  # a kit without a hearing critic: the critic still learns to hear it, in idle time
+        lines[-1] += f"   hearing {hearing_percent(hearing)}"
     exp = snap.get("experiment")
     if exp:  # `deepdrummer-live experiment`: where the participant is in the plan
         lines[-1] = (f" experiment {exp['participant']}: phase {exp['phase']} {exp['rated']}/{exp['of']}   "
@@ -217,6 +220,12 @@ def with_page_url(lines: list[str], url: str | None, qr: list[str], width: int,
         return out + qr
     return out + [f" (a terminal of {left + len(qr[0]) + 1} columns or {len(out) + len(qr)} lines "
                   f"shows a QR code of it)"[:width - 1]]
+
+
+def hearing_percent(hearing) -> str:
+    """`[learnt, of]` hearing steps -> '34%'."""
+    learnt, of = hearing
+    return f"{min(99, int(100 * learnt / max(1, of)))}%"
 
 
 def render_lines(snapshot: dict, width: int, unicode: bool = True) -> list[str]:

@@ -148,6 +148,11 @@ function applySnapshot(s) {
   setRange("swing", s.swing);
   setRange("density", s.density);
   setStep(s.step);
+  // [learnt, of] while the critic still learns to hear the kit; null once it hears as well as it will
+  const hearing = Array.isArray(s.hearing) ? s.hearing : null;
+  $("hearing").hidden = !hearing;
+  $("hearing").textContent = hearing
+    ? `learning to hear the kit ${Math.min(99, Math.floor((100 * hearing[0]) / Math.max(1, hearing[1])))}%` : "";
 }
 
 // --- view ------------------------------------------------------------------------------------------------
