@@ -158,9 +158,8 @@ class Learner:
         if h["left"] <= 0:
             self._hearing = None
             self.hearing_done = True
-            if self.long_hearing_left():  # its loops start the long pass's pool
-                self._long_hearing = {**h, "fresh_in": HEARING_STEPS_PER_REFRESH, "refit_in": HEARING_REFIT_EVERY,
-                                      "next": 0}
+            if self.long_hearing_left():  # its loops and optimizer start the long pass
+                self._start_long_hearing(h["feats"], h["targets"], h["counts"], h["optimizer"])
             self._settle_hearing(h["feats"])
         return loss
 
@@ -217,10 +216,7 @@ class Learner:
     def _keep_hearing(self, steps: int) -> bool:
         h = self._long_hearing
         if h is None:  # resumed half-way (a checkpoint): a new pool
-            feats, targets, counts = self._hearing_examples(HEARING_FRESH_LOOPS)
-            h = self._long_hearing = {"feats": feats, "targets": targets, "counts": counts, "next": 0,
-                                      "optimizer": hearing_optimizer(self.model),
-                                      "fresh_in": HEARING_STEPS_PER_REFRESH, "refit_in": HEARING_REFIT_EVERY}
+            h = self._start_long_hearing(*self._hearing_examples(HEARING_FRESH_LOOPS), hearing_optimizer(self.model))
         if h["fresh_in"] <= 0:
             self._add_fresh_hearing_loops(h)
             h["fresh_in"] = HEARING_STEPS_PER_REFRESH
@@ -237,6 +233,13 @@ class Learner:
         if not self.long_hearing_left():
             self._long_hearing = None  # its pool (about 20 MB) is not needed any more
         return True
+
+    def _start_long_hearing(self, feats, targets, counts, optimizer) -> dict:
+        """The long pass's state: its pool (a ring once full: `next`), optimizer, and steps left
+        before the next fresh loops and the next refit."""
+        self._long_hearing = {"feats": feats, "targets": targets, "counts": counts, "next": 0, "optimizer": optimizer,
+                              "fresh_in": HEARING_STEPS_PER_REFRESH, "refit_in": HEARING_REFIT_EVERY}
+        return self._long_hearing
 
     def _add_fresh_hearing_loops(self, h: dict) -> None:
         """HEARING_FRESH_LOOPS new loops into the pool; once it holds HEARING_POOL_LOOPS, they replace
