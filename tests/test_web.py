@@ -170,10 +170,15 @@ def test_controls_run_commands_and_errors_show_their_message(served, page):
     while served.status()[3] != "random":  # the page's command runs in the daemon's own time
         assert time.monotonic() < deadline, "the mode chosen in the page never reached the daemon"
     mode.select_option("explore")
-    current = served.status()[2]
+    shown = served.status()[2]
+    served.osc.drain(0)
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#rated")).to_contain_text(f"Saved loop #{current}")  # after /dd/saved: files on disk
-    assert list((served.daemon.state_dir / "library").glob(f"*{current}-saved.mid"))
+    # Save keeps the daemon's current loop at the moment it runs: a next asked for by an earlier test may
+    # land in between, so the saved id is read from the daemon's own /dd/saved, not from before the click.
+    saved = served.osc.expect("/dd/saved")[0]
+    assert saved >= shown
+    expect(page.locator("#rated")).to_contain_text(f"Saved loop #{saved}")  # after /dd/saved: files on disk
+    assert list((served.daemon.state_dir / "library").glob(f"*{saved}-saved.mid"))
     tempo = page.get_by_label("tempo")
     tempo.fill("400")
     tempo.press("Enter")
