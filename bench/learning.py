@@ -242,6 +242,19 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             shutil.rmtree(state, ignore_errors=True)
 
 
+def idle_hearing(engine, steps: int) -> int:
+    """`steps` steps of the long hearing pass in the worker's own slices (some slices only fetch fresh
+    loops), as the daemon's worker runs them while a loop plays; the steps actually learnt."""
+    from deepdrummer_live.worker import IDLE_HEARING_SLICE
+
+    done = 0
+    while done < steps and engine.long_hearing_left():
+        before = engine.hearing_steps
+        engine.keep_hearing(min(IDLE_HEARING_SLICE, steps - done))
+        done += engine.hearing_steps - before
+    return done
+
+
 def run_inproc_user(user: SimUser, args) -> UserResult:
     """The same protocol against an Engine in this process: no buffer, no worker, no OSC."""
     import torch
@@ -284,8 +297,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
         rated.append(liked)
         engine.set_rating(m.loop_id, p.loops, int(liked))
         engine.train()
-        for _ in range(args.idle_hearing):  # what the daemon's worker does while the next loop plays
-            engine.keep_hearing(25)
+        idle_hearing(engine, args.idle_hearing_steps)
     after, after_p, after_x = evaluate()
     half = rated[len(rated) // 2:]
     return UserResult(user.name, args.kit or "default", _rate(before), _rate(after), _rate(after) - _rate(before),
@@ -341,9 +353,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--inproc", action="store_true", help="drive an Engine in this process (tuning)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for --inproc")
-    ap.add_argument("--idle-hearing", type=int, default=8, metavar="SLICES",
-                    help="--inproc only: slices of the long hearing pass after each rating (a kit with no hearing "
-                         "critic; the daemon's worker runs about this many in 2 s of idle time), 0 for none")
+    ap.add_argument("--idle-hearing-steps", type=int, default=200, metavar="STEPS",
+                    help="--inproc only: steps of the long hearing pass after each rating, in the daemon worker's "
+                         "slices (a kit with no hearing critic; an idle worker learns about 100 a second), 0 for none")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="--inproc only: override a LEAN_CONFIG field (e.g. --set lr=3e-4)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for any one answer")

@@ -278,6 +278,8 @@ def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(k
     while resumed.long_hearing_left():
         resumed.keep_hearing(25)  # a fresh pool, then on to the end
     assert resumed.hearing_steps == 80
+    # complete: its file names no steps, as a shipped one (so `make critics` remakes those byte for byte)
+    assert "hearing_steps" not in resumed.critic_state() and "hearing_steps" in learner.critic_state()
     # a critic that came with its hearing (shipped, --critic, an older file) has no long pass
     shipped = Learner(kit, torch.device("cpu"), seed=2, chains=4, iters=1)
     shipped.choose_start()

@@ -192,10 +192,13 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
         wait_for(lambda: h.session.worker.buffer and all(p.critic_version == h.learner.version
                                                          for p in h.session.worker.buffer), 60,
                  "proposals of the critic as it hears now")
-        # the worker writes the checkpoint just after the pass: it says how far hearing went
-        saved = wait_for(lambda: (lambda st: st if st["hearing_steps"] == 140 else None)(
+        # the worker writes the checkpoint just after the pass: complete hearing, so it names no steps
+        # left to learn (a checkpoint during the pass says how far it went)
+        saved = wait_for(lambda: (lambda st: st if st["hearing_done"] and "hearing_steps" not in st else None)(
             torch.load(h.store.checkpoint_path, weights_only=True)), 60, "the checkpoint after the pass")
         assert saved["hearing_done"]
+        resumed = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=8, iters=1)
+        assert resumed.load_checkpoint(h.store) and resumed.long_hearing_left() == 0  # no pass again
         commands.execute(h.session, "like")  # the session goes on as before
         assert h.messages("/dd/rated")[-1][0][1:] == ("like", 2, 1)
     finally:

@@ -306,9 +306,14 @@ class Learner:
 
     def critic_state(self) -> dict:
         """What a critic file holds (see learn/kinds.py)."""
-        return {"model": self.model.state_dict(), "config": self.kind.name, "train_steps": self.trainer.steps,
-                "version": self.version, "hearing_done": self.hearing_done, "hearing_steps": self.hearing_steps,
-                "kit": kit_fingerprint(self.kit)}
+        state = {"model": self.model.state_dict(), "config": self.kind.name, "train_steps": self.trainer.steps,
+                 "version": self.version, "hearing_done": self.hearing_done, "kit": kit_fingerprint(self.kit)}
+        # Only a critic still short of full hearing says how far it got (a resumed session goes on from
+        # there); a complete one writes nothing, like the shipped files, so `make critics` remakes them
+        # byte for byte.
+        if self.hearing_steps is not None and self.hearing_steps < self.config.shipped_pretrain_steps:
+            state["hearing_steps"] = self.hearing_steps
+        return state
 
     def save_checkpoint(self, store: Store) -> None:
         buf = io.BytesIO()
