@@ -200,8 +200,22 @@ def test_run_critic_of_another_state_dir_resumes_its_taste(tmp_path, kit):
         assert sum(good) / len(good) > 0.55, good
         c.send("/dd/status")
         assert c.expect("/dd/status")[5] >= 1  # train_steps: the teacher's
+        # A crash before this session's first rating: the state dir already holds the critic it was
+        # started from, so the next run (no --critic) resumes it, not an untrained one.
+        d.kill9()
+        d = Daemon(tmp_path / "b", "--notify", f"127.0.0.1:{c.port}", port=d.port)
+        d.start()
+        c.send("/dd/status")
+        st = c.expect("/dd/status")
+        while st[2] < 0:  # a status the daemon sent its subscribers while it was starting
+            st = c.expect("/dd/status")
+        assert st[5] >= 1, (st, d.output())
+        c.send("/dd/next")
+        resumed = c.expect("/dd/loop", timeout=60)
+        assert abs(resumed[1] - 0.5) > 0.02, resumed
     finally:
-        assert d.stop() == 0
+        if d.proc.poll() is None:
+            assert d.stop() == 0
         c.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -43,8 +44,9 @@ def shared_daemon(tmp_path_factory):
     assert d.stop() == 0, d.output()
 
 
-def run_cli(*args, timeout=120):
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def run_cli(*args, timeout=120, env=None):
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 def test_version():
@@ -231,7 +233,8 @@ def test_playing_switches_at_the_bar_line(daemon):
     (["--device", "tpu"], "tpu"),
     (["--midi-backend", "oss"], "--midi-backend"),
     (["--notify", "nowhere"], "--notify"),
-    (["--osc-host", "0.0.0.0"], "--osc-allow"),
+    (["--osc-allow", "10.0.0.0/33"], "--osc-allow"),
+    (["--notify", "nosuchhost.invalid:9001"], "--notify nosuchhost.invalid:9001"),
     (["--clock", "midi"], "--midi-in"),
     (["--swing", "0.7"], "--swing 0.7 out of range; use 0-0.5"),
     (["--note-map", "nope"], "--note-map nope: no such map"),
@@ -248,6 +251,17 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, needle):
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def test_audio_asked_for_by_flag_but_unusable_exits_2_with_one_line(tmp_path):
+    """The default audio falls back to none with a warning on a machine without any; audio named by a
+    flag is a promise, so when it cannot open, `run` ends as for any unusable device."""
+    out = run_cli("run", "--headless", "--state-dir", str(tmp_path), "--osc-port", str(free_udp_port()),
+                  "--midi-backend", "none", "--audio", "pyo", "--audio-backend", "jack", "--web-port", "0",
+                  env={"JACK_DEFAULT_SERVER": "dd-no-such-server", "JACK_NO_START_SERVER": "1"})
+    assert out.returncode == 2, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--audio pyo" in lines[0] and "dd-no-such-server" in lines[0], out.stderr
 
 
 def test_busy_port_exit_2(tmp_path):

@@ -3,6 +3,7 @@ checkpoints (a pickle with code in critic.pt never runs), state dir 0700, kits a
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -31,9 +32,23 @@ def local_non_loopback_ip() -> str | None:
         return None
 
 
-def test_non_loopback_bind_needs_osc_allow_and_loopback_always_works(tmp_path):
+def test_a_non_loopback_bind_serves_only_loopback_until_osc_allow_and_says_so(tmp_path, caplog):
+    # --osc-host is where it listens (the contract); who may control it is --osc-allow's
+    with caplog.at_level(logging.WARNING, logger="deepdrummer_live.surfaces.osc"):
+        bare = osc.OscServer("0.0.0.0", 0)
+    try:
+        assert "--osc-allow" in caplog.text
+        assert bare.allowed("127.0.0.1") and not bare.allowed("192.168.1.5")
+        bare.session = None
+        for _ in range(3):
+            bare.handle_datagram(osc.encode("/dd/ping"), ("192.168.1.5", 4000))
+        assert bare.counts["dropped_not_allowed"] == 3
+        refused = [r for r in caplog.records if "192.168.1.5" in r.getMessage()]
+        assert len(refused) == 1 and "--osc-allow 192.168.1.5/32" in refused[0].getMessage()  # named once
+    finally:
+        bare.sock.close()
     with pytest.raises(UsageError, match="--osc-allow"):
-        osc.OscServer("0.0.0.0", 0)
+        osc.OscServer("0.0.0.0", 0, allow=["not-a-network"])
     srv = osc.OscServer("0.0.0.0", 0, allow=["10.0.0.0/8"])
     try:
         for ip, ok in (("127.0.0.1", True), ("10.9.8.7", True), ("192.168.1.5", False), ("::1", True),

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -48,6 +49,22 @@ def port_number(value: str, off: bool = False) -> int:
     """A UDP/TCP port 1-65535 from a flag's text (with `off`, 0 too: the surface is turned off)."""
     if not value.isdigit() or not (0 if off else 1) <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number 1-65535" + (" (or 0 for off)" if off else ""))
+    return int(value)
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 3600:  # nan fails too
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration; give seconds above 0 (e.g. 3)")
+    return seconds
+
+
+def positive_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count; give a whole number from 1 (e.g. 40)")
     return int(value)
 
 
@@ -107,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
     add_engine_flags(bench)
     bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
-    bench.add_argument("--seconds", type=float, default=3.0, help="time per throughput measurement")
-    bench.add_argument("--ratings", type=int, default=40, help="ratings for the latency measurement")
+    bench.add_argument("--seconds", type=positive_seconds, default=3.0, help="time per throughput measurement")
+    bench.add_argument("--ratings", type=positive_count, default=40, help="ratings for the latency measurement")
 
     critic = sub.add_parser("critic", help="shipped pre-trained critics")
     critic_sub = critic.add_subparsers(dest="critic_command", parser_class=OneLineParser)
@@ -204,6 +221,12 @@ def check_run_flags(args) -> None:
         raise UsageError(f"--{problem}")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
+    for host, port in args.notify:
+        try:  # a receiver that no datagram could ever reach is a bad flag, not a silent loss
+            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise UsageError(f"--notify {host}:{port}: host {host!r} cannot be resolved ({exc}); give an IP "
+                             f"address (e.g. 127.0.0.1:{port}) or a name this machine knows") from None
 
 
 def cmd_run(args) -> int:
@@ -262,6 +285,10 @@ def cmd_run(args) -> int:
         critic_path = resolve_critic_source(args.critic) if args.critic else None
         engine = Learner(kit, device, seed, kind=kind_for(args.paper))
         start = engine.choose_start(store.checkpoint_path, critic_path)
+        if critic_path is not None and not engine.resumed:
+            # The state dir's own copy at once: a crash before the first rating's checkpoint must not
+            # resume the session from a fresh critic instead of the one it was started from.
+            engine.save_checkpoint(store)
         log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
                  engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
@@ -353,6 +380,7 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
                         tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
                         learned=state_dir / LEARNED_FILE,
                         audio=audio, audio_backend=audio_backend,
+                        audio_required=audio == "pyo" and (args.audio == "pyo" or args.audio_backend is not None),
                         audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
                         stderr_path=state_dir / "player.log")
 

@@ -92,6 +92,7 @@ class Learner:
         self._hearing: dict | None = None  # pretraining data and progress while it runs
         self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
         self._live_cache: dict = {}
+        self.resumed = False  # choose_start found the state dir's own critic to go on with
 
     @property
     def n_parameters(self) -> int:
@@ -339,6 +340,7 @@ class Learner:
         A new session starts from `critic`, else from the shipped hearing critic of a built-in kit,
         else from an untrained critic that learns to hear in the background. Returns a log line."""
         resuming = checkpoint is not None and self._usable(checkpoint)
+        self.resumed = resuming
         if critic is not None:
             self.start_from(critic)
             if resuming:

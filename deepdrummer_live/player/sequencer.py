@@ -57,6 +57,7 @@ class PlayerConfig:
     audio_backend: str = "portaudio"
     audio_sr: int = 48000
     audio_out_path: Path | None = None  # offline rendering target for audio_backend "offline"
+    audio_required: bool = False  # asked for with a flag: no audio ends `run` (exit 2) instead of a warning
     stderr_path: Path | None = None  # libjack/ALSA/pyo print to fd 2: keep that in the daemon's log
     realtime: bool = True  # try SCHED_FIFO (then nice) for the engine thread; off = plain
 
@@ -489,7 +490,12 @@ def _open_audio(config: PlayerConfig, emit):
 
         audio = LoopAudio(config.audio_backend, config.audio_sr, config.audio_out_path)
         audio.start()
-    except Exception as exc:  # any failure here leaves MIDI fully working
+    except Exception as exc:  # pyo raises many types; any of them means "no audio here"
+        if config.audio_required:
+            fix = "" if "--audio none" in str(exc) else ("; start the audio system, use --audio-backend offline, "
+                                                          "or --audio none")
+            raise UsageError(f"--audio pyo: no audio output: {exc}{fix}") from exc
+        # the default audio on a machine without any: MIDI keeps fully working, and the log says so
         emit({"type": "error", "message": f"running without audio: {exc}"})
         return None, None
     return audio, f"pyo/{config.audio_backend}"

@@ -26,6 +26,7 @@ from deepdrummer_live.errors import CommandError, DeepDrummerError, UsageError
 log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBERS = 64
+MAX_REFUSED_LOGGED = 64  # distinct refused senders named in the log; the rest are only counted
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 MAX_BUNDLE_DEPTH = 8
 # Type tags python-osc parses into a value; it silently skips others ('c', 'I', ...), which would
@@ -140,6 +141,7 @@ class OscServer:
         self.subscribers: set[tuple[str, int]] = set(notify)
         self.counts: Counter = Counter()
         self.allow = self._allow_list(host, allow)
+        self._refused: set[str] = set()  # senders already named in the log as not allowed
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -165,8 +167,10 @@ class OscServer:
         except ValueError:
             raise UsageError(f"--osc-host {host!r} is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0") from None
         if not loopback_host and not nets:
-            raise UsageError(f"--osc-host {host}: listening beyond this machine needs --osc-allow CIDR "
-                             f"(e.g. --osc-allow 192.168.1.0/24); or keep the default 127.0.0.1")
+            # It listens where it is told (the contract), but only this machine may control it until
+            # the performer names who else may: a stranger on the network cannot rate or stop it.
+            log.warning("OSC listens on %s, but only loopback senders are served; add --osc-allow CIDR "
+                        "(e.g. --osc-allow 192.168.1.0/24) for controllers on other machines", host)
         return LOOPBACK + nets
 
     def start(self, session) -> None:
@@ -262,6 +266,10 @@ class OscServer:
         self.counts["datagrams"] += 1
         if not self.allowed(sender[0]):
             self.counts["dropped_not_allowed"] += 1
+            if len(self._refused) < MAX_REFUSED_LOGGED and sender[0] not in self._refused:
+                self._refused.add(sender[0])  # said once per sender: a flood must not flood the log
+                log.warning("OSC from %s dropped: not an allowed sender; add --osc-allow %s/32 (or its "
+                            "network) to let it control the daemon", sender[0], sender[0])
             return
         if self._is_self(sender):
             self.counts["dropped_own"] += 1
