@@ -18,6 +18,7 @@ from deepdrummer_live.learn.critic import (
     Trainer,
     augment_features,
     count_parameters,
+    squash,
 )
 from deepdrummer_live.learn.features import MfccTransform
 from deepdrummer_live.learn.kinds import build_critic
@@ -186,6 +187,24 @@ def test_training_moves_the_critic_towards_ratings(hearing_engine, kit):
     fresh_d = pattern.random_loops(32, len(kit), g, "cpu")
     fresh_d.levels[:, :, ::4] = 0
     assert engine.scorer.score(engine.model, fresh_l).mean() > engine.scorer.score(engine.model, fresh_d).mean() + 0.3
+
+
+def test_the_like_heads_inputs_are_squashed_but_keep_their_order(hearing_engine, kit):
+    """The search cannot buy P(like) without bound by pushing one heard summary far past what random
+    loops give (docs/learning.md: the head extrapolates where hearing errs); near the middle the
+    inputs are as they were, and a louder summary still counts more."""
+    x = torch.tensor([-50.0, -3.0, -0.3, 0.0, 0.2, 1.0, 3.0, 50.0])
+    y = squash(x, 2.0)
+    assert y.abs().max() <= 2.0 and torch.all(y[1:] > y[:-1])
+    assert torch.allclose(y[2:5], x[2:5], atol=0.01)
+    assert torch.equal(squash(x, 0.0), x)
+    model = hearing_engine.model
+    assert model.head_clip == LEAN_CONFIG.head_clip > 0  # the default critic squashes
+    loops = pattern.random_loops(64, len(kit), torch.Generator().manual_seed(3), "cpu")
+    with torch.no_grad():
+        feats = hearing_engine.scorer.features(loops)
+        z = (model.heard(feats) - model.head_mean) / model.head_std
+        assert torch.equal(model.head_input(feats), squash(z, model.head_clip))
 
 
 def test_feature_augmentation_gain_moves_only_c0():

@@ -65,12 +65,13 @@ class CriticConfig:
     fit: str = "sgd"  # "sgd": augmented mini-batches; "full": the like head fitted on every rating at once
     fit_iters: int = 100  # "full": L-BFGS iterations per fit (it stops earlier once converged)
     head_l2: float = 0.2  # "full": L2 penalty on the like head's weights (inputs are standardized)
+    head_clip: float = 0.0  # like head inputs squashed to +-this many SDs of random loops (0: not squashed)
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
 LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
                            dropout=0.2, batches_per_rating=1, noise_sd=0.05, max_shift=0, width=32, hidden=0,
-                           label_smoothing=0.2, bands=10, fit="full")
+                           label_smoothing=0.2, bands=10, fit="full", head_clip=2.0)
 
 
 class PaperCritic(nn.Module):
@@ -100,8 +101,9 @@ class PaperCritic(nn.Module):
 class LeanCritic(nn.Module):
     def __init__(self, n_mfcc: int = 20, frames_per_step: int = 4, width: int = 32, hidden: int = 64,
                  p_dropout: float = 0.2, n_mels: int = 40, bands: int = 10, n_steps: int = 16,
-                 n_groups: int = 0, n_rows: int = 4):
+                 n_groups: int = 0, n_rows: int = 4, head_clip: float = 0.0):
         super().__init__()
+        self.head_clip = head_clip
         self.n_groups = n_groups
         if n_mels % bands:
             raise ValueError(f"n_mels {n_mels} is not a multiple of bands {bands}")
@@ -195,7 +197,7 @@ class LeanCritic(nn.Module):
         if self.roles is None:
             steps = self.trunk(feats)
             return torch.cat([steps.flatten(1), steps.mean(dim=2)], dim=1)
-        return (self.heard(feats) - self.head_mean) / self.head_std
+        return squash((self.heard(feats) - self.head_mean) / self.head_std, self.head_clip)
 
     def calibrate_head(self, feats: torch.Tensor, chunk: int = 256) -> None:
         """Fix the like head's input scaling from MFCCs of random loops (after hearing is learnt)."""
@@ -207,6 +209,17 @@ class LeanCritic(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """MFCC `[batch, n_mfcc, n_steps * frames_per_step]` -> log-probabilities `[batch, 2]`."""
         return F.log_softmax(self.mlp(self.drop(self.head_input(feats))), dim=1)
+
+
+def squash(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """`limit * tanh(x / limit)` (`limit` 0: x as it is): about x within one SD, never past +-limit.
+
+    Why: the search climbs P(like) through the logistic head, and a head fitted on 50 ratings
+    extrapolates linearly; unsquashed, the search walks to loops whose heard summaries lie far outside
+    anything rated or heard in training, where hearing errs most and the head's claim means least
+    (docs/learning.md). Squashed, more of one summary buys ever less, so the search must please the
+    taste's other summaries too; the order of loops along one summary is kept."""
+    return limit * torch.tanh(x / limit) if limit > 0 else x
 
 
 # Metrical positions of the 16th grid the hearing critic's like head summarizes: the one and three,
