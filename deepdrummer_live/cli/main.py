@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--osc-host", default="127.0.0.1")
     run.add_argument("--osc-port", type=port_number, default=9000)
     run.add_argument("--osc-allow", action="append", default=[], metavar="CIDR",
-                     help="accept OSC from these networks (needed to listen beyond 127.0.0.1)")
+                     help="also serve OSC from these networks (loopback always; others are dropped without it)")
     run.add_argument("--notify", action="append", default=[], type=host_port, metavar="HOST:PORT",
                      help="pre-subscribed receiver of outbound OSC (repeatable)")
     run.add_argument("--midi-backend", choices=MIDI_BACKENDS, default=None)
