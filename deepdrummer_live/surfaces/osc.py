@@ -268,8 +268,9 @@ class OscServer:
             self.counts["dropped_not_allowed"] += 1
             if len(self._refused) < MAX_REFUSED_LOGGED and sender[0] not in self._refused:
                 self._refused.add(sender[0])  # said once per sender: a flood must not flood the log
-                log.warning("OSC from %s dropped: not an allowed sender; add --osc-allow %s/32 (or its "
-                            "network) to let it control the daemon", sender[0], sender[0])
+                host_bits = 128 if ":" in sender[0] else 32  # one host: /32 for IPv4, /128 for IPv6
+                log.warning("OSC from %s dropped: not an allowed sender; add --osc-allow %s/%d (or its "
+                            "network) to let it control the daemon", sender[0], sender[0], host_bits)
             return
         if self._is_self(sender):
             self.counts["dropped_own"] += 1
