@@ -166,6 +166,7 @@ def test_engine_survives_losing_its_audio_at_a_bar_line():
     run(eng, ports, T0 + 2.5)  # the second bar line (T0 + 2 s) is where the audio is found gone
     errors = [e["message"] for e in events if e["type"] == "error"]
     assert len(errors) == 1 and "went away" in errors[0] and "MIDI and the clock keep running" in errors[0]
+    assert [e["address"] for e in events if e["type"] == "error"] == ["/dd/audio"]  # /dd/error names the audio
     assert eng.audio is None
     n_sent, n_steps = len(ports.sent), len([e for e in events if e["type"] == "step"])
     eng.handle_command({"type": "set_loop", "loop_id": 2, "rows": ROWS_B, "audio": "B", "at_bar": True}, ports.now)
@@ -534,6 +535,7 @@ def test_jack_audio_dying_leaves_the_clock_and_midi_running(private_jack_server)
         kill()
         lost = events.wait(lambda e: e.get("type") == "error", timeout=20)
         assert "went away" in lost["message"] and "keep running" in lost["message"], lost
+        assert lost["address"] == "/dd/audio", lost
         mark = len(events.items)
         h.set_loop(2, ROWS_B, bar, True)
         events.wait(lambda e: e == {"type": "switched", "loop_id": 2}, timeout=10, since=mark)

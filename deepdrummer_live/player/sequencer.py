@@ -340,7 +340,7 @@ class Sequencer:
             method(*args)
         except AudioLost as exc:
             self._lost_audio, self.audio = self.audio, None
-            self.emit({"type": "error", "message": f"{exc}; MIDI and the clock keep running"})
+            self.emit({"type": "error", "message": f"{exc}; MIDI and the clock keep running", "address": "/dd/audio"})
 
     # -- time ------------------------------------------------------------------------------
 
@@ -496,7 +496,7 @@ def _open_audio(config: PlayerConfig, emit):
                                                           "or --audio none")
             raise UsageError(f"--audio pyo: no audio output: {exc}{fix}") from exc
         # the default audio on a machine without any: MIDI keeps fully working, and the log says so
-        emit({"type": "error", "message": f"running without audio: {exc}"})
+        emit({"type": "error", "message": f"running without audio: {exc}", "address": "/dd/audio"})
         return None, None
     return audio, f"pyo/{config.audio_backend}"
 
