@@ -18,7 +18,6 @@ import pytest
 from deepdrummer_live.player.jackd import start_jack_server
 
 from daemon import Daemon, OscClient, wait_for
-from jack_midi import jack_port
 
 FLUIDSYNTH = shutil.which("fluidsynth")
 JACK_REC = shutil.which("jack_rec")
@@ -28,7 +27,9 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian: fluid-soundf
 FLUID_ID = "dd-gm-fluid"
 BPM = 120.0
 BARS = 2  # checked, at 120 BPM: 4 s
-RECORD_S = 9  # the bars checked, plus the time jack_rec and the transport take to start (a busy machine: seconds)
+# Twice the bars checked (a second chance when the first two bars were disturbed, below), plus the
+# time jack_rec and the transport take to start (a busy machine: seconds)
+RECORD_S = 13
 GRID_TOLERANCE_S = 0.004  # JACK's MIDI period and FluidSynth's block (1.3 ms each), plus one more
 SEARCH_S = 0.020  # how far from its grid time a hit is looked for
 # No reverb and no chorus, live and in the reference: FluidSynth is the client that missed JACK's
@@ -170,8 +171,8 @@ def check_hits(rec: np.ndarray, ref: np.ndarray, steps: list[int], sr: int, onse
     checked). Then each step's 50 ms of the reference, its attack included, is
     looked for within SEARCH_S of its grid time in the recording: found, and, for a step in
     `onsets` (one that starts a hit), within GRID_TOLERANCE_S. A rest step holds only the
-    ringing of earlier hits: a tom's tail matches itself one pitch period (about 12 ms) away
-    almost as well as in place, so its lag says nothing about timing and only its sound is checked.
+    ringing of earlier hits, which can match itself one pitch period away (a tom: about 12 ms),
+    so there only the sound is checked, not the lag.
     """
     step_len = int(round(sr * 60.0 / BPM / 4))
     window, search, tol = int(0.05 * sr), int(SEARCH_S * sr), int(GRID_TOLERANCE_S * sr)
@@ -192,28 +193,20 @@ def check_hits(rec: np.ndarray, ref: np.ndarray, steps: list[int], sr: int, onse
     return problems
 
 
-def drain(port) -> list[tuple[float, list[int]]]:
-    """(seconds since the first, bytes) of every message an rtmidi input port has queued."""
-    out, t = [], 0.0
-    while (msg := port.get_message()) is not None:
-        data, delta = msg
-        t += delta if out else 0.0
-        out.append((t, data))
-    return out
-
-
-def midi_grid_problems(messages, expected, step_s: float, tol_s: float) -> list[str]:
-    """The daemon's note-ons as a JACK MIDI probe received them (`drain`) against the grid of the
-    `expected` (song step, note) hits, the first note-on being step 0: what is late or missing."""
-    ons = [t for t, data in messages if len(data) == 3 and data[0] == 0x99 and data[2] > 0]
-    if len(ons) < len(expected):
-        return [f"the probe got {len(ons)} note-ons, {len(expected)} were announced"]
-    problems = []
-    for (step, _), t in zip(expected, ons):
-        off = t - ons[0] - step * step_s
-        if abs(off) > tol_s:
-            problems.append(f"step {step}: MIDI {1000 * off:+.1f} ms off the grid")
-    return problems
+def check_twice(rec: np.ndarray, ref: np.ndarray, steps: list[int], sr: int, onsets: set[int]) -> list[str]:
+    """check_hits, with a second chance on the next BARS bars, where the loop came round again:
+    problems only when both are off. Once, under two learning benchmarks beside `make test` on 2
+    cores, two steps sounded 12.4 ms late with no overrun logged; a fault of the schedule or of the
+    note mapping is in every repeat, and still fails."""
+    first = check_hits(rec, ref, steps, sr, onsets)
+    if not first:
+        return []
+    start, _ = first_match(ref[:int(0.05 * sr)], rec, 0.9)
+    again = start + int(round(BARS * 4 * 60.0 / BPM * sr)) - int(0.1 * sr)  # 100 ms before the repeat
+    second = check_hits(rec[again:], ref, steps, sr, onsets)
+    if not second:
+        return []
+    return [f"bars 1-{BARS}: {p}" for p in first] + [f"bars {BARS + 1}-{2 * BARS}: {p}" for p in second]
 
 
 def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_jack, fluidsynth):
@@ -240,18 +233,13 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
         # A ring buffer for the whole recording: jack_rec's disk thread is not realtime, and on a busy
         # machine its default 16384 frames (0.34 s) overflowed, dropping audio from the recording
         ring = 48000 * (RECORD_S + 2)
-        # A JACK MIDI probe hears what left the daemon's port, timed in JACK's cycles: when the audio
-        # is off the grid, it tells the daemon's lateness from the instrument's
-        with jack_port(realtime_jack, "in", out_port) as probe:
-            rec = subprocess.Popen([JACK_REC, "-f", str(wav), "-d", str(RECORD_S), "-B", str(ring),
-                                    f"{FLUID_ID}:left", f"{FLUID_ID}:right"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            wait_for(lambda: any(p.startswith("jackrec:") for p in jack_ports()) or rec.poll() is not None, 10,
-                     "jack_rec's ports")
-            client.send("/dd/play")
-            rec_out, _ = rec.communicate(timeout=RECORD_S + 20)  # it stops by itself after RECORD_S
-            client.send("/dd/stop")
-            sent = drain(probe)
+        rec = subprocess.Popen([JACK_REC, "-f", str(wav), "-d", str(RECORD_S), "-B", str(ring), f"{FLUID_ID}:left",
+                                f"{FLUID_ID}:right"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: any(p.startswith("jackrec:") for p in jack_ports()) or rec.poll() is not None, 10,
+                 "jack_rec's ports")
+        client.send("/dd/play")
+        rec_out, _ = rec.communicate(timeout=RECORD_S + 20)  # it stops by itself after RECORD_S
+        client.send("/dd/stop")
         assert rec.returncode == 0, rec_out
         assert "overrun" not in rec_out.lower(), rec_out  # frames dropped: the recording is not what played
         overruns = realtime_jack.xruns() - xruns_before
@@ -269,28 +257,23 @@ def test_midi_out_plays_a_general_midi_drum_kit_on_the_grid(tmp_path, realtime_j
     # what the instrument heard is the announced loop, hit by hit (it plays on while we stop it)
     assert len(played) >= len(expected), f"{len(played)} notes played, {len(expected)} in the recorded bars"
     played = played[:len(expected)]
-    assert [note for note, _ in played] == [note for _, note in expected]
+    diff = next((i for i, ((n, _), (_, m)) in enumerate(zip(played, expected)) if n != m), None)
+    around = slice(max(0, (diff or 0) - 4), (diff or 0) + 4)
+    assert diff is None, (f"note-on {diff} (step {expected[diff][0]}): FluidSynth played {played[around]}, "
+                          f"the loop announced {expected[around]} (step, note)")
 
     audio, sr = sf.read(wav)
     rec = audio.mean(axis=1)
     assert sr == 48000 and np.abs(rec).max() > 0.02, "the GM instrument's audio is silent"
     ref = render_reference(expected, [vel for _, vel in played], tmp_path, sr)
-    problems = check_hits(rec, ref, list(range(expected[-1][0] + 1)), sr, {step for step, _ in expected})
+    steps, onsets = list(range(expected[-1][0] + 1)), {step for step, _ in expected}
+    problems = check_hits(rec, ref, steps, sr, onsets) if overruns else check_twice(rec, ref, steps, sr, onsets)
     if problems and overruns:
         # An overrun shifts the audio timeline against the wall clock the daemon sends on,
         # so hits can't be placed on the grid (see docs/timing.md).
         pytest.skip(f"jackd missed {overruns} cycles during the recording (machine overloaded): {problems[:3]}; "
                     f"jackd: {realtime_jack.xrun_lines()[-4:]}")
-    sent_notes = [data[1] for _, data in sent if len(data) == 3 and data[0] == 0x99 and data[2] > 0]
-    assert sent_notes[:len(expected)] == [note for _, note in expected], "the daemon's port sent other notes"
-    if problems:
-        # Off the grid in the audio: the daemon's fault when its MIDI left late, else the instrument's
-        late = midi_grid_problems(sent, expected, 60.0 / BPM / 4, GRID_TOLERANCE_S)
-        if not late:
-            pytest.skip(f"the daemon's note-ons left its port on the grid (a JACK probe: each within "
-                        f"{1000 * GRID_TOLERANCE_S:g} ms), but FluidSynth's audio was off it: {problems[:3]}; "
-                        f"the instrument or JACK fell behind (machine overloaded)")
-        assert not problems, (problems, late)
+    assert not problems, problems
 
 
 def test_the_grid_check_finds_the_first_bar_and_a_hit_off_the_grid():
@@ -321,15 +304,8 @@ def test_the_grid_check_finds_the_first_bar_and_a_hit_off_the_grid():
     assert check_hits(late, ref, list(range(32)), sr, every - {5}) == []
     gone = np.concatenate([silence, bars(4, missing=9)])
     assert [p.split(":")[0] for p in check_hits(gone, ref, list(range(32)), sr, every)] == ["step 9"]
-
-
-def test_the_midi_grid_check_names_a_late_or_missing_note_on():
-    """midi_grid_problems on made-up probe messages: on the grid, one note-on 6 ms late, one missing."""
-    expected = [(0, 36), (4, 38), (8, 36)]
-    on_grid = [(0.0, [0x99, 36, 100]), (0.02, [0xF8]), (0.5, [0x99, 38, 90]), (0.56, [0x89, 38, 0]),
-               (1.0, [0x99, 36, 100])]
-    assert midi_grid_problems(on_grid, expected, 0.125, GRID_TOLERANCE_S) == []
-    late = [(t + (0.006 if data[:2] == [0x99, 38] else 0.0), data) for t, data in on_grid]
-    assert midi_grid_problems(late, expected, 0.125, GRID_TOLERANCE_S) == ["step 4: MIDI +6.0 ms off the grid"]
-    assert midi_grid_problems(on_grid[:3], expected, 0.125, GRID_TOLERANCE_S) == [
-        "the probe got 2 note-ons, 3 were announced"]
+    # a second chance on the next two bars: one disturbed pass is forgiven, a fault in every repeat is not
+    assert check_twice(np.concatenate([silence, bars(2, late_step=5), bars(2)]), ref, list(range(32)), sr, every) == []
+    assert check_twice(np.concatenate([silence, bars(2, late_step=5), bars(2, late_step=21)]), ref,
+                       list(range(32)), sr, every) == ["bars 1-2: step 5: +6.0 ms off the grid",
+                                                       "bars 3-4: step 21: +6.0 ms off the grid"]
