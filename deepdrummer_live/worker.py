@@ -33,6 +33,10 @@ IDLE_HEARING_SLICE = 10  # the long pass's steps per slice (about 25 ms on one c
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 CHECKPOINT_EVERY_S = 5.0
 IDLE_WAKE_S = 0.5
+# A performer already waiting (nothing buffered fits) is served from this share of the chains: the
+# search's first scoring of every chain cannot be cut short, and on a busy machine all of them took
+# most of a second (docs/learning.md); a buffered proposal, the usual case, keeps the full budget.
+HURRY_CHAINS_DIVISOR = 8
 HEARING_REST = 1.0  # the long hearing pass rests this many times as long as each slice worked
 JOIN_TIMEOUT_S = 30.0
 
@@ -174,7 +178,9 @@ class Worker:
     def _propose(self) -> None:
         with self.lock:
             request = self.session.proposal_request()
-        proposal = self.learner.propose(**request, should_stop=self._performer_waiting)
+            hurry = self._performer_waiting()
+        chains = max(1, self.learner.chains // HURRY_CHAINS_DIVISOR) if hurry else None
+        proposal = self.learner.propose(**request, should_stop=self._performer_waiting, chains=chains)
         with self.lock:
             if not self.session.proposal_fits(proposal):
                 return

@@ -119,6 +119,28 @@ def test_a_rating_while_playing_switches_on_the_bar_line(harness):
     assert s.current.id == pending.id and s.pending is None
 
 
+def test_a_waiting_performer_is_served_from_a_smaller_search(harness):
+    """Nothing buffered fits when the next loop is asked for: the search that serves it runs on a
+    share of the chains (its first scoring cannot be cut short); the buffer refills at full size."""
+    from deepdrummer_live.worker import HURRY_CHAINS_DIVISOR
+
+    chains, real = [], harness.learner.propose
+
+    def spy(*args, **kwargs):
+        if kwargs.get("mode") == "good":
+            chains.append(kwargs.get("chains"))
+        return real(*args, **kwargs)
+
+    harness.learner.propose = spy
+    first = harness.session.current.id
+    with harness.session.lock:  # the worker starts no `good` search before the performer waits for it
+        harness.session.set_mode("good")  # a new mode: nothing buffered fits
+        harness.session.next()
+    wait_for(lambda: harness.session.current.id != first and len(chains) >= 2, what="the next loop and a refill")
+    assert chains[0] == max(1, harness.learner.chains // HURRY_CHAINS_DIVISOR)
+    assert None in chains[1:]  # refills keep the full budget
+
+
 def test_bad_arguments_change_nothing(harness):
     s = harness.session
     before = (s.mode, s.fotf, s.tempo, s.likes, s.dislikes)

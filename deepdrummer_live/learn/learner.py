@@ -108,10 +108,12 @@ class Learner:
         return replace(self.prior, fotf=fotf, lock=lock,
                        density=tuple(density) if density is not None else self.prior.density)
 
-    def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None) -> Proposal:
+    def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
+                chains: int | None = None) -> Proposal:
+        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits."""
         prior = replace(prior or self.prior, fotf=fotf)
-        result = search(self.scorer, self.model, mode, self.gen, self.chains, self.iters, fotf, should_stop,
-                        prior=prior)
+        result = search(self.scorer, self.model, mode, self.gen, chains or self.chains, self.iters, fotf,
+                        should_stop, prior=prior)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior)
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
