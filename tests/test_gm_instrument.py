@@ -90,10 +90,13 @@ def fluidsynth(realtime_jack, tmp_path):
 def fluid_note_ons(log_text: str) -> list[tuple[int, int, int]]:
     """(0-based channel, key, velocity) of every note-on FluidSynth's verbose log reports, in order.
 
-    It logs one line per voice it starts (a stereo drum sample is two), with the note's id.
+    It logs one line per voice it starts (a stereo drum sample is two), with the note's id. Its
+    shell's prompt ("> ", no newline) lands in front of whichever line comes next; when the shell
+    started late on a busy machine, that was a mono sample's only line in the middle of the loop.
     """
     out, seen = [], set()
-    for ch, key, vel, note_id in re.findall(r"^fluidsynth: noteon\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", log_text, re.M):
+    line = r"^(?:> )*fluidsynth: (?:> )*noteon\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)"
+    for ch, key, vel, note_id in re.findall(line, log_text, re.M):
         if note_id not in seen:
             seen.add(note_id)
             out.append((int(ch), int(key), int(vel)))
@@ -309,3 +312,14 @@ def test_the_grid_check_finds_the_first_bar_and_a_hit_off_the_grid():
     assert check_twice(np.concatenate([silence, bars(2, late_step=5), bars(2, late_step=21)]), ref,
                        list(range(32)), sr, every) == ["bars 1-2: step 5: +6.0 ms off the grid",
                                                        "bars 3-4: step 21: +6.0 ms off the grid"]
+
+
+def test_note_ons_are_read_with_the_shell_prompt_in_front():
+    """FluidSynth's log: a stereo sample is two lines of one note, and the shell's prompt may come
+    before any line (here the mono clap's only one)."""
+    log = ("fluidsynth: noteon\t9\t36\t99\t00000\t1.0\t1.0\t0.0\t0\n"
+           "fluidsynth: noteon\t9\t36\t99\t00000\t1.0\t1.0\t0.0\t0\n"
+           "> fluidsynth: noteon\t9\t39\t71\t00001\t1.1\t1.1\t0.0\t0\n"
+           "fluidsynth: noteoff\t9\t36\t0\t00000\t1.2\t0\n"
+           "fluidsynth: > noteon\t9\t42\t14\t00002\t1.3\t1.3\t0.0\t0\n")
+    assert fluid_note_ons(log) == [(9, 36, 99), (9, 39, 71), (9, 42, 14)]
