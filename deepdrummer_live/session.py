@@ -287,8 +287,8 @@ class Session:
             elif kind == "step":
                 self.step = int(event["step"])
             elif kind == "error":
-                # the player's own faults name no OSC address: the part that failed stands in for it
-                self.report_error(str(event.get("message")), str(event.get("address", "/dd/midi")))
+                # the player's own faults name no OSC address: each names the part that failed instead
+                self.report_error(str(event["message"]), str(event["address"]))
             elif kind == "learn_armed":
                 self.midi_learn.on_armed(bool(event.get("on")))
             elif kind == "learn_bound":

@@ -202,6 +202,7 @@ def test_engine_bad_commands_are_errors_not_crashes():
     assert "note 200 out of range 0..127" in msgs[0]
     assert "out of range 20..300" in msgs[1]
     assert "player command 'dance' unknown" in msgs[2]
+    assert {e["address"] for e in events if e["type"] == "error"} == {"/dd/midi"}  # what /dd/error names
     eng.handle_midi([0xF0, 1, 2, 0xF7], T0)
     eng.handle_midi([], T0)
     assert eng.midi_ignored == 2
@@ -214,7 +215,8 @@ def test_engine_port_fault_reports_and_reopens():
     eng._reopen = lambda: fresh
     ports.is_alive = False
     run(eng, ports, T0 + 1.0)
-    assert any(e["type"] == "error" and "MIDI ports lost" in e["message"] for e in events)
+    assert any(e["type"] == "error" and "MIDI ports lost" in e["message"] and e["address"] == "/dd/midi"
+               for e in events)
     fresh.now = ports.now
     run(eng, ports, T0 + 3.5)
     assert {"type": "ports", "midi_out": "DeepDrummer Live:DeepDrummer", "midi_in": None} in events

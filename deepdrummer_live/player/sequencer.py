@@ -214,7 +214,7 @@ class Sequencer:
                 raise ValueError(f"player command {kind!r} unknown; use set_loop, play, stop, "
                                  f"tempo, stats, learn, bind or shutdown")
         except (ValueError, TypeError) as exc:
-            self.emit({"type": "error", "message": str(exc)})
+            self.emit({"type": "error", "message": str(exc), "address": "/dd/midi"})
 
     def _bind(self, cmd: dict) -> None:
         from deepdrummer_live.player.controller import Binding, ControllerMap
@@ -331,7 +331,7 @@ class Sequencer:
         self.sounding.clear()
         self._next_reopen = self.now() + REOPEN_S
         self.emit({"type": "error", "message": f"MIDI ports lost ({why}); still running, "
-                                               f"retrying every {REOPEN_S:g} s"})
+                                               f"retrying every {REOPEN_S:g} s", "address": "/dd/midi"})
 
     def _audio_call(self, method: Callable, *args) -> None:
         """Call the live audio; if its server went away (AudioLost), say so once and play on
@@ -684,7 +684,7 @@ class PlayerHandle:
             except (EOFError, OSError):
                 if not self._closing:
                     code = self._proc.exitcode if self._proc else None
-                    self.on_event({"type": "error",
+                    self.on_event({"type": "error", "address": "/dd/midi",
                                    "message": f"player process ended unexpectedly (exit code {code})"})
                 return
             self.on_event(event)
