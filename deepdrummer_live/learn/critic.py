@@ -3,10 +3,11 @@
 - `PaperCritic`: the DeepDrummer paper's network, kept exactly (60 MFCCs of 2 s at 44.1 kHz ->
   three strided Conv2d with LeakyReLU/dropout/batch norm -> 1x1 conv -> MLP -> 2-way log-softmax,
   about 291k parameters). Trained on augmented audio (gain, DC offset, noise, circular shift).
-- `LeanCritic` (default): MFCC frames aligned to the 16th grid (4 frames per step at hop 500,
+- `LeanCritic` (default): 40 MFCCs, frames aligned to the 16th grid (4 frames per step at hop 500,
   16 kHz, 120 BPM). A trunk turns each step into one embedding: a strided Conv1d over the step's
   frames, plus a fixed "onset spectrum" (the MFCCs turned back into a smoothed log-mel spectrum,
   pooled to a few bands: its rise at the step's first frame and its level) through a 1x1 conv,
+  two residual 1x1 layers (a small MLP per step: hits sounding together are told apart there),
   then a circular conv across steps. Before any rating the trunk *learns to hear*: on a few
   thousand random loops of the kit, whose content the engine knows, it learns which GM role
   group starts on which step (`pretrain_hearing`, a few seconds of CPU in the background).
@@ -34,7 +35,8 @@ PAPER_SR = 44100
 PAPER_SPEC = MfccSpec(sr=16000, n_fft=400, hop=200, n_mels=128, n_mfcc=60, fmax=8000.0, htk=True,
                       mel_norm=None, top_db=80.0, circular=False, pad_mode="reflect")
 # torchaudio.transforms.MFCC defaults as the paper used them: its nominal 16 kHz rate on 44.1 kHz audio.
-LEAN_SPEC = MfccSpec(sr=16000, n_fft=512, hop=500, n_mels=40, n_mfcc=20, fmax=8000.0, top_db=80.0)
+# 40 coefficients of 40 mels: the whole log-mel spectrum, for hearing hits under others (docs/learning.md)
+LEAN_SPEC = MfccSpec(sr=16000, n_fft=512, hop=500, n_mels=40, n_mfcc=40, fmax=8000.0, top_db=80.0)
 MAX_LOSSES = 1000  # Trainer keeps this many recent losses: a long session must not grow memory
 REFERENCE_BPM = 120.0  # the critic always hears the loop at this tempo: its input is tempo-invariant
 
@@ -66,12 +68,14 @@ class CriticConfig:
     fit_iters: int = 100  # "full": L-BFGS iterations per fit (it stops earlier once converged)
     head_l2: float = 0.2  # "full": L2 penalty on the like head's weights (inputs are standardized)
     head_clip: float = 0.0  # like head inputs squashed to +-this many SDs of random loops (0: not squashed)
+    step_width: int = 0  # lean: width of the per-step network before the step embedding (0: `width`)
+    step_layers: int = 0  # lean: residual 1x1 layers of the per-step network
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
 LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
                            dropout=0.2, batches_per_rating=1, noise_sd=0.05, max_shift=0, width=32, hidden=0,
-                           label_smoothing=0.2, bands=10, fit="full", head_clip=2.0)
+                           label_smoothing=0.2, bands=10, fit="full", head_clip=2.0, step_width=96, step_layers=2)
 
 
 class PaperCritic(nn.Module):
@@ -101,7 +105,8 @@ class PaperCritic(nn.Module):
 class LeanCritic(nn.Module):
     def __init__(self, n_mfcc: int = 20, frames_per_step: int = 4, width: int = 32, hidden: int = 64,
                  p_dropout: float = 0.2, n_mels: int = 40, bands: int = 10, n_steps: int = 16,
-                 n_groups: int = 0, n_rows: int = 4, head_clip: float = 0.0):
+                 n_groups: int = 0, n_rows: int = 4, head_clip: float = 0.0, step_width: int = 0,
+                 step_layers: int = 0):
         super().__init__()
         self.head_clip = head_clip
         self.n_groups = n_groups
@@ -114,8 +119,13 @@ class LeanCritic(nn.Module):
         self.register_buffer("idct", dct_matrix(n_mels, n_mfcc).T.contiguous())
         self.register_buffer("onset_mean", torch.zeros(2 * bands, 1))
         self.register_buffer("onset_std", torch.ones(2 * bands, 1))
-        self.per_step = nn.Conv1d(n_mfcc, width, kernel_size=frames_per_step, stride=frames_per_step)
-        self.onset = nn.Conv1d(2 * bands, width, kernel_size=1)
+        inner = step_width or width
+        self.per_step = nn.Conv1d(n_mfcc, inner, kernel_size=frames_per_step, stride=frames_per_step)
+        self.onset = nn.Conv1d(2 * bands, inner, kernel_size=1)
+        # A small MLP per step, wider than the embedding: 4 rows sounding at once (a quiet hit under a
+        # loud one) are told apart better than by one layer (hearing r 0.72 -> 0.78, docs/learning.md)
+        self.step_layers = nn.ModuleList(nn.Conv1d(inner, inner, kernel_size=1) for _ in range(step_layers))
+        self.step_out = nn.Conv1d(inner, width, kernel_size=1) if inner != width else None
         self.across = nn.Conv1d(width, width, kernel_size=3, padding=1, padding_mode="circular")
         self.drop = nn.Dropout(p_dropout)
         # Hearing: which kind of drum (GM role group) starts on which step, and how many rows hit
@@ -143,6 +153,10 @@ class LeanCritic(nn.Module):
         x = (feats - self.feat_mean) / self.feat_std
         onsets = (self.step_spectra(feats) - self.onset_mean) / self.onset_std
         steps = F.leaky_relu(self.per_step(x) + self.onset(onsets))
+        for layer in self.step_layers:
+            steps = steps + F.leaky_relu(layer(steps))
+        if self.step_out is not None:
+            steps = F.leaky_relu(self.step_out(steps))
         return steps + F.leaky_relu(self.across(steps))
 
     def role_logits(self, feats: torch.Tensor) -> torch.Tensor:

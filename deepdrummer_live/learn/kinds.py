@@ -99,7 +99,8 @@ def _build_lean(config: CriticConfig) -> nn.Module:
     frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
     return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
                       n_mels=config.spec.n_mels, bands=config.bands,
-                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0, head_clip=config.head_clip)
+                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0, head_clip=config.head_clip,
+                      step_width=config.step_width, step_layers=config.step_layers)
 
 
 def _lean_budget(device: torch.device) -> tuple[int, int]:
