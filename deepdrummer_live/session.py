@@ -288,7 +288,8 @@ class Session:
                 self.step = int(event["step"])
             elif kind == "error":
                 # the player's own faults name no OSC address: each names the part that failed instead
-                self.report_error(str(event["message"]), str(event["address"]))
+                # (.get: this runs on the player's event thread, which a KeyError would end)
+                self.report_error(str(event.get("message")), str(event.get("address", "/dd/midi")))
             elif kind == "learn_armed":
                 self.midi_learn.on_armed(bool(event.get("on")))
             elif kind == "learn_bound":
