@@ -153,7 +153,7 @@ def cmd_bench(args) -> int:
         torch.set_num_threads(2)
     kit = load_kit(args.kit)
     seed = 0 if args.seed is None else args.seed
-    kind = kind_for(args.paper)
+    kind = kind_for(args.paper, args.critic_kind)
     engine = Learner(kit, device, seed, kind=kind)
     engine.choose_start()  # the critic `run` starts with (a built-in kit's shipped hearing critic)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
