@@ -621,7 +621,7 @@ class Session:
         rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
                 for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
                                                       loops.sample_ids[0].tolist())]
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing)
+        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing, rec.meter)
         self.emit("/dd/saved", loop_id, str(mid), str(wav), origin=origin)
 
     # --- views ---------------------------------------------------------------------------------------
