@@ -31,12 +31,15 @@ from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
 from deepdrummer_live.vocab import (
+    BARS,
     CLOCKS,
     DEFAULT_METER,
     DEFAULT_TEMPO,
     MAX_ROWS,
+    METERS,
     MODES,
     N_ROWS,
+    ROWS_RANGE,
     SWITCH_POINTS,
     TEMPO_MAX,
     TEMPO_MIN,
@@ -52,6 +55,10 @@ WAV_SR = 44100
 # listener(address, args, origin): origin is whoever ran the command that caused the message, or None
 Listener = Callable[[str, tuple, Any], None]
 CURRENT = object()  # emit()'s default origin: the command this thread is running
+
+
+# What the surfaces offer for the loop's shape (the command table checks the same ranges)
+SHAPE_CHOICES = {"rows": list(range(ROWS_RANGE[0], ROWS_RANGE[1] + 1)), "bars": list(BARS), "meter": list(METERS)}
 
 
 def _load_density(saved: str | None) -> list[float]:
@@ -638,9 +645,10 @@ class Session:
             return {
                 "loop": None if loop is None else {
                     "id": loop.id, "p_like": loop.p_like, "meter": loop.meter, "bars": loop.bars,
-                    "steps_per_bar": loop.steps_per_bar,
+                    "steps_per_bar": loop.steps_per_bar, "beats": list(METERS[loop.meter][1]),
                     "rows": [dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
-                "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at},
+                "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at,
+                          "choices": SHAPE_CHOICES},
                 "locks": sorted(self.locked), "density": list(self.density[: self.rows]),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,

@@ -51,6 +51,7 @@ HEARING_POOL_LOOPS = 4096
 HEARING_FRESH_LOOPS = 128  # about 50 ms of rendering and MFCCs on one core: a short slice
 HEARING_STEPS_PER_REFRESH = 40  # 3.2 fresh loops per step, as the shipped critics' 32,768 for 10,000
 HEARING_REFIT_EVERY = 1000
+MIN_CHAINS = 32  # the fewest chains a search of a big loop runs (see Learner.propose)
 
 
 @dataclass
@@ -114,10 +115,14 @@ class Learner:
 
     def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
                 chains: int | None = None) -> Proposal:
-        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits."""
+        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
+        is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains, so that a
+        search costs the same whatever the shape (generation and mutation cost per cell)."""
         prior = replace(prior or self.prior, fotf=fotf)
-        result = search(self.scorer, self.model, mode, self.gen, chains or self.chains, self.iters, fotf,
-                        should_stop, prior=prior)
+        cells = prior.rows * prior.n_steps
+        scale = min(1.0, pattern.N_ROWS * pattern.N_STEPS / cells)
+        n = max(MIN_CHAINS, int((chains or self.chains) * scale)) if chains != 1 else 1
+        result = search(self.scorer, self.model, mode, self.gen, n, self.iters, fotf, should_stop, prior=prior)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior)
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
