@@ -656,5 +656,6 @@ class Session:
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
+                "taste": self.learner.taste_map(),  # what the critic that reads loops prefers and avoids
                 "losses": list(self.worker.stats.losses), "last_error": self.last_error,
             }

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from deepdrummer_live.learn.critic import ROLE_GROUPS, squash
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.pattern import Loops
-from deepdrummer_live.vocab import metric_classes, steps_per_bar
+from deepdrummer_live.vocab import metric_classes, steps_per_bar, sureness
 
 N_CLASSES = 4  # metric positions: strong beat, other beat, 8th between beats, 16th between 8ths
 N_GROUPS = max(ROLE_GROUPS.values()) + 1
@@ -236,15 +236,44 @@ def feature_names() -> list[str]:
     """A name for each column of `grid_features`, in order (the taste map reads them)."""
     groups = sorted(set(ROLE_GROUPS.values()))
     group_name = {g: "/".join(r for r, v in ROLE_GROUPS.items() if v == g) for g in groups}
-    classes = ("strong beat", "beat", "8th between", "16th between")
+    classes = ("strong beats", "weak beats", "8ths between", "16ths between")
     registers = ("low", "middle", "high", "other")
     sound = ("bright", "wide", "low end", "mids", "highs", "long", "noisy", "loud")
     names = [f"{group_name[g]} on {c}" for g in groups for c in classes]
     names += [f"{group_name[g]} plays" for g in groups]
-    names += [f"{group_name[g]} accents on the beat" for g in groups]
-    names += ["level on the beat", "level between", "level spread"]
+    names += [f"{group_name[g]} accents on the beats" for g in groups]
+    names += ["loud on the beats", "loud between", "level spread"]
     names += [f"busy on {c}" for c in classes] + ["rows playing"]
     names += [f"{registers[i]} with {registers[j]}" for i, j in PAIRS]
     names += ["bars vary", "ends in a fill"]
     names += [f"sound: {s}" for s in sound] + [f"{r} sound: {s}" for r in registers for s in sound]
     return names
+
+
+def taste_map(model: GridCritic, examples: torch.Tensor, l2: float, top: int = 3) -> dict:
+    """What the like head learnt, readable at a glance: the facts it prefers and avoids most surely.
+
+    examples: the rated loops' features `[n, N_FEATURES]` (what the head was fitted on); l2: its
+    penalty. Each fact's weight (like minus dislike, per SD of random loops) is set against its
+    standard error from the fit's curvature (the Laplace approximation of the L2 logistic fit), so
+    `z` says how sure the critic is: |z| >= 2 sure, >= 1 leaning. -> {"likes": [(name, weight, z, words)],
+    "avoids": [...], "ratings": n}. Pure: no I/O."""
+    names = feature_names()
+    weight = model.taste()
+    n = len(examples)
+    if n == 0 or not bool(weight.abs().sum() > 0):
+        return {"likes": [], "avoids": [], "ratings": n}
+    with torch.no_grad():
+        x = model.head_input(examples)
+        p = model(examples)[:, 1].exp()
+        curvature = (x * (p * (1 - p))[:, None]).T @ x + 2 * l2 * n * torch.eye(x.shape[1], device=x.device)
+        se = torch.linalg.inv(curvature).diagonal().clamp(min=1e-12).sqrt()
+    z = weight / se
+    order = torch.argsort(z, descending=True).tolist()
+
+    def pick(indices):
+        return [(names[i], round(float(weight[i]), 3), round(float(z[i]), 2), sureness(float(z[i])))
+                for i in indices[:top]]
+
+    return {"likes": pick([i for i in order if z[i] > 0]), "avoids": pick([i for i in reversed(order) if z[i] < 0]),
+            "ratings": n}
