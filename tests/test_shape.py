@@ -254,3 +254,19 @@ def test_the_taste_map_names_what_was_learnt_and_how_sure(kit):
     assert line.startswith("+ snare") and f"({taste['likes'][0][3]})" in line and "| -" in line
     hearing = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1, kind="lean-hearing")
     assert hearing.taste_map() is None  # a critic that hears has no named facts
+
+
+@pytest.mark.parametrize("flags,named", [(["--rows", "9"], "--rows 9"), (["--bars", "3"], "--bars 3"),
+                                         (["--meter", "9/8"], "--meter '9/8'"), (["--rows", "0"], "--rows 0"),
+                                         (["--bars", "2", "--critic-kind", "lean-hearing"], "--bars")])
+def test_a_bad_shape_flag_ends_run_with_exit_2_and_one_line(tmp_path, flags, named):
+    import subprocess
+
+    from daemon import CLI, REPO, free_udp_port
+
+    proc = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path / "state"), "--midi-backend", "none",
+                           "--audio", "none", "--web-port", "0", "--osc-port", str(free_udp_port()), *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
