@@ -12,8 +12,9 @@ fixed-size vector per loop, in units that mean the same on every kit and shape:
 
 - where each role group plays: per group, its hits per step at each metric position of the
   loop's meter (strong beat, other beat, 8th between, 16th between) and whether it plays at all;
-- how it plays them: per group, the level of its hits on the beat against between (accents and
-  ghost notes); the mean level on and off the beat, the spread of levels;
+- how it plays them: per group, the level of its hits on the beat against between; the mean level
+  on and off the beat, the spread of levels, and the share of accents (7-9) and ghost notes (1-3)
+  on the beats and between;
 - how busy: hits per row and step at each metric position, the share of rows that play;
 - what rows do together: how often the low, middle, high and other drums hit on one step;
 - the phrase: how much later bars differ from the first, how much denser its last half bar is
@@ -50,7 +51,8 @@ N_REGISTERS = 4
 PAIRS = tuple((i, j) for i in range(N_REGISTERS) for j in range(i + 1, N_REGISTERS))
 SOUND_SR = 16000
 N_SOUND = 8  # sound descriptors per one-shot (see sound_descriptors)
-N_FEATURES = (N_GROUPS * N_CLASSES + N_GROUPS + N_GROUPS + 3 + N_CLASSES + 1 + len(PAIRS) + 2
+ACCENT, GHOST = 7, 3  # levels from which a hit is an accent, up to which it is a ghost note
+N_FEATURES = (N_GROUPS * N_CLASSES + N_GROUPS + N_GROUPS + 7 + N_CLASSES + 1 + len(PAIRS) + 2
               + N_SOUND * (1 + N_REGISTERS))
 
 
@@ -139,8 +141,12 @@ def grid_features(levels: torch.Tensor, sample_ids: torch.Tensor, meter: str, gr
     n_hits = hits.sum((1, 2))
     mean_level = (lv * hits).sum((1, 2)) / n_hits.clamp(min=1)
     spread = (((lv - mean_level[:, None, None]) ** 2) * hits).sum((1, 2)) / n_hits.clamp(min=1)
+    # accents (levels 7-9) and ghost notes (1-3): their share of the hits on the beats and between
+    accent, ghost = (levels >= ACCENT).float(), ((levels > 0) & (levels <= GHOST)).float()
+    shares = [(kind * where_).sum((1, 2)) / n.clamp(min=1) for where_, n in ((hits_on, all_on), (hits_off, all_off))
+              for kind in (accent, ghost)]
     levels_summary = torch.stack([(lv * hits_on).sum((1, 2)) / all_on.clamp(min=1),
-                                  (lv * hits_off).sum((1, 2)) / all_off.clamp(min=1), spread.sqrt()], dim=1)
+                                  (lv * hits_off).sum((1, 2)) / all_off.clamp(min=1), spread.sqrt(), *shares], dim=1)
 
     busy = where.mean(1)  # [b, c]: hits per row and step, each class
     rows_playing = row_plays.mean(1, keepdim=True)
@@ -242,7 +248,8 @@ def feature_names() -> list[str]:
     names = [f"{group_name[g]} on {c}" for g in groups for c in classes]
     names += [f"{group_name[g]} plays" for g in groups]
     names += [f"{group_name[g]} accents on the beats" for g in groups]
-    names += ["loud on the beats", "loud between", "level spread"]
+    names += ["loud on the beats", "loud between", "level spread", "accents on the beats", "ghost notes on the beats",
+              "accents between", "ghost notes between"]
     names += [f"busy on {c}" for c in classes] + ["rows playing"]
     names += [f"{registers[i]} with {registers[j]}" for i, j in PAIRS]
     names += ["bars vary", "ends in a fill"]
