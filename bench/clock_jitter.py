@@ -22,8 +22,9 @@ import sys
 import threading
 import time
 
+from deepdrummer_live.player.handle import PlayerHandle
 from deepdrummer_live.player.jackd import PERIOD_FRAMES, SAMPLE_RATE, start_jack_server
-from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle
+from deepdrummer_live.player.protocol import PlayerConfig
 
 RATE = SAMPLE_RATE
 

@@ -10,7 +10,9 @@ import pytest
 from deepdrummer_live.errors import AudioLost, UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import InternalClock, MidiClockFollower
-from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle, Sequencer
+from deepdrummer_live.player.handle import PlayerHandle
+from deepdrummer_live.player.protocol import PlayerConfig
+from deepdrummer_live.player.sequencer import Sequencer
 
 from jack_midi import ALL_NOTES_OFF, collect_until, jack_port, send_clock
 
@@ -367,6 +369,7 @@ def play_and_record(h, events, probe, rows, bars_before_switch=None, switch_to=N
 def test_jack_internal_clock_notes_transport(player_factory):
     h, events, ready = player_factory(midi_out="ddout1", tempo=120.0)
     assert ready["midi_out"] == "DeepDrummer Live:ddout1"
+    assert ready["midi_writer"] == "jack-frames"  # JACK-Client is a dependency: each message at its frame
     with jack_port(player_factory.server, "in", "ddout1") as probe:
         msgs = play_and_record(h, events, probe, ROWS_A)
     with player_factory.xruns():

@@ -274,7 +274,7 @@ def cmd_run(args) -> int:
         player_config = resolve_player(args, start_tempo, store.dir)
         if player_config is not None:
             # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
-            from deepdrummer_live.player.sequencer import PlayerHandle
+            from deepdrummer_live.player.handle import PlayerHandle
 
             transport = PlayerHandle(player_config, events)
             ready = transport.start()
@@ -373,7 +373,7 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from deepdrummer_live.player.midilearn import LEARNED_FILE
-    from deepdrummer_live.player.sequencer import PlayerConfig
+    from deepdrummer_live.player.protocol import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,

@@ -1,7 +1,7 @@
 """A private JACK server on the dummy driver (no sound card): for the tests and the benchmarks.
 
-`start_jack_server()` runs `jackd -n NAME -d dummy -r 48000 -p 64`, realtime where this process
-may use SCHED_FIFO, and returns a `JackServer`: its name (a str, for JACK_DEFAULT_SERVER), its
+`start_jack_server()` runs `jackd -n NAME -d dummy -r 48000 -p 64` (or another period), realtime where
+this process may use SCHED_FIFO, and returns a `JackServer`: its name (a str, for JACK_DEFAULT_SERVER), its
 process, an xrun count and JACK's own view of port connections.
 """
 
@@ -52,14 +52,14 @@ def _log_text(proc) -> str:
     return proc.log.read()
 
 
-def _start_one(candidate: str, realtime: bool, timeout: float):
+def _start_one(candidate: str, realtime: bool, timeout: float, period: int = PERIOD_FRAMES):
     """jackd on the dummy driver; (proc, None) once it accepts clients, else (None, why)."""
     if jack_lsp(candidate, timeout=2.0) is not None:
         return None, "in use by another server"  # another test run's: never mistake it for ours
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         [JACKD, "--realtime" if realtime else "--no-realtime", "-n", candidate, "-d", "dummy", "-r",
-         str(SAMPLE_RATE), "-p", str(PERIOD_FRAMES)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+         str(SAMPLE_RATE), "-p", str(period)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     proc.log = log
     deadline = time.monotonic() + timeout
     # up = a client can connect (jack_lsp answers), not merely a socket file
@@ -74,8 +74,9 @@ def _start_one(candidate: str, realtime: bool, timeout: float):
     return None, " / ".join(_log_text(proc).strip().splitlines()[-2:]) or "no output"
 
 
-def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool | None = None) -> JackServer:
-    """Start `jackd -n NAME -d dummy -r 48000 -p 64` under `name` or a free pool name.
+def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool | None = None,
+                      period: int = PERIOD_FRAMES) -> JackServer:
+    """Start `jackd -n NAME -d dummy -r 48000 -p PERIOD` (64 frames unless asked) under `name` or a free pool name.
 
     realtime None: --realtime (SCHED_FIFO, so a busy machine does not make it miss cycles) where
     this process may use it, else --no-realtime. Its log goes to a temp file (`proc.log`): a pipe
@@ -85,9 +86,10 @@ def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: 
     modes = [True, False] if realtime is None else [realtime]
     for candidate in ([name] if name else JACK_POOL):
         for mode in modes:
-            proc, why = _start_one(candidate, mode, timeout)
+            proc, why = _start_one(candidate, mode, timeout, period)
             if proc is not None:
                 proc.realtime = mode
+                proc.period = period
                 return JackServer(candidate, proc)
             errors.append(f"{candidate} ({'realtime' if mode else 'no-realtime'}): {why}")
             if why != "realtime refused":
@@ -121,6 +123,11 @@ class JackServer(str):
     @property
     def realtime(self) -> bool:
         return self.proc.realtime
+
+    @property
+    def period(self) -> int:
+        """Frames per JACK cycle."""
+        return self.proc.period
 
     def xruns(self) -> int:
         return _log_text(self.proc).count("XRun")
