@@ -157,3 +157,75 @@ class JackServer(str):
             time.sleep(0.05)  # poll interval
 
 
+
+
+JACK_MIDI_DUMP = shutil.which("jack_midi_dump")
+STDBUF = shutil.which("stdbuf")
+
+
+class MidiDump:
+    """JACK's own MIDI monitor (`jack_midi_dump -a`, C, realtime thread) on this server: every message
+    heard on its input with its absolute frame, so timing is measured in JACK's frames by a client that
+    needs no Python GIL (a Python probe in a process training torch misses cycles itself).
+
+    Connect any number of output ports to `port`; `messages()` parses what it printed so far.
+    """
+
+    def __init__(self, server: str, name: str = "dd-dump", timeout: float = 10.0):
+        if JACK_MIDI_DUMP is None:
+            raise RuntimeError("jack_midi_dump is not installed (apt-get install jackd2)")
+        self.server, self.name, self.port = server, name, f"{name}:input"
+        self.out = tempfile.TemporaryFile(mode="w+")
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+        line_buffered = [STDBUF, "-oL"] if STDBUF else []  # each message is in the file as it comes
+        self.proc = subprocess.Popen([*line_buffered, JACK_MIDI_DUMP, "-a", name], stdout=self.out,
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while self.port not in (jack_lsp(server, timeout=2.0) or ""):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"jack_midi_dump did not register {self.port}: {self._text()[-300:]}")
+            time.sleep(0.05)  # poll interval while it starts
+
+    def _text(self) -> str:
+        self.out.seek(0)
+        return self.out.read()
+
+    def messages(self) -> list[tuple[int, bytes]]:
+        """(frame, bytes) of every complete line printed so far, in order."""
+        out = []
+        for line in self._text().splitlines():
+            stamp, sep, rest = line.partition(":")
+            if not sep or not stamp.strip().isdigit():
+                continue
+            hexes = []
+            for word in rest.split():
+                if len(word) != 2:
+                    break  # the human-readable description after the bytes
+                try:
+                    hexes.append(int(word, 16))
+                except ValueError:
+                    break
+            if hexes:
+                out.append((int(stamp), bytes(hexes)))
+        return out
+
+    def wait_for(self, pred, timeout: float = 15.0) -> list[tuple[int, bytes]]:
+        """Every message so far, once `pred(bytes)` accepts one; TimeoutError with the tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages()
+            if any(pred(d) for _, d in msgs):
+                return msgs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no matching MIDI within {timeout} s; last: {msgs[-8:]}")
+            time.sleep(0.05)  # poll interval: the monitor writes to a file
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

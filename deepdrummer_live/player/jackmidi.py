@@ -21,6 +21,7 @@ ports, and the pipe threads run at SCHED_FIFO 1, so it waits at most a short Pyt
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import itertools
 import sys
@@ -34,6 +35,47 @@ from deepdrummer_live.player.midi import CLIENT_NAME
 LOOKAHEAD_MARGIN_S = 0.015  # engine thread wake-up late by this much under load still writes on time
 _WRAP = 1 << 32  # jack_nframes_t
 _dead_clients: list = []  # clients of a server that died: never closed nor freed (libjack would crash)
+
+
+class _MidiEvent(ctypes.Structure):
+    _fields_ = [("time", ctypes.c_uint32), ("size", ctypes.c_size_t), ("buffer", ctypes.c_void_p)]
+
+
+_libjack = None
+
+
+def _rt_lib():
+    """libjack through ctypes.PyDLL, for the calls inside the process callback.
+
+    JACK-Client's cffi calls release the GIL around every C call; in the callback each release is a
+    chance for another thread to take it, and the callback then waits up to the switch interval to get
+    it back (at 64 frames that missed cycles). PyDLL keeps the GIL through these short calls.
+    """
+    global _libjack
+    if _libjack is None:
+        import jack
+
+        lib = ctypes.PyDLL(jack._libname)
+        lib.jack_last_frame_time.argtypes = [ctypes.c_void_p]
+        lib.jack_last_frame_time.restype = ctypes.c_uint32
+        lib.jack_port_get_buffer.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.jack_port_get_buffer.restype = ctypes.c_void_p
+        lib.jack_midi_clear_buffer.argtypes = [ctypes.c_void_p]
+        lib.jack_midi_clear_buffer.restype = None
+        lib.jack_midi_event_write.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]
+        lib.jack_midi_event_write.restype = ctypes.c_int
+        lib.jack_midi_get_event_count.argtypes = [ctypes.c_void_p]
+        lib.jack_midi_get_event_count.restype = ctypes.c_uint32
+        lib.jack_midi_event_get.argtypes = [ctypes.POINTER(_MidiEvent), ctypes.c_void_p, ctypes.c_uint32]
+        lib.jack_midi_event_get.restype = ctypes.c_int
+        _libjack = lib
+    return _libjack
+
+
+def _address(cdata) -> int:
+    import jack
+
+    return int(jack._ffi.cast("uintptr_t", cdata))
 
 
 def unavailable() -> str | None:
@@ -109,7 +151,6 @@ class JackMidiPorts:
             raise UsageError("--midi-backend jack: no JACK server running; start jackd "
                              "or use --midi-backend alsa/none") from exc
         self._client = client
-        self._jack_error = jack.JackError
         self.rate = client.samplerate
         self.period = client.blocksize
         self.lookahead = self.period / self.rate + LOOKAHEAD_MARGIN_S
@@ -123,6 +164,12 @@ class JackMidiPorts:
                 self._out = client.midi_outports.register(self.out_name)
             if self.in_name:
                 self._in = client.midi_inports.register(self.in_name)
+            self._lib = _rt_lib()
+            self._event = _MidiEvent()
+            self._event_ref = ctypes.byref(self._event)
+            self._client_ptr = _address(client._ptr)
+            self._out_ptr = _address(self._out._ptr) if self._out is not None else None
+            self._in_ptr = _address(self._in._ptr) if self._in is not None else None
             client.set_process_callback(self._process)
             client.set_shutdown_callback(self._shutdown)
             client.activate()
@@ -182,15 +229,15 @@ class JackMidiPorts:
         self._dead = True  # the engine's housekeeping sees alive() false and reopens
 
     def _process(self, nframes: int) -> None:
-        frame0 = self._cycle_unwrap(self._client.last_frame_time) if self._client is not None else None
-        if frame0 is None:
-            return
+        """JACK's process callback: write what falls in this cycle at its offset, forward input with its frame."""
+        lib = self._lib
+        frame0 = self._cycle_unwrap(lib.jack_last_frame_time(self._client_ptr))
         inq, pending = self._inq, self._pending
         while inq:
             heapq.heappush(pending, inq.popleft())
-        out = self._out
-        if out is not None:
-            out.clear_buffer()
+        if self._out_ptr is not None:
+            buf = lib.jack_port_get_buffer(self._out_ptr, nframes)
+            lib.jack_midi_clear_buffer(buf)
             end = frame0 + nframes
             last = 0
             while pending and pending[0][0] < end:
@@ -200,14 +247,14 @@ class JackMidiPorts:
                     if offset < 0:
                         self.late += 1
                     offset = last
-                try:
-                    out.write_midi_event(offset, data)
-                except self._jack_error:  # the port's buffer is full; raising would end the callback for good
-                    self.dropped += 1
+                if lib.jack_midi_event_write(buf, offset, data, len(data)):
+                    self.dropped += 1  # the port's buffer is full (ENOBUFS)
                 last = offset
         else:
             pending.clear()
-        if self._in is not None and self._on_input is not None:
-            rate = self.rate
-            for offset, buf in self._in.incoming_midi_events():
-                self._on_input(list(bytes(buf)), (frame0 + offset) / rate)
+        if self._in_ptr is not None and self._on_input is not None:
+            buf = lib.jack_port_get_buffer(self._in_ptr, nframes)
+            event, ref, rate = self._event, self._event_ref, self.rate
+            for i in range(lib.jack_midi_get_event_count(buf)):
+                if lib.jack_midi_event_get(ref, buf, i) == 0:
+                    self._on_input(list(ctypes.string_at(event.buffer, event.size)), (frame0 + event.time) / rate)

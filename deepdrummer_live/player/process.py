@@ -116,7 +116,7 @@ def player_main(config: PlayerConfig, cmd_conn, evt_conn) -> None:
         fd = os.open(config.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 2)
         os.close(fd)
-    sys.setswitchinterval(0.0005)  # the engine thread gets the GIL back quickly from helpers
+    sys.setswitchinterval(0.0002)  # the engine thread and the JACK callback get the GIL back quickly from helpers
     outbox: queue.SimpleQueue = queue.SimpleQueue()
 
     def sender() -> None:
