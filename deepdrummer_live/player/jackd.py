@@ -159,71 +159,75 @@ class JackServer(str):
 
 
 
-JACK_MIDI_DUMP = shutil.which("jack_midi_dump")
-STDBUF = shutil.which("stdbuf")
+class FrameRecorder:
+    """A JACK client of its own process (player/jackwriter.py with only an input port) that records every
+    MIDI message heard with its exact frame (JACK's last_frame_time + offset), so timing is measured in
+    JACK's frames by a client whose callback waits on nothing of the measuring process.
 
-
-class MidiDump:
-    """JACK's own MIDI monitor (`jack_midi_dump -a`, C, realtime thread) on this server: every message
-    heard on its input with its absolute frame, so timing is measured in JACK's frames by a client that
-    needs no Python GIL (a Python probe in a process training torch misses cycles itself).
-
-    Connect any number of output ports to `port`; `messages()` parses what it printed so far.
+    Connect any number of output ports to `port`; `messages()` is what came so far, (frame, bytes).
     """
 
-    def __init__(self, server: str, name: str = "dd-dump", timeout: float = 10.0):
-        if JACK_MIDI_DUMP is None:
-            raise RuntimeError("jack_midi_dump is not installed (apt-get install jackd2)")
-        self.server, self.name, self.port = server, name, f"{name}:input"
-        self.out = tempfile.TemporaryFile(mode="w+")
-        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
-        line_buffered = [STDBUF, "-oL"] if STDBUF else []  # each message is in the file as it comes
-        self.proc = subprocess.Popen([*line_buffered, JACK_MIDI_DUMP, "-a", name], stdout=self.out,
-                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while self.port not in (jack_lsp(server, timeout=2.0) or ""):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"jack_midi_dump did not register {self.port}: {self._text()[-300:]}")
-            time.sleep(0.05)  # poll interval while it starts
+    def __init__(self, server: str, name: str = "dd-recorder", timeout: float = 20.0):
+        import json
+        import select
+        import threading
 
-    def _text(self) -> str:
-        self.out.seek(0)
-        return self.out.read()
+        from deepdrummer_live.player.jackwriter import READ_CHUNK, RECORD, signed32
+
+        self.server, self.name, self.port = server, name, f"{name}:input"
+        events_r, events_w = os.pipe()
+        input_r, input_w = os.pipe()
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "deepdrummer_live.player.jackwriter", str(events_r),
+                                      str(input_w), "", "input", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, pass_fds=(events_r, input_w), preexec_fn=_die_with_parent)
+        os.close(events_r)
+        os.close(input_w)
+        self._events_w = events_w
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = json.loads(self.proc.stdout.readline() or "{}") if ready else {}
+        if "rate" not in line:
+            self.stop()
+            raise RuntimeError(f"the JACK recorder did not start: {line or 'no answer in time'}")
+        self._msgs: list[tuple[int, bytes]] = []
+        self._cond = threading.Condition()
+
+        def read() -> None:
+            last = None
+            while chunk := os.read(input_r, READ_CHUNK):
+                got = []
+                for frame, size, data in RECORD.iter_unpack(chunk):
+                    last = frame if last is None else last + signed32(frame - last)  # JACK's 32-bit counter, unwrapped
+                    got.append((last, data[:size]))
+                with self._cond:
+                    self._msgs.extend(got)
+                    self._cond.notify_all()
+            os.close(input_r)
+
+        self._reader = threading.Thread(target=read, name="dd-recorder", daemon=True)
+        self._reader.start()
 
     def messages(self) -> list[tuple[int, bytes]]:
-        """(frame, bytes) of every complete line printed so far, in order."""
-        out = []
-        for line in self._text().splitlines():
-            stamp, sep, rest = line.partition(":")
-            if not sep or not stamp.strip().isdigit():
-                continue
-            hexes = []
-            for word in rest.split():
-                if len(word) != 2:
-                    break  # the human-readable description after the bytes
-                try:
-                    hexes.append(int(word, 16))
-                except ValueError:
-                    break
-            if hexes:
-                out.append((int(stamp), bytes(hexes)))
-        return out
+        with self._cond:
+            return list(self._msgs)
 
     def wait_for(self, pred, timeout: float = 15.0) -> list[tuple[int, bytes]]:
-        """Every message so far, once `pred(bytes)` accepts one; TimeoutError with the tail otherwise."""
+        """Every message so far, once `pred(messages)` accepts them; TimeoutError with the tail otherwise."""
         deadline = time.monotonic() + timeout
-        while True:
-            msgs = self.messages()
-            if any(pred(d) for _, d in msgs):
-                return msgs
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no matching MIDI within {timeout} s; last: {msgs[-8:]}")
-            time.sleep(0.05)  # poll interval: the monitor writes to a file
+        with self._cond:
+            while not pred(self._msgs):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"not heard within {timeout} s; last: {self._msgs[-8:]}")
+                self._cond.wait(left)
+            return list(self._msgs)
 
     def stop(self) -> None:
+        if self._events_w is not None:
+            os.close(self._events_w)
+            self._events_w = None
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.stdin.close()  # the recorder's signal to close its client and exit
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:

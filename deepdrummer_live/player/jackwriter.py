@@ -1,8 +1,9 @@
 """The JACK MIDI writer process: JACK's process callback, alone in its own interpreter.
 
-`python -m deepdrummer_live.player.jackwriter EVENTS_FD INPUT_FD OUT IN` opens the client "DeepDrummer
-Live" with those ports (an empty name: none) and, in JACK's process cycle, writes every message at its own frame. It
-is started by player/jackmidi.py, which hands it messages ahead of their time and reads its input:
+`python -m deepdrummer_live.player.jackwriter EVENTS_FD INPUT_FD OUT IN [CLIENT]` opens the client
+"DeepDrummer Live" (or CLIENT) with those ports (an empty name: none) and, in JACK's process cycle,
+writes every message at its own frame. It is started by player/jackmidi.py, which hands it messages
+ahead of their time and reads its input (and by jackd.FrameRecorder, to record what tests hear):
 
     EVENTS_FD  in:  RECORD (frame mod 2**32, size, bytes) per message, in any order
     INPUT_FD   out: RECORD per MIDI message heard on the input, at its frame
@@ -136,9 +137,9 @@ def main(argv: list[str]) -> int:
     import jack
 
     events_fd, input_fd = int(argv[0]), int(argv[1])
-    out_name, in_name = (argv[2:] + ["", ""])[:2]
+    out_name, in_name, client_name = (argv[2:] + ["", "", ""])[:3]
     try:
-        client = jack.Client(CLIENT_NAME, no_start_server=True)
+        client = jack.Client(client_name or CLIENT_NAME, no_start_server=True)
     except jack.JackOpenError as exc:
         print(json.dumps({"error": f"no JACK server ({exc})"}), flush=True)
         return 2

@@ -17,7 +17,7 @@ from deepdrummer_live.player.clock import ClockSource, InternalClock, LinkClock,
 from deepdrummer_live.player.protocol import PlayerConfig
 from deepdrummer_live.player.sequencer import Sequencer
 
-RT_PRIORITY = 5  # below a realtime jackd's process thread (its default is 10)
+RT_PRIORITY = 3  # below JACK's realtime threads: jackd -P 10 (its default) runs its clients' process threads at 5
 HELPER_RT_PRIORITY = 1  # the pipe threads: above normal threads (torch), below the engine and JACK
 
 
