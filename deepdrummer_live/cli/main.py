@@ -278,8 +278,8 @@ def cmd_run(args) -> int:
 
             transport = PlayerHandle(player_config, events)
             ready = transport.start()
-            log.info("player: MIDI out %s, MIDI in %s, audio %s", ready.get("midi_out"), ready.get("midi_in"),
-                     ready.get("audio"))
+            log.info("player: MIDI out %s, MIDI in %s (writer %s), audio %s", ready.get("midi_out"),
+                     ready.get("midi_in"), ready.get("midi_writer"), ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
         critic_path = resolve_critic_source(args.critic) if args.critic else None
