@@ -62,7 +62,7 @@ def clock_figures(msgs: list[tuple[int, bytes]], nominal: float) -> dict:
     intervals = np.diff(frames)
     index = np.concatenate([[0], np.cumsum(np.maximum(1, np.round(intervals / nominal)))])
     lost = int(index[-1] + 1 - len(frames))
-    kept = [abs(iv - nominal) for iv in intervals if round(iv / nominal) == 1]
+    kept = [abs(iv - nominal) for iv in intervals if round(iv / nominal) <= 1]  # bunched ones too, not lost ones
     slope = np.polyfit(index, frames, 1)[0]
     return {"clocks": len(frames), "lost": lost, "jitter_p99": p99(kept), "jitter_max": max(kept),
             "rate_error_pct": float((slope / nominal - 1.0) * 100.0)}
