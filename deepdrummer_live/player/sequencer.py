@@ -195,8 +195,16 @@ class Sequencer:
             self._apply(self.pending, bar_step=step)
         t_on = t_step + self.offset
         if bar_line and self.audio is not None:
-            # the audio starts its bar when called: at the bar's time on the clock, not the engine's
-            self._push(t_on + self.ahead, "bar")
+            period = getattr(self.ports, "period", 0)
+            if period and getattr(self.ports, "rate", 0):
+                # JACK: the bar starts at its frame. The audio is triggered half a period into the cycle before
+                # the bar's (far from a cycle boundary), with the bar's frame, and delays itself into the block.
+                bar_frame = round(t_on * self.ports.rate)
+                t_call = ((bar_frame // period - 1) * period + period // 2) / self.ports.rate
+                self._push(t_call + self.ahead, "bar", bar_frame)
+            else:
+                # the audio starts its bar when called: at the bar's time on the clock, not the engine's
+                self._push(t_on + self.ahead, "bar")
         if self.rows:
             pos = (step - self.loop_start) % len(self.rows[0][1])
             if pos % 2:
@@ -279,7 +287,12 @@ class Sequencer:
                         del self.sounding[arg]
                     self._send(midi.note_off(arg), t)
             elif kind == "bar" and self.audio is not None:
-                self._audio_call(self.audio.bar_line)
+                if arg is None:
+                    self._audio_call(self.audio.bar_line)
+                else:  # the audio's next block is JACK's next cycle: delay the bar into it up to its frame
+                    period, rate = self.ports.period, self.ports.rate
+                    next_cycle = (round((now - self.ahead) * rate) // period + 1) * period
+                    self._audio_call(self.audio.bar_line, max(0, arg - next_cycle))
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + HOUSEKEEPING_S
             self._housekeeping(now)
