@@ -3,8 +3,8 @@
 Starts a private realtime jackd (dummy driver, 48 kHz, --period frames), the player with
 --midi-backend jack (each message at its frame) and pyo on the same server, plays a loop whose
 bar audio is a click on its first sample and whose MIDI has a kick on step 0, and records both at
-JACK ports: MIDI with jackd.FrameRecorder, audio with a JACK client of this process that stamps the
-first sample over a threshold with its frame. Prints one JSON line: the offset (audio - MIDI) of
+JACK ports: MIDI with jackd.FrameRecorder, audio with jackd.AudioOnsets (the frame of the first
+sample over a threshold). Prints one JSON line: the offset (audio - MIDI) of
 each bar, in frames and ms.
 
     .venv/bin/python bench/audio_offset.py --period 1024 --bars 8
@@ -17,49 +17,15 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import numpy as np
 
 from deepdrummer_live.player.handle import PlayerHandle
-from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder, start_jack_server
+from deepdrummer_live.player.jackd import SAMPLE_RATE, AudioOnsets, FrameRecorder, start_jack_server
 from deepdrummer_live.player.protocol import PlayerConfig
 
 ROWS = [{"note": 36, "steps": "x" + "." * 15}]
-THRESHOLD = 0.25
 ALL_NOTES_OFF = bytes([0xB9, 123, 0])
-
-
-class OnsetRecorder:
-    """A JACK audio input of this process: the frame of the first sample over THRESHOLD after silence."""
-
-    def __init__(self, source: str):
-        import jack
-
-        self.client = jack.Client("dd-onsets", no_start_server=True)
-        self.port = self.client.inports.register("in")
-        self.onsets: list[int] = []
-        self._quiet_until = -1
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-        deadline = time.monotonic() + 10
-        while not (ports := self.client.get_ports(source, is_audio=True, is_output=True)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no JACK audio output like {source!r}")
-            time.sleep(0.05)  # poll interval while pyo opens its ports
-        self.client.connect(ports[0], self.port)
-
-    def _process(self, nframes: int) -> None:
-        frame0 = self.client.last_frame_time
-        loud = np.flatnonzero(np.abs(self.port.get_array()) > THRESHOLD)
-        if loud.size and frame0 + loud[-1] > self._quiet_until:
-            first = frame0 + int(loud[np.searchsorted(frame0 + loud, self._quiet_until, side="right")])
-            self.onsets.append(first)
-            self._quiet_until = first + SAMPLE_RATE // 10  # one click per bar: 100 ms of deafness after it
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
 
 
 def main() -> None:
@@ -79,7 +45,7 @@ def main() -> None:
         subprocess.run([shutil.which("jack_connect") or "jack_connect", "DeepDrummer Live:ddaudio", recorder.port],
                        check=True, timeout=10)
         server.wait_connected("ddaudio", recorder.port)
-        onsets = OnsetRecorder("DeepDrummer:")
+        onsets = AudioOnsets("DeepDrummer:")
         bar = np.zeros(round(SAMPLE_RATE * 240 / args.bpm), dtype=np.float32)
         bar[:48] = 0.9  # a 1 ms click on the bar's first sample
         handle.set_loop(1, ROWS, bar, False, 0.0)

@@ -19,7 +19,7 @@ import pytest
 from jack_frames import CLOCK, START, FrameLeader, clock_figures, p99
 
 from deepdrummer_live.player.handle import PlayerHandle
-from deepdrummer_live.player.jackd import JACKD, FrameRecorder, start_jack_server
+from deepdrummer_live.player.jackd import JACKD, AudioOnsets, FrameRecorder, start_jack_server
 from deepdrummer_live.player.protocol import PlayerConfig
 
 RATE = 48000
@@ -185,3 +185,36 @@ def ready_lookahead(period: int) -> float:
     from deepdrummer_live.player.jackmidi import LOOKAHEAD_MARGIN_S
 
     return period / RATE + LOOKAHEAD_MARGIN_S
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jack_at", [1024], indirect=True, ids=["1024frames"])
+def test_live_audio_bar_starts_on_the_frame_of_its_first_note(jack_at):
+    """pyo on the same JACK server: each bar's first sample comes out at the frame of the bar's first
+    MIDI note (before: at the next block boundary, up to a period later)."""
+    import numpy as np
+
+    server, recorder = jack_at
+    h = PlayerHandle(PlayerConfig(midi_backend="jack", midi_out="ddaudio", audio="pyo", audio_backend="jack",
+                                  audio_sr=RATE, tempo=240.0), lambda e: None)
+    onsets = None
+    try:
+        assert h.start()["audio"] == "pyo/jack"
+        _connect(server, "DeepDrummer Live:ddaudio", recorder.port)
+        onsets = AudioOnsets("DeepDrummer:")
+        bar = np.zeros(RATE, dtype=np.float32)  # one bar at 240 BPM
+        bar[:48] = 0.9  # a 1 ms click on the bar's first sample
+        h.set_loop(1, [{"note": 36, "steps": "x" + "." * 15}], bar, False, 0.0)
+        h.play()
+        recorder.wait_for(lambda ms: sum(1 for _, d in ms if d[0] == 0x99) >= 6, timeout=30)
+        h.stop()
+        msgs = recorder.wait_for(_heard(ALL_NOTES_OFF), timeout=15)
+    finally:
+        if onsets is not None:
+            onsets.close()
+        h.close()
+    notes = [f for f, d in msgs if d[0] == 0x99 and d[2] > 0][:6]
+    heard = list(onsets.onsets)
+    offsets = [min(heard, key=lambda a, n=n: abs(a - n)) - n for n in notes]
+    print(f"live audio at {server.period} frames: bar start - first MIDI note = {offsets} frames")
+    assert len(heard) >= 6 and all(abs(o) <= 1 for o in offsets), (offsets, heard[:8], notes)

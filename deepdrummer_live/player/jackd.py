@@ -233,3 +233,39 @@ class FrameRecorder:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+class AudioOnsets:
+    """A JACK audio input of this process: the frame of the first sample over `threshold` after 100 ms without
+    one (a click per bar). Python in this process: fine at long periods or with little else running here."""
+
+    def __init__(self, source: str, threshold: float = 0.25):
+        import jack
+        import numpy as np
+
+        self._np, self.threshold = np, threshold
+        self.client = jack.Client("dd-onsets", no_start_server=True)
+        self.port = self.client.inports.register("in")
+        self.onsets: list[int] = []
+        self._quiet_until = -1
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        deadline = time.monotonic() + 10
+        while not (ports := self.client.get_ports(source, is_audio=True, is_output=True)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no JACK audio output like {source!r}")
+            time.sleep(0.05)  # poll interval while pyo opens its ports
+        self.client.connect(ports[0], self.port)
+
+    def _process(self, nframes: int) -> None:
+        frame0 = self.client.last_frame_time
+        np = self._np
+        loud = np.flatnonzero(np.abs(self.port.get_array()) > self.threshold)
+        if loud.size and frame0 + loud[-1] > self._quiet_until:
+            first = frame0 + int(loud[np.searchsorted(frame0 + loud, self._quiet_until, side="right")])
+            self.onsets.append(first)
+            self._quiet_until = first + SAMPLE_RATE // 10  # one click per bar: 100 ms of deafness after it
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
