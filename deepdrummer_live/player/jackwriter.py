@@ -34,10 +34,6 @@ import time
 CLIENT_NAME = "DeepDrummer Live"  # = midi.CLIENT_NAME; not imported, so this process loads nothing else
 RECORD = struct.Struct("<IH2x4s")  # frame (mod 2**32), size, data (<= 4 bytes): 12 bytes, atomic in a pipe
 READ_CHUNK = RECORD.size * 1024  # a multiple of the record: every read holds whole records
-# JACK runs clients' process threads at its own priority - 5 (5 for jackd's default -P 10), FIFO among
-# equals: a Python callback of 30-60 us waiting behind other clients (and the players of other sessions)
-# missed 64-frame cycles. Ours asks for more, still below jackd's own threads.
-WRITER_RT_PRIORITY = 8
 _HALF = 1 << 31
 _WRAP = 1 << 32
 
@@ -86,19 +82,11 @@ class Writer:
         self.event_ref = ctypes.byref(self.event)
         self.eof = False  # the player closed the events pipe
         self.frames = None  # this cycle's first frame, unwrapped (JACK's counter is 32 bits)
-        self.priority_set = False
         self.raw = 0
         self.late = 0  # written after their frame: handed over after their cycle had begun
         self.dropped = 0  # refused by JACK (port buffer full) or input lost to a full pipe
 
     def process(self, nframes: int) -> None:
-        if not self.priority_set:
-            self.priority_set = True  # once, from JACK's thread itself (libjack made it SCHED_FIFO)
-            try:
-                if os.sched_getscheduler(0) == os.SCHED_FIFO:
-                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(WRITER_RT_PRIORITY))
-            except OSError as exc:  # not allowed: JACK's own priority stays
-                print(f"deepdrummer-live jack writer: keeps JACK's priority ({exc})", file=sys.stderr)
         lib = self.lib
         raw0 = lib.jack_last_frame_time(self.client_ptr)
         frame0 = raw0 if self.frames is None else self.frames + signed32(raw0 - self.raw)
