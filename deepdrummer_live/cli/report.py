@@ -256,7 +256,9 @@ def cmd_report(args) -> int:
         print(p)
     taste = load_taste(state_dir)
     if taste is not None:  # the critic that reads loops: what it prefers and avoids, and how sure
-        print(f"taste from {taste.get('ratings', 0)} ratings: {taste_line(taste, 400)}")
+        path = Path(out) / "report-taste.txt"
+        path.write_text(f"taste from {taste.get('ratings', 0)} ratings\n{taste_line(taste, 1000)}\n")
+        print(path)
     for why in skipped:
         print(f"skipped {why}", file=sys.stderr)
     return 0
