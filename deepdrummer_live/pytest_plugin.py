@@ -22,7 +22,8 @@ Options: the marker `@pytest.mark.deepdrummer(kit=..., args=[...], jack=True, se
 `deepdrummer_daemon`; `--deepdrummer-kit` / ini `deepdrummer_kit` and `--deepdrummer-args` / ini
 `deepdrummer_args` (extra `run` flags) for every daemon; ini `deepdrummer_startup_timeout` [180 s].
 jack=True gives the daemon a private JACK server (dummy driver) and real JACK MIDI ports
-(`--midi-backend jack`); the test is skipped, naming the Debian package, where jackd is missing.
+(`--midi-backend jack`); the daemon's `jack_server` is its name, and JACK_DEFAULT_SERVER points the
+test process at it for the test. The test is skipped, naming the Debian package, where jackd is missing.
 
 Each daemon is stopped after its test with SIGINT and killed if it hangs (both are reported as a
 teardown error, as is a non-zero exit status); its log is attached to a failing test's report.
@@ -87,6 +88,7 @@ class _Factory:
         self.request = request
         self.tmp_path_factory = tmp_path_factory
         self.started: list[tuple[Daemon, object]] = []  # (daemon, its private JACK server or None)
+        self.env = pytest.MonkeyPatch()  # JACK_DEFAULT_SERVER of this process, for the test's own JACK clients
         request.node.stash.setdefault(_DAEMONS, [])
 
     def __call__(self, kit=None, args=(), jack: bool = False, seed: int | None = 1, audio: str = "none",
@@ -101,6 +103,8 @@ class _Factory:
                 pytest.skip(NO_JACK)
             server = start_jack_server()
             env["JACK_DEFAULT_SERVER"] = str(server)
+            # the test's own JACK clients (rtmidi ports, jack_lsp) reach the same server
+            self.env.setenv("JACK_DEFAULT_SERVER", str(server))
             midi = "jack"
         # A folder of its own per daemon: its state dir, its log and its working folder (it writes nothing else).
         home = self.tmp_path_factory.mktemp("deepdrummer")
@@ -131,6 +135,7 @@ class _Factory:
                     daemon.client.close()
                 if server is not None:
                     server.stop()
+        self.env.undo()
         if problems:
             pytest.fail("; ".join(problems) + " (its log is in this report)", pytrace=False)
 
