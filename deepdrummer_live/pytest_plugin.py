@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,20 @@ def pytest_configure(config):
                                        "options of the deepdrummer_daemon fixture's daemon")
 
 
+def _resolve_kit(kit, base: Path) -> str:
+    """A kit folder given relative to `base` as an absolute path (the daemon runs in a folder of its own);
+    a kit name (`dd-digital`) as it is."""
+    path = Path(kit)
+    return str(base / path) if not path.is_absolute() and (base / path).is_dir() else str(kit)
+
+
 def _config_kit(config) -> str | None:
-    return config.getoption("deepdrummer_kit") or config.getini("deepdrummer_kit") or None
+    if config.getoption("deepdrummer_kit"):
+        return _resolve_kit(config.getoption("deepdrummer_kit"), config.invocation_params.dir)
+    if config.getini("deepdrummer_kit"):
+        ini_dir = config.inipath.parent if config.inipath else config.rootpath
+        return _resolve_kit(config.getini("deepdrummer_kit"), ini_dir)
+    return None
 
 
 def _config_args(config) -> list[str]:
@@ -94,7 +107,7 @@ class _Factory:
     def __call__(self, kit=None, args=(), jack: bool = False, seed: int | None = 1, audio: str = "none",
                  state_dir=None) -> Daemon:
         config = self.request.config
-        kit = kit if kit is not None else _config_kit(config)
+        kit = _resolve_kit(kit, Path.cwd()) if kit is not None else _config_kit(config)
         env, midi, server = {}, "none", None
         if jack:
             from deepdrummer_live.player.jackd import JACK_LSP, JACKD, start_jack_server

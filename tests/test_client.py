@@ -193,3 +193,20 @@ def test_the_fixture_starts_and_stops_a_daemon_per_test_and_leaks_nothing(pytest
     for run in runs:
         assert not os.path.exists(f"/proc/{run['pid']}"), f"daemon {run['pid']} still running"
         assert wait_for(lambda port=run["port"]: port_is_free(port), 10, f"OSC port {run['port']} free")
+
+
+@pytest.mark.deepdrummer(kit="dd-digital", args=["--tempo", "90"], seed=5)
+def test_the_marker_sets_kit_flags_and_seed(deepdrummer_daemon):
+    d = deepdrummer_daemon
+    loop = d.client.next_loop()
+    assert loop.bpm == 90.0
+    assert "kit dd-digital" in d.output()  # the run log names the kit it loaded
+    assert d.args[d.args.index("--seed") + 1] == "5"
+
+
+def test_jack_without_jackd_skips_naming_the_debian_package(deepdrummer_daemon_factory, monkeypatch):
+    import deepdrummer_live.player.jackd as jackd
+
+    monkeypatch.setattr(jackd, "JACKD", None)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install jackd2"):
+        deepdrummer_daemon_factory(jack=True)
