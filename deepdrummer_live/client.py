@@ -338,7 +338,7 @@ def view(message: Message) -> Any:
     return message if cls is None else cls.from_args(message.args)
 
 
-# The answer each inbound address implies (contract v1.1 `send`, plus v1.2's /dd/profile).
+# The answer each inbound address implies (contract v1.1, `send`); any other address has none.
 EXPECTED_REPLY = {
     "/dd/like": "/dd/rated",
     "/dd/dislike": "/dd/rated",
@@ -365,9 +365,9 @@ class OscClient:
 
     port, host: the daemon's OSC address [127.0.0.1:9000]. listen_host, listen_port: where this
     client receives [loopback for a daemon on this machine, else every interface; a free port, see
-    `local_port`]. connect=True connects the socket:
-    only the daemon's datagrams arrive, and a closed daemon port raises Unreachable instead of a
-    silent timeout (what `deepdrummer-live send` uses); the target cannot change after that.
+    `local_port`]. connect=True connects the socket: only the daemon's datagrams arrive, and a
+    closed daemon port raises Unreachable instead of a silent timeout (what `deepdrummer-live send`
+    uses); the target cannot change after that.
 
     Not thread-safe: use one client per thread.
     """
