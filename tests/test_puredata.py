@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pythonosc.osc_message import OscMessage
 
+from deepdrummer_live.client import decode
 from deepdrummer_live.paths import puredata_dir
 
 from daemon import build, free_udp_port
@@ -117,8 +117,8 @@ def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
                 data, sender = daemon.recvfrom(65536)
             except TimeoutError:
                 continue
-            msg = OscMessage(data)
-            got.append((msg.address, list(msg.params)))
+            (msg,) = decode(data)
+            got.append((msg.address, list(msg.args)))
         assert got == [("/dd/subscribe", [float(listen_port)]), ("/dd/like", []), ("/dd/dislike", []),
                        ("/dd/next", []), ("/dd/undo", []), ("/dd/tempo", [133.5]), ("/dd/fotf", [1.0]),
                        ("/dd/mode", ["good"]), ("/dd/play", []), ("/dd/stop", []), ("/dd/ping", [])]
