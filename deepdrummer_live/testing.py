@@ -81,7 +81,8 @@ class Daemon:
     `--web-port` in extra overrides the default 0 (off: daemons in parallel must not race for 9080).
     client: an OscClient that is subscribed with `--notify` and aimed at the daemon; `send`, `wait`,
     `expect` use it. cwd: the daemon's working folder [the state dir's parent]. log_path: where its
-    output goes [`<state dir>-daemon.log` beside the state dir].
+    output goes [`<state dir>-daemon.log` beside the state dir]. command: what runs `run` [this
+    Python with `-m deepdrummer_live.cli.main`, importing this same copy of the package].
     """
 
     def __init__(self, state_dir: Path, *extra: str, port: int | None = None, seed: int | None = 1,
@@ -101,7 +102,7 @@ class Daemon:
                      *(("--kit", str(kit)) if kit is not None else ()), *extra]
         self.env = {**os.environ, **(env or {})}
         root = source_root()
-        if root is not None:
+        if command is None and root is not None:  # a command of the caller's own imports what it imports
             self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), self.env.get("PYTHONPATH")) if p)
         self.cwd = Path(cwd) if cwd is not None else self.state_dir.parent
         self.log_path = Path(log_path) if log_path else self.state_dir.parent / f"{self.state_dir.name}-daemon.log"
