@@ -189,7 +189,7 @@ def test_the_fixture_starts_and_stops_a_daemon_per_test_and_leaks_nothing(pytest
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*deepdrummer daemon log (OSC port *, pid *)*", "*OSC on 127.0.0.1:*"])
     runs = [json.loads(line) for line in record.read_text().splitlines()]
-    assert len(runs) == 2 and runs[0]["pid"] != runs[1]["pid"] and runs[0]["port"] != runs[1]["port"]
+    assert len(runs) == 2 and runs[0]["pid"] != runs[1]["pid"]
     for run in runs:
         assert not os.path.exists(f"/proc/{run['pid']}"), f"daemon {run['pid']} still running"
         assert wait_for(lambda port=run["port"]: port_is_free(port), 10, f"OSC port {run['port']} free")
@@ -210,3 +210,15 @@ def test_jack_without_jackd_skips_naming_the_debian_package(deepdrummer_daemon_f
     monkeypatch.setattr(jackd, "JACKD", None)
     with pytest.raises(pytest.skip.Exception, match="apt-get install jackd2"):
         deepdrummer_daemon_factory(jack=True)
+
+
+def test_a_daemon_that_ignores_sigint_is_killed(tmp_path):
+    """What the fixture's teardown does with a hung daemon (and reports as an error): SIGINT, then kill."""
+    from deepdrummer_live.testing import Daemon
+
+    hung = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "print('ignoring SIGINT', flush=True); time.sleep(120)")
+    d = Daemon(tmp_path / "state", command=[sys.executable, "-c", hung]).start(wait=False)
+    wait_for(lambda: "ignoring SIGINT" in d.output(), 30, "the handler in place")
+    code, killed = d.shutdown(timeout=1)
+    assert killed and code != 0 and not d.running()
