@@ -108,6 +108,7 @@ class Daemon:
         self.log_path = Path(log_path) if log_path else self.state_dir.parent / f"{self.state_dir.name}-daemon.log"
         self.proc: subprocess.Popen | None = None
         self.log = None
+        self.stopped_by_caller = False  # stop(), shutdown() or kill9() was called: its end was asked for
 
     @property
     def osc_port(self) -> int:
@@ -191,6 +192,7 @@ class Daemon:
 
     def stop(self, sig=signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
         """Signal it and wait for it to end; its exit status (subprocess.TimeoutExpired if it hangs)."""
+        self.stopped_by_caller = True
         if self.proc is None or self.proc.poll() is not None:
             self._close_log()
             return self.proc.returncode if self.proc else 0
@@ -209,6 +211,7 @@ class Daemon:
             return self.proc.wait(), True
 
     def kill9(self) -> None:
+        self.stopped_by_caller = True
         self.proc.kill()
         self.proc.wait()
         self._close_log()

@@ -222,3 +222,16 @@ def test_a_daemon_that_ignores_sigint_is_killed(tmp_path):
     wait_for(lambda: "ignoring SIGINT" in d.output(), 30, "the handler in place")
     code, killed = d.shutdown(timeout=1)
     assert killed and code != 0 and not d.running()
+
+
+def test_the_factory_resumes_a_state_dir_after_a_crash(deepdrummer_daemon_factory):
+    """Two daemons in one test; the first killed by the test itself (no teardown error for that)."""
+    first = deepdrummer_daemon_factory()
+    loop_id = first.wait("/dd/loop")[0]
+    first.send("/dd/like", loop_id)
+    assert first.expect(Rated, timeout=30).total_likes == 1
+    first.kill9()  # an acknowledged like survives kill -9
+    second = deepdrummer_daemon_factory(state_dir=first.state_dir)
+    assert second.wait("/dd/loop")[0] > loop_id  # ids keep increasing across restarts
+    second.send("/dd/status")
+    assert second.expect(Status).total_likes == 1
