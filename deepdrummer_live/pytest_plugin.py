@@ -100,13 +100,17 @@ class _Factory:
     def __init__(self, request, tmp_path_factory):
         self.request = request
         self.tmp_path_factory = tmp_path_factory
-        self.started: list[tuple[Daemon, object]] = []  # (daemon, its private JACK server or None)
+        self.started: list[Daemon] = []
+        self.jack_servers: list = []  # private JACK servers, stopped after the daemons that use them
         self.env = pytest.MonkeyPatch()  # JACK_DEFAULT_SERVER of this process, for the test's own JACK clients
         request.node.stash.setdefault(_DAEMONS, [])
 
     def __call__(self, kit=None, args=(), jack: bool = False, seed: int | None = 1, audio: str = "none",
                  state_dir=None) -> Daemon:
         config = self.request.config
+        if isinstance(args, str):
+            pytest.fail(f"deepdrummer daemon args={args!r}: give a list of flags, e.g. {shlex.split(args)!r}",
+                        pytrace=False)
         kit = _resolve_kit(kit, Path.cwd()) if kit is not None else _config_kit(config)
         env, midi, server = {}, "none", None
         if jack:
@@ -115,6 +119,7 @@ class _Factory:
             if JACKD is None or JACK_LSP is None:
                 pytest.skip(NO_JACK)
             server = start_jack_server()
+            self.jack_servers.append(server)
             env["JACK_DEFAULT_SERVER"] = str(server)
             # the test's own JACK clients (rtmidi ports, jack_lsp) reach the same server
             self.env.setenv("JACK_DEFAULT_SERVER", str(server))
@@ -125,33 +130,43 @@ class _Factory:
         daemon = Daemon(state_dir or home / "state", *_config_args(config), *args, seed=seed, midi=midi,
                         audio=audio, kit=kit, env=env, cwd=home, log_path=home / "daemon.log", client=client)
         daemon.jack_server = server  # its name (a str) for JACK_DEFAULT_SERVER, or None
-        self.started.append((daemon, server))
+        self.started.append(daemon)
         self.request.node.stash[_DAEMONS].append(daemon)
         daemon.start(timeout=_startup_timeout(config))
         return daemon
 
     def stop_all(self) -> None:
         problems = []
-        for daemon, server in reversed(self.started):
-            try:
-                # A daemon the test stopped (or killed, to test a crash) itself is the test's business.
-                if daemon.proc is not None and not (daemon.stopped_by_caller and not daemon.running()):
-                    was_running = daemon.running()
-                    code, killed = daemon.shutdown(signal.SIGINT, STOP_TIMEOUT_S)
-                    if killed:
-                        problems.append(f"the daemon on OSC port {daemon.osc_port} did not stop within "
-                                        f"{STOP_TIMEOUT_S:g} s of SIGINT and was killed")
-                    elif code != 0:
-                        when = "on SIGINT" if was_running else "during the test"
-                        problems.append(f"the daemon on OSC port {daemon.osc_port} exited with {code} {when}")
-            finally:
-                if daemon.client is not None:
-                    daemon.client.close()
-                if server is not None:
-                    server.stop()
-        self.env.undo()
+        try:
+            for daemon in reversed(self.started):
+                try:
+                    problem = self._stop(daemon)
+                    if problem:
+                        problems.append(problem)
+                finally:
+                    if daemon.client is not None:
+                        daemon.client.close()
+        finally:
+            for server in self.jack_servers:
+                server.stop()
+            self.env.undo()
         if problems:
             pytest.fail("; ".join(problems) + " (its log is in this report)", pytrace=False)
+
+    @staticmethod
+    def _stop(daemon: Daemon) -> str | None:
+        """SIGINT, then a kill if it hangs; what went wrong, or None."""
+        if daemon.proc is None or (daemon.stopped_by_caller and not daemon.running()):
+            return None  # never started, or stopped (or killed, to test a crash) by the test itself
+        was_running = daemon.running()
+        code, killed = daemon.shutdown(signal.SIGINT, STOP_TIMEOUT_S)
+        if killed:
+            return (f"the daemon on OSC port {daemon.osc_port} did not stop within {STOP_TIMEOUT_S:g} s of SIGINT "
+                    f"and was killed")
+        if code != 0:
+            when = "on SIGINT" if was_running else "during the test"
+            return f"the daemon on OSC port {daemon.osc_port} exited with {code} {when}"
+        return None
 
 
 @pytest.fixture
@@ -173,8 +188,8 @@ def deepdrummer_daemon(request, deepdrummer_daemon_factory) -> Daemon:
     options = dict(marker.kwargs) if marker else {}
     unknown = sorted(set(options) - {"kit", "args", "jack", "seed", "audio"})
     if unknown:
-        raise pytest.UsageError(f"@pytest.mark.deepdrummer({', '.join(unknown)}=...): not an option; use kit, "
-                                f"args, jack, seed or audio")
+        pytest.fail(f"@pytest.mark.deepdrummer({', '.join(unknown)}=...): not an option; use kit, args, jack, "
+                    f"seed or audio", pytrace=False)
     return deepdrummer_daemon_factory(**options)
 
 
