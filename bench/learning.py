@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepdrummer_live.client import OscClient  # noqa: E402
-from deepdrummer_live.learn.simuser import USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, make_user, parse_loop  # noqa: E402
 from deepdrummer_live.testing import Daemon  # noqa: E402
 
 
@@ -87,6 +87,9 @@ def run_osc_user(user: SimUser, args) -> UserResult:
     t_start = time.monotonic()
     state = Path(tempfile.mkdtemp(prefix=f"ddlearn-{user.name}-"))
     extra = ["--log-level", "WARNING"]
+    for flag in ("rows", "bars", "meter", "critic_kind"):
+        if getattr(args, flag, None) is not None:
+            extra += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if args.critic:
         extra += ["--critic", str(args.critic.expanduser().resolve())]
     if args.device:
@@ -112,7 +115,8 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             ms = (time.perf_counter() - t0) * 1000
             last_id[0] = msg[0]
             levels = client.expect("/dd/levels", timeout, lambda a: a[0] == msg[0])
-            return parse_loop(msg, levels), ms
+            shape = client.expect("/dd/shape", timeout, lambda a: a[0] == msg[0])
+            return parse_loop(msg, levels, shape), ms
 
         def evaluate() -> tuple[list[bool], list[float], float]:
             client.send("/dd/mode", args.eval_mode)
@@ -186,20 +190,24 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     t_start = time.monotonic()
     kit = load_kit(args.kit)
     from deepdrummer_live.learn.critic import LEAN_CONFIG, with_overrides
+    from deepdrummer_live.learn.kinds import kind_for
 
+    kind = kind_for(False, args.critic_kind)
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed,
-                     config=with_overrides(LEAN_CONFIG, **overrides) if overrides else None)
+    engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed, kind=kind,
+                     config=with_overrides(kind.config, **overrides) if overrides else None)
+    prior = engine.make_prior(rows=args.rows, bars=args.bars, meter=args.meter)
     engine.choose_start(critic=args.critic)  # as the daemon: --critic, else a built-in kit's shipped hearing critic
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):
-        p = engine.propose(mode, False)
+        p = engine.propose(mode, False, prior=prior)
         names, notes, _, steps = engine.describe(p.loops)
         loop_args: list = [next(ids), p.p_like, 120.0, len(steps[0])]
         for n, note, st in zip(names, notes, steps):
             loop_args += [n, note, st]
-        return p, parse_loop(loop_args, [loop_args[0], *engine.levels(p.loops)])
+        shape = [loop_args[0], 0, p.loops.bars, p.loops.meter]
+        return p, parse_loop(loop_args, [loop_args[0], *engine.levels(p.loops)], shape)
 
     def evaluate():
         out = [propose(args.eval_mode) for _ in range(args.eval_loops)]
@@ -260,6 +268,10 @@ def main(argv=None) -> int:
     ap.add_argument("--critic", type=Path, default=None,
                     help="start every run from this critic file (run --critic), e.g. a hearing critic made "
                          "for --kit with `deepdrummer-live critic pretrain-hearing --kit DIR --out D`")
+    ap.add_argument("--rows", type=int, default=None, help="rows per loop (run --rows) [4]")
+    ap.add_argument("--bars", type=int, default=None, help="bars per loop (run --bars) [1]")
+    ap.add_argument("--meter", default=None, help="the loops' meter (run --meter) [4/4]")
+    ap.add_argument("--critic-kind", default=None, help="grid (default), lean-hearing or paper")
     ap.add_argument("--seconds-per-loop", type=float, default=2.0)
     ap.add_argument("--eval-listen", type=float, default=None,
                     help="seconds the user listens to each judged (before/after) loop before /dd/next "
@@ -290,18 +302,19 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.replay:
         return replay_datasets(args)
-    names = list(USERS) if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
+    names = [*USERS, *SOUND_USERS] if args.users == "all" else [n.strip() for n in args.users.split(",") if n.strip()]
     results = []
     print(f"{'user':14s} {'seed':>4s} {'kit':18s} {'before':>6s} {'after':>6s} {'gain':>6s} {'train':>6s} "
           f"{'2nd½':>6s} {'p95ms':>6s} {'secs':>5s} {'gain(E)':>7s} {'vs base':>7s}", flush=True)
     from deepdrummer_live.learn.simuser import base_rate
     from deepdrummer_live.sound.kit import load_kit
 
-    kit_rows = [(x.name, x.note) for x in load_kit(args.kit).samples]
+    kit = load_kit(args.kit)
+    kit_rows = [(x.name, x.note) for x in kit.samples]
     for i in range(args.seeds):  # every user once before any user twice: a cut-short run still covers all
         for name in names:
             run_args = argparse.Namespace(**{**vars(args), "seed": args.seed + i})
-            user = make_user(name, args.user_seed + i)
+            user = make_user(name, args.user_seed + i, kit=kit)
             res = run_inproc_user(user, run_args) if args.inproc else run_osc_user(user, run_args)
             res.seed = run_args.seed
             res.base = base_rate(user, kit_rows)

@@ -20,14 +20,18 @@ from typing import Any
 
 from deepdrummer_live.errors import CommandError
 from deepdrummer_live.vocab import (
+    BARS,
     DENSITY_MAX,
     DENSITY_MIN,
     INT32_MAX,
     LEARNABLE_ACTIONS,
+    MAX_ROWS,
+    METERS,
     MODES,
-    N_ROWS,
+    ROWS_RANGE,
     SWING_MAX,
     SWING_MIN,
+    SWITCH_POINTS,
     TEMPO_MAX,
     TEMPO_MIN,
 )
@@ -253,7 +257,7 @@ def _ping(session):
     session.emit("/dd/pong")
 
 
-ROW = Param("row", "int", 0, N_ROWS - 1)
+ROW = Param("row", "int", 0, MAX_ROWS - 1)  # and within the current loop: the session checks
 
 
 @command("lock", ROW, Param("on", "int", 0, 1),
@@ -279,7 +283,8 @@ def _row_density(session, row, p):
     return session.set_density(p, row)
 
 
-@command("learn", Param("action", "str", choices=LEARNABLE_ACTIONS), Param("row", "int", 0, N_ROWS - 1, optional=True),
+@command("learn", Param("action", "str", choices=LEARNABLE_ACTIONS),
+         Param("row", "int", 0, MAX_ROWS - 1, optional=True),
          reply="/dd/learned", help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
                                    "(lock: give the row); saved to <state-dir>/controller.toml")
 def _learn(session, action, row=None):
@@ -297,3 +302,29 @@ def _experiment(session):
          help="odd 16ths late by amount x one step (0 straight, 1/3 triplet feel), in MIDI out, live audio and files")
 def _swing(session, amount):
     return session.set_swing(amount)
+
+
+# --- the loop's shape (contract v1.2): loops proposed from now on; the current one plays on -------------
+
+@command("rows", Param("rows", "int", *ROWS_RANGE), help="rows per loop from the next proposal on (the paper's 4)")
+def _rows(session, rows):
+    return session.set_shape(rows=rows)
+
+
+@command("bars", Param("bars", "int", min(BARS), max(BARS)),
+         help="bars per loop (a phrase: later bars vary the first, the last may end in a fill): 1, 2 or 4")
+def _bars(session, bars):
+    if bars not in BARS:  # the range check above lets 3 through
+        raise CommandError(f"/dd/bars bars {bars} not allowed; use one of {', '.join(map(str, BARS))}")
+    return session.set_shape(bars=bars)
+
+
+@command("meter", Param("meter", "str", choices=tuple(METERS)), help="the meter of the loops proposed from now on")
+def _meter(session, meter):
+    return session.set_shape(meter=meter)
+
+
+@command("switch", Param("at", "str", choices=SWITCH_POINTS),
+         help="while playing, a new loop starts at the end of the playing phrase (phrase) or at its next bar (bar)")
+def _switch(session, at):
+    return session.set_switch(at)

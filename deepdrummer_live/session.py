@@ -26,11 +26,27 @@ from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
-from deepdrummer_live.sound.pattern import DENSITY_RANGE, N_ROWS, P_CELL_ON, check_density
+from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
-from deepdrummer_live.vocab import CLOCKS, DEFAULT_TEMPO, MODES, TEMPO_MAX, TEMPO_MIN, swing_problem
+from deepdrummer_live.vocab import (
+    BARS,
+    CLOCKS,
+    DEFAULT_METER,
+    DEFAULT_TEMPO,
+    MAX_ROWS,
+    METERS,
+    MODES,
+    N_ROWS,
+    ROWS_RANGE,
+    SWITCH_POINTS,
+    TEMPO_MAX,
+    TEMPO_MIN,
+    shape_problem,
+    steps_per_bar,
+    swing_problem,
+)
 from deepdrummer_live.worker import MAX_QUEUED_JOBS, Worker
 
 log = logging.getLogger(__name__)
@@ -41,16 +57,21 @@ Listener = Callable[[str, tuple, Any], None]
 CURRENT = object()  # emit()'s default origin: the command this thread is running
 
 
+# What the surfaces offer for the loop's shape (the command table checks the same ranges)
+SHAPE_CHOICES = {"rows": list(range(ROWS_RANGE[0], ROWS_RANGE[1] + 1)), "bars": list(BARS), "meter": list(METERS)}
+
+
 def _load_density(saved: str | None) -> list[float]:
-    """The stored per-row density (JSON list), or the paper's 0.5 for every row."""
+    """The stored per-row density (JSON list, one per row of the largest loop), or the paper's 0.5 for
+    every row (a state dir of 4-row loops keeps its 4 and gets 0.5 for the rest)."""
     try:
         values = [float(v) for v in json.loads(saved)] if saved else []
     except (ValueError, TypeError) as exc:
         log.warning("stored density %r unreadable (%s); using %g", saved, exc, P_CELL_ON)
         values = []
-    if len(values) != N_ROWS or not all(DENSITY_RANGE[0] <= v <= DENSITY_RANGE[1] for v in values):
-        return [P_CELL_ON] * N_ROWS
-    return values
+    if len(values) > MAX_ROWS or not all(DENSITY_RANGE[0] <= v <= DENSITY_RANGE[1] for v in values):
+        return [P_CELL_ON] * MAX_ROWS
+    return values + [P_CELL_ON] * (MAX_ROWS - len(values))
 
 
 @dataclass
@@ -63,10 +84,19 @@ class Loop:
     roles: list[str]
     steps: list[str]
     levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
+    meter: str = DEFAULT_METER
 
     @property
     def p_like(self) -> float:
         return self.proposal.p_like
+
+    @property
+    def steps_per_bar(self) -> int:
+        return steps_per_bar(self.meter)
+
+    @property
+    def bars(self) -> int:
+        return len(self.steps[0]) // self.steps_per_bar
 
     def player_rows(self) -> list[dict]:
         """What the player process needs to play it: GM note, steps and levels per row."""
@@ -80,7 +110,8 @@ class Loop:
 class Session:
     def __init__(self, learner: Learner, store: Store, tempo: float | None = None,
                  clock: str = "internal", audio_sr: int | None = None, swing: float | None = None,
-                 note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter):
+                 note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter,
+                 rows: int | None = None, bars: int | None = None, meter: str | None = None):
         if clock not in CLOCKS:
             raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
         self.learner = learner
@@ -94,7 +125,19 @@ class Session:
         self._origin = threading.local()
         self.mode = store.get_meta("mode", "explore")
         self.fotf = store.get_meta("fotf", "0") == "1"
-        self.density = _load_density(store.get_meta("density"))  # hit probability per row
+        self.density = _load_density(store.get_meta("density"))  # hit probability per row (MAX_ROWS)
+        # The shape of the loops proposed from now on: an explicit value (run's flags) wins over the resumed one
+        self.rows = self._setting("rows", rows, int, N_ROWS)
+        self.bars = self._setting("bars", bars, int, 1)
+        self.meter = self._setting("meter", meter, str, DEFAULT_METER)
+        problem = shape_problem(self.rows, self.bars, self.meter)
+        if problem:
+            log.warning("stored loop shape unusable (%s); using 4 rows, 1 bar of 4/4", problem)
+            self.rows, self.bars, self.meter = N_ROWS, 1, DEFAULT_METER
+        if not learner.kind.any_shape and (self.bars, self.meter) != (1, DEFAULT_METER):
+            log.warning("the %s critic hears one bar of 4/4; loops are 1 bar of 4/4", learner.kind.name)
+            self.bars, self.meter = 1, DEFAULT_METER
+        self.switch_at = store.get_meta("switch", "phrase")  # a new loop waits for the phrase's end, or a bar's
         self.locked: set[int] = set()  # rows of lock_source kept in every proposal
         self.lock_source = None  # Loops (batch of one) the locked rows come from
         self.locked_notes: dict[int, int] = {}  # row -> the note a locked row keeps going out on
@@ -119,6 +162,18 @@ class Session:
         self.likes, self.dislikes = store.totals()
         self.worker = Worker(self)
         self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
+
+    def _setting(self, key: str, given, kind, default):
+        """A setting from run's flags (stored, so the next run resumes it), else the stored one, else the default."""
+        if given is not None:
+            self.store.set_meta(key, str(given))
+            return kind(given)
+        stored = self.store.get_meta(key)
+        try:
+            return kind(stored) if stored is not None else default
+        except ValueError:
+            log.warning("stored %s %r unreadable; using %s", key, stored, default)
+            return default
 
     # --- outbound -------------------------------------------------------------------------------
 
@@ -203,8 +258,8 @@ class Session:
 
     def _prior(self):
         """The generator's prior now: density per row, fotf, locked rows (call with the lock held)."""
-        return self.learner.make_prior(self.fotf, tuple(self.density), tuple(sorted(self.locked)),
-                                       self.lock_source)
+        return self.learner.make_prior(self.fotf, tuple(self.density[: self.rows]), tuple(sorted(self.locked)),
+                                       self.lock_source, rows=self.rows, bars=self.bars, meter=self.meter)
 
     def waiting_for_next(self) -> bool:
         return self.want_next_since is not None
@@ -236,9 +291,11 @@ class Session:
         # the notes that go out: one per row, distinct; a locked row keeps its note
         notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
         levels = self.learner.levels(proposal.loops)
-        loop_id = self.store.add_loop(self.learner.kit.name, samples, notes, roles, steps, proposal.p_like,
-                                      proposal.mode, self.tempo, levels)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels)
+        meter = proposal.loops.meter
+        loop_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=notes, roles=roles,
+                                      steps=steps, p_like=proposal.p_like, mode=proposal.mode, bpm=self.tempo,
+                                      levels=levels, meter=meter)
+        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels, meter)
         if self.want_next_since is not None:
             self.worker.stats.rating_to_next_ms.append((self.now() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -252,7 +309,8 @@ class Session:
         """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
         audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
-        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing)
+        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
+                                steps_per_bar=loop.steps_per_bar, switch_at=self.switch_at)
 
     def _resend(self) -> None:
         """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
@@ -265,6 +323,11 @@ class Session:
         self.pending = None
         self.emit("/dd/loop", *self.loop_args(loop), origin=None)
         self.emit("/dd/levels", loop.id, *loop.levels, origin=None)
+        self.emit("/dd/shape", *self.shape_args(loop), origin=None)
+
+    @staticmethod
+    def shape_args(loop: Loop) -> list:
+        return [loop.id, loop.steps_per_bar, loop.bars, loop.meter]
 
     def loop_args(self, loop: Loop) -> list:
         args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
@@ -414,7 +477,7 @@ class Session:
             return ""
         cur = self.current
         return json.dumps({"rows": sorted(self.locked), "samples": cur.samples, "steps": cur.steps,
-                           "levels": cur.levels, "notes": cur.notes})
+                           "levels": cur.levels, "notes": cur.notes, "meter": cur.meter})
 
     def _resume_locks(self, text: str | None) -> None:
         """The locks of the last run, when this kit still has their samples."""
@@ -424,7 +487,7 @@ class Session:
             data = json.loads(text)
             rows = [int(r) for r in data["rows"]]
             record = SimpleNamespace(samples=list(data["samples"]), steps=list(data["steps"]),
-                                     levels=list(data["levels"]))
+                                     levels=list(data["levels"]), meter=str(data.get("meter", DEFAULT_METER)))
             notes = [int(n) for n in data["notes"]]
             if len(notes) != len(record.samples) or not all(0 <= r < len(notes) for r in rows):
                 raise ValueError(f"rows {rows} and notes {notes} do not fit {len(record.samples)} samples")
@@ -436,6 +499,11 @@ class Session:
             log.warning("the locked rows of the last run use samples this kit does not have; "
                         "starting with no row locked")
             return
+        if (len(record.samples), len(record.steps[0]), record.meter) != (
+                self.rows, self.bars * steps_per_bar(self.meter), self.meter):
+            log.warning("the locked rows of the last run do not fit loops of %d rows x %d bars of %s; "
+                        "starting with no row locked", self.rows, self.bars, self.meter)
+            return
         self.locked, self.lock_source = set(rows), loops
         self.locked_notes = {r: notes[r] for r in rows}
         log.info("rows %s stay locked from the last run", ", ".join(str(r + 1) for r in sorted(rows)))
@@ -444,14 +512,50 @@ class Session:
         """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
         with self.lock:
             if row is None:
-                self.density = [check_density(p)] * N_ROWS
+                self.density = [check_density(p)] * MAX_ROWS
             else:
-                if not (isinstance(row, int) and 0 <= row < N_ROWS):
-                    raise CommandError(f"row {row!r} is outside the loop; use 0-{N_ROWS - 1}")
+                if not (isinstance(row, int) and 0 <= row < self.rows):
+                    raise CommandError(f"row {row!r} is outside the loop; use 0-{self.rows - 1} "
+                                       f"(loops have {self.rows} rows now)")
                 self.density[row] = check_density(p, f"row {row} density")
             self._settings_changed()
             value = json.dumps(self.density)
         self.store.set_meta("density", value)
+
+    def set_shape(self, rows: int | None = None, bars: int | None = None, meter: str | None = None) -> None:
+        """The shape of the loops proposed from now on (the current loop plays on). Locks that no longer
+        fit are released: a locked row past the new row count, every lock when the steps change."""
+        problem = shape_problem(rows, bars, meter)
+        if problem:
+            raise CommandError(problem)
+        new_bars = self.bars if bars is None else bars
+        new_meter = self.meter if meter is None else meter
+        if not self.learner.kind.any_shape and (new_bars, new_meter) != (1, DEFAULT_METER):
+            raise CommandError(f"the {self.learner.kind.name} critic hears one bar of 4/4 only; run with the "
+                               f"default critic (no --critic-kind) for {new_bars} bar(s) of {new_meter}")
+        with self.lock:
+            steps_change = (new_bars, new_meter) != (self.bars, self.meter)
+            self.rows = self.rows if rows is None else rows
+            self.bars, self.meter = new_bars, new_meter
+            drop = set(self.locked) if steps_change else {r for r in self.locked if r >= self.rows}
+            for r in drop:
+                self.locked.discard(r)
+                self.locked_notes.pop(r, None)
+            if not self.locked:
+                self.lock_source = None
+            self._settings_changed()
+            locks = self._locks_json()
+        for key, value in (("rows", self.rows), ("bars", self.bars), ("meter", self.meter)):
+            self.store.set_meta(key, str(value))
+        self.store.set_meta("locks", locks)
+
+    def set_switch(self, at: str) -> None:
+        """While playing, a new loop starts at the end of the playing loop's phrase, or at its next bar line."""
+        if at not in SWITCH_POINTS:
+            raise CommandError(f"switch {at!r} unknown; use one of {', '.join(SWITCH_POINTS)}")
+        with self.lock:
+            self.switch_at = at
+        self.store.set_meta("switch", at)
 
     def learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
@@ -524,7 +628,7 @@ class Session:
         rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
                 for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
                                                       loops.sample_ids[0].tolist())]
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing)
+        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing, rec.meter)
         self.emit("/dd/saved", loop_id, str(mid), str(wav), origin=origin)
 
     # --- views ---------------------------------------------------------------------------------------
@@ -539,9 +643,13 @@ class Session:
         with self.lock:
             loop = self.current
             return {
-                "loop": None if loop is None else {"id": loop.id, "p_like": loop.p_like, "rows": [
-                    dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
-                "locks": sorted(self.locked), "density": list(self.density),
+                "loop": None if loop is None else {
+                    "id": loop.id, "p_like": loop.p_like, "meter": loop.meter, "bars": loop.bars,
+                    "steps_per_bar": loop.steps_per_bar, "beats": list(METERS[loop.meter][1]),
+                    "rows": [dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at,
+                          "choices": SHAPE_CHOICES},
+                "locks": sorted(self.locked), "density": list(self.density[: self.rows]),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
                 "playing": self.playing,

@@ -15,7 +15,8 @@ from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 
 
 class Transport(Protocol):
-    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None) -> None: ...
+    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None,
+                 steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None: ...
     def play(self) -> None: ...
     def stop(self) -> None: ...
     def set_tempo(self, bpm: float) -> None: ...
@@ -31,35 +32,51 @@ class VirtualTransport:
         self.tempo = tempo
         self.on_event = on_event
         self.playing = False
-        self.origin = 0.0
+        self.origin = 0.0  # when the playing loop started (step 0 of its phrase)
+        self.loop_steps = N_STEPS  # the playing loop's steps, and its bar's
+        self.bar_steps = N_STEPS
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def _bar_seconds(self) -> float:
-        return N_STEPS / STEPS_PER_BEAT * 60.0 / self.tempo
+    def _step_seconds(self) -> float:
+        return 60.0 / self.tempo / STEPS_PER_BEAT
 
-    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None) -> None:
+    def _bar_seconds(self) -> float:
+        return self.loop_steps * self._step_seconds()
+
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None,
+                 steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None:
+        n_steps = len(rows[0]["steps"]) if rows else N_STEPS
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
             if not (at_bar and self.playing):
                 self._timer = None
+                self.loop_steps, self.bar_steps = n_steps, steps_per_bar
                 self.on_event({"type": "switched", "loop_id": loop_id})
                 return
-            bar = self._bar_seconds()
+            # the playing loop's next phrase end (or bar line): the new loop's step 0
+            unit = (self.loop_steps if switch_at == "phrase" else self.bar_steps) * self._step_seconds()
             elapsed = self.now() - self.origin
-            next_bar = self.origin + (int(elapsed // bar) + 1) * bar
-            self._timer = threading.Timer(max(0.0, next_bar - self.now()),
-                                          self.on_event, args=({"type": "switched", "loop_id": loop_id},))
+            at = self.origin + (int(elapsed // unit) + 1) * unit
+            self._timer = threading.Timer(max(0.0, at - self.now()), self._switch,
+                                          args=(loop_id, at, n_steps, steps_per_bar))
             self._timer.daemon = True
             self._timer.start()
 
+    def _switch(self, loop_id: int, at: float, n_steps: int, steps_per_bar: int) -> None:
+        with self._lock:
+            if self.playing:
+                self.origin = at
+            self.loop_steps, self.bar_steps = n_steps, steps_per_bar
+        self.on_event({"type": "switched", "loop_id": loop_id})
+
     def current_step(self) -> int:
-        """The playhead (0-15), computed from the clock: no events needed for a display."""
+        """The playhead (0 to the loop's steps - 1), computed from the clock: no events needed for a display."""
         with self._lock:
             if not self.playing:
                 return 0
-            return int((self.now() - self.origin) / (self._bar_seconds() / N_STEPS)) % N_STEPS
+            return int((self.now() - self.origin) / self._step_seconds()) % self.loop_steps
 
     def play(self) -> None:
         with self._lock:

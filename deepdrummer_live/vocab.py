@@ -14,6 +14,8 @@ MODES = ("explore", "good", "bad", "random")  # the paper's generate / sample go
 CLOCKS = ("internal", "midi", "link")
 MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 AUDIO_BACKENDS = ("jack", "portaudio", "offline")
+# The critics (learn/kinds.py): the default reads the loop; the others hear the rendered mix
+CRITIC_KINDS = ("grid", "lean-hearing", "paper")
 
 N_ROWS = 4
 DENSITY_MIN = 0.05  # the generator's prior probability of a hit; the paper's is 0.5
@@ -21,8 +23,53 @@ DENSITY_MAX = 0.95
 SWING_MIN = 0.0  # odd 16ths late by this x one step (contract: /dd/swing 0.0-0.5)
 SWING_MAX = 0.5
 
-N_STEPS = 16  # one bar of 16ths
-STEPS_PER_BEAT = 4
+N_STEPS = 16  # one bar of 16ths in 4/4 (the paper's loop)
+STEPS_PER_BEAT = 4  # 16ths per quarter note: MIDI clock is 24 per quarter, 6 per step, in every meter
+
+# The shape of a loop (contract v1.2): rows x bars of a meter. Steps are 16ths in every meter.
+MAX_ROWS = 8
+ROWS_RANGE = (1, MAX_ROWS)
+BARS = (1, 2, 4)  # a loop of more than one bar is a phrase
+DEFAULT_METER = "4/4"
+# meter -> (16ths per bar, the beats' steps within a bar, the strong beats' steps). In 6/8 the beats
+# are dotted quarters (steps 0 and 6); 7/8 is grouped 2+2+3 eighths, 5/4 as 3+2 quarters.
+METERS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
+    "4/4": (16, (0, 4, 8, 12), (0, 8)),
+    "3/4": (12, (0, 4, 8), (0,)),
+    "6/8": (12, (0, 6), (0,)),
+    "5/4": (20, (0, 4, 8, 12, 16), (0, 12)),
+    "7/8": (14, (0, 4, 8), (0,)),
+}
+SWITCH_POINTS = ("phrase", "bar")  # while playing, a new loop starts at the phrase's end (default) or a bar line
+MAX_STEPS = max(spb for spb, _, _ in METERS.values()) * max(BARS)
+
+
+def steps_per_bar(meter: str) -> int:
+    return METERS[meter][0]
+
+
+def metric_classes(meter: str, n_steps: int) -> list[int]:
+    """The metric position of every step of a loop of `n_steps` in `meter`: 0 a strong beat (the one),
+    1 another beat, 2 an 8th between beats, 3 a 16th between 8ths. What the critic, the generator's
+    four-on-the-floor and the simulated users call "on the beat" and "between"."""
+    spb, beats, strong = METERS[meter]
+    out = []
+    for step in range(n_steps):
+        pos = step % spb
+        out.append(0 if pos in strong else 1 if pos in beats else 2 if pos % 2 == 0 else 3)
+    return out
+
+
+def shape_problem(rows=None, bars=None, meter=None) -> str | None:
+    """What is wrong with a loop shape (a sentence naming the value, the range and the fix), or None.
+    Every surface that takes a shape (the command table, run's flags, the dataset) asks this."""
+    if rows is not None and not (isinstance(rows, int) and ROWS_RANGE[0] <= rows <= ROWS_RANGE[1]):
+        return f"rows {rows!r} out of range; use {ROWS_RANGE[0]}-{ROWS_RANGE[1]}"
+    if bars is not None and bars not in BARS:
+        return f"bars {bars!r} not allowed; use one of {', '.join(map(str, BARS))}"
+    if meter is not None and meter not in METERS:
+        return f"meter {meter!r} unknown; use one of {', '.join(METERS)}"
+    return None
 
 # What a pad can learn with /dd/learn (player/midilearn.py); lock needs a row.
 LEARNABLE_ACTIONS = ("like", "dislike", "next", "undo", "save", "play", "stop", "mode", "fotf", "lock")

@@ -47,8 +47,12 @@ def hearing_quality(learner: Learner, kit) -> tuple[float, float]:
 
 
 def test_one_registry_names_every_critic():
-    assert set(KINDS) == {LEAN.name, PAPER.name}
-    assert kind_for(False) is LEAN and kind_for(True) is PAPER
+    from deepdrummer_live.learn.kinds import GRID
+    from deepdrummer_live.vocab import CRITIC_KINDS
+
+    assert set(KINDS) == {GRID.name, LEAN.name, PAPER.name} == set(CRITIC_KINDS)
+    assert kind_for(False) is GRID and kind_for(True) is PAPER and kind_for(False, "lean-hearing") is LEAN
+    assert GRID.any_shape and not LEAN.any_shape and not PAPER.any_shape
     assert LEAN.trains_on == "features" and PAPER.trains_on == "audio"
     paper = PAPER.build()
     assert "291,290 parameters" in PAPER.describe(paper)
@@ -56,7 +60,7 @@ def test_one_registry_names_every_critic():
 
 
 def test_new_session_on_a_built_in_kit_starts_hearing_without_a_hearing_pass(kit):
-    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1, kind=LEAN)
     assert learner.needs_hearing()
     where = learner.choose_start()
     assert "shipped" in where and not learner.needs_hearing()
@@ -79,7 +83,7 @@ def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, 
     misfit = tmp_path / "misfit.pt"
     torch.save(state, misfit)
     monkeypatch.setattr(learner_module, "shipped_path", lambda name: misfit)
-    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1, kind=LEAN)
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     assert learner.choose_start() == "an untrained critic"
     assert learner.needs_hearing()
@@ -111,7 +115,7 @@ def test_a_hearing_critic_made_for_a_kit_folder_starts_a_session_on_it(tmp_path)
     assert proc.returncode == 0, proc.stderr
     made = tmp_path / f"{EXTERNAL_KIT.name}-hearing.pt"
     assert made.is_file() and str(made) in proc.stdout
-    learner = Learner(load_kit(EXTERNAL_KIT), torch.device("cpu"), seed=1, chains=8, iters=1)
+    learner = Learner(load_kit(EXTERNAL_KIT), torch.device("cpu"), seed=1, chains=8, iters=1, kind=LEAN)
     assert learner.needs_hearing()
     assert learner.choose_start(critic=made) == f"critic from {made}"
     assert not learner.needs_hearing()
@@ -142,8 +146,10 @@ def test_run_with_a_bad_critic_exits_2_with_one_line(tmp_path, what):
         path.write_bytes(b"\x00garbage")
     elif what == "paper":
         torch.save({"model": PAPER.build().state_dict(), "config": PAPER.name}, path)
+    # (a paper critic file is refused when another kind is asked for: alone, it would choose its own kind)
     proc = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path / "state"), "--midi-backend",
-                           "none", "--audio", "none", "--osc-port", str(free_udp_port()), "--critic", str(path)],
+                           "none", "--audio", "none", "--osc-port", str(free_udp_port()), "--critic", str(path),
+                           "--critic-kind", "grid"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -295,7 +301,7 @@ def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(k
     # complete: its file names no steps, as a shipped one (so `make critics` remakes those byte for byte)
     assert "hearing_steps" not in resumed.critic_state() and "hearing_steps" in learner.critic_state()
     # a critic that came with its hearing (shipped, --critic, an older file) has no long pass
-    shipped = Learner(kit, torch.device("cpu"), seed=2, chains=4, iters=1)
+    shipped = Learner(kit, torch.device("cpu"), seed=2, chains=4, iters=1, kind=LEAN)
     shipped.choose_start()
     assert shipped.hearing_steps is None and shipped.long_hearing_left() == 0 and not shipped.keep_hearing(25)
     store.close()

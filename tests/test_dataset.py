@@ -122,8 +122,8 @@ def simulated_session(state_dir: Path, user: str, n: int, seed: int) -> Store:
             steps[0] = "x...x...x...x..."
             ids[0] = kit.ids_with_role("kick")[0]
         samples = [kit.samples[i] for i in ids]
-        loop_id = store.add_loop(kit.name, [s.name for s in samples], [s.note for s in samples],
-                                 [s.role for s in samples], steps, 0.5, "explore", 120.0)
+        loop_id = store.add_loop(kit=kit.name, samples=[s.name for s in samples], notes=[s.note for s in samples],
+                                 roles=[s.role for s in samples], steps=steps, p_like=0.5, mode="explore", bpm=120.0)
         args: list = [loop_id, 0.5, 120.0, 16]
         for s, st in zip(samples, steps):
             args += [s.name, s.note, st]
@@ -150,7 +150,7 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     store = Store(tmp_path / "resume")
     store.checkpoint_path.write_bytes(critic.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=5)
-    assert learner.load_checkpoint(store) and learner.hearing_done and not learner.needs_hearing()
+    assert learner.load_checkpoint(store) and not learner.needs_hearing()
     ratings = read_csv(tmp_path / "ds-ann") + read_csv(tmp_path / "ds-bob")
     p = [float(learner.scorer.score(learner.model, learner.loops_from_record(r))[0]) for r in ratings]
     liked = [pi for pi, r in zip(p, ratings) if r.liked]

@@ -217,7 +217,7 @@ def test_feature_augmentation_gain_moves_only_c0():
 
 def test_engine_live_audio_is_the_critics_mix(kit):
     """The bar the performer hears (any rate/tempo) is render_bars of the same loop: one mix."""
-    engine = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1)
+    engine = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1, kind="lean-hearing")
     prop = engine.propose("random", False)
     live = engine.live_audio(prop.loops, 120.0, 16000)
     critic_input = engine.scorer.audio(prop.loops)[0].numpy()

@@ -25,8 +25,9 @@ def fill_store(state_dir: Path, n: int = 12, train: int = 20) -> Store:
     store = Store(state_dir)
     for i in range(n):
         steps = ["x...x...x...x...", "....x.......x...", "x.x.x.x.x.x.x.x.", ("x" if i % 2 else ".") * 16]
-        loop_id = store.add_loop("dd-analog", SAMPLES, [36, 38, 42, 63], ["kick", "snare", "closed_hat", "conga"],
-                                 steps, i / n, "explore", 120.0)
+        loop_id = store.add_loop(kit="dd-analog", samples=SAMPLES, notes=[36, 38, 42, 63],
+                                 roles=["kick", "snare", "closed_hat", "conga"], steps=steps, p_like=i / n,
+                                 mode="explore", bpm=120.0)
         store.add_rating(loop_id, i % 3 != 0, i / n)
     store.add_rating(1, True, 0.0)  # re-rating replaces: loop 1 ends liked
     store.undo_last()               # ...and undo takes that back: loop 1 is disliked again

@@ -32,7 +32,7 @@ class RecordingTransport:
         self.calls: list[tuple] = []
         self.on_event = None
 
-    def set_loop(self, loop_id, rows, audio, at_bar, swing=0.0):
+    def set_loop(self, loop_id, rows, audio, at_bar, swing=0.0, steps_per_bar=16, switch_at="phrase"):
         self.loops.append((loop_id, at_bar))
         if not at_bar:
             self.on_event({"type": "switched", "loop_id": loop_id})

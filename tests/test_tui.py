@@ -316,3 +316,18 @@ def test_daemon_surface_in_tmux(tmp_path):
         db.close()
     assert ratings == [(1, 1), (0, 1)]  # both landed, both taken back
     assert mode == ("good",)
+
+
+def test_a_phrase_shows_the_bar_that_plays_with_its_meters_beats():
+    """8 rows x 2 bars of 7/8: the bar of the playhead, 14 steps, beats before steps 4 and 8."""
+    rows = [{"sample": f"s{r}", "role": "kick", "note": 36, "steps": ("x" + "." * 13) + ("." * 13 + "x"),
+             "levels": ("9" + "." * 13) + ("." * 13 + "3")} for r in range(8)]
+    snap = {"loop": {"id": 3, "p_like": 0.5, "rows": rows, "steps_per_bar": 14, "beats": [0, 4, 8], "meter": "7/8",
+                     "bars": 2}, "playing": True, "step": 20, "likes": 0, "dislikes": 0, "mode": "explore"}
+    lines, _ = layout(snap, 120)
+    head = next(ln for ln in lines if "bar 2/2 of 7/8" in ln)
+    assert head.index("5") == step_col(4, (0, 4, 8)) and head.index("9") == step_col(8, (0, 4, 8))
+    grid = [ln for ln in lines if ln.lstrip().startswith("s")]
+    assert len(grid) == 8
+    cells = [grid[0][step_col(s, (0, 4, 8))] for s in range(14)]
+    assert cells.count("·") == 13 and cells[13] != "·"  # bar 2: its one hit on its last step

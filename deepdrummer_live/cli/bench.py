@@ -28,6 +28,8 @@ from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
 
+SHAPES = ((8, 2), (8, 4))  # rows x bars measured besides the default 4 x 1
+
 
 def _throughput(score, make_batch, seconds: float) -> float:
     score(make_batch())  # warm-up: allocations, kernels
@@ -41,12 +43,12 @@ def _throughput(score, make_batch, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def measure_candidates(engine: Learner, seconds: float) -> float:
+def measure_candidates(engine: Learner, seconds: float, prior: pattern.Prior | None = None) -> float:
     g = torch.Generator(device=engine.device).manual_seed(0)
     n = engine.chains
 
     def make():
-        return pattern.random_loops(n, len(engine.kit), g, engine.device)
+        return pattern.random_loops(n, len(engine.kit), g, engine.device, prior=prior or engine.prior)
 
     def score(loops):
         p = engine.scorer.score(engine.model, loops)
@@ -93,7 +95,8 @@ def measure_loudness(engine: Learner, n: int = 48, sr: int = 44100) -> dict:
             "loop_peak_dbfs_max": round(max(peak_dbfs(b) for b in bars), 2)}
 
 
-def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: int, interval: float) -> list[float]:
+def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: int, interval: float,
+                           shape: tuple[int, int] | None = None) -> list[float]:
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
     from deepdrummer_live.client import OscClient
     from deepdrummer_live.session import Session
@@ -106,7 +109,8 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
         osc = OscServer("127.0.0.1", 0)
         engine = Learner(kit, device, seed, kind=kind)
         engine.choose_start()  # as `run` does: a built-in kit's shipped hearing critic
-        session = Session(engine, store)
+        rows, bars = shape or (None, None)
+        session = Session(engine, store, rows=rows, bars=bars)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
         client = OscClient(osc.address[1])
@@ -143,7 +147,7 @@ def cmd_bench(args) -> int:
         torch.set_num_threads(2)
     kit = load_kit(args.kit)
     seed = 0 if args.seed is None else args.seed
-    kind = kind_for(args.paper)
+    kind = kind_for(args.paper, args.critic_kind)
     engine = Learner(kit, device, seed, kind=kind)
     engine.choose_start()  # the critic `run` starts with (a built-in kit's shipped hearing critic)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
@@ -178,6 +182,16 @@ def cmd_bench(args) -> int:
         "dynamics": engine.prior.dynamics,
         **loudness,
     }
+    # Bigger loops (contract v1.2): 8 rows over 2 and 4 bars, with the critic that reads any shape
+    if kind.any_shape:
+        for rows, bars in SHAPES:
+            key = f"{rows}x{bars}"
+            prior = engine.make_prior(rows=rows, bars=bars)
+            result[f"candidates_per_s_{key}"] = round(measure_candidates(engine, args.seconds, prior), 1)
+            shaped = measure_rating_latency(kit, device, seed, kind, max(args.ratings // 2, 1), 0.5, (rows, bars))
+            result[f"rating_to_next_ms_p95_{key}"] = round(percentile(shaped, 95), 2)
+            say(f"{key}: {result[f'candidates_per_s_{key}']:,.0f} candidates/s, rating -> next p95 "
+                f"{result[f'rating_to_next_ms_p95_{key}']} ms")
     if not args.json:
         for k, v in result.items():
             print(f"{k:28s} {v}")

@@ -35,12 +35,12 @@ def pretrain_hearing_file(kit_name: str, seed: int = 0, steps: int | None = None
 
     import torch
 
-    from deepdrummer_live.learn.kinds import DEFAULT
+    from deepdrummer_live.learn.kinds import LEAN
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.sound.kit import load_kit
 
     torch.set_num_threads(1)  # one thread: the same sums in the same order, the same bytes
-    config = DEFAULT.config
+    config = LEAN.config  # the critic that hears: what the shipped files teach it
     config = dataclasses.replace(config, pretrain_steps=steps or config.shipped_pretrain_steps,
                                  pretrain_loops=loops or config.shipped_pretrain_loops)
     learner = Learner(load_kit(kit_name), torch.device("cpu"), seed, config=config, chains=1, iters=1)

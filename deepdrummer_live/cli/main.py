@@ -19,12 +19,17 @@ from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.vocab import (
     CLOCKS,
+    CRITIC_KINDS,
+    DEFAULT_METER,
     DEFAULT_TEMPO,
+    METERS,
     MIDI_BACKENDS,
+    SWITCH_POINTS,
     TEMPO_MAX,
     TEMPO_MIN,
     WEB_HOST,
     WEB_PORT,
+    shape_problem,
     swing_problem,
 )
 
@@ -78,7 +83,12 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
     p.add_argument("--seed", type=int, default=None, help="make generation reproducible")
     p.add_argument("--paper", action="store_true",
-                   help="the paper's exact path: its critic, 44.1 kHz, one candidate at a time")
+                   help="the paper's exact path: its critic, 44.1 kHz, one candidate at a time "
+                        "(the same as --critic-kind paper)")
+    p.add_argument("--critic-kind", default=None, choices=CRITIC_KINDS,
+                   help="grid: reads the loop as the engine wrote it (default); lean-hearing: hears the "
+                        "rendered mix; paper: the paper's critic [grid, or the kind of --critic / the state "
+                        "dir's critic]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"the rating page's port [{WEB_PORT}; 0 turns it off]")
     run.add_argument("--web-host", default=WEB_HOST,
                      help=f"the rating page's address [{WEB_HOST}]; any other needs the printed token")
+    run.add_argument("--rows", type=int, default=None, help="rows per loop, 1-8 [4, or the resumed session's]")
+    run.add_argument("--bars", type=int, default=None, help="bars per loop (a phrase): 1, 2 or 4 [1]")
+    run.add_argument("--meter", default=None, help=f"the loops' meter: {', '.join(METERS)} [4/4]")
+    run.add_argument("--switch", default=None, choices=SWITCH_POINTS,
+                     help="while playing, a new loop starts at the playing phrase's end or its next bar [phrase]")
     run.add_argument("--critic", default=None, metavar="PATH",
                      help="a new session starts from this critic: a critic.pt of another state dir, that "
                           "state dir, or a shipped critic's name (deepdrummer-live critic list)")
@@ -219,6 +234,9 @@ def check_run_flags(args) -> None:
     problem = swing_problem(args.swing) if args.swing is not None else None
     if problem:
         raise UsageError(f"--{problem}")
+    problem = shape_problem(args.rows, args.bars, args.meter)
+    if problem:
+        raise UsageError(f"--{problem}")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
     for host, port in args.notify:
@@ -229,9 +247,23 @@ def check_run_flags(args) -> None:
                              f"address (e.g. 127.0.0.1:{port}) or a name this machine knows") from None
 
 
+def resolve_kind(args, critic_path: Path | None, checkpoint: Path):
+    """The critic kind of a run: --paper / --critic-kind when given, else the kind of the --critic file,
+    else the kind of the state dir's own critic (a resumed session goes on with its critic), else the default."""
+    from deepdrummer_live.learn.kinds import kind_for, kind_of_file
+
+    if args.paper or args.critic_kind:
+        return kind_for(args.paper, args.critic_kind)
+    for path in (critic_path, checkpoint):
+        name = kind_of_file(path) if path is not None and path.exists() else None
+        if name is not None:
+            return kind_for(False, name)
+    return kind_for(False)
+
+
 def cmd_run(args) -> int:
     check_run_flags(args)
-    from deepdrummer_live.learn.kinds import kind_for, resolve_critic_source
+    from deepdrummer_live.learn.kinds import resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.session import Session
@@ -283,7 +315,7 @@ def cmd_run(args) -> int:
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
         critic_path = resolve_critic_source(args.critic) if args.critic else None
-        engine = Learner(kit, device, seed, kind=kind_for(args.paper))
+        engine = Learner(kit, device, seed, kind=resolve_kind(args, critic_path, store.checkpoint_path))
         start = engine.choose_start(store.checkpoint_path, critic_path)
         if critic_path is not None and not engine.resumed:
             # The state dir's own copy at once: a crash before the first rating's checkpoint must not
@@ -293,8 +325,14 @@ def cmd_run(args) -> int:
                  engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
+        if not engine.kind.any_shape and ((args.bars or 1) != 1 or (args.meter or DEFAULT_METER) != DEFAULT_METER):
+            raise UsageError(f"--bars/--meter: the {engine.kind.name} critic hears one bar of 4/4 only; "
+                             f"drop --critic-kind/--paper (the default critic reads any shape)")
         session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
-                                swing=args.swing, note_map=note_map)
+                                swing=args.swing, note_map=note_map, rows=args.rows, bars=args.bars,
+                                meter=args.meter)
+        if args.switch is not None:
+            session.set_switch(args.switch)
         if transport is None:
             transport = VirtualTransport(session.tempo, session.on_transport_event)
         elif session.tempo != player_config.tempo:

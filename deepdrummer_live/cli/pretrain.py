@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-bars", type=int, default=32, help="bars taken from each file at most [32]")
     p.add_argument("--negatives", type=int, default=None, help="random loops as dislikes [as many as bars]")
+    p.add_argument("--critic-kind", default="lean-hearing", choices=("lean-hearing", "grid"),
+                   help="lean-hearing: a critic that hears the mix learns from the bars as they sound (default: "
+                        "music has no grid); grid: a hearing critic transcribes each bar into the loop it hears "
+                        "and the critic that reads loops learns from those (needs a kit the hearing critic knows "
+                        "well: a built-in kit, or one with a hearing critic of its own)")
 
 
 def cmd(args) -> int:
@@ -42,7 +47,7 @@ def cmd(args) -> int:
     for f in found:
         print(f"{f.path}: {len(f.bars)} bars at {f.bpm:.1f} BPM")
     bars = np.concatenate([f.bars for f in found])
-    learner = pretraining.critic_from_music(kit, bars, device, args.seed, args.negatives)
+    learner = pretraining.critic_from_music(kit, bars, device, args.seed, args.negatives, kind=args.critic_kind)
     pretraining.write_critic(learner, args.out)
     print(f"{args.out}: critic pretrained on {len(bars)} liked bars from {len(found)} file(s) against "
           f"{args.negatives or len(bars)} random loops of kit {kit.name}; start with "

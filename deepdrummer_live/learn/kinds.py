@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ from deepdrummer_live.learn.critic import (
     PaperCritic,
     count_parameters,
 )
+from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, GridScorer
 from deepdrummer_live.learn.search import PaperScorer, Scorer
 from deepdrummer_live.paths import data_path
 from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
@@ -54,6 +55,7 @@ class CriticKind:
     make_scorer: Callable  # (kit, config, device) -> Scorer | PaperScorer
     budget: Callable[[torch.device], tuple[int, int]]  # default (chains, iterations) of a search
     prior: Prior = Prior()  # what the generator assumes (the paper's: a binary grid, no dynamics)
+    any_shape: bool = False  # reads loops of any rows, bars and meter (the critics that hear: 1 bar of 4/4)
 
     def build(self, config: CriticConfig | None = None) -> nn.Module:
         return _BUILDERS[self.name](config or self.config)
@@ -76,9 +78,10 @@ class CriticKind:
             raise CriticFileError(f"critic file {str(path)!r} holds no critic weights; give a critic.pt "
                                   f"written by deepdrummer-live")
         if state.get("config") != self.name:
-            raise CriticFileError(f"critic file {str(path)!r} is a {state.get('config')!r} critic, this run "
+            other = state.get("config")
+            raise CriticFileError(f"critic file {str(path)!r} is a {other!r} critic, this run "
                                   f"uses {self.name!r}; give a {self.name} critic file"
-                                  + (" or drop --paper" if self.name == PAPER.name else ""))
+                                  + (f" or run with --critic-kind {other}" if other in KINDS else ""))
         return state
 
     def fits(self, model: nn.Module, state: dict, path: Path) -> None:
@@ -103,11 +106,23 @@ def _build_lean(config: CriticConfig) -> nn.Module:
                       step_width=config.step_width, step_layers=config.step_layers)
 
 
+def _build_grid(config: CriticConfig) -> nn.Module:
+    return GridCritic(N_FEATURES, config.head_clip)
+
+
 def _lean_budget(device: torch.device) -> tuple[int, int]:
     return (4096, 32) if device.type != "cpu" else (256, 8)
 
 
-_BUILDERS = {PAPER_CONFIG.name: _build_paper, LEAN_CONFIG.name: _build_lean}
+def _grid_budget(device: torch.device) -> tuple[int, int]:
+    # Scoring reads the grid (no render): many more chains and steps for the same time as hearing's
+    return (8192, 32) if device.type != "cpu" else (1024, 16)
+
+
+# The critic that reads the loop: its like head is fitted on every rating at once, like the hearing one's
+GRID_CONFIG = replace(LEAN_CONFIG, name="grid", pretrain_steps=0, step_width=0, step_layers=0)
+
+_BUILDERS = {PAPER_CONFIG.name: _build_paper, LEAN_CONFIG.name: _build_lean, GRID_CONFIG.name: _build_grid}
 
 LEAN = CriticKind(LEAN_CONFIG.name, LEAN_CONFIG,
                   "learns to hear which drum starts on which step, then a logistic like head on what it hears",
@@ -115,8 +130,11 @@ LEAN = CriticKind(LEAN_CONFIG.name, LEAN_CONFIG,
 # The original program ran one chain of 100 MH steps per proposal.
 PAPER = CriticKind(PAPER_CONFIG.name, PAPER_CONFIG, "the paper's MFCC CNN, 44.1 kHz, one candidate at a time",
                    "audio", PaperScorer, lambda device: (1, 100), PAPER_PRIOR)
-KINDS: dict[str, CriticKind] = {k.name: k for k in (LEAN, PAPER)}
-DEFAULT = LEAN
+GRID = CriticKind(GRID_CONFIG.name, GRID_CONFIG,
+                  "reads the loop as the engine wrote it (roles, steps, levels, each sound heard alone), "
+                  "then a logistic like head", "features", GridScorer, _grid_budget, any_shape=True)
+KINDS: dict[str, CriticKind] = {k.name: k for k in (GRID, LEAN, PAPER)}
+DEFAULT = GRID
 
 
 def kind_named(name: str) -> CriticKind:
@@ -125,9 +143,21 @@ def kind_named(name: str) -> CriticKind:
     return KINDS[name]
 
 
-def kind_for(paper: bool) -> CriticKind:
-    """The kind behind the `--paper` switch."""
-    return PAPER if paper else DEFAULT
+def kind_for(paper: bool, name: str | None = None) -> CriticKind:
+    """The kind behind the `--paper` switch and `--critic-kind NAME` (None: the default)."""
+    if paper and name not in (None, PAPER.name):
+        raise UsageError(f"--paper and --critic-kind {name}: the paper's critic is --critic-kind paper; give one")
+    return PAPER if paper else kind_named(name) if name else DEFAULT
+
+
+def kind_of_file(path: Path) -> str | None:
+    """The kind a critic file was made for (its "config"), or None when it cannot be read."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: the kind's own read() says why, naming the file, when it is used
+        return None
+    name = state.get("config") if isinstance(state, dict) else None
+    return name if name in KINDS else None
 
 
 def build_critic(config: CriticConfig) -> nn.Module:

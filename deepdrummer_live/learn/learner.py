@@ -18,7 +18,6 @@ import torch
 from deepdrummer_live.learn.critic import (
     ROLE_GROUPS,
     CriticConfig,
-    LeanCritic,
     Trainer,
     count_parameters,
     hearing_optimizer,
@@ -40,6 +39,7 @@ from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
 from deepdrummer_live.storage.dataset import Rating
 from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
+from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
 
 log = logging.getLogger(__name__)
 CALIBRATION_LOOPS = 256
@@ -51,6 +51,7 @@ HEARING_POOL_LOOPS = 4096
 HEARING_FRESH_LOOPS = 128  # about 50 ms of rendering and MFCCs on one core: a short slice
 HEARING_STEPS_PER_REFRESH = 40  # 3.2 fresh loops per step, as the shipped critics' 32,768 for 10,000
 HEARING_REFIT_EVERY = 1000
+MIN_CHAINS = 32  # the fewest chains a search of a big loop runs (see Learner.propose)
 
 
 @dataclass
@@ -64,10 +65,12 @@ class Proposal:
 
 
 class Learner:
-    def __init__(self, kit: Kit, device: torch.device, seed: int, kind: CriticKind | str = DEFAULT,
+    def __init__(self, kit: Kit, device: torch.device, seed: int, kind: CriticKind | str | None = None,
                  config: CriticConfig | None = None, chains: int | None = None, iters: int | None = None):
         self.kit = kit
         self.device = device
+        if kind is None:  # a config names its kind
+            kind = config.name if config is not None else DEFAULT
         self.kind = kind_named(kind) if isinstance(kind, str) else kind
         self.prior = self.kind.prior
         if device.type == "cpu":
@@ -80,7 +83,7 @@ class Learner:
         self.chains, self.iters = chains or default_chains, iters or default_iters
         torch.manual_seed(seed)  # initial critic weights
         self.model = self.kind.build(self.config).to(device)
-        if isinstance(self.model, LeanCritic):
+        if hasattr(self.model, "calibrate"):  # the like head reads its inputs standardized
             calib = pattern.random_loops(CALIBRATION_LOOPS, len(kit), self.gen, device, prior=self.prior)
             self.model.calibrate(self.scorer.features(calib))
         self.model.eval()
@@ -101,19 +104,25 @@ class Learner:
     # --- proposals --------------------------------------------------------------------------
 
     def make_prior(self, fotf: bool = False, density: tuple[float, ...] | None = None,
-                   locked: tuple[int, ...] = (), source: Loops | None = None) -> pattern.Prior:
-        """The generator's prior for this engine: density per row, fotf, and `locked` rows of
-        `source` (a batch of one) kept in every proposal. The paper's engine has no dynamics."""
+                   locked: tuple[int, ...] = (), source: Loops | None = None, rows: int | None = None,
+                   bars: int | None = None, meter: str | None = None) -> pattern.Prior:
+        """The generator's prior for this engine: the loops' shape, density per row, fotf, and `locked`
+        rows of `source` (a batch of one) kept in every proposal. The paper's engine has no dynamics."""
         lock = pattern.Lock.of(source.to(self.device), locked) if source is not None and locked else None
         return replace(self.prior, fotf=fotf, lock=lock,
-                       density=tuple(density) if density is not None else self.prior.density)
+                       density=tuple(density) if density is not None else self.prior.density,
+                       rows=rows or self.prior.rows, bars=bars or self.prior.bars, meter=meter or self.prior.meter)
 
     def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
                 chains: int | None = None) -> Proposal:
-        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits."""
+        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
+        is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains, so that a
+        search costs the same whatever the shape (generation and mutation cost per cell)."""
         prior = replace(prior or self.prior, fotf=fotf)
-        result = search(self.scorer, self.model, mode, self.gen, chains or self.chains, self.iters, fotf,
-                        should_stop, prior=prior)
+        cells = prior.rows * prior.n_steps
+        scale = min(1.0, pattern.N_ROWS * pattern.N_STEPS / cells)
+        n = max(MIN_CHAINS, int((chains or self.chains) * scale)) if chains != 1 else 1
+        result = search(self.scorer, self.model, mode, self.gen, n, self.iters, fotf, should_stop, prior=prior)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior)
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
@@ -132,11 +141,16 @@ class Learner:
         """Rebuild a stored loop or a dataset's rated loop (anything with `samples` and the
         `steps`/`levels` strings) with this kit; None when the kit lacks one of its samples."""
         names = {s.name: i for i, s in enumerate(self.kit.samples)}
-        if any(n not in names for n in rec.samples) or len(rec.steps) != pattern.N_ROWS:
+        if any(n not in names for n in rec.samples) or not rec.samples:
             return None
+        meter = getattr(rec, "meter", None) or DEFAULT_METER
+        if len({len(lv) for lv in rec.levels}) != 1 or len(rec.levels[0]) % steps_per_bar(meter):
+            return None
+        if not self.kind.any_shape and (meter != DEFAULT_METER or len(rec.levels[0]) != pattern.N_STEPS):
+            return None  # a critic that hears one bar of 4/4 cannot read it
         levels = pattern.strings_to_levels(rec.levels)[None].to(self.device)
         ids = torch.tensor([[names[n] for n in rec.samples]], device=self.device)
-        return Loops(levels, ids)
+        return Loops(levels, ids, meter)
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -178,7 +192,7 @@ class Learner:
         # Soft targets: a hit's level / 9, so the trunk learns to hear how loud each hit is
         # too (a taste for accents and ghost notes needs it); the loudest row of a group wins.
         strength = loops.levels.float() / MAX_LEVEL
-        for r in range(pattern.N_ROWS):
+        for r in range(loops.levels.shape[1]):
             targets[index, groups[:, r]] = torch.maximum(targets[index, groups[:, r]], strength[:, r])
         with torch.no_grad():
             feats = self.scorer.features(loops)
@@ -288,18 +302,19 @@ class Learner:
     # --- audio out ----------------------------------------------------------------------------
 
     def live_audio(self, loops: Loops, bpm: float, sr: int, swing: float = 0.0) -> np.ndarray:
-        """One bar of the loop at `bpm` and `sr`, odd steps late by `swing` x one step, through
-        the one mix (render_bars) -> float32 `[16 * step_length(bpm, sr)]`."""
+        """The whole loop (every bar) at `bpm` and `sr`, odd steps late by `swing` x one step, through
+        the one mix (render_bars) -> float32 `[n_steps * step_length(bpm, sr)]`."""
         ids = loops.sample_ids[0].tolist()
+        n_steps = loops.levels.shape[-1]
         step_len = step_length(bpm, sr)
         delay = swing_delay(step_len, swing)
-        key = (sr, round(bpm, 3), tuple(ids), delay)
+        key = (sr, round(bpm, 3), tuple(ids), delay, n_steps)
         if key not in self._live_cache:
             audio = [self.kit.audio_at(sr)[i] for i in ids]
             if delay:  # the odd steps' rows play these delayed copies (see render.swing_split)
                 audio += [delayed(a, delay) for a in audio]
             # One entry: the loop and the tempo change together, so older banks are garbage.
-            self._live_cache = {key: sample_bank(audio, step_len, pattern.N_STEPS, "cpu")}
+            self._live_cache = {key: sample_bank(audio, step_len, n_steps, "cpu")}
         cells, row_ids = loops.levels[:1].cpu(), torch.arange(len(ids))[None]
         if delay:
             cells, row_ids = swing_split(cells, row_ids, len(ids))

@@ -1,11 +1,14 @@
-"""Simulated performers: consistent tastes over the 16-step grid and the rows' GM roles.
+"""Simulated performers: consistent tastes over the grid and the rows' GM roles.
 
 A simulated user judges a loop only from what the daemon sends in `/dd/loop`
-(`i loop_id, f p_like, f bpm, i n_steps`, then per row `s sample_name, i midi_note, s steps`)
-and the `/dd/levels` that follows it (per row `s levels`): sample names and GM notes give each
-row a role, the step strings give where it hits, the levels how hard (1-9; without
-`/dd/levels` every hit is at the default level). Nothing else (no audio, no kit) is used, so
-the same user works with any kit.
+(`i loop_id, f p_like, f bpm, i n_steps`, then per row `s sample_name, i midi_note, s steps`),
+the `/dd/levels` that follows it (per row `s levels`) and the `/dd/shape` after that (its meter):
+sample names and GM notes give each row a role, the step strings give where it hits, the levels
+how hard (1-9; without `/dd/levels` every hit is at the default level), the meter what is on the
+beat (contract v1.2: 6/8 has its beats on steps 0 and 6...). Nothing else is used, so the same
+user works with any kit; only `sounds` also listens to the kit's one-shots (its taste is about
+sounds). Counts of hits are per bar and per 4 rows of 16 steps, so a taste for sparse or busy
+loops means the same for 8 rows over 4 bars of 7/8.
 
 Every user has a `score(loop) -> float` (its taste, higher is better) and a threshold;
 `like_probability(loop)` is a steep logistic around the threshold mixed with a small
@@ -28,12 +31,9 @@ from dataclasses import dataclass
 
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, default_levels, parse_level
 from deepdrummer_live.sound.kit import GM_NOTES, role_from_name
+from deepdrummer_live.vocab import DEFAULT_METER, metric_classes
 
 N_STEPS = 16
-BEATS = (0, 4, 8, 12)  # quarter notes
-BACKBEAT = (4, 12)  # beats 2 and 4
-OFFBEATS = (2, 6, 10, 14)  # the "and"s (8th-note offbeats)
-ODD_16THS = tuple(range(1, 16, 2))  # the "e"s and "a"s
 
 _NOTE_ROLES = {note: role for role, note in GM_NOTES.items()}
 
@@ -73,13 +73,25 @@ class LoopMsg:
     bpm: float
     n_steps: int
     rows: tuple[Row, ...]
+    meter: str = DEFAULT_METER
 
     def with_roles(self, roles: set[str]) -> list[Row]:
         return [r for r in self.rows if r.role in roles]
 
+    def positions(self, *classes: int) -> tuple[int, ...]:
+        """The steps of the loop at these metric classes (0 strong beat, 1 other beat, 2 an 8th
+        between beats, 3 a 16th between 8ths), over every bar."""
+        return tuple(k for k, c in enumerate(metric_classes(self.meter, self.n_steps)) if c in classes)
+
     @property
-    def total_hits(self) -> int:
-        return sum(r.hits for r in self.rows)
+    def scale(self) -> float:
+        """Hits here -> hits in one bar of 4 rows of 16 steps (the loop the tastes were written for)."""
+        return (4 / max(len(self.rows), 1)) * (N_STEPS / max(self.n_steps, 1))
+
+    @property
+    def total_hits(self) -> float:
+        """Hits per bar and per 4 rows of 16 steps (the paper's loop: its raw count)."""
+        return sum(r.hits for r in self.rows) * self.scale
 
     def key(self) -> str:
         """The loop's content (not its id): same content, same judgement."""
@@ -95,9 +107,10 @@ def row_role(name: str, note: int) -> str:
     return role
 
 
-def parse_loop(args: Sequence, levels: Sequence | None = None) -> LoopMsg:
+def parse_loop(args: Sequence, levels: Sequence | None = None, shape: Sequence | None = None) -> LoopMsg:
     """The arguments of a `/dd/loop` message (a list), and optionally of the `/dd/levels` that
-    follows it (`[loop_id, levels...]`) -> LoopMsg. A LoopMsg is returned as is."""
+    follows it (`[loop_id, levels...]`) and of the `/dd/shape` after that (`[loop_id, steps_per_bar,
+    bars, meter]`) -> LoopMsg. A LoopMsg is returned as is."""
     if isinstance(args, LoopMsg):
         return args
     loop_id, p_like, bpm, n_steps = int(args[0]), float(args[1]), float(args[2]), int(args[3])
@@ -111,7 +124,12 @@ def parse_loop(args: Sequence, levels: Sequence | None = None) -> LoopMsg:
         name, note, steps = str(rest[i]), int(rest[i + 1]), str(rest[i + 2])
         lv = tuple(parse_level(c) for c in str(levels[1 + i // 3])) if levels is not None else ()
         rows.append(Row(name, note, row_role(name, note), tuple(c == "x" for c in steps), lv))
-    return LoopMsg(loop_id, p_like, bpm, n_steps, tuple(rows))
+    meter = DEFAULT_METER
+    if shape is not None:
+        if int(shape[0]) != loop_id:
+            raise ValueError(f"/dd/shape {list(shape)!r} is not for /dd/loop {loop_id}")
+        meter = str(shape[3])
+    return LoopMsg(loop_id, p_like, bpm, n_steps, tuple(rows), meter)
 
 
 def make_loop(rows: Sequence[tuple[str, str]], loop_id: int = 0) -> LoopMsg:
@@ -163,25 +181,30 @@ def _best(rows: list[Row], f: Callable[[Row], float], default: float = 0.0) -> f
 
 
 def backbeat(loop: LoopMsg) -> float:
-    """Snare/clap/rim on 2 and 4 (steps 4 and 12) and a kick on the one; not on every step."""
+    """Snare/clap/rim on the weak beats (2 and 4 in 4/4) and a kick on the one; not on every step."""
+    weak, strong = loop.positions(1), loop.positions(0)
+
     def row_score(r: Row) -> float:
-        return _frac(r, BACKBEAT) - 0.5 * _frac(r, (0, 8))
+        return _frac(r, weak) - 0.5 * _frac(r, strong)
     kick_one = 0.5 if any(r.on(0) for r in loop.with_roles(KICKS)) else 0.0
     return _best(loop.with_roles(SNARES), row_score, -0.5) + kick_one
 
 
 def four_on_the_floor(loop: LoopMsg) -> float:
     """A kick on every beat, and few kicks in between."""
+    beats, off = loop.positions(0, 1), loop.positions(2, 3)
+
     def row_score(r: Row) -> float:
-        off = [s for s in range(N_STEPS) if s not in BEATS]
-        return _frac(r, BEATS) - _frac(r, off)
+        return _frac(r, beats) - _frac(r, off)
     return _best(loop.with_roles(KICKS), row_score, -0.5)
 
 
 def offbeat_hats(loop: LoopMsg) -> float:
     """Hats (closed/pedal/open, shaker, tambourine) on the offbeats, not on the beats."""
+    offbeats, beats = loop.positions(2), loop.positions(0, 1)
+
     def row_score(r: Row) -> float:
-        return _frac(r, OFFBEATS) - _frac(r, BEATS)
+        return _frac(r, offbeats) - _frac(r, beats)
     return _best(loop.with_roles(HATS), row_score, -1.0)
 
 
@@ -197,7 +220,7 @@ def busy(loop: LoopMsg) -> float:
 
 def no_cymbals(loop: LoopMsg) -> float:
     """Hates crash, ride and open hat (the more their hits, the worse); wants a kick and a snare."""
-    cym = sum(r.hits for r in loop.with_roles(CYMBALS))
+    cym = sum(r.hits for r in loop.with_roles(CYMBALS)) * loop.scale * len(loop.rows) / 4
     core = bool(loop.with_roles(KICKS)) + bool(loop.with_roles(SNARES))
     return core / 2.0 - cym / 8.0
 
@@ -205,14 +228,15 @@ def no_cymbals(loop: LoopMsg) -> float:
 def percussionist(loop: LoopMsg) -> float:
     """Loves toms and hand percussion: rows of them, and many hits on them."""
     rows = loop.with_roles(PERCS)
-    return len(rows) / 4.0 + sum(r.hits for r in rows) / 64.0
+    return len(rows) / max(len(loop.rows), 1) + sum(r.hits for r in rows) * loop.scale / 64.0
 
 
 def dynamics(loop: LoopMsg) -> float:
     """Accents on the beats, ghost notes off them: the share of beat hits at level 7 or more
     plus the share of other hits at level 4 or less, halved (0..1; a loop with no hits: 0)."""
-    on_beat = [r.level(s) for r in loop.rows for s in BEATS if r.on(s)]
-    off_beat = [r.level(s) for r in loop.rows for s in range(N_STEPS) if s not in BEATS and r.on(s)]
+    beats, off = loop.positions(0, 1), loop.positions(2, 3)
+    on_beat = [r.level(s) for r in loop.rows for s in beats if r.on(s)]
+    off_beat = [r.level(s) for r in loop.rows for s in off if r.on(s)]
     if not on_beat and not off_beat:
         return 0.0
     accents = sum(v >= 7 for v in on_beat) / len(on_beat) if on_beat else 0.0
@@ -223,8 +247,9 @@ def dynamics(loop: LoopMsg) -> float:
 def syncopation(loop: LoopMsg) -> float:
     """Kick and snare hits off the 8th grid (odd 16ths) rather than on it."""
     rows = loop.with_roles(KICKS | SNARES)
-    odd = sum(_frac(r, ODD_16THS) for r in rows)
-    even = sum(_frac(r, [s for s in range(N_STEPS) if s % 2 == 0]) for r in rows)
+    odd_16ths, eighths = loop.positions(3), loop.positions(0, 1, 2)
+    odd = sum(_frac(r, odd_16ths) for r in rows)
+    even = sum(_frac(r, eighths) for r in rows)
     return (odd - even) if rows else -1.0
 
 
@@ -244,9 +269,13 @@ USERS: dict[str, tuple[str, Callable[[LoopMsg], float], float, float]] = {
 }
 
 
-def make_user(name: str, seed: int = 0, lapse: float = 0.03) -> SimUser:
+def make_user(name: str, seed: int = 0, lapse: float = 0.03, kit=None) -> SimUser:
+    if name == "sounds":
+        if kit is None:
+            raise ValueError("the simulated user 'sounds' listens to the kit's one-shots; pass kit=")
+        return sound_user(kit, seed, lapse)
     if name not in USERS:
-        raise ValueError(f"unknown simulated user {name!r}; use one of {', '.join(USERS)}")
+        raise ValueError(f"unknown simulated user {name!r}; use one of {', '.join(USERS)}, sounds")
     description, score, threshold, sharpness = USERS[name]
     return SimUser(name, description, score, threshold, sharpness=sharpness, lapse=lapse, seed=seed)
 
@@ -279,3 +308,46 @@ def base_rate(user: SimUser, kit_rows: Sequence[tuple[str, int]], n: int = 2000,
     if expected:
         return sum(user.like_probability(lp) for lp in loops) / n
     return sum(user.judge(lp) for lp in loops) / n
+
+
+# --- a taste for sounds ---------------------------------------------------------------------------
+
+def brightness_of(kit) -> dict[str, float]:
+    """Each sample's brightness: log2 of its spectral centroid (librosa, over the first 250 ms, where
+    the hit is) relative to the kit's median. What `sounds` hears of a one-shot."""
+    import librosa
+    import numpy as np
+
+    raw = {}
+    for sample in kit.samples:
+        head = np.asarray(sample.audio[: max(2048, int(0.25 * sample.sr))], dtype=np.float32)
+        if head.size < 2048:
+            head = np.pad(head, (0, 2048 - head.size))
+        centroid = librosa.feature.spectral_centroid(y=head, sr=sample.sr, n_fft=2048)
+        raw[sample.name] = float(np.log2(max(float(np.median(centroid)), 20.0)))
+    median = float(np.median(list(raw.values())))
+    return {name: value - median for name, value in raw.items()}
+
+
+def sound_user(kit, seed: int = 0, lapse: float = 0.03) -> SimUser:
+    """`sounds`: a taste about sounds, not where they fall: dark, warm one-shots over bright ones
+    (the loop's mean brightness, each row weighted by its hits, below the kit's median). Its
+    threshold puts the like-rate on random loops of this kit at about 0.3."""
+    bright = brightness_of(kit)
+
+    def darkness(loop: LoopMsg) -> float:
+        rows = [r for r in loop.rows if r.hits and r.name in bright]
+        if not rows:
+            return -3.0
+        return -sum(bright[r.name] * r.hits for r in rows) / sum(r.hits for r in rows)
+
+    rng = random.Random(seed)
+    kit_rows = [(x.name, x.note) for x in kit.samples]
+    scores = sorted(darkness(random_loop_msg(kit_rows, rng, i)) for i in range(2000))
+    threshold = scores[int(0.7 * len(scores))]
+    spread = max(scores[int(0.9 * len(scores))] - scores[int(0.5 * len(scores))], 1e-3)
+    return SimUser("sounds", "dark, warm sounds over bright ones (about sounds, not where they fall)", darkness,
+                   threshold, sharpness=4.0 / spread, lapse=lapse, seed=seed)
+
+
+SOUND_USERS = ("sounds",)  # users that need the kit: make_user(name, seed, kit=kit)

@@ -149,7 +149,9 @@ class Sequencer:
         self.swing = 0.0  # odd steps late by this x one step; set_loop commands carry it
         self.loop_id: int | None = None
         self.loop_start = 0  # song step where the current loop's step 0 falls
-        self.pending: tuple | None = None  # (loop_id, rows, audio, swing) waiting for a bar line
+        self.bar_steps = STEPS_PER_BAR  # steps in a bar of the current loop's meter
+        # (loop_id, rows, audio, swing, bar_steps, switch_at) waiting for the phrase's end or a bar line
+        self.pending: tuple | None = None
         self.playing = False
         self.sounding: dict[int, int] = {}
         self._heap: list = []
@@ -240,14 +242,17 @@ class Sequencer:
         rows = _parse_rows(cmd.get("rows"))
         # Swing changes with the loop, at its bar line, so MIDI and the (swung) audio bar agree.
         swing = self.swing if cmd.get("swing") is None else check_swing(cmd["swing"])
-        entry = (cmd.get("loop_id"), rows, cmd.get("audio"), swing)
+        bar_steps = int(cmd.get("steps_per_bar") or STEPS_PER_BAR)
+        if len(rows[0][1]) % bar_steps:
+            raise ValueError(f"set_loop: {len(rows[0][1])} steps are not whole bars of {bar_steps} steps")
+        entry = (cmd.get("loop_id"), rows, cmd.get("audio"), swing, bar_steps, cmd.get("switch_at", "phrase"))
         if self.playing and cmd.get("at_bar", True):
             self.pending = entry
         else:
             self._apply(entry, bar_step=None)
 
     def _apply(self, entry: tuple, bar_step: int | None) -> None:
-        self.loop_id, self.rows, audio, self.swing = entry
+        self.loop_id, self.rows, audio, self.swing, self.bar_steps, _ = entry
         self.pending = None
         if bar_step is not None:
             self.loop_start = bar_step
@@ -276,14 +281,18 @@ class Sequencer:
         heapq.heappush(self._heap, (t, _PRIO[kind], self._seq, kind, arg))
 
     def _step(self, step: int, t_step: float, step_s: float) -> None:
-        bar_line = step % STEPS_PER_BAR == 0
-        if bar_line and self.pending is not None:
-            self._apply(self.pending, bar_step=step)
+        if self.pending is not None:
+            # the playing loop's phrase end (its step 0 comes round), or its next bar line when asked
+            n_steps = len(self.rows[0][1]) if self.rows else self.bar_steps
+            unit = n_steps if self.pending[5] == "phrase" else self.bar_steps
+            if (step - self.loop_start) % unit == 0:
+                self._apply(self.pending, bar_step=step)
         t_on = t_step + self.offset
-        if bar_line and self.audio is not None:
+        n_steps = len(self.rows[0][1]) if self.rows else self.bar_steps
+        pos = (step - self.loop_start) % n_steps
+        if pos == 0 and self.audio is not None:  # the audio is the whole loop (every bar of the phrase)
             self._push(t_on, "bar")
         if self.rows:
-            pos = (step - self.loop_start) % len(self.rows[0][1])
             if pos % 2:
                 # Swing: odd steps late by swing x one step (the clock's ticks are not moved). The
                 # note-off stays half a step after the note-on: at most at the next step's onset,
@@ -293,7 +302,7 @@ class Sequencer:
                 if velocities[pos]:
                     self._push(t_on, "on", (note, velocities[pos]))
                     self._push(t_on + step_s / 2.0, "off", note)
-        self.emit({"type": "step", "step": step % STEPS_PER_BAR})
+        self.emit({"type": "step", "step": pos})
 
     def _transport(self, playing: bool) -> None:
         self.playing = playing
@@ -696,10 +705,11 @@ class PlayerHandle:
             self._cmd.send(cmd)
 
     def set_loop(self, loop_id: int, rows: list[dict], audio=None, at_bar: bool = True,
-                 swing: float | None = None) -> None:
-        """Play `rows` ({note, steps, levels}) from the next bar line (or now); `swing` None keeps it."""
+                 swing: float | None = None, steps_per_bar: int = STEPS_PER_BAR, switch_at: str = "phrase") -> None:
+        """Play `rows` ({note, steps, levels}, steps over every bar) from the playing loop's phrase end (or
+        its next bar line: `switch_at`), or now; `swing` None keeps it."""
         self._send({"type": "set_loop", "loop_id": loop_id, "rows": rows, "audio": audio,
-                    "at_bar": at_bar, "swing": swing})
+                    "at_bar": at_bar, "swing": swing, "steps_per_bar": steps_per_bar, "switch_at": switch_at})
 
     def play(self) -> None:
         self._send({"type": "play"})

@@ -23,20 +23,34 @@ import torch
 
 from deepdrummer_live.errors import CommandError
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, REST, parse_level
-from deepdrummer_live.vocab import DENSITY_MAX, DENSITY_MIN, N_ROWS, N_STEPS
+from deepdrummer_live.vocab import (
+    DEFAULT_METER,
+    DENSITY_MAX,
+    DENSITY_MIN,
+    METERS,
+    N_ROWS,
+    N_STEPS,  # noqa: F401 (the hearing critics' one bar of 4/4; imported from here by them)
+    steps_per_bar,
+)
 
 P_CELL_ON = 0.5  # paper: random cells on with p=0.5 (the default density)
 P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05 (at density 0.5)
 P_SWAP_SAMPLE = 0.15  # paper: and swaps each row's sample with p=0.15
 P_RELEVEL = 0.1  # ours: mutation re-draws a hit's level with p=0.1
-FOTF_STEPS = (0, 4, 8, 12)
+P_FILL = 0.5  # ours: the last bar of a phrase ends in a fill with this probability
+FILL_DENSITY_BOOST = 0.25  # a fill's half bar is re-drawn this much denser (capped at DENSITY_MAX)
 DENSITY_RANGE = (DENSITY_MIN, DENSITY_MAX)
 
 
 @dataclass
 class Loops:
-    levels: torch.Tensor  # uint8 [batch, row, step], 0 = rest
+    levels: torch.Tensor  # uint8 [batch, row, step], 0 = rest; step runs over every bar of the phrase
     sample_ids: torch.Tensor  # long [batch, row]
+    meter: str = DEFAULT_METER  # one meter per batch: what step k is (on the beat, between)
+
+    @property
+    def bars(self) -> int:
+        return self.levels.shape[-1] // steps_per_bar(self.meter)
 
     @property
     def grid(self) -> torch.Tensor:
@@ -47,24 +61,26 @@ class Loops:
         return self.levels.shape[0]
 
     @staticmethod
-    def from_grid(grid: torch.Tensor, sample_ids: torch.Tensor, level: int = DEFAULT_LEVEL) -> Loops:
+    def from_grid(grid: torch.Tensor, sample_ids: torch.Tensor, level: int = DEFAULT_LEVEL,
+                  meter: str = DEFAULT_METER) -> Loops:
         """Every hit of a bool grid `[batch, row, step]` at one level (the paper's loops)."""
-        return Loops(grid.to(torch.uint8) * level, sample_ids)
+        return Loops(grid.to(torch.uint8) * level, sample_ids, meter)
 
     def take(self, index: torch.Tensor | int | slice) -> Loops:
         if isinstance(index, int):
             index = torch.tensor([index], device=self.levels.device)
-        return Loops(self.levels[index], self.sample_ids[index])
+        return Loops(self.levels[index], self.sample_ids[index], self.meter)
 
     def where(self, mask: torch.Tensor, other: Loops) -> Loops:
         """Per loop: self where mask [batch] is True, else other."""
         return Loops(
             torch.where(mask[:, None, None], self.levels, other.levels),
             torch.where(mask[:, None], self.sample_ids, other.sample_ids),
+            self.meter,
         )
 
     def to(self, device: torch.device | str) -> Loops:
-        return Loops(self.levels.to(device), self.sample_ids.to(device))
+        return Loops(self.levels.to(device), self.sample_ids.to(device), self.meter)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,23 +113,36 @@ class Lock:
         """Locked rows of every loop become the source's rows (sample, levels, same positions)."""
         device = loops.levels.device
         src = self.source.to(device)
+        if src.levels.shape[1:] != loops.levels.shape[1:] or max(self.rows) >= loops.levels.shape[1]:
+            raise ValueError(f"locked rows {self.rows} of a {tuple(src.levels.shape[1:])} loop do not fit "
+                             f"loops of {tuple(loops.levels.shape[1:])} (rows, steps)")
         mask = torch.zeros(loops.levels.shape[1], dtype=torch.bool, device=device)
         mask[list(self.rows)] = True
         return Loops(torch.where(mask[None, :, None], src.levels, loops.levels),
-                     torch.where(mask[None, :], src.sample_ids, loops.sample_ids))
+                     torch.where(mask[None, :], src.sample_ids, loops.sample_ids), loops.meter)
 
 
 @dataclass(frozen=True)
 class Prior:
-    """What the generator assumes: per-row hit probability, fotf, dynamics on/off, locked rows."""
+    """What the generator assumes: the loop's shape, per-row hit probability, fotf, dynamics on/off,
+    locked rows."""
 
-    density: tuple[float, ...] = (P_CELL_ON,) * N_ROWS
+    density: tuple[float, ...] = (P_CELL_ON,) * N_ROWS  # per row; rows past its end use its last value
     fotf: bool = False
     dynamics: bool = True  # False: the paper's binary grid (every hit at DEFAULT_LEVEL)
     lock: Lock | None = None
+    rows: int = N_ROWS
+    bars: int = 1
+    meter: str = DEFAULT_METER
+
+    @property
+    def n_steps(self) -> int:
+        return self.bars * steps_per_bar(self.meter)
 
     def density_tensor(self, device) -> torch.Tensor:
-        return torch.tensor(self.density, dtype=torch.float32, device=device)
+        """float `[row]`: the hit probability of each of the `rows` rows."""
+        values = list(self.density[: self.rows]) + [self.density[-1]] * max(0, self.rows - len(self.density))
+        return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 PAPER_PRIOR = Prior(dynamics=False)
@@ -127,9 +156,13 @@ def check_density(p: float, what: str = "density") -> float:
     return float(p)
 
 
-def fotf_row() -> torch.Tensor:
-    row = torch.zeros(N_STEPS, dtype=torch.bool)
-    row[list(FOTF_STEPS)] = True
+def fotf_row(meter: str = DEFAULT_METER, n_steps: int | None = None) -> torch.Tensor:
+    """bool `[step]`: a hit on every beat of `meter` (four on the floor, or its meter's equivalent)."""
+    spb, beats, _ = METERS[meter]
+    n_steps = spb if n_steps is None else n_steps
+    row = torch.zeros(n_steps, dtype=torch.bool)
+    for bar in range(0, n_steps, spb):
+        row[[bar + b for b in beats if bar + b < n_steps]] = True
     return row
 
 
@@ -150,20 +183,21 @@ def _random_levels(shape, gen: torch.Generator, device, dynamics: bool) -> torch
 
 
 def apply_fotf(loops: Loops, kick_ids: torch.Tensor, gen: torch.Generator, dynamics: bool = True) -> Loops:
-    """Row 0 becomes a kick on every beat; a non-kick row-0 sample is replaced by a random kick.
+    """Row 0 becomes a kick on every beat of the loops' meter; a non-kick row-0 sample is replaced by a
+    random kick.
 
     kick_ids: long [n_kicks], kit indices whose role is kick (must not be empty). Beats that
     were already hits keep their level; new ones get a level from the prior.
     """
     levels = loops.levels.clone()
-    beats = fotf_row().to(levels.device)
+    beats = fotf_row(loops.meter, levels.shape[-1]).to(levels.device)
     row0 = levels[:, 0, :]
     fresh = _random_levels(row0.shape, gen, levels.device, dynamics)
     levels[:, 0, :] = torch.where(beats, torch.where(row0 > 0, row0, fresh), torch.zeros_like(row0))
     ids = loops.sample_ids.clone()
     is_kick = torch.isin(ids[:, 0], kick_ids)
     ids[:, 0] = torch.where(is_kick, ids[:, 0], _random_kick_ids(len(ids), kick_ids, gen))
-    return Loops(levels, ids)
+    return Loops(levels, ids, loops.meter)
 
 
 def _finish(loops: Loops, gen: torch.Generator, prior: Prior, kick_ids: torch.Tensor | None) -> Loops:
@@ -179,14 +213,69 @@ def _prior_of(prior: Prior | None, fotf: bool) -> Prior:
 
 def random_loops(batch: int, n_samples: int, gen: torch.Generator, device,
                  fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
-    """The prior: 4 random samples, each cell on with its row's density, each hit at a random
-    level -> Loops of `batch`. `fotf=True` is `prior.fotf` (kept for the paper's call sites)."""
+    """The prior: `prior.rows` random samples, each cell of the first bar on with its row's density,
+    each hit at a random level -> Loops of `batch`, `[batch, rows, bars x steps_per_bar]`. A phrase
+    (bars > 1) is not bars drawn apart: every later bar is the first one after a mutation, and the
+    last bar ends in a fill (its second half drawn again, denser) with p = P_FILL; whether a performer
+    likes variation and fills is the critic's to learn. `fotf=True` is `prior.fotf` (kept for the
+    paper's call sites)."""
     prior = _prior_of(prior, fotf)
-    shape = (batch, N_ROWS, N_STEPS)
-    on = torch.rand(shape, generator=gen, device=device) < prior.density_tensor(device)[None, :, None]
-    levels = _random_levels(shape, gen, device, prior.dynamics) * on
-    ids = _random_ids((batch, N_ROWS), n_samples, gen, device)
-    return _finish(Loops(levels, ids), gen, prior, kick_ids)
+    spb = steps_per_bar(prior.meter)
+    density = prior.density_tensor(device)[None, :, None]
+    shape = (batch, prior.rows, spb)
+    on = torch.rand(shape, generator=gen, device=device) < density
+    bar = _random_levels(shape, gen, device, prior.dynamics) * on
+    ids = _random_ids((batch, prior.rows), n_samples, gen, device)
+    bars = [bar]
+    for _ in range(1, prior.bars):
+        bars.append(_mutate_levels(bar, density, gen, prior.dynamics))
+    if prior.bars > 1:
+        bars[-1] = _fill(bars[-1], density, gen, prior.dynamics)
+    return _finish(Loops(torch.cat(bars, dim=-1), ids, prior.meter), gen, prior, kick_ids)
+
+
+def _fill(bar: torch.Tensor, density: torch.Tensor, gen: torch.Generator, dynamics: bool) -> torch.Tensor:
+    """With p = P_FILL per loop, the second half of `bar` (uint8 `[batch, row, step]`) drawn again at
+    density + FILL_DENSITY_BOOST: a fill, with no idea of which drums a fill uses."""
+    batch, _, spb = bar.shape
+    dense = (density + FILL_DENSITY_BOOST).clamp(max=DENSITY_MAX)
+    on = torch.rand(bar.shape, generator=gen, device=bar.device) < dense
+    fresh = _random_levels(bar.shape, gen, bar.device, dynamics) * on
+    half = torch.arange(spb, device=bar.device) >= spb // 2
+    filled = torch.rand(batch, generator=gen, device=bar.device) < P_FILL
+    return torch.where(filled[:, None, None] & half[None, None, :], fresh, bar)
+
+
+def fill_of(loops: Loops, n_samples: int, gen: torch.Generator, prior: Prior,
+            kick_ids: torch.Tensor | None = None) -> Loops:
+    """Fills of loops: the same loops with the second half of their last bar drawn again, denser
+    (every loop gets one; `/dd/fill`). Locked rows and fotf stay as the prior says."""
+    density = prior.density_tensor(loops.levels.device)[None, :, None]
+    spb = steps_per_bar(loops.meter)
+    last = loops.levels[..., -spb:]
+    dense = (density + FILL_DENSITY_BOOST).clamp(max=DENSITY_MAX)
+    on = torch.rand(last.shape, generator=gen, device=last.device) < dense
+    fresh = _random_levels(last.shape, gen, last.device, prior.dynamics) * on
+    half = torch.arange(spb, device=last.device) >= spb // 2
+    levels = loops.levels.clone()
+    levels[..., -spb:] = torch.where(half[None, None, :], fresh, last)
+    return _finish(Loops(levels, loops.sample_ids, loops.meter), gen, prior, kick_ids)
+
+
+def _mutate_levels(levels: torch.Tensor, density: torch.Tensor, gen: torch.Generator,
+                   dynamics: bool) -> torch.Tensor:
+    """The cell part of the paper's mutation (see `mutate`) on uint8 levels `[batch, row, step]`."""
+    shape, device = levels.shape, levels.device
+    hit = levels > 0
+    u = torch.rand(shape, generator=gen, device=device)
+    toggle = torch.where(hit, u < 2 * P_TOGGLE * (1 - density), u < 2 * P_TOGGLE * density)
+    fresh = _random_levels(shape, gen, device, dynamics)
+    relevel = torch.rand(shape, generator=gen, device=device) < P_RELEVEL
+    if not dynamics:
+        relevel = torch.zeros_like(relevel)
+    new_hit = hit ^ toggle
+    keep_level = hit & ~relevel
+    return torch.where(new_hit, torch.where(keep_level, levels, fresh), torch.zeros_like(fresh))
 
 
 def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
@@ -200,21 +289,11 @@ def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
     """
     prior = _prior_of(prior, fotf)
     device = loops.levels.device
-    shape = loops.levels.shape
     density = prior.density_tensor(device)[None, :, None]
-    hit = loops.levels > 0
-    u = torch.rand(shape, generator=gen, device=device)
-    toggle = torch.where(hit, u < 2 * P_TOGGLE * (1 - density), u < 2 * P_TOGGLE * density)
-    fresh = _random_levels(shape, gen, device, prior.dynamics)
-    relevel = torch.rand(shape, generator=gen, device=device) < P_RELEVEL
-    if not prior.dynamics:
-        relevel = torch.zeros_like(relevel)
-    new_hit = hit ^ toggle
-    keep_level = hit & ~relevel
-    levels = torch.where(new_hit, torch.where(keep_level, loops.levels, fresh), torch.zeros_like(fresh))
+    levels = _mutate_levels(loops.levels, density, gen, prior.dynamics)
     swap = torch.rand(loops.sample_ids.shape, generator=gen, device=device) < P_SWAP_SAMPLE
     ids = torch.where(swap, _random_ids(loops.sample_ids.shape, n_samples, gen, device), loops.sample_ids)
-    return _finish(Loops(levels, ids), gen, prior, kick_ids)
+    return _finish(Loops(levels, ids, loops.meter), gen, prior, kick_ids)
 
 
 # --- strings (the contract's `steps` and `levels`) --------------------------------------------

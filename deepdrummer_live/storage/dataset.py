@@ -17,10 +17,11 @@ from pathlib import Path
 
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.sound.dynamics import check_levels, default_levels
+from deepdrummer_live.vocab import DEFAULT_METER, shape_problem, steps_per_bar
 
 # Order of the CSV columns; the data card (cli/dataset.py) describes each.
-COLUMNS = ("loop_id", "label", "time", "ts", "kit", "tempo", "n_steps", "samples", "notes", "roles", "steps",
-           "levels", "p_like", "mode", "participant", "phase")
+COLUMNS = ("loop_id", "label", "time", "ts", "kit", "tempo", "n_steps", "meter", "bars", "samples", "notes", "roles",
+           "steps", "levels", "p_like", "mode", "participant", "phase")
 LIST_COLUMNS = ("samples", "notes", "roles", "steps", "levels")
 LABELS = {1: "like", 0: "dislike"}
 KIT_PATH_META = "kit_path"  # meta key where `run` records the kit folder it used
@@ -53,6 +54,11 @@ class Rating:
     mode: str
     participant: str = ""
     phase: str = ""  # an experiment's phase the rating belongs to ("1", "2"); empty in a normal session
+    meter: str = DEFAULT_METER  # steps run over every bar of this meter (older datasets: one bar of 4/4)
+
+    @property
+    def bars(self) -> int:
+        return max(1, (len(self.steps[0]) if self.steps else 0) // steps_per_bar(self.meter))
 
     @property
     def liked(self) -> bool:
@@ -65,6 +71,7 @@ class Rating:
     def as_csv(self) -> dict:
         row = {"loop_id": self.loop_id, "label": self.label, "time": self.time, "ts": f"{self.ts:.3f}",
                "kit": self.kit, "tempo": f"{self.tempo:g}", "n_steps": len(self.steps[0]) if self.steps else 0,
+               "meter": self.meter, "bars": self.bars,
                "p_like": f"{self.p_like:.4f}", "mode": self.mode, "participant": self.participant,
                "phase": self.phase}
         for col in LIST_COLUMNS:
@@ -109,7 +116,8 @@ def read_ratings(state_dir: Path, participant: str = "") -> tuple[list[Rating], 
         out.append(Rating(int(loop_id), LABELS[int(rating)], float(ts), rec["kit"], float(rec["bpm"]),
                           json.loads(rec["samples"]), [int(n) for n in json.loads(rec["notes"])],
                           json.loads(rec["roles"]), steps, _parse_levels(rec.get("levels"), steps),
-                          float(p if p is not None else rated_p or 0.0), rec["mode"] or "", participant))
+                          float(p if p is not None else rated_p or 0.0), rec["mode"] or "", participant,
+                          meter=rec.get("meter") or DEFAULT_METER))
     return out, meta
 
 
@@ -143,6 +151,12 @@ def read_csv(path: Path) -> list[Rating]:
                 samples = json.loads(row["samples"])
                 levels = json.loads(row["levels"]) if row.get("levels") else default_levels(steps)
                 check_levels(steps, levels)
+                meter = row.get("meter") or DEFAULT_METER
+                problem = shape_problem(meter=meter)
+                if problem:
+                    raise ValueError(problem)
+                if len({len(s) for s in steps}) != 1 or len(steps[0]) % steps_per_bar(meter):
+                    raise ValueError(f"steps {steps!r} are not whole bars of {meter} ({steps_per_bar(meter)} steps)")
                 out.append(Rating(
                     int(row["loop_id"]), label, float(row.get("ts") or 0.0), row.get("kit", ""),
                     float(row.get("tempo") or 120.0), samples,
@@ -150,7 +164,7 @@ def read_csv(path: Path) -> list[Rating]:
                     json.loads(row.get("roles") or "[]"), steps,
                     levels,
                     float(row.get("p_like") or 0.0), row.get("mode", ""), row.get("participant", ""),
-                    row.get("phase", "")))
+                    row.get("phase", ""), meter))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{path}, line {line}: {exc}; fix or remove that line") from exc
     return out

@@ -3,8 +3,9 @@ its own kit (the one-shots it plays plus an SFZ mapping them to the loop's notes
 
 Under `<state-dir>/library/`, for a loop `<stem>` = `<loop_id>-<name>`:
 
-    <stem>.mid            one bar, channel 10, velocity = round(127 x level / 9), odd steps swung
-    <stem>.wav            that bar rendered (24-bit), looped: tails wrap to the bar's start
+    <stem>.mid            the loop (every bar of its phrase, its meter's time signature), channel 10,
+                          velocity = round(127 x level / 9), odd steps swung
+    <stem>.wav            that loop rendered (24-bit), looped: tails wrap to its start
     <stem>.sfz            one region per row: key = the row's note, its one-shot, velocity -> gain
     <stem>-samples/*.wav  the one-shots (32-bit float, the .wav's rate)
 
@@ -30,6 +31,7 @@ from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
 from deepdrummer_live.storage.store import atomic_write
+from deepdrummer_live.vocab import DEFAULT_METER
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 TICKS_PER_BEAT = 960  # a common DAW resolution: swing lands within 1/240 of a step
@@ -82,9 +84,11 @@ def tick_sample(tick: int, tempo_us: int, sr: int) -> int:
     return (2 * tick * tempo_us * sr + scale) // (2 * scale)
 
 
-def midi_file(rows: list[tuple[int, str, str | None]], bpm: float, swing: float = 0.0) -> mido.MidiFile:
-    """One bar: rows of (note, 'x'/'.' steps, levels or None) -> type-0 SMF with tempo and 4/4 meta
-    events; velocity round(127 x level / 9); odd steps late by `swing` x one step."""
+def midi_file(rows: list[tuple[int, str, str | None]], bpm: float, swing: float = 0.0,
+              meter: str = DEFAULT_METER) -> mido.MidiFile:
+    """The loop (every bar of its phrase): rows of (note, 'x'/'.' steps, levels or None) -> type-0 SMF
+    with tempo and the meter's time signature meta events; velocity round(127 x level / 9); odd steps
+    late by `swing` x one step. The file is as long as the phrase."""
     events = []  # (absolute tick, order, message): note-offs sort before note-ons on the same tick
     for note, steps, levels in rows:
         ticks = hit_ticks(len(steps), swing)
@@ -98,27 +102,28 @@ def midi_file(rows: list[tuple[int, str, str | None]], bpm: float, swing: float 
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name="DeepDrummer", time=0))
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    numerator, denominator = (int(v) for v in meter.split("/"))
+    track.append(mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0))
     now = 0
     for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1], e[2].note)):
         track.append(msg.copy(time=tick - now))
         now = tick
-    bar_ticks = 4 * TICKS_PER_BEAT
-    track.append(mido.MetaMessage("end_of_track", time=bar_ticks - now))
+    loop_ticks = len(rows[0][1]) * STEP_TICKS if rows else 4 * TICKS_PER_BEAT
+    track.append(mido.MetaMessage("end_of_track", time=loop_ticks - now))
     mid = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
     mid.tracks.append(track)
     return mid
 
 
 def render_bar(rows: list[LibraryRow], bpm: float, swing: float, sr: int) -> np.ndarray:
-    """The bar of the .mid (same ticks, same tempo) before the mix -> float64 `[bar samples]`."""
+    """The loop of the .mid (same ticks, same tempo) before the mix -> float64 `[loop samples]`."""
     tempo_us = mido.bpm2tempo(bpm)
     events = []
     for index, row in enumerate(rows):
         ticks = hit_ticks(len(row.steps), swing)
         events += [(tick_sample(ticks[k], tempo_us, sr), index, level_gain(level))
                    for k, level in enumerate(row_levels(row.steps, row.levels)) if level]
-    bar_len = tick_sample(4 * TICKS_PER_BEAT, tempo_us, sr)
+    bar_len = tick_sample(len(rows[0].steps) * STEP_TICKS, tempo_us, sr)
     return sum_events(events, [row.audio for row in rows], bar_len)
 
 
@@ -138,7 +143,7 @@ def sample_file_name(index: int, sample: str) -> str:
 
 
 def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], bpm: float, sr: int,
-               swing: float = 0.0) -> tuple[Path, Path]:
+               swing: float = 0.0, meter: str = DEFAULT_METER) -> tuple[Path, Path]:
     """Write the loop's kit (one-shots + .sfz), then `.mid` and `.wav`; returns the .mid and .wav paths."""
     stem = f"{loop_id:06d}-{check_name(name)}"
     mid_path = library / f"{stem}.mid"
@@ -161,7 +166,7 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
                         title=f"DeepDrummer Live loop {loop_id} ({name}) at {bpm:g} BPM, swing {swing:g}")
     _write(library / f"{stem}.sfz", text.encode())
     mid = io.BytesIO()
-    midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing).save(file=mid)
+    midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing, meter).save(file=mid)
     _write(mid_path, mid.getvalue())
     _write(wav_path, _wav_bytes(wav, sr, "PCM_24"))
     return mid_path, wav_path

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.sound import dynamics
+from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS train_log(step INTEGER, ts REAL, loss REAL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
 """
-LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels"
+LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels, meter"
 
 # A loop's effective rating: its latest rating that was not undone (re-rating replaces).
 EFFECTIVE = """
@@ -50,13 +51,22 @@ class LoopRecord:
     mode: str
     bpm: float
     levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (old loops: every hit at the default)
+    meter: str = DEFAULT_METER  # steps run over every bar of this meter (old loops: one bar of 4/4)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps[0]) if self.steps else 0
+
+    @property
+    def bars(self) -> int:
+        return max(1, self.n_steps // steps_per_bar(self.meter))
 
 
 def _row_to_loop(row) -> LoopRecord:
     steps = row[6].split("|")
     levels = row[10].split("|") if row[10] else dynamics.default_levels(steps)
     return LoopRecord(row[0], row[2], json.loads(row[3]), json.loads(row[4]), json.loads(row[5]),
-                      steps, row[7], row[8], row[9], levels)
+                      steps, row[7], row[8], row[9], levels, row[11] or DEFAULT_METER)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -64,6 +74,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {r[1] for r in db.execute("PRAGMA table_info(loops)")}
     if "levels" not in columns:  # before dynamics: NULL reads as every hit at the default level
         db.execute("ALTER TABLE loops ADD COLUMN levels TEXT")
+    if "meter" not in columns:  # before loop shapes: NULL reads as 4/4
+        db.execute("ALTER TABLE loops ADD COLUMN meter TEXT")
 
 
 def fsync_dir(path: Path) -> None:
@@ -146,17 +158,17 @@ class Store:
         with self.lock:
             return self.db.execute(sql, args)
 
-    def add_loop(self, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float,
-                 levels: list[str] | None = None) -> int:
+    def add_loop(self, *, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float,
+                 levels: list[str] | None = None, meter: str = DEFAULT_METER) -> int:
         """Store a loop that is about to become current; returns its new id (increasing forever).
         `levels` (one string per row, see pattern.levels_to_strings) default to DEFAULT_LEVEL hits."""
         levels = levels if levels is not None else dynamics.default_levels(steps)
         with self.lock:
             loop_id = self._next_id
-            self.db.execute(f"INSERT INTO loops({LOOP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self.db.execute(f"INSERT INTO loops({LOOP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                             (loop_id, time.time(), kit, json.dumps(samples), json.dumps(notes),
                              json.dumps(roles), "|".join(steps), float(p_like), mode, float(bpm),
-                             "|".join(levels)))
+                             "|".join(levels), meter))
             self._next_id += 1
         return loop_id
 

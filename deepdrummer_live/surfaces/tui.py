@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.surfaces.qr import qr_lines
-from deepdrummer_live.vocab import N_ROWS
+from deepdrummer_live.vocab import MAX_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,13 @@ def sparkline(values, width: int, unicode: bool = True) -> str:
     return "".join(chars[min(len(chars) - 1, int((v - lo) / span * len(chars)))] for v in vals)
 
 
-def step_col(step: int) -> int:
-    """Column of step `step` in a grid row: two characters per step, one extra space per beat."""
-    return LABEL_W + 2 * step + step // 4
+FOUR_FOUR_BEATS = (0, 4, 8, 12)
+
+
+def step_col(step: int, beats=FOUR_FOUR_BEATS) -> int:
+    """Column of step `step` (within the bar shown) in a grid row: two characters per step, one extra
+    space before each beat of the meter."""
+    return LABEL_W + 2 * step + sum(1 for b in beats if 0 < b <= step)
 
 
 def fit(text: str, width: int, unicode: bool = True) -> str:
@@ -66,12 +70,13 @@ def fit(text: str, width: int, unicode: bool = True) -> str:
     return ("…" if unicode else "~") + text[-(width - 1):] if width > 1 else text[:width]
 
 
-def grid_cells(steps: str, unicode: bool = True, levels: str | None = None) -> str:
-    """A row's steps as cells; with `levels`, a hit shows its level (a block's height, or 1-9)."""
+def grid_cells(steps: str, unicode: bool = True, levels: str | None = None, beats=FOUR_FOUR_BEATS) -> str:
+    """A row's steps (one bar) as cells, a space before each beat; with `levels`, a hit shows its level
+    (a block's height, or 1-9)."""
     hit, rest = ("■", "·") if unicode else ("x", ".")
     cells = []
     for i, c in enumerate(steps):
-        if i and i % 4 == 0:
+        if i and i in beats:
             cells.append(" ")
         if c != "x":
             cell = rest
@@ -155,25 +160,35 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
         lines[-1] = (f" experiment {exp['participant']}: phase {exp['phase']} {exp['rated']}/{exp['of']}   "
                      + lines[-1].lstrip())
     lines.append("")
-    beat_nums = "".join(f"{i + 1:<9}" for i in range(0, 16, 4)).rstrip()
-    lines.append(" " * LABEL_W + beat_nums)
     rows = loop.get("rows", []) if loop else []
     n_steps = max((len(r.get("steps", "")) for r in rows), default=16)
     step = int(snap.get("step", 0)) % max(1, n_steps)
+    # A phrase shows the bar that plays (contract v1.2): its steps, with its meter's beats
+    spb = int(loop.get("steps_per_bar", n_steps)) if loop else 16
+    beats = tuple(loop.get("beats", FOUR_FOUR_BEATS)) if loop else FOUR_FOUR_BEATS
+    bars = max(1, n_steps // max(spb, 1))
+    bar = step // max(spb, 1) if playing else 0
+    first, step = bar * spb, step % max(spb, 1)
+    # each beat's step number over its first step (1 5 9 13 in 4/4)
+    heads = [" " * LABEL_W] + [f"{b + 1:<{2 * ((beats + (spb,))[n + 1] - b) + 1}}" for n, b in enumerate(beats)]
+    lines.append("".join(heads).rstrip() + (f"   bar {bar + 1}/{bars} of {loop.get('meter', '4/4')}"
+                                            if loop and bars > 1 else ""))
     for r in rows:
         name = fit(str(r.get("sample", "?")), NAME_W, unicode)
         role = fit(str(r.get("role", "?")), ROLE_W, unicode)
         label = f"{'L' if r.get('locked') else ' '} {name} {role} {r.get('note', 0):>3}  "
-        lines.append(label + grid_cells(r.get("steps", ""), unicode, r.get("levels")))
+        steps = str(r.get("steps", ""))[first:first + spb]
+        levels = r.get("levels")
+        lines.append(label + grid_cells(steps, unicode, levels[first:first + spb] if levels else None, beats))
         if r.get("locked"):
             marks.append(Mark(len(lines) - 1, 0, 1, "title"))
-        marks.extend(Mark(len(lines) - 1, step_col(i), 1, "hit") for i, c in enumerate(r.get("steps", "")) if c == "x")
+        marks.extend(Mark(len(lines) - 1, step_col(i, beats), 1, "hit") for i, c in enumerate(steps) if c == "x")
         if playing:
-            marks.append(Mark(len(lines) - 1, step_col(step), 1, "playhead"))
+            marks.append(Mark(len(lines) - 1, step_col(step, beats), 1, "playhead"))
     for _ in range(4 - len(rows)):
         lines.append("")
     if playing:
-        lines.append(" " * step_col(step) + ("▲" if unicode else "^"))
+        lines.append(" " * step_col(step, beats) + ("▲" if unicode else "^"))
     else:
         lines.append("")
     losses = snap.get("losses") or []
@@ -267,13 +282,13 @@ KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
     "s": ("save", (), lambda r, s: "saving the current loop to the library"),
     **{str(row + 1): ("lock_toggle", (row,),
                       lambda r, s, row=row: f"row {row + 1} {'locked' if row in s.locked else 'unlocked'}")
-       for row in range(N_ROWS)},
+       for row in range(MAX_ROWS)},
 }
 
 
 # MIDI learn (`L`, then one of these): the action and row to learn (player/midilearn.py)
 LEARN_KEYS = {"l": ("like",), "d": ("dislike",), "n": ("next",), "u": ("undo",), "s": ("save",), "m": ("mode",),
-              "f": ("fotf",), **{str(r + 1): ("lock", r) for r in range(N_ROWS)}}
+              "f": ("fotf",), **{str(r + 1): ("lock", r) for r in range(MAX_ROWS)}}
 
 
 def handle_key(session, key) -> KeyResult:

@@ -17,6 +17,11 @@ let snap = null;           // the latest snapshot
 let newestLoopId = -1;     // loop ids only grow: an older snapshot never replaces a newer /dd/loop
 let loopRows = [];         // [{sample, note, role, steps, levels, locked}]
 let step = 0;
+// The loop's shape (contract v1.2): the page shows one bar at a time, the playing one unless a bar tab
+// was tapped (8 rows x 4 bars stay readable on a phone in portrait); the other bars are one tap away.
+let shape = { stepsPerBar: 16, bars: 1, meter: "4/4", beats: [0, 4, 8, 12] };
+let shownBar = 0;
+let followPlayhead = true;
 let playing = false;
 let saveRequested = false;
 
@@ -101,6 +106,9 @@ function onEvent(address, a) {
                   locked: old.locked && old.sample === a[i] && old.steps === a[i + 2] });
     }
     showLoop(a[0], a[1], rows);
+  } else if (address === "/dd/shape") {
+    // i loop_id, i steps_per_bar, i bars, s meter
+    if (a[0] === newestLoopId) setShape({ stepsPerBar: a[1], bars: a[2], meter: a[3] });
   } else if (address === "/dd/levels") {
     if (a[0] === newestLoopId) {
       a.slice(1).forEach((lv, i) => { if (loopRows[i]) loopRows[i].levels = lv; });
@@ -136,6 +144,16 @@ function applySnapshot(s) {
       locked: r.locked !== undefined ? !!r.locked : Array.isArray(s.locks) && s.locks.includes(i),
     }));
     showLoop(loop.id, loop.p_like, rows);
+    if (loop.steps_per_bar) setShape({ stepsPerBar: loop.steps_per_bar, bars: loop.bars, meter: loop.meter,
+                                       beats: loop.beats });
+  }
+  if (s.shape) {
+    for (const name of ["rows", "bars", "meter"]) {
+      const sel = $(name);
+      const choices = (s.shape.choices || {})[name] || [];
+      if (sel.options.length !== choices.length) sel.replaceChildren(...choices.map((c) => new Option(String(c), String(c))));
+      setValue(name, s.shape[name]);
+    }
   }
   setCounts(s.likes, s.dislikes);
   playing = !!s.playing;
@@ -175,9 +193,46 @@ function showLoop(id, pLike, rows) {
   }
 }
 
+// Beats of each meter within a bar, when a /dd/shape arrives before the snapshot that names them
+const METER_BEATS = { "4/4": [0, 4, 8, 12], "3/4": [0, 4, 8], "6/8": [0, 6], "5/4": [0, 4, 8, 12, 16], "7/8": [0, 4, 8] };
+
+function setShape(next) {
+  const beats = next.beats || METER_BEATS[next.meter] || [];
+  const changed = next.stepsPerBar !== shape.stepsPerBar || next.bars !== shape.bars || next.meter !== shape.meter;
+  shape = { ...next, beats };
+  $("shape").textContent = `${shape.bars > 1 ? shape.bars + " bars of " : ""}${shape.meter}`;
+  if (changed) {
+    shownBar = Math.min(shownBar, shape.bars - 1);
+    renderGrid();
+  }
+}
+
+function renderBarTabs() {
+  const tabs = $("bar-tabs");
+  tabs.hidden = shape.bars <= 1;
+  tabs.replaceChildren();
+  if (shape.bars <= 1) return;
+  const playingBar = Math.floor(step / shape.stepsPerBar);
+  for (let b = 0; b < shape.bars; b++) {
+    const tab = document.createElement("button");
+    tab.className = "bar-tab" + (b === playingBar && playing ? " playing" : "");
+    tab.textContent = `bar ${b + 1}`;
+    tab.setAttribute("aria-pressed", b === shownBar ? "true" : "false");
+    tab.onclick = () => {
+      // the playing bar again: follow the playhead; another bar: stay on it
+      followPlayhead = playing && b === playingBar;
+      shownBar = b;
+      renderGrid();
+    };
+    tabs.append(tab);
+  }
+}
+
 function renderGrid() {
   const grid = $("grid");
   grid.replaceChildren();
+  renderBarTabs();
+  const first = shownBar * shape.stepsPerBar;
   const lockable = "lock" in commands;
   loopRows.forEach((r, i) => {
     const row = document.createElement("div");
@@ -201,9 +256,12 @@ function renderGrid() {
     row.append(label);
     const steps = String(r.steps || "");
     const levels = String(r.levels || "");
-    row.style.gridTemplateColumns = gridColumns(steps.length);
-    for (let s = 0; s < steps.length; s++) {
-      if (s && s % 4 === 0) row.append(Object.assign(document.createElement("div"), { className: "beat-gap" }));
+    const n = Math.min(shape.stepsPerBar, Math.max(0, steps.length - first)) || steps.length;
+    row.style.gridTemplateColumns = gridColumns(n);
+    for (let s = first; s < first + n; s++) {
+      if (s > first && shape.beats.includes(s - first)) {
+        row.append(Object.assign(document.createElement("div"), { className: "beat-gap" }));
+      }
       const cell = document.createElement("div");
       const hit = steps[s] === "x";
       cell.className = "cell" + (hit ? " hit" : "");
@@ -221,15 +279,22 @@ function renderGrid() {
 }
 
 function gridColumns(nSteps) {
-  // the label, then the steps in beats of 4 with a narrow gap between beats
-  const beats = [];
-  for (let s = 0; s < nSteps; s += 4) beats.push(`repeat(${Math.min(4, nSteps - s)}, 1fr)`);
+  // the label, then the bar's steps in its meter's beats with a narrow gap between beats
+  const starts = shape.beats.filter((b) => b < nSteps);
+  if (!starts.length || starts[0] !== 0) starts.unshift(0);
+  const beats = starts.map((b, i) => `repeat(${(starts[i + 1] ?? nSteps) - b}, 1fr)`);
   return "minmax(64px, 110px) " + beats.join(" 5px ");
 }
 
 function setStep(s) {
   if (typeof s !== "number") return;
   step = s;
+  const bar = Math.floor(s / shape.stepsPerBar);
+  if (shape.bars > 1 && playing && followPlayhead && bar !== shownBar && bar < shape.bars) {
+    shownBar = bar;
+    renderGrid(); // calls setStep again, now on the shown bar
+    return;
+  }
   for (const el of document.querySelectorAll(".cell.now")) el.classList.remove("now");
   if (!playing) return;
   for (const el of document.querySelectorAll(`.cell[data-step="${s}"]`)) el.classList.add("now");
@@ -299,6 +364,9 @@ for (const el of document.querySelectorAll("button[data-command]")) {
 }
 $("play").addEventListener("click", togglePlay);
 $("mode").addEventListener("change", (e) => send("mode", [e.target.value]));
+$("rows").addEventListener("change", (e) => send("rows", [Number(e.target.value)]));
+$("bars").addEventListener("change", (e) => send("bars", [Number(e.target.value)]));
+$("meter").addEventListener("change", (e) => send("meter", [e.target.value]));
 $("fotf").addEventListener("change", (e) => send("fotf", [e.target.checked ? 1 : 0]));
 $("tempo").addEventListener("change", (e) => {
   const bpm = Number(e.target.value);
