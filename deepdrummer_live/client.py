@@ -7,7 +7,7 @@ show's automation or an outside test suite starts it in milliseconds.
 
     with OscClient(9000) as dd:                  # the daemon at 127.0.0.1:9000
         dd.subscribe()                           # from now on every outbound message reaches us
-        loop = dd.next_loop()                    # the next /dd/loop (+ its /dd/levels), as a Loop
+        loop = dd.next_loop()                    # the next /dd/loop (+ /dd/levels, /dd/shape), as a Loop
         dd.send("/dd/like", loop.loop_id)
         rated = dd.expect(Rated, where=lambda r: r.loop_id == loop.loop_id)
         print(rated.total_likes)
@@ -158,8 +158,8 @@ class Row:
 class Loop:
     """`/dd/loop`: i loop_id, f p_like, f bpm, i n_steps, then (s sample, i note, s steps) per row.
 
-    `OscClient.next_loop` also fills in the levels of each row (from /dd/levels) and, with
-    `shape=True`, the shape (from /dd/shape, contract v1.2)."""
+    `OscClient.next_loop` also fills in the levels of each row (from /dd/levels) and the shape
+    (steps_per_bar, bars, meter: from /dd/shape, contract v1.2)."""
 
     ADDRESS = "/dd/loop"
     loop_id: int
@@ -564,11 +564,11 @@ class OscClient:
     def status(self, timeout: float = 5.0) -> Status:
         return Status.from_args(self.request("/dd/status", timeout=timeout))
 
-    def next_loop(self, after: int | None = None, timeout: float = 10.0, *, shape: bool = False,
+    def next_loop(self, after: int | None = None, timeout: float = 10.0, *, shape: bool = True,
                   stop: Callable[[], bool] | None = None) -> Loop:
-        """The next /dd/loop (with an id above `after` if given) with its /dd/levels and, with
-        `shape=True`, its /dd/shape (contract v1.2) filled in. Needs a subscribed client.
-        NoReply when they do not come within `timeout` s (in all)."""
+        """The next /dd/loop (with an id above `after` if given) with its /dd/levels and its /dd/shape
+        (contract v1.2; shape=False for a v1.1 daemon, which sends none) filled in. Needs a subscribed
+        client. NoReply when they do not come within `timeout` s (in all)."""
         deadline = time.monotonic() + timeout
         loop = self.expect(Loop, timeout, None if after is None else (lambda lp: lp.loop_id > after), stop=stop)
         levels = self.expect(Levels, max(deadline - time.monotonic(), 0.0), lambda lv: lv.loop_id == loop.loop_id,

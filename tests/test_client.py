@@ -113,6 +113,9 @@ def test_typed_views_and_next_loop(fake):
     assert (loop.loop_id, loop.n_steps, loop.samples, loop.notes) == (7, 16, ["kick_01", "snare_02"], [36, 38])
     assert loop.rows[0].levels == "9...5...9...5..." and loop.rows[1].hits == [4, 12]
     assert (loop.steps_per_bar, loop.bars, loop.meter) == (16, 1, "4/4")
+    to_client(daemon, client, "/dd/loop", 8, *LOOP_ARGS[1:])
+    to_client(daemon, client, "/dd/levels", 8, "9...5...9...5...", "....7.......7...")
+    assert client.next_loop(after=7, shape=False).meter is None  # a v1.1 daemon sends no /dd/shape
     assert view(Message("/dd/rated", (7, "like", 3, 1))) == Rated(7, "like", 3, 1)
     assert Rated(7, "like", 3, 1).liked
     assert Status.from_args((1, 2, 7, "explore", "cpu", 0)).current_loop_id == 7

@@ -28,8 +28,8 @@ def test_the_daemon_answers_a_ping(deepdrummer_daemon):
 
 def test_a_like_is_acknowledged_and_a_new_loop_follows(deepdrummer_daemon):
     d = deepdrummer_daemon
-    first = d.client.next_loop(timeout=T)  # the first /dd/loop, with its /dd/levels, as a Loop
-    assert first.n_steps == 16 and len(first.rows) == 4  # the defaults: 4 rows of one 4/4 bar
+    first = d.client.next_loop(timeout=T)  # the first /dd/loop, with its /dd/levels and /dd/shape, as a Loop
+    assert (len(first.rows), first.n_steps, first.bars, first.meter) == (4, 16, 1, "4/4")  # the defaults
     d.send("/dd/like", first.loop_id)
     rated = d.expect(Rated, T, lambda r: r.loop_id == first.loop_id)  # sent once the rating is durable
     assert rated.liked and (rated.total_likes, rated.total_dislikes) == (1, 0)
