@@ -1,15 +1,18 @@
-"""MIDI clock rate error and jitter at a real JACK port while torch trains in this process.
+"""MIDI clock and notes at a real JACK port, in JACK's frames, while torch trains in this process.
 
-Starts a private jackd (dummy driver, 48 kHz, 64-frame period) unless --jack-server names a
-running one, starts the player process (--clock internal) on it, connects a JACK MIDI input
-to its output and timestamps every clock on the JACK side (rtmidi delta times, taken in
-JACK's process cycle, so this process's GIL and the torch load cannot bias them).
-Meanwhile the main thread runs a torch training loop (matmul + backward) as the daemon does.
+Starts a private jackd (dummy driver, 48 kHz, --period frames, realtime unless --no-jack-realtime),
+the player process (--clock internal, a loop with a note on every step, swing) with the MIDI writer
+asked for (`--writer frames`: each message at its frame, player/jackmidi.py; `--writer rtmidi`:
+python-rtmidi, at the start of a period), and a recorder client of its own process
+(jackd.FrameRecorder) connected to the player's output: it stamps every message with its exact frame
+in JACK's cycle, so neither this process's GIL nor the torch load biases the figures. Meanwhile the
+main thread runs a torch training loop (matmul + backward, as the daemon's worker does).
 
-Prints one JSON line: rate_error_pct (mean clock interval vs nominal), jitter_p99_ms and
-jitter_max_ms (|interval - nominal|), plus the load that ran. Targets: |rate| <= 0.2 %,
-p99 <= 2 ms. The dummy driver delivers MIDI in 64-frame periods, so up to 1.33 ms of
-the jitter is the period quantisation of the measurement itself.
+Prints one JSON line: clock interval jitter p99 / max (|interval - nominal|), rate error of a
+least-squares fit, clocks lost, notes' error against the swung grid p99 / max, jackd's missed cycles.
+Targets (issue 23): jitter and note error p99 <= 0.1 ms, |rate| <= 0.01 %, no clock lost.
+
+    .venv/bin/python bench/clock_jitter.py --period 1024 --writer frames --seconds 20
 """
 
 from __future__ import annotations
@@ -18,14 +21,21 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
 
-from deepdrummer_live.player.jackd import PERIOD_FRAMES, SAMPLE_RATE, start_jack_server
-from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle
+import numpy as np
 
-RATE = SAMPLE_RATE
+from deepdrummer_live.player.handle import PlayerHandle
+from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder, start_jack_server
+from deepdrummer_live.player.protocol import PlayerConfig
+
+CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
+ALL_NOTES_OFF = bytes([0xB9, 123, 0])
+ROWS = [{"note": 36, "steps": "x..." * 4}, {"note": 38, "steps": "..x." * 4},
+        {"note": 42, "steps": "x" * 16}, {"note": 46, "steps": ".x.x" * 4}]
 
 
 def torch_load(stop: threading.Event, counter: list[int], threads: int) -> None:
@@ -45,116 +55,92 @@ def torch_load(stop: threading.Event, counter: list[int], threads: int) -> None:
         counter[0] += 1
 
 
+def p99(xs) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+
+
+def figures(msgs: list[tuple[int, bytes]], bpm: float, swing: float) -> dict:
+    """Clock and note figures of what the recorder heard between Start and Stop (frames -> ms)."""
+    nominal = SAMPLE_RATE * 60.0 / (bpm * 24)
+    i0 = next(i for i, (_, d) in enumerate(msgs) if d == bytes([START]))
+    i1 = next(i for i, (_, d) in enumerate(msgs) if d == bytes([STOP]))
+    played, start = msgs[i0:i1], msgs[i0][0]
+    clocks = np.array([f for f, d in played if d == bytes([CLOCK])], dtype=float)
+    intervals = np.diff(clocks)
+    index = np.concatenate([[0], np.cumsum(np.maximum(1, np.round(intervals / nominal)))])
+    kept = [abs(iv - nominal) for iv in intervals if round(iv / nominal) <= 1]  # bunched ones too, not lost ones
+    slope = np.polyfit(index, clocks, 1)[0]
+    step = 6 * nominal
+    errors = []
+    for f, d in played:
+        if d[0] == 0x99 and d[2] > 0:
+            x = (f - start) / step
+            k = int(x + 0.25)  # a swung step is at most half a step late
+            errors.append(abs(x - (k + (swing if k % 2 else 0.0))) * step)
+    ms = 1000.0 / SAMPLE_RATE
+    return {"clocks": len(clocks), "clocks_lost": int(index[-1] + 1 - len(clocks)),
+            "rate_error_pct": round(float(slope / nominal - 1.0) * 100, 5),
+            "jitter_p99_ms": round(p99(kept) * ms, 4), "jitter_max_ms": round(max(kept) * ms, 4),
+            "notes": len(errors), "note_error_p99_ms": round(p99(errors) * ms, 4),
+            "note_error_max_ms": round(max(errors) * ms, 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--bpm", type=float, default=120.0)
+    ap.add_argument("--swing", type=float, default=1 / 3)
+    ap.add_argument("--period", type=int, default=64, help="JACK period in frames (64, 256, 1024...)")
+    ap.add_argument("--writer", choices=("frames", "rtmidi"), default="frames",
+                    help="frames: each message at its frame (JACK-Client); rtmidi: python-rtmidi's JACK ports")
     ap.add_argument("--no-load", action="store_true", help="skip the torch training load")
     ap.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                     help="torch intra-op threads for the load (default: all cores but one)")
-    ap.add_argument("--jack-realtime", action="store_true",
-                    help="run the private jackd with --realtime (SCHED_FIFO), as on a stage machine")
-    ap.add_argument("--jack-server", help="use this running JACK server instead of a private one")
+    ap.add_argument("--no-jack-realtime", action="store_true", help="run the private jackd with --no-realtime")
     args = ap.parse_args()
 
-    server = None
-    if args.jack_server:
-        os.environ["JACK_DEFAULT_SERVER"] = args.jack_server
-    else:
-        if shutil.which("jackd") is None:
-            sys.exit("jackd is not installed (apt-get install jackd2)")
-        server = start_jack_server(realtime=args.jack_realtime)
-        os.environ["JACK_DEFAULT_SERVER"] = server
-    import rtmidi
-
-    stats: dict = {}
-    got_stats = threading.Event()
-
-    def on_event(event: dict) -> None:
-        if event.get("type") == "stats":
-            stats.update(event)
-            got_stats.set()
-
-    handle = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none", midi_out="ddbench",
-                                       tempo=args.bpm), on_event)
-    ready = handle.start()
-    probe = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "dd-bench-probe", queue_size_limit=1 << 16)
-    probe.ignore_types(sysex=True, timing=False, active_sense=True)
-    ports = probe.get_ports()
-    probe.open_port(next(i for i, p in enumerate(ports) if "ddbench" in p))
+    if shutil.which("jackd") is None:
+        sys.exit("jackd is not installed (apt-get install jackd2)")
+    server = start_jack_server(realtime=not args.no_jack_realtime, period=args.period)
+    os.environ["JACK_DEFAULT_SERVER"] = server
+    recorder = FrameRecorder(server)
+    handle = PlayerHandle(PlayerConfig(midi_backend="jack", audio="none", midi_out="ddbench", tempo=args.bpm,
+                                       jack_frames=args.writer == "frames"), lambda e: None)
     stop = threading.Event()
     steps = [0]
-    clock_times: list[float] = []
-
-    def collect() -> None:
-        t = 0.0
-        while not stop.is_set() or True:
-            m = probe.get_message()
-            if m is None:
-                if stop.is_set():
-                    return
-                time.sleep(0.02)
-                continue
-            t += m[1]
-            if m[0] == [0xF8]:
-                clock_times.append(t)
-
-    collector = threading.Thread(target=collect, daemon=True)
-    collector.start()
-    handle.play()
     load = None
-    if not args.no_load:
-        load = threading.Thread(target=torch_load, args=(stop, steps, args.torch_threads), daemon=True)
-        load.start()
-    time.sleep(args.seconds)
-    handle.request_stats()
-    got_stats.wait(5)
-    stop.set()
-    if load is not None:
-        load.join()
-    handle.stop()
-    time.sleep(0.2)
-    collector.join()
-    handle.close()
-    probe.close_port()
-    xruns = None
-    if server is not None:
-        xruns = server.xruns()  # dummy-driver cycles that ran late: MIDI can be lost there
+    try:
+        ready = handle.start()
+        subprocess.run([shutil.which("jack_connect") or "jack_connect", "DeepDrummer Live:ddbench", recorder.port],
+                       check=True, timeout=10)
+        server.wait_connected("ddbench", recorder.port)
+        if not args.no_load:
+            load = threading.Thread(target=torch_load, args=(stop, steps, args.torch_threads), daemon=True)
+            load.start()
+        handle.set_loop(1, ROWS, None, False, args.swing)
+        xruns_before = server.xruns()
+        handle.play()
+        time.sleep(args.seconds)  # the measured run: as long as asked, whatever happens in it
+        handle.stop()
+        msgs = recorder.wait_for(lambda ms: any(d == ALL_NOTES_OFF for _, d in ms), timeout=15)
+        xruns = server.xruns() - xruns_before
+    finally:
+        stop.set()
+        if load is not None:
+            load.join()
+        handle.close()
+        recorder.stop()
         server.stop()
-
-    nominal = 60.0 / (args.bpm * 24)
-    times = clock_times[24:]  # skip the first beat: the probe connects mid-stream
-    intervals = [b - a for a, b in zip(times, times[1:])]
-    # A clock dropped in a JACK xrun shows as a double interval; index clocks by rounding so
-    # the rate fit is not biased by losses, which are reported separately.
-    index = [0]
-    for iv in intervals:
-        index.append(index[-1] + max(1, round(iv / nominal)))
-    n = len(times)
-    mi, mt = sum(index) / n, sum(times) / n
-    slope = (sum((i - mi) * (t - mt) for i, t in zip(index, times))
-             / sum((i - mi) ** 2 for i in index))
-    lost = index[-1] + 1 - n
-    kept = sorted(abs(iv - nominal) for iv in intervals if round(iv / nominal) <= 1)
-    every = sorted(abs(iv / max(1, round(iv / nominal)) - nominal) for iv in intervals)
-
-    def p99(xs):
-        return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
-
     print(json.dumps({
-        "bpm": args.bpm, "seconds": args.seconds, "clocks": n, "clocks_lost": lost,
-        "rate_error_pct": round((slope / nominal - 1.0) * 100.0, 4),
-        "jitter_p99_ms": round(p99(kept) * 1000, 3), "jitter_max_ms": round(kept[-1] * 1000, 3),
-        "jitter_median_ms": round(kept[len(kept) // 2] * 1000, 3),
-        "jitter_p99_ms_incl_lost": round(p99(every) * 1000, 3),
+        "period_frames": args.period, "period_ms": round(args.period / SAMPLE_RATE * 1000, 3),
+        "writer": ready.get("midi_writer"), "bpm": args.bpm, "swing": args.swing, "seconds": args.seconds,
+        **figures(msgs, args.bpm, args.swing),
         "load": "none" if args.no_load else "torch-train", "train_steps": steps[0],
         "torch_threads": None if args.no_load else args.torch_threads,
-        "player_priority": ready.get("priority"), "jack_realtime": args.jack_realtime,
-        "send_tick_late_ms_p99": stats.get("tick_late_ms_p99"),
-        "send_tick_late_ms_max": stats.get("tick_late_ms_max"),
-        "jack_period_ms": round(PERIOD_FRAMES / RATE * 1000, 3), "jack_xruns": xruns,
+        "player_priority": ready.get("priority"), "jack_realtime": server.realtime, "jack_xruns": xruns,
         "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-        "targets": {"rate_error_pct": 0.2, "jitter_p99_ms": 2.0},
+        "targets": {"rate_error_pct": 0.01, "jitter_p99_ms": 0.1, "note_error_p99_ms": 0.1},
     }))
 
 

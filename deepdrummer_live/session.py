@@ -26,6 +26,7 @@ from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
+from deepdrummer_live.player.protocol import Event as PlayerEvent
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
@@ -337,7 +338,8 @@ class Session:
 
     # --- transport events -------------------------------------------------------------------------
 
-    def on_transport_event(self, event: dict) -> None:
+    def on_transport_event(self, event: PlayerEvent) -> None:
+        """An event of the player process (or the virtual transport); player/protocol.py lists them."""
         kind = event.get("type")
         with self.lock:
             if kind == "switched":
@@ -656,5 +658,6 @@ class Session:
                 "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
+                "taste": self.learner.taste_map(),  # what the critic that reads loops prefers and avoids
                 "losses": list(self.worker.stats.losses), "last_error": self.last_error,
             }

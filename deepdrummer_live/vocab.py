@@ -115,3 +115,8 @@ def swing_problem(amount) -> str | None:
         return None
     shown = f"{amount:g}" if number else repr(amount)
     return f"swing {shown} out of range; use {SWING_MIN:g}-{SWING_MAX:g} (0 straight, 0.333 triplet feel)"
+
+
+def sureness(z: float) -> str:
+    """A learnt fact's weight over its standard error (the taste map), in words: how sure the critic is."""
+    return "sure" if abs(z) >= 2 else "leaning" if abs(z) >= 1 else "a hint"

@@ -9,6 +9,7 @@ served between two of them. Nothing here sends MIDI or audio: that is the player
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.storage.store import TASTE_META
 
 if TYPE_CHECKING:
     from deepdrummer_live.learn.learner import Proposal
@@ -237,3 +239,6 @@ class Worker:
             self.learner.save_checkpoint(self.session.store)
             self._last_checkpoint = time.monotonic()
             self.session.store.log_train(self.learner.trainer.steps, loss)
+            taste = self.learner.taste_map()
+            if taste is not None:  # `report` shows it without loading the critic
+                self.session.store.set_meta(TASTE_META, json.dumps(taste))

@@ -82,7 +82,9 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path, ja
     if missed and not jack_server.realtime:
         # A jackd that may not run realtime and misses cycles drops or bunches MIDI, so clock counting
         # can't place notes on the grid; docs/timing.md has the figures with a realtime jackd.
-        pytest.skip(f"jackd (no realtime allowed here) missed {missed} cycles (machine overloaded)")
+        # a timing check fails, never skips: where jackd may not run realtime, this machine proves nothing
+        pytest.fail(f"jackd (no realtime allowed here) missed {missed} cycles; run the tests as root, or give "
+                    f"this user realtime priority (limits.conf rtprio), so the test jackd runs realtime")
     bars = played_pattern(msgs, 240)
     assert len(bars) >= 4, f"{len(bars)} bars played ({missed} jackd cycles missed)"
     pats = [expected_pattern(first), expected_pattern(second)]

@@ -37,15 +37,17 @@ def test_tick_grid_absolute_times_and_retempo_without_jump():
 def test_internal_clock_ticks_start_steps():
     c = ck.InternalClock(120.0, T0)
     evs = run_until(c, T0 + 0.1)
-    ticks = [t for t, e in evs if e == ("send", [midi.CLOCK])]
+    ticks = [t for t, e in evs if e[:2] == ("send", [midi.CLOCK])]
+    assert all(e[2] == t for t, e in evs if e[0] == "send")  # each tick carries its own due time
     assert len(ticks) == 5  # 24 ppqn at 120 BPM: one tick every 20.83 ms
     diffs = [b - a for a, b in zip(ticks, ticks[1:])]
     assert all(d == pytest.approx(60 / 120 / 24) for d in diffs)
     first = c.play(T0 + 0.1)
-    assert first == [("send", [0xF2, 0, 0]), ("transport", True)]  # SPP(0) before Start
+    assert first == [("send", [0xF2, 0, 0], T0 + 0.1), ("transport", True)]  # SPP(0) before Start
     evs = run_until(c, T0 + 0.1 + 1.0)
     sends = [e for _, e in evs if e[0] == "send"]
-    assert sends[0] == ("send", [midi.START]) and sends[1] == ("send", [midi.CLOCK])
+    assert sends[0][:2] == ("send", [midi.START]) and sends[1][:2] == ("send", [midi.CLOCK])
+    assert sends[0][2] == sends[1][2] == c.grid.time_of(c.start_tick)  # Start rides on its tick
     steps = [(t, e) for t, e in evs if e[0] == "step"]
     assert [e[1] for _, e in steps] == list(range(8))  # 8 sixteenths in 1 s at 120 BPM
     for t, e in steps:
@@ -55,7 +57,7 @@ def test_internal_clock_ticks_start_steps():
     start_tick = c.start_tick
     for _, e in steps:
         assert e[2] == pytest.approx(c.grid.time_of(start_tick + 6 * e[1]))
-    assert c.stop(T0 + 2) == [("send", [midi.STOP]), ("transport", False)]
+    assert c.stop(T0 + 2) == [("send", [midi.STOP], T0 + 2), ("transport", False)]
     assert c.stop(T0 + 2) == []
 
 

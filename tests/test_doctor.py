@@ -132,6 +132,16 @@ def test_rtmidi_apis_are_listed():
         assert rtmidi.get_api_name(api) in check.detail
 
 
+def test_jack_midi_writer_is_named(monkeypatch):
+    from deepdrummer_live.player import jackmidi
+
+    check = doctor.check_jack_midi_writer()[0]
+    assert check.status == OK and "at its frame" in check.detail  # JACK-Client is a dependency
+    monkeypatch.setattr(jackmidi, "unavailable", lambda: "JACK-Client is not usable (test)")
+    check = doctor.check_jack_midi_writer()[0]
+    assert check.status == WARN and "python-rtmidi" in check.detail and "JACK-Client" in check.fix
+
+
 def test_default_run_prediction():
     # (midi_backend, jack_files, jack_running, pyo_ok, portaudio_ok) -> statuses
     assert statuses(doctor.check_default_run(None, False, False, True, True)) == [OK, OK]

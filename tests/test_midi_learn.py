@@ -33,7 +33,7 @@ def test_learned_file_reads_back_and_lays_over_the_controller_mapping(tmp_path):
 
 @pytest.mark.parametrize("action,row,match", [
     ("clap", None, "cannot learn 'clap'; use one of like"),
-    ("lock", None, "learning lock needs the row, 0-3"),
+    ("lock", None, "learning lock needs the row, 0-7"),
     ("like", 2, "'like' takes no row"),
 ])
 def test_bad_learn_requests_name_the_fix(action, row, match):

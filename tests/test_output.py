@@ -13,7 +13,8 @@ from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
-from deepdrummer_live.player.sequencer import PlayerConfig, Sequencer
+from deepdrummer_live.player.protocol import PlayerConfig
+from deepdrummer_live.player.sequencer import Sequencer
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import velocity
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets

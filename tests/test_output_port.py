@@ -80,7 +80,9 @@ def test_velocities_and_swing_at_a_jack_port(tmp_path, jack_server):
     assert played.get(0) == want and played.get(1) == want  # notes, steps and velocities
     missed = jack_server.xruns() - xruns_before
     if missed and not jack_server.realtime:
-        pytest.skip(f"jackd (no realtime allowed here) missed {missed} cycles: no timing figure")
+        # a timing check fails, never skips: where jackd may not run realtime, this machine proves nothing
+        pytest.fail(f"jackd (no realtime allowed here) missed {missed} cycles: no timing figure; run the tests "
+                    f"as root, or give this user realtime priority (limits.conf rtprio)")
     worst = max(abs(e) for e in errors)
     print(f"swing {SWING:.3f} at a JACK port: {len(errors)} notes, onset error median "
           f"{np.median(np.abs(errors)) * 1000:.2f} ms, worst {worst * 1000:.2f} ms, realtime jackd "

@@ -10,7 +10,9 @@ import pytest
 from deepdrummer_live.errors import AudioLost, UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import InternalClock, MidiClockFollower
-from deepdrummer_live.player.sequencer import PlayerConfig, PlayerHandle, Sequencer
+from deepdrummer_live.player.handle import PlayerHandle
+from deepdrummer_live.player.protocol import PlayerConfig
+from deepdrummer_live.player.sequencer import Sequencer
 
 from jack_midi import ALL_NOTES_OFF, collect_until, jack_port, send_clock
 
@@ -193,6 +195,61 @@ def test_engine_offset_shifts_notes_both_ways():
         assert on_times[0] == pytest.approx(step0 + offset_ms / 1000)
 
 
+class TimedPorts(FakePorts):
+    """Ports that place each message at its time (as jackmidi.JackMidiPorts does): the engine runs ahead."""
+
+    lookahead = 0.05
+
+    def __init__(self):
+        super().__init__()
+        self.timed: list[tuple[float, float, list[int]]] = []  # (handed over at, due at, bytes)
+
+    def send_at(self, data, t):
+        self.timed.append((self.now, t, list(data)))
+
+
+def test_engine_runs_ahead_of_timed_ports_and_hands_over_exact_times():
+    cfg = PlayerConfig(midi_backend="none", audio="none")
+    ports, events, audio = TimedPorts(), [], FakeAudio()
+    eng = Sequencer(cfg, ports, InternalClock(120.0, T0), events.append, audio=audio, now=lambda: ports.now)
+    ahead = eng.ahead
+    assert ahead == TimedPorts.lookahead
+
+    def run_timed(until):  # `until` and ports.now on the ports' clock; the engine's time is ahead of it
+        while (d := eng.deadline(ports.now + ahead) - ahead) <= until:
+            ports.now = max(ports.now, d)
+            eng.tick(ports.now + ahead)
+        ports.now = until
+
+    eng.clock.resync(T0 + ahead)
+    eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": ROWS_A, "audio": "A", "at_bar": True,
+                        "swing": 0.5}, T0 + ahead)
+    eng.handle_command({"type": "play"}, T0 + ahead)
+    run_timed(T0 + 2.5)
+    assert not ports.sent  # nothing is sent "now"
+    assert all(due - at >= ahead - 1e-9 for at, due, _ in ports.timed)  # handed over a lookahead early
+    grid = eng.clock.grid
+    start = eng.clock.start_tick
+    ticks = [due for _, due, d in ports.timed if d == [midi.CLOCK]]
+    assert all(t == pytest.approx(grid.time_of(round((t - grid.anchor_t) / grid.interval) + grid.anchor_n))
+               for t in ticks)  # each tick at its own time on the grid, however late the engine woke
+    ons = [(due, d[1]) for _, due, d in ports.timed if d[0] == 0x99]
+    step_s = 0.125
+    for due, note in ons:
+        x = (due - grid.time_of(start)) / step_s
+        step = round(x - 0.25)
+        assert x == pytest.approx(step + (0.5 if step % 2 else 0.0))  # swung odd steps, to the float
+        assert note in [r["note"] for r in ROWS_A if r["steps"][step % 16] == "x"]
+    # the audio's bar line is called at the bar's time on the ports' clock, not the engine's
+    assert ("bar",) in audio.calls
+    n = len(ports.timed)
+    eng.handle_command({"type": "stop"}, ports.now + ahead)
+    tail = ports.timed[n:]
+    assert tail[0][2] == [midi.STOP] and tail[0][1] == pytest.approx(ports.now + ahead)  # after all handed over
+    assert tail[-1][2] == [0xB9, 123, 0]
+    assert max(due for _, due, _ in ports.timed[:n]) <= tail[0][1]
+
+
 def test_engine_bad_commands_are_errors_not_crashes():
     eng, ports, events = make_engine()
     eng.handle_command({"type": "set_loop", "loop_id": 1, "rows": [{"note": 200, "steps": "x"}]}, T0)
@@ -367,6 +424,7 @@ def play_and_record(h, events, probe, rows, bars_before_switch=None, switch_to=N
 def test_jack_internal_clock_notes_transport(player_factory):
     h, events, ready = player_factory(midi_out="ddout1", tempo=120.0)
     assert ready["midi_out"] == "DeepDrummer Live:ddout1"
+    assert ready["midi_writer"] == "jack-frames"  # JACK-Client is a dependency: each message at its frame
     with jack_port(player_factory.server, "in", "ddout1") as probe:
         msgs = play_and_record(h, events, probe, ROWS_A)
     with player_factory.xruns():

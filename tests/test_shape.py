@@ -225,3 +225,48 @@ def test_shapes_over_osc_on_a_running_daemon(tmp_path):
     finally:
         assert d.stop() == 0
         c.close()
+
+
+def test_the_taste_map_names_what_was_learnt_and_how_sure(kit):
+    """A performer who likes a snare on the weak beats (and dislikes the rest): the map's surest like
+    is about the snare group on the weak beats; the surfaces print it in words."""
+    from deepdrummer_live.learn.learner import Learner
+    from deepdrummer_live.surfaces.taste import taste_line
+
+    learner = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1)
+    assert learner.taste_map() == {"likes": [], "avoids": [], "ratings": 0}
+    snares = kit.ids_with_role("snare")
+    loops = pattern.random_loops(60, len(kit), gen(9), "cpu")
+    weak = torch.tensor(metric_classes("4/4", 16)) == 1
+    for i in range(60):
+        liked = i % 2 == 0
+        lp = loops.take(i)
+        lp.sample_ids[0, 1] = snares[i % len(snares)]
+        lp.levels[0, 1] = torch.where(weak, 7, 0).to(torch.uint8) if liked else torch.where(weak, 0, 7).to(torch.uint8)
+        learner.set_rating(i, lp, int(liked))
+    learner.train()
+    taste = learner.taste_map()
+    assert taste["ratings"] == 60
+    assert taste["likes"][0][0].startswith("snare") and "weak beats" in taste["likes"][0][0], taste
+    assert taste["likes"][0][3] in ("sure", "leaning") and taste["likes"][0][2] >= 1
+    assert max(abs(z) for _, _, z, _ in taste["likes"] + taste["avoids"]) == taste["likes"][0][2]
+    line = taste_line(taste)
+    assert line.startswith("+ snare") and f"({taste['likes'][0][3]})" in line and "| -" in line
+    hearing = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1, kind="lean-hearing")
+    assert hearing.taste_map() is None  # a critic that hears has no named facts
+
+
+@pytest.mark.parametrize("flags,named", [(["--rows", "9"], "--rows 9"), (["--bars", "3"], "--bars 3"),
+                                         (["--meter", "9/8"], "--meter '9/8'"), (["--rows", "0"], "--rows 0"),
+                                         (["--bars", "2", "--critic-kind", "lean-hearing"], "--bars")])
+def test_a_bad_shape_flag_ends_run_with_exit_2_and_one_line(tmp_path, flags, named):
+    import subprocess
+
+    from daemon import CLI, REPO, free_udp_port
+
+    proc = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path / "state"), "--midi-backend", "none",
+                           "--audio", "none", "--web-port", "0", "--osc-port", str(free_udp_port()), *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr

@@ -35,6 +35,14 @@ def test_an_8_row_4_bar_phrase_in_7_8_on_a_phone(tmp_path, page):  # noqa: F811
         assert loop.get_attribute("data-loop-id") == str(current)
         # no sideways scroll at a phone's width
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        # the taste map: empty before any rating, then what the critic learnt, in words
+        expect(page.locator("#taste")).to_be_visible()
+        expect(page.locator("#taste-ratings")).to_have_text("from 0 ratings")
+        for verdict in ("Like", "Dislike", "Like"):
+            page.get_by_role("button", name=verdict, exact=True).click()
+            expect(page.locator("#rated")).to_contain_text(f"Rated: {verdict.lower()}")
+        expect(page.locator("#taste-ratings")).to_have_text("from 3 ratings", timeout=60_000)
+        expect(page.locator("#taste-likes li").first).to_contain_text("+ ")
         # the shape controls run the commands: 3 rows from the next loop on
         page.locator("#rows").select_option("3")
         for _ in range(5):  # the command goes over the page's socket: a loop made before it may come first

@@ -108,6 +108,19 @@ def check_midi_systems(platform: str = sys.platform) -> list[Check]:
     return checks
 
 
+def check_jack_midi_writer() -> list[Check]:
+    """Which MIDI writer --midi-backend jack uses: each message at its frame (JACK-Client), or rtmidi's."""
+    from deepdrummer_live.player.jackmidi import unavailable
+
+    why = unavailable()
+    if why is None:
+        return [Check(OK, "JACK MIDI writer", "--midi-backend jack writes each message at its frame in JACK's "
+                      "cycle (JACK-Client; player/jackmidi.py)")]
+    return [Check(WARN, "JACK MIDI writer", f"--midi-backend jack falls back to python-rtmidi's ports, which write "
+                  f"at the start of a JACK period (up to one period late): {why}",
+                  "pip install JACK-Client (libjack comes with jackd2 / pipewire-jack)")]
+
+
 def check_rtmidi(platform: str = sys.platform) -> list[Check]:
     try:
         import rtmidi
@@ -330,6 +343,7 @@ def run_checks(args) -> list[Check]:
 
     checks = check_midi_systems()
     checks += check_rtmidi()
+    checks += check_jack_midi_writer()
     checks += check_audio()
 
     def passed(what: str) -> bool:

@@ -306,12 +306,12 @@ def cmd_run(args) -> int:
         player_config = resolve_player(args, start_tempo, store.dir)
         if player_config is not None:
             # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
-            from deepdrummer_live.player.sequencer import PlayerHandle
+            from deepdrummer_live.player.handle import PlayerHandle
 
             transport = PlayerHandle(player_config, events)
             ready = transport.start()
-            log.info("player: MIDI out %s, MIDI in %s, audio %s", ready.get("midi_out"), ready.get("midi_in"),
-                     ready.get("audio"))
+            log.info("player: MIDI out %s, MIDI in %s (writer %s), audio %s", ready.get("midi_out"),
+                     ready.get("midi_in"), ready.get("midi_writer"), ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
         critic_path = resolve_critic_source(args.critic) if args.critic else None
@@ -411,7 +411,7 @@ def resolve_player(args, start_tempo: float, state_dir: Path):
     if backend == "none" and audio == "none" and args.clock == "internal":
         return None
     from deepdrummer_live.player.midilearn import LEARNED_FILE
-    from deepdrummer_live.player.sequencer import PlayerConfig
+    from deepdrummer_live.player.protocol import PlayerConfig
 
     audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
     return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,

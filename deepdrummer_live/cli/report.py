@@ -15,6 +15,8 @@ from pathlib import Path
 
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.paths import default_state_dir
+from deepdrummer_live.storage.store import TASTE_META
+from deepdrummer_live.surfaces.taste import taste_line
 
 MAX_GRIDS = 24  # liked loops drawn; more would make an unreadable poster
 LIKE_COLOR, DISLIKE_COLOR = "#2e9e44", "#c8553d"
@@ -83,6 +85,20 @@ def load_session(state_dir: Path) -> SessionData:
         raise StateError(f"{db_path}: cannot read it ({exc}); is it a deepdrummer-live state file? "
                          f"copy it aside and retry, or point --state-dir elsewhere") from exc
     return SessionData(db_path, rated, loops, train, n_loops)
+
+
+def load_taste(state_dir: Path) -> dict | None:
+    """The taste map the daemon last wrote (store meta TASTE_META), or None (a critic that hears, or none yet)."""
+    db = sqlite3.connect(f"file:{Path(state_dir).expanduser() / 'state.sqlite'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (TASTE_META,)).fetchone()
+    finally:
+        db.close()
+    try:
+        return json.loads(row[0]) if row else None
+    except json.JSONDecodeError:
+        print("skipped taste: the stored taste map is unreadable; rate once in `run` to rewrite it", file=sys.stderr)
+        return None
 
 
 def rolling_mean(values: list[float], window: int) -> list[float]:
@@ -238,6 +254,9 @@ def cmd_report(args) -> int:
     written, skipped = write_report(data, Path(out))
     for p in written:
         print(p)
+    taste = load_taste(state_dir)
+    if taste is not None:  # the critic that reads loops: what it prefers and avoids, and how sure
+        print(f"taste from {taste.get('ratings', 0)} ratings: {taste_line(taste, 400)}")
     for why in skipped:
         print(f"skipped {why}", file=sys.stderr)
     return 0

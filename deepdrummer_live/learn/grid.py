@@ -12,8 +12,9 @@ fixed-size vector per loop, in units that mean the same on every kit and shape:
 
 - where each role group plays: per group, its hits per step at each metric position of the
   loop's meter (strong beat, other beat, 8th between, 16th between) and whether it plays at all;
-- how it plays them: per group, the level of its hits on the beat against between (accents and
-  ghost notes); the mean level on and off the beat, the spread of levels;
+- how it plays them: per group, the level of its hits on the beat against between; the mean level
+  on and off the beat, the spread of levels, and the share of accents (7-9) and ghost notes (1-3)
+  on the beats and between;
 - how busy: hits per row and step at each metric position, the share of rows that play;
 - what rows do together: how often the low, middle, high and other drums hit on one step;
 - the phrase: how much later bars differ from the first, how much denser its last half bar is
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from deepdrummer_live.learn.critic import ROLE_GROUPS, squash
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.pattern import Loops
-from deepdrummer_live.vocab import metric_classes, steps_per_bar
+from deepdrummer_live.vocab import metric_classes, steps_per_bar, sureness
 
 N_CLASSES = 4  # metric positions: strong beat, other beat, 8th between beats, 16th between 8ths
 N_GROUPS = max(ROLE_GROUPS.values()) + 1
@@ -50,7 +51,8 @@ N_REGISTERS = 4
 PAIRS = tuple((i, j) for i in range(N_REGISTERS) for j in range(i + 1, N_REGISTERS))
 SOUND_SR = 16000
 N_SOUND = 8  # sound descriptors per one-shot (see sound_descriptors)
-N_FEATURES = (N_GROUPS * N_CLASSES + N_GROUPS + N_GROUPS + 3 + N_CLASSES + 1 + len(PAIRS) + 2
+ACCENT, GHOST = 7, 3  # levels from which a hit is an accent, up to which it is a ghost note
+N_FEATURES = (N_GROUPS * N_CLASSES + N_GROUPS + N_GROUPS + 7 + N_CLASSES + 1 + len(PAIRS) + 2
               + N_SOUND * (1 + N_REGISTERS))
 
 
@@ -139,8 +141,12 @@ def grid_features(levels: torch.Tensor, sample_ids: torch.Tensor, meter: str, gr
     n_hits = hits.sum((1, 2))
     mean_level = (lv * hits).sum((1, 2)) / n_hits.clamp(min=1)
     spread = (((lv - mean_level[:, None, None]) ** 2) * hits).sum((1, 2)) / n_hits.clamp(min=1)
+    # accents (levels 7-9) and ghost notes (1-3): their share of the hits on the beats and between
+    accent, ghost = (levels >= ACCENT).float(), ((levels > 0) & (levels <= GHOST)).float()
+    shares = [(kind * where_).sum((1, 2)) / n.clamp(min=1) for where_, n in ((hits_on, all_on), (hits_off, all_off))
+              for kind in (accent, ghost)]
     levels_summary = torch.stack([(lv * hits_on).sum((1, 2)) / all_on.clamp(min=1),
-                                  (lv * hits_off).sum((1, 2)) / all_off.clamp(min=1), spread.sqrt()], dim=1)
+                                  (lv * hits_off).sum((1, 2)) / all_off.clamp(min=1), spread.sqrt(), *shares], dim=1)
 
     busy = where.mean(1)  # [b, c]: hits per row and step, each class
     rows_playing = row_plays.mean(1, keepdim=True)
@@ -236,15 +242,45 @@ def feature_names() -> list[str]:
     """A name for each column of `grid_features`, in order (the taste map reads them)."""
     groups = sorted(set(ROLE_GROUPS.values()))
     group_name = {g: "/".join(r for r, v in ROLE_GROUPS.items() if v == g) for g in groups}
-    classes = ("strong beat", "beat", "8th between", "16th between")
+    classes = ("strong beats", "weak beats", "8ths between", "16ths between")
     registers = ("low", "middle", "high", "other")
     sound = ("bright", "wide", "low end", "mids", "highs", "long", "noisy", "loud")
     names = [f"{group_name[g]} on {c}" for g in groups for c in classes]
     names += [f"{group_name[g]} plays" for g in groups]
-    names += [f"{group_name[g]} accents on the beat" for g in groups]
-    names += ["level on the beat", "level between", "level spread"]
+    names += [f"{group_name[g]} accents on the beats" for g in groups]
+    names += ["loud on the beats", "loud between", "level spread", "accents on the beats", "ghost notes on the beats",
+              "accents between", "ghost notes between"]
     names += [f"busy on {c}" for c in classes] + ["rows playing"]
     names += [f"{registers[i]} with {registers[j]}" for i, j in PAIRS]
     names += ["bars vary", "ends in a fill"]
     names += [f"sound: {s}" for s in sound] + [f"{r} sound: {s}" for r in registers for s in sound]
     return names
+
+
+def taste_map(model: GridCritic, examples: torch.Tensor, l2: float, top: int = 3) -> dict:
+    """What the like head learnt, readable at a glance: the facts it prefers and avoids most surely.
+
+    examples: the rated loops' features `[n, N_FEATURES]` (what the head was fitted on); l2: its
+    penalty. Each fact's weight (like minus dislike, per SD of random loops) is set against its
+    standard error from the fit's curvature (the Laplace approximation of the L2 logistic fit), so
+    `z` says how sure the critic is: |z| >= 2 sure, >= 1 leaning. -> {"likes": [(name, weight, z, words)],
+    "avoids": [...], "ratings": n}. Pure: no I/O."""
+    names = feature_names()
+    weight = model.taste()
+    n = len(examples)
+    if n == 0 or not bool(weight.abs().sum() > 0):
+        return {"likes": [], "avoids": [], "ratings": n}
+    with torch.no_grad():
+        x = model.head_input(examples)
+        p = model(examples)[:, 1].exp()
+        curvature = (x * (p * (1 - p))[:, None]).T @ x + 2 * l2 * n * torch.eye(x.shape[1], device=x.device)
+        se = torch.linalg.inv(curvature).diagonal().clamp(min=1e-12).sqrt()
+    z = weight / se
+    order = torch.argsort(z, descending=True).tolist()
+
+    def pick(indices):
+        return [(names[i], round(float(weight[i]), 3), round(float(z[i]), 2), sureness(float(z[i])))
+                for i in indices[:top]]
+
+    return {"likes": pick([i for i in order if z[i] > 0]), "avoids": pick([i for i in reversed(order) if z[i] < 0]),
+            "ratings": n}

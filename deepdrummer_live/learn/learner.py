@@ -23,6 +23,7 @@ from deepdrummer_live.learn.critic import (
     hearing_optimizer,
     pretrain_hearing,
 )
+from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, taste_map
 from deepdrummer_live.learn.kinds import (
     DEFAULT,
     CriticFileError,
@@ -95,6 +96,7 @@ class Learner:
         self._hearing: dict | None = None  # pretraining data and progress while it runs
         self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
         self._live_cache: dict = {}
+        self._taste: tuple | None = None  # (key, taste map): recomputed when the critic moves
         self.resumed = False  # choose_start found the state dir's own critic to go on with
 
     @property
@@ -298,6 +300,18 @@ class Learner:
         if loss is not None:
             self.version += 1
         return loss
+
+    def taste_map(self, top: int = 3) -> dict | None:
+        """What the critic that reads loops has learnt (learn/grid.taste_map), for the surfaces; None for
+        a critic that hears (its taste is over heard summaries with no names). Kept per critic version."""
+        if not isinstance(self.model, GridCritic):
+            return None
+        key = (self.version, len(self.trainer.examples), top)
+        if self._taste is None or self._taste[0] != key:
+            feats = [f for f, _ in list(self.trainer.examples.values())]
+            examples = torch.stack(feats) if feats else torch.zeros(0, N_FEATURES, device=self.device)
+            self._taste = (key, taste_map(self.model, examples, self.config.head_l2, top))
+        return self._taste[1]
 
     # --- audio out ----------------------------------------------------------------------------
 

@@ -46,7 +46,11 @@ OFFLINE_LEAD_IN = 1024  # samples of silence before bar 0 in offline files (> py
 OFFLINE_BLOCK = 64  # offline buffer size; bar starts inside a block are placed by the Count offset
 OFFLINE_TAIL = OFFLINE_BLOCK  # silence after the last bar, so pyo's block rounding never cuts it
 _RETIRED_TABLES = 8  # see _BarPlayer._retired
-_LEAD = OFFLINE_BLOCK  # index of a bar's first sample in its table (zeros before it)
+# Index of a bar's first sample in its table: the zeros before it let a voice start up to this many samples
+# before its bar line, so on JACK a bar begins at its frame inside a block (player/sequencer.py triggers
+# it up to two periods early with that delay); offline blocks use the first OFFLINE_BLOCK of them.
+_LEAD = 8192
+MAX_BAR_DELAY = _LEAD
 _JACK_PORTS = ("system:playback_1", "system:playback_2")
 
 
@@ -100,8 +104,8 @@ class _BarPlayer:
 
     def bar_line(self, offset: int | None = None) -> None:
         """Start the current bar on the idle voice; the other voice may still finish its last
-        samples (clock early) and is left alone. `offset` (offline only): samples from the start
-        of the block to the bar line, 0 <= offset < OFFLINE_BLOCK."""
+        samples (clock early) and is left alone. `offset`: samples from the start of the next block
+        to the bar line, 0 <= offset < _LEAD (offline: < OFFLINE_BLOCK; live on JACK: up to two periods)."""
         if self._queued is not None:
             self._current, self._queued = self._queued, None
         if self._current is None:
@@ -235,12 +239,13 @@ class LoopAudio:
         with self._lock:
             self._player.queue(table)
 
-    def bar_line(self) -> None:
-        """(Re)start the current or queued bar from its first sample."""
+    def bar_line(self, delay: int | None = None) -> None:
+        """(Re)start the current or queued bar from its first sample; `delay`: that many samples into the
+        next block (0 <= delay < MAX_BAR_DELAY), so the bar begins at a frame, not at a block's start."""
         self._require_started()
         with self._lock:
             if self._player is not None:
-                self._player.bar_line()
+                self._player.bar_line(None if delay is None else min(max(0, int(delay)), MAX_BAR_DELAY - 1))
                 return
             if self._queued_bar is not None:
                 self._current_bar, self._queued_bar = self._queued_bar, None

@@ -4,7 +4,8 @@ Each clock source is pure scheduling logic: it is given the current time (`now`,
 one monotonic clock, perf_counter in the player) and incoming realtime bytes, and answers
 with a list of events for the engine:
 
-    ("send", [bytes])                       a MIDI message for the output port, now
+    ("send", [bytes], t)                    a MIDI message for the output port, due at t (now or
+                                            a tick's time: timed ports place it there)
     ("step", step, t_step, step_seconds)    16th-note step `step` (counted from the song
                                             start, so step % 16 == 0 is a bar line) sounds at t_step
     ("transport", playing)
@@ -132,8 +133,8 @@ class InternalClock:
                 self.next_step += 1
             else:
                 if self.playing and self.next_tick == self.start_tick:
-                    events.append(("send", [midi.START]))
-                events.append(("send", [midi.CLOCK]))
+                    events.append(("send", [midi.START], t_tick))
+                events.append(("send", [midi.CLOCK], t_tick))
                 self.lateness.append(now - t_tick)
                 self.next_tick += 1
 
@@ -145,13 +146,13 @@ class InternalClock:
         self.next_step = 0
         self.playing = True
         # SPP is only valid while stopped, so it goes out before Start
-        return [("send", midi.song_position(0)), ("transport", True)]
+        return [("send", midi.song_position(0), now), ("transport", True)]
 
     def stop(self, now: float) -> list:
         if not self.playing:
             return []
         self.playing = False
-        return [("send", [midi.STOP]), ("transport", False)]
+        return [("send", [midi.STOP], now), ("transport", False)]
 
     def set_tempo(self, bpm: float, now: float) -> list:
         self.bpm = check_bpm(bpm)

@@ -1,7 +1,7 @@
 """A private JACK server on the dummy driver (no sound card): for the tests and the benchmarks.
 
-`start_jack_server()` runs `jackd -n NAME -d dummy -r 48000 -p 64`, realtime where this process
-may use SCHED_FIFO, and returns a `JackServer`: its name (a str, for JACK_DEFAULT_SERVER), its
+`start_jack_server()` runs `jackd -n NAME -d dummy -r 48000 -p 64` (or another period), realtime where
+this process may use SCHED_FIFO, and returns a `JackServer`: its name (a str, for JACK_DEFAULT_SERVER), its
 process, an xrun count and JACK's own view of port connections.
 """
 
@@ -52,14 +52,14 @@ def _log_text(proc) -> str:
     return proc.log.read()
 
 
-def _start_one(candidate: str, realtime: bool, timeout: float):
+def _start_one(candidate: str, realtime: bool, timeout: float, period: int = PERIOD_FRAMES):
     """jackd on the dummy driver; (proc, None) once it accepts clients, else (None, why)."""
     if jack_lsp(candidate, timeout=2.0) is not None:
         return None, "in use by another server"  # another test run's: never mistake it for ours
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
         [JACKD, "--realtime" if realtime else "--no-realtime", "-n", candidate, "-d", "dummy", "-r",
-         str(SAMPLE_RATE), "-p", str(PERIOD_FRAMES)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+         str(SAMPLE_RATE), "-p", str(period)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     proc.log = log
     deadline = time.monotonic() + timeout
     # up = a client can connect (jack_lsp answers), not merely a socket file
@@ -74,8 +74,9 @@ def _start_one(candidate: str, realtime: bool, timeout: float):
     return None, " / ".join(_log_text(proc).strip().splitlines()[-2:]) or "no output"
 
 
-def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool | None = None) -> JackServer:
-    """Start `jackd -n NAME -d dummy -r 48000 -p 64` under `name` or a free pool name.
+def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: bool | None = None,
+                      period: int = PERIOD_FRAMES) -> JackServer:
+    """Start `jackd -n NAME -d dummy -r 48000 -p PERIOD` (64 frames unless asked) under `name` or a free pool name.
 
     realtime None: --realtime (SCHED_FIFO, so a busy machine does not make it miss cycles) where
     this process may use it, else --no-realtime. Its log goes to a temp file (`proc.log`): a pipe
@@ -85,9 +86,10 @@ def start_jack_server(name: str | None = None, timeout: float = 10.0, realtime: 
     modes = [True, False] if realtime is None else [realtime]
     for candidate in ([name] if name else JACK_POOL):
         for mode in modes:
-            proc, why = _start_one(candidate, mode, timeout)
+            proc, why = _start_one(candidate, mode, timeout, period)
             if proc is not None:
                 proc.realtime = mode
+                proc.period = period
                 return JackServer(candidate, proc)
             errors.append(f"{candidate} ({'realtime' if mode else 'no-realtime'}): {why}")
             if why != "realtime refused":
@@ -122,6 +124,11 @@ class JackServer(str):
     def realtime(self) -> bool:
         return self.proc.realtime
 
+    @property
+    def period(self) -> int:
+        """Frames per JACK cycle."""
+        return self.proc.period
+
     def xruns(self) -> int:
         return _log_text(self.proc).count("XRun")
 
@@ -150,3 +157,115 @@ class JackServer(str):
             time.sleep(0.05)  # poll interval
 
 
+
+
+class FrameRecorder:
+    """A JACK client of its own process (player/jackwriter.py with only an input port) that records every
+    MIDI message heard with its exact frame (JACK's last_frame_time + offset), so timing is measured in
+    JACK's frames by a client whose callback waits on nothing of the measuring process.
+
+    Connect any number of output ports to `port`; `messages()` is what came so far, (frame, bytes).
+    """
+
+    def __init__(self, server: str, name: str = "dd-recorder", timeout: float = 20.0):
+        import json
+        import select
+        import threading
+
+        from deepdrummer_live.player.jackwriter import READ_CHUNK, RECORD, signed32
+
+        self.server, self.name, self.port = server, name, f"{name}:input"
+        events_r, events_w = os.pipe()
+        input_r, input_w = os.pipe()
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "deepdrummer_live.player.jackwriter", str(events_r),
+                                      str(input_w), "", "input", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=env, pass_fds=(events_r, input_w), preexec_fn=_die_with_parent)
+        os.close(events_r)
+        os.close(input_w)
+        self._events_w = events_w
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = json.loads(self.proc.stdout.readline() or "{}") if ready else {}
+        if "rate" not in line:
+            self.stop()
+            raise RuntimeError(f"the JACK recorder did not start: {line or 'no answer in time'}")
+        self._msgs: list[tuple[int, bytes]] = []
+        self._cond = threading.Condition()
+
+        def read() -> None:
+            last = None
+            while chunk := os.read(input_r, READ_CHUNK):
+                got = []
+                for frame, size, data in RECORD.iter_unpack(chunk):
+                    last = frame if last is None else last + signed32(frame - last)  # JACK's 32-bit counter, unwrapped
+                    got.append((last, data[:size]))
+                with self._cond:
+                    self._msgs.extend(got)
+                    self._cond.notify_all()
+            os.close(input_r)
+
+        self._reader = threading.Thread(target=read, name="dd-recorder", daemon=True)
+        self._reader.start()
+
+    def messages(self) -> list[tuple[int, bytes]]:
+        with self._cond:
+            return list(self._msgs)
+
+    def wait_for(self, pred, timeout: float = 15.0) -> list[tuple[int, bytes]]:
+        """Every message so far, once `pred(messages)` accepts them; TimeoutError with the tail otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred(self._msgs):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"not heard within {timeout} s; last: {self._msgs[-8:]}")
+                self._cond.wait(left)
+            return list(self._msgs)
+
+    def stop(self) -> None:
+        if self._events_w is not None:
+            os.close(self._events_w)
+            self._events_w = None
+        if self.proc.poll() is None:
+            self.proc.stdin.close()  # the recorder's signal to close its client and exit
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class AudioOnsets:
+    """A JACK audio input of this process: the frame of the first sample over `threshold` after 100 ms without
+    one (a click per bar). Python in this process: fine at long periods or with little else running here."""
+
+    def __init__(self, source: str, threshold: float = 0.25):
+        import jack
+        import numpy as np
+
+        self._np, self.threshold = np, threshold
+        self.client = jack.Client("dd-onsets", no_start_server=True)
+        self.port = self.client.inports.register("in")
+        self.onsets: list[int] = []
+        self._quiet_until = -1
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        deadline = time.monotonic() + 10
+        while not (ports := self.client.get_ports(source, is_audio=True, is_output=True)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no JACK audio output like {source!r}")
+            time.sleep(0.05)  # poll interval while pyo opens its ports
+        self.client.connect(ports[0], self.port)
+
+    def _process(self, nframes: int) -> None:
+        frame0 = self.client.last_frame_time
+        np = self._np
+        loud = np.flatnonzero(np.abs(self.port.get_array()) > self.threshold)
+        if loud.size and frame0 + loud[-1] > self._quiet_until:
+            first = frame0 + int(loud[np.searchsorted(frame0 + loud, self._quiet_until, side="right")])
+            self.onsets.append(first)
+            self._quiet_until = first + SAMPLE_RATE // 10  # one click per bar: 100 ms of deafness after it
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()

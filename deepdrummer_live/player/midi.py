@@ -135,6 +135,11 @@ class MidiPorts:
         self._jack_socket: Path | None = None
         self.healthy = False
 
+    @property
+    def writer(self) -> str:
+        """How messages go out (the `ready` event's midi_writer): each sent as it comes, via rtmidi."""
+        return "none" if self.backend == "none" else "rtmidi"
+
     # names as other programs see them ("client:port")
     @property
     def out_full_name(self) -> str | None:

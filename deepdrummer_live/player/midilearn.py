@@ -22,7 +22,7 @@ from pathlib import Path
 
 from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.player.controller import Binding, ControllerMap, make_binding, parse_mapping, value_for_file
-from deepdrummer_live.vocab import N_ROWS
+from deepdrummer_live.vocab import MAX_ROWS
 
 LEARNED_FILE = "controller.toml"
 ANY = '"any"'
@@ -44,8 +44,8 @@ def target(action: str, row: int | None = None) -> tuple[str, object]:
     if action not in LEARNABLE:
         raise CommandError(f"cannot learn {action!r}; use one of {', '.join(LEARNABLE)}")
     if action == "lock":
-        if row is None or not 0 <= row < N_ROWS:
-            raise CommandError(f"learning lock needs the row, 0-{N_ROWS - 1} as in /dd/lock "
+        if row is None or not 0 <= row < MAX_ROWS:
+            raise CommandError(f"learning lock needs the row, 0-{MAX_ROWS - 1} as in /dd/lock "
                            f"(got {row!r}): /dd/learn lock ROW")
         return action, row
     if row is not None:

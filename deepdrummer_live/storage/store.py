@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS train_log(step INTEGER, ts REAL, loss REAL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
 """
+TASTE_META = "taste"  # meta key: the latest taste map (learn/grid.taste_map) as JSON, for `report`
 LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels, meter"
 
 # A loop's effective rating: its latest rating that was not undone (re-rating replaces).

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from deepdrummer_live import commands
 from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.surfaces.qr import qr_lines
+from deepdrummer_live.surfaces.taste import taste_line
 from deepdrummer_live.vocab import MAX_ROWS
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,9 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
         lines.append(" " * step_col(step, beats) + ("▲" if unicode else "^"))
     else:
         lines.append("")
+    taste = snap.get("taste")
+    if taste is not None:  # the critic that reads loops: what it prefers and avoids, and how sure
+        lines.append(f" taste {taste_line(taste, max(20, width - 7))}")
     losses = snap.get("losses") or []
     if losses:
         prefix = " loss "

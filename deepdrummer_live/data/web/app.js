@@ -166,6 +166,7 @@ function applySnapshot(s) {
   setRange("swing", s.swing);
   setRange("density", s.density);
   setStep(s.step);
+  showTaste(s.taste);
   // [learnt, of] while the critic still learns to hear the kit; null once it hears as well as it will
   const hearing = Array.isArray(s.hearing) ? s.hearing : null;
   $("hearing").hidden = !hearing;
@@ -298,6 +299,17 @@ function setStep(s) {
   for (const el of document.querySelectorAll(".cell.now")) el.classList.remove("now");
   if (!playing) return;
   for (const el of document.querySelectorAll(`.cell[data-step="${s}"]`)) el.classList.add("now");
+}
+
+function showTaste(taste) {
+  // {likes: [[fact, weight, z, words]], avoids: [...], ratings}: the critic that reads loops only
+  $("taste").hidden = !taste;
+  if (!taste) return;
+  $("taste-ratings").textContent = `from ${taste.ratings} rating${taste.ratings === 1 ? "" : "s"}`;
+  const item = (sign) => ([name, , , words]) =>
+    Object.assign(document.createElement("li"), { textContent: `${sign} ${name}`, title: words, className: words.replace(" ", "-") });
+  $("taste-likes").replaceChildren(...(taste.likes || []).map(item("+")));
+  $("taste-avoids").replaceChildren(...(taste.avoids || []).map(item("−")));
 }
 
 function setCounts(likes, dislikes) {

@@ -1,0 +1,68 @@
+"""Test helpers for timing in JACK's frames: a MIDI clock leader that writes at exact frames, and the
+figures (jitter, rate, lost clocks) of what `jackd.FrameRecorder` heard.
+
+Every wait is for a condition (a port exists, JACK lists a connection), with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
+
+
+class FrameLeader:
+    """A JACK client of the test whose output writes scheduled (frame, bytes) at exactly those frames."""
+
+    def __init__(self, server, play_into: str):
+        import jack
+
+        self.client = jack.Client("dd-leader", no_start_server=True)
+        self.rate, self.period = self.client.samplerate, self.client.blocksize
+        self.out = self.client.midi_outports.register("out")
+        self._sched: deque = deque()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        deadline = time.monotonic() + 10
+        while not (ports := self.client.get_ports(play_into, is_midi=True, is_input=True)):
+            assert time.monotonic() < deadline, f"no JACK MIDI input like {play_into!r}"
+            time.sleep(0.05)  # poll interval while the player opens its port
+        self.client.connect(self.out, ports[0])
+        server.wait_connected("dd-leader:out", ports[0].name)
+
+    def _process(self, nframes: int) -> None:
+        frame0 = self.client.last_frame_time
+        self.out.clear_buffer()
+        sched = self._sched
+        while sched and sched[0][0] < frame0 + nframes:
+            frame, data = sched.popleft()
+            self.out.write_midi_event(max(0, frame - frame0), data)
+
+    def schedule(self, events: list[tuple[int, bytes]]) -> None:
+        """(frame, bytes) in frame order, each written at its frame (give frames a few periods ahead)."""
+        self._sched.extend(events)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def p99(xs) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+
+
+def clock_figures(msgs: list[tuple[int, bytes]], nominal: float) -> dict:
+    """Of every clock in `msgs` ((frame, bytes)): interval jitter p99 / max in frames, clocks missing,
+    and the rate error of a least-squares fit of frame against clock index (per cent)."""
+    frames = [f for f, d in msgs if d == bytes([CLOCK])]
+    intervals = np.diff(frames)
+    index = np.concatenate([[0], np.cumsum(np.maximum(1, np.round(intervals / nominal)))])
+    lost = int(index[-1] + 1 - len(frames))
+    kept = [abs(iv - nominal) for iv in intervals if round(iv / nominal) <= 1]  # bunched ones too, not lost ones
+    slope = np.polyfit(index, frames, 1)[0]
+    return {"clocks": len(frames), "lost": lost, "jitter_p99": p99(kept), "jitter_max": max(kept),
+            "rate_error_pct": float((slope / nominal - 1.0) * 100.0)}
