@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import ROOT, OscClient, daemon_command, free_udp_port  # noqa: E402
+from learning import ROOT  # noqa: E402
 
+from deepdrummer_live.client import OscClient  # noqa: E402
 from deepdrummer_live.learn.simuser import make_user, parse_loop  # noqa: E402
+from deepdrummer_live.testing import daemon_command, free_udp_port  # noqa: E402
 
 
 def run_participant(study: Path, code: str, taste: str, seed: int, args) -> dict:
@@ -45,27 +47,27 @@ def run_participant(study: Path, code: str, taste: str, seed: int, args) -> dict
             if proc.poll() is not None:
                 raise RuntimeError(f"experiment daemon exited with {proc.returncode}; see {study}/{code}.stderr")
             client.send("/dd/status")
-            try:
-                if client.wait_for("/dd/status", 0.5)[2] >= 0:
-                    break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
-        time.sleep(0.5)
+            status = client.wait("/dd/status", 0.5)
+            if status is not None and status[2] >= 0:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"experiment daemon not ready in {args.startup_timeout} s; see "
+                                   f"{study}/{code}.stderr")
+            time.sleep(0.1)  # poll interval
+        time.sleep(0.5)  # late answers to the readiness probes, dropped below
         client.drain()
-        client.backlog.clear()
         client.send("/dd/subscribe")
         client.send("/dd/experiment")
-        progress = client.wait_for("/dd/experiment", args.timeout)
+        progress = client.expect("/dd/experiment", args.timeout)
         client.send("/dd/next")
-        loop = client.wait_for("/dd/loop", args.timeout)
+        loop = client.expect("/dd/loop", args.timeout)
         while progress[1] != "done":
             time.sleep(args.seconds_per_loop)  # listening while the critic trains
             liked = user.judge(parse_loop(loop))
             client.send("/dd/like" if liked else "/dd/dislike", int(loop[0]))
-            client.wait_for("/dd/rated", args.timeout, lambda a, i=loop[0]: a[0] == i)
-            progress = client.wait_for("/dd/experiment", args.timeout)
-            loop = client.wait_for("/dd/loop", args.timeout, lambda a, i=loop[0]: a[0] > i)
+            client.expect("/dd/rated", args.timeout, lambda a, i=loop[0]: a[0] == i)
+            progress = client.expect("/dd/experiment", args.timeout)
+            loop = client.expect("/dd/loop", args.timeout, lambda a, i=loop[0]: a[0] > i)
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     finally:

@@ -3,7 +3,8 @@
 The paper's protocol, played over OSC against the real daemon, once per simulated user:
 
 1. start `deepdrummer-live run --headless --midi-backend none --audio none` on a free port with a
-   fresh state dir; subscribe; wait for it to answer /dd/ping;
+   fresh state dir (deepdrummer_live.testing.Daemon), subscribed from its start (--notify); wait for
+   its first /dd/loop;
 2. *before*: `/dd/mode good` and `--eval-loops` loops from the untrained critic (each listened
    to for `--eval-listen` seconds, default `--seconds-per-loop`, and judged by the user without
    rating it; `/dd/next` moves on);
@@ -29,8 +30,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pythonosc.osc_packet import OscPacket  # noqa: E402
-
+from deepdrummer_live.client import OscClient  # noqa: E402
 from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, make_user, parse_loop  # noqa: E402
-from deepdrummer_live.surfaces.osc import encode  # noqa: E402
+from deepdrummer_live.testing import Daemon  # noqa: E402
 
 
 @dataclass
@@ -74,68 +72,6 @@ class UserResult:
     gain_vs_base: float | None = None
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def daemon_command() -> list[str]:
-    """The daemon of this checkout (run with cwd=ROOT): `python -m` puts the working directory first
-    on sys.path, where an installed `deepdrummer-live` script may import another copy of the package
-    (an editable install of another worktree ran its own critic in these benches once)."""
-    return [sys.executable, "-m", "deepdrummer_live.cli.main"]
-
-
-class OscClient:
-    """A UDP OSC client subscribed to the daemon; blocking waits for given addresses."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1"):
-        self.target = (host, port)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.errors: list[str] = []
-        self.backlog: list[tuple[str, list]] = []
-
-    def send(self, address: str, *args) -> None:
-        self.sock.sendto(encode(address, *args), self.target)
-
-    def _recv(self, timeout: float) -> list[tuple[str, list]]:
-        self.sock.settimeout(max(timeout, 1e-3))
-        try:
-            data, _ = self.sock.recvfrom(65536)
-        except (TimeoutError, BlockingIOError):
-            return []
-        out = []
-        for t in OscPacket(data).messages:
-            msg = (t.message.address, list(t.message.params))
-            if msg[0] == "/dd/error":
-                self.errors.append(f"{msg[1][1] if len(msg[1]) > 1 else '?'}: {msg[1][0]}")
-            out.append(msg)
-        return out
-
-    def wait_for(self, address: str, timeout: float, pred=lambda args: True) -> list:
-        """Args of the first message to `address` that satisfies `pred` (taken out of the backlog;
-        other messages stay there, the newest 256 of them)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, (addr, args) in enumerate(self.backlog):
-                if addr == address and pred(args):
-                    del self.backlog[i]
-                    return args
-            del self.backlog[:-256]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {address} within {timeout:g} s (errors: {self.errors[-3:]})")
-            self.backlog.extend(self._recv(min(left, 0.5)))
-
-    def drain(self) -> None:
-        self.backlog.extend(self._recv(0.001))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _rate(judgements: list[bool]) -> float:
     return sum(judgements) / len(judgements) if judgements else float("nan")
 
@@ -149,48 +85,37 @@ def _p95(values: list[float]) -> float | None:
 
 def run_osc_user(user: SimUser, args) -> UserResult:
     t_start = time.monotonic()
-    port = free_udp_port()
     state = Path(tempfile.mkdtemp(prefix=f"ddlearn-{user.name}-"))
-    cmd = daemon_command() + ["run", "--headless", "--state-dir", str(state), "--osc-port", str(port),
-                              "--midi-backend", "none", "--audio", "none", "--seed", str(args.seed),
-                              "--log-level", "WARNING"]
-    if args.kit:
-        cmd += ["--kit", args.kit]
+    extra = ["--log-level", "WARNING"]
     for flag in ("rows", "bars", "meter", "critic_kind"):
         if getattr(args, flag, None) is not None:
-            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+            extra += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     if args.critic:
-        cmd += ["--critic", str(args.critic.expanduser().resolve())]
+        extra += ["--critic", str(args.critic.expanduser().resolve())]
     if args.device:
-        cmd += ["--device", args.device]
-    log = open(state / "bench-daemon.stderr", "w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, cwd=str(ROOT))
-    client = OscClient(port)
+        extra += ["--device", args.device]
+    # cwd=ROOT: `python -m` imports this checkout's package (see deepdrummer_live.testing.source_root)
+    client = OscClient(0)
+    daemon = Daemon(state / "state", *extra, seed=args.seed, kit=args.kit, cwd=ROOT, client=client,
+                    log_path=state / "bench-daemon.stderr")
     timeout = args.timeout
     try:
-        deadline = time.monotonic() + args.startup_timeout
-        while True:  # the daemon takes a few seconds to load the kit and calibrate the critic
-            if proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {proc.returncode}; see {state}/bench-daemon.stderr")
-            client.send("/dd/ping")
-            try:
-                client.wait_for("/dd/pong", 0.5)
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise
-        client.send("/dd/subscribe")
-        last_id = [-1]
+        # Ready once its first /dd/loop reached us (subscribed with --notify from its start): it loads
+        # the kit and calibrates the critic first.
+        daemon.start(timeout=args.startup_timeout)
+        first = client.wait("/dd/loop", 0)
+        client.drain()  # the first loop's /dd/levels: the protocol starts from the next loop
+        last_id = [first[0]]
 
         def next_loop(send: tuple | None) -> tuple[list, float]:
             t0 = time.perf_counter()
             if send:
                 client.send(*send)
-            msg = client.wait_for("/dd/loop", timeout, lambda a: a[0] > last_id[0])
+            msg = client.expect("/dd/loop", timeout, lambda a: a[0] > last_id[0])
             ms = (time.perf_counter() - t0) * 1000
             last_id[0] = msg[0]
-            levels = client.wait_for("/dd/levels", timeout, lambda a: a[0] == msg[0])
-            shape = client.wait_for("/dd/shape", timeout, lambda a: a[0] == msg[0])
+            levels = client.expect("/dd/levels", timeout, lambda a: a[0] == msg[0])
+            shape = client.expect("/dd/shape", timeout, lambda a: a[0] == msg[0])
             return parse_loop(msg, levels, shape), ms
 
         def evaluate() -> tuple[list[bool], list[float], float]:
@@ -214,34 +139,28 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             rated.append(liked)
             loop_id = msg.loop_id
             msg, ms = next_loop(("/dd/like" if liked else "/dd/dislike", int(loop_id)))
-            client.wait_for("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
+            client.expect("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
             latencies.append(ms)
         after, after_p, after_x = evaluate()
         client.send("/dd/status")
-        status = client.wait_for("/dd/status", timeout)
+        status = client.expect("/dd/status", timeout)
         deadline = time.monotonic() + timeout
         while int(status[5]) == 0 and len(set(rated)) == 2 and time.monotonic() < deadline:
             # Only in very short runs: the critic is still learning to hear the kit, and the
             # ratings' training waits behind it. Wait for it, so train_steps says what was learnt.
             time.sleep(0.5)
             client.send("/dd/status")
-            status = client.wait_for("/dd/status", timeout)
+            status = client.expect("/dd/status", timeout)
         half = rated[len(rated) // 2:]
         return UserResult(user.name, args.kit or "default", _rate(before), _rate(after),
                           _rate(after) - _rate(before), _rate(rated), _rate(half),
                           sum(before_p) / len(before_p), sum(after_p) / len(after_p), _p95(latencies),
-                          int(status[5]), time.monotonic() - t_start, client.errors[:5],
+                          int(status[5]), time.monotonic() - t_start,
+                          [f"{e.address}: {e.message}" for e in client.errors][:5],
                           before_expected=before_x, after_expected=after_x, gain_expected=after_x - before_x)
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log.close()
+        daemon.shutdown(signal.SIGINT, 30)  # killed if it hangs
         if not args.keep_state:
             shutil.rmtree(state, ignore_errors=True)
 

@@ -9,6 +9,10 @@ import pytest
 
 from deepdrummer_live.player.jackd import JACK_LSP, JACKD, start_jack_server
 
+# The package's pytest plugin (the deepdrummer_daemon fixtures), also where the package is only on
+# sys.path and its entry point is not installed; an installed entry point registers the same name.
+pytest_plugins = ["deepdrummer_live.pytest_plugin"]
+
 NO_JACK = "jackd/jack_lsp are not installed (apt-get install jackd2); JACK MIDI tests need them"
 
 

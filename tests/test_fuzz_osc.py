@@ -310,10 +310,10 @@ def server():
 
 
 def osc_decode(data: bytes):
-    from pythonosc.osc_message import OscMessage
+    from deepdrummer_live.client import decode
 
-    m = OscMessage(data)
-    return m.address, list(m.params)
+    (m,) = decode(data)
+    return m.address, list(m.args)
 
 
 def test_in_process_fuzz_never_raises_and_never_calls_the_session_on_bad_input(server):

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import queue
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from pythonosc.osc_message import OscMessage
 
+from deepdrummer_live.client import decode
 from deepdrummer_live.paths import puredata_dir
 
 from daemon import build, free_udp_port
@@ -119,8 +117,8 @@ def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
                 data, sender = daemon.recvfrom(65536)
             except TimeoutError:
                 continue
-            msg = OscMessage(data)
-            got.append((msg.address, list(msg.params)))
+            (msg,) = decode(data)
+            got.append((msg.address, list(msg.args)))
         assert got == [("/dd/subscribe", [float(listen_port)]), ("/dd/like", []), ("/dd/dislike", []),
                        ("/dd/next", []), ("/dd/undo", []), ("/dd/tempo", [133.5]), ("/dd/fotf", [1.0]),
                        ("/dd/mode", ["good"]), ("/dd/play", []), ("/dd/stop", []), ("/dd/ping", [])]
@@ -142,48 +140,20 @@ def test_patch_sends_well_formed_osc_and_shows_replies(tmp_path):
     _assert_clean_console(pd.lines)
 
 
-def _daemon_status(port: int, timeout: float = 1.0) -> list | None:
-    """/dd/status from a python-osc side client, or None when the daemon does not answer."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(timeout)
-        s.sendto(build("/dd/status"), ("127.0.0.1", port))
-        try:
-            while True:
-                msg = OscMessage(s.recvfrom(65536)[0])
-                if msg.address == "/dd/status":
-                    return list(msg.params)
-        except TimeoutError:
-            return None
-
-
 @pytest.mark.slow
-def test_pd_like_reaches_the_real_daemon(tmp_path):
-    osc_port, listen_port = free_udp_port(), free_udp_port()
-    log = (tmp_path / "daemon.stderr").open("w")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "deepdrummer_live.cli.main", "run", "--headless", "--state-dir", str(tmp_path / "state"),
-         "--osc-port", str(osc_port), "--midi-backend", "none", "--audio", "none", "--seed", "1",
-         "--web-port", "0"],
-        stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
-    pd = None
+def test_pd_like_reaches_the_real_daemon(deepdrummer_daemon, tmp_path):
+    """The real daemon from the package's pytest plugin (docs/testing.md), subscribed from its start."""
+    d = deepdrummer_daemon
+    listen_port = free_udp_port()
+    current = d.wait("/dd/loop")[0]  # the first loop is current: the patch's like rates it
+    d.send("/dd/status")
+    likes_before = d.expect("/dd/status")[0]
+    pd = PdProcess(
+        f"#X obj 10 10 deepdrummer {d.osc_port} {listen_port};\n"
+        "#X obj 10 60 loadbang;\n#X obj 10 85 delay 500;\n#X msg 10 110 \\; dd-like bang;\n"
+        "#X obj 10 140 delay 1500;\n#X msg 10 165 \\; dd-status bang;\n"
+        "#X connect 1 0 2 0;\n#X connect 2 0 3 0;\n#X connect 1 0 4 0;\n#X connect 4 0 5 0;\n", tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        status = None
-        while time.monotonic() < deadline:  # a like needs a current loop: wait for the first one
-            assert daemon.poll() is None, "daemon exited:\n" + (tmp_path / "daemon.stderr").read_text()
-            status = _daemon_status(osc_port)
-            if status is not None and status[2] >= 1:
-                break
-            time.sleep(0.5)
-        assert status is not None and status[2] >= 1, f"daemon had no current loop within 120 s: {status}"
-        likes_before, current = status[0], int(status[2])
-
-        pd = PdProcess(
-            f"#X obj 10 10 deepdrummer {osc_port} {listen_port};\n"
-            "#X obj 10 60 loadbang;\n#X obj 10 85 delay 500;\n#X msg 10 110 \\; dd-like bang;\n"
-            "#X obj 10 140 delay 1500;\n#X msg 10 165 \\; dd-status bang;\n"
-            "#X connect 1 0 2 0;\n#X connect 2 0 3 0;\n#X connect 1 0 4 0;\n#X connect 4 0 5 0;\n", tmp_path)
         rated = pd.wait_for("dd: rated", 30).split()
         assert rated[2:4] == [str(current), "like"], rated
         assert int(rated[4]) == likes_before + 1
@@ -194,20 +164,10 @@ def test_pd_like_reaches_the_real_daemon(tmp_path):
         assert len(rows) % 3 == 0 and rows, loop
         for name, note, steps in zip(rows[0::3], rows[1::3], rows[2::3]):
             assert 0 <= int(note) <= 127 and len(steps) == n_steps and set(steps) <= {"x", "."}, (name, note, steps)
-        status = _daemon_status(osc_port, timeout=5)
-        assert status is not None and status[0] == likes_before + 1, status
+        d.send("/dd/status")  # counted by the daemon, not only shown by the patch
+        d.expect("/dd/status", 10, where=lambda status: status[0] == likes_before + 1)
         pd_status = pd.wait_for("dd: status", 10).split()  # shown in the patch's status row too
         assert int(pd_status[2]) == likes_before + 1, pd_status
     finally:
-        if pd is not None:
-            pd.close()
-        daemon.send_signal(signal.SIGINT)
-        try:
-            rc = daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait(timeout=10)
-            rc = "killed after 30 s"
-        log.close()
-    assert rc == 0, f"daemon exit {rc}:\n" + (tmp_path / "daemon.stderr").read_text()[-3000:]
+        pd.close()
     _assert_clean_console(pd.lines)

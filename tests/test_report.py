@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from argparse import Namespace
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.storage.store import Store
 
-from daemon import free_udp_port
+from daemon import Daemon, OscClient
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 SAMPLES = ["kick_01", "snare_02", "closed_hat_01", "conga_01"]
@@ -103,64 +102,21 @@ def test_rolling_mean():
 
 
 def test_report_of_a_real_session_rated_over_osc(tmp_path):
-    from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import BlockingOSCUDPServer
-    from pythonosc.udp_client import SimpleUDPClient
-
-    port = free_udp_port()
     state = tmp_path / "state"
-    daemon = subprocess.Popen([str(EXE), "run", "--headless", "--state-dir", str(state), "--osc-port", str(port),
-                               "--midi-backend", "none", "--audio", "none", "--seed", "1", "--web-port", "0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    events = []
-    dispatcher = Dispatcher()
-    dispatcher.set_default_handler(lambda address, *args: events.append((address, args)))
-    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
-    server.timeout = 0.1
-    client = SimpleUDPClient("127.0.0.1", port)
-    client._sock = server.socket  # replies come back to the socket we listen on
-
-    def wait_for(address: str, count: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(a == address for a, _ in events) < count:
-            assert time.monotonic() < deadline, f"{address} x{count} not received; got {events[-5:]}"
-            assert daemon.poll() is None, daemon.stderr.read()[-2000:]
-            server.handle_request()
-
+    client = OscClient(0)
+    # the installed console script, subscribed from its start; ready once its first loop came
+    daemon = Daemon(state, command=[str(EXE)], client=client).start(timeout=120)
     try:
-        deadline = time.monotonic() + 60
-        while not any(a == "/dd/pong" for a, _ in events):  # the daemon is up once it answers
-            assert time.monotonic() < deadline and daemon.poll() is None, "daemon did not answer /dd/ping"
-            client.send_message("/dd/ping", [])
-            for _ in range(5):
-                server.handle_request()
-        client.send_message("/dd/subscribe", [])
-
-        def current() -> int:
-            for address, args in reversed(events):
-                if address == "/dd/loop" or (address == "/dd/status" and args[2] >= 0):
-                    return args[0] if address == "/dd/loop" else args[2]
-            return -1
-
-        deadline = time.monotonic() + 60
-        while current() < 0:  # the first proposal is still being made
-            assert time.monotonic() < deadline and daemon.poll() is None, "no first loop within 60 s"
-            client.send_message("/dd/status", [])
-            for _ in range(5):
-                server.handle_request()
-        for i, verdict in enumerate(["/dd/like", "/dd/dislike", "/dd/like", "/dd/dislike"]):
-            before = current()
-            client.send_message(verdict, [before])
-            wait_for("/dd/rated", i + 1)
-            deadline = time.monotonic() + 60
-            while current() == before:  # the next loop is current before the next rating
-                assert time.monotonic() < deadline, "no next loop within 60 s"
-                server.handle_request()
+        current = client.expect("/dd/loop", 0)[0]
+        for verdict in ["/dd/like", "/dd/dislike", "/dd/like", "/dd/dislike"]:
+            client.send(verdict, current)
+            client.expect("/dd/rated", 60, where=lambda a, i=current: a[0] == i)
+            # the next loop is current before the next rating
+            current = client.expect("/dd/loop", 60, where=lambda a, i=current: a[0] > i)[0]
     finally:
-        daemon.terminate()
-        daemon.wait(30)
-        server.server_close()
-    assert daemon.returncode == 0
+        client.close()
+        code = daemon.stop()
+    assert code == 0, daemon.output()
     out = tmp_path / "report"
     result = subprocess.run([str(EXE), "report", "--state-dir", str(state), "--out", str(out)],
                             capture_output=True, text=True, timeout=120)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from pythonosc.osc_message import OscMessage
+
+from deepdrummer_live.client import decode
 
 from daemon import CLI, REPO, Daemon, OscClient, free_udp_port
 
@@ -118,10 +119,10 @@ def test_argument_types_integer_decimal_string():
         fake.bind(("127.0.0.1", 0))
         send(fake.getsockname()[1], "/dd/x", "12", "-3", "1.5", ".25", "-2.", "1e3", "abc", "-", "1.2.3", "0x10",
              "--y", timeout=0.2)
-        msg = OscMessage(fake.recv(65536))
+        (msg,) = decode(fake.recv(65536))
     assert msg.address == "/dd/x"
-    assert list(msg.params) == [12, -3, 1.5, 0.25, -2.0, 1000.0, "abc", "-", "1.2.3", "0x10", "--y"]
-    assert [type(p) for p in msg.params] == [int, int, float, float, float, float, str, str, str, str, str]
+    assert list(msg.args) == [12, -3, 1.5, 0.25, -2.0, 1000.0, "abc", "-", "1.2.3", "0x10", "--y"]
+    assert [type(p) for p in msg.args] == [int, int, float, float, float, float, str, str, str, str, str]
 
 
 def test_replies_are_printed_one_per_line_with_32_bit_floats():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import REPO, OscClient, free_udp_port
+from daemon import REPO, Daemon, OscClient
 
 pytestmark = pytest.mark.slow
 
@@ -89,23 +88,17 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
     path, n_bindings = mapping.rsplit(" ", 1)
     assert Path(path).is_relative_to(site) and int(n_bindings) > 0
 
-    client = OscClient(free_udp_port())
+    client = OscClient(0)
     state = tmp_path / "state"
     script = site / "bin" / "deepdrummer-live"
-    log = open(tmp_path / "daemon.log", "wb")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         web_port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-S", str(script), "run", "--headless", "--midi-backend", "none", "--audio", "none",
-         "--state-dir", str(state), "--osc-port", str(free_udp_port()), "--notify", f"127.0.0.1:{client.port}",
-         "--seed", "1", "--web-port", str(web_port)],
-        cwd=elsewhere, env=env_for(site, home), stdout=log, stderr=subprocess.STDOUT)
+    daemon = Daemon(state, "--web-port", str(web_port), command=[sys.executable, "-S", str(script)],
+                    env=env_for(site, home), cwd=elsewhere, log_path=tmp_path / "daemon.log", client=client)
     try:
-        try:
-            loop = client.expect("/dd/loop", timeout=120)  # sent at start to --notify receivers
-        except TimeoutError:
-            raise AssertionError((tmp_path / "daemon.log").read_text(errors="replace")[-3000:]) from None
+        daemon.start(timeout=120)  # ready once its first /dd/loop reached the --notify client
+        loop = client.expect("/dd/loop", 0)
         kit_toml = (site / "deepdrummer_live/data/kits/dd-analog/kit.toml").read_text()
         assert all(f'file = "{name}.wav"' in kit_toml for name in loop[4::3]), loop  # the built-in kit
         for path, needle in (("/", b">Like<"), ("/app.js", b"WebSocket")):  # the rating page's package data
@@ -113,11 +106,8 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
                 assert page.status == 200 and needle in page.read(), path
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-        log.close()
-    assert code == 0, (tmp_path / "daemon.log").read_text(errors="replace")[-3000:]
+        code = daemon.stop(timeout=60)
+    assert code == 0, daemon.output()
     assert (state / "state.sqlite").is_file()
     assert snapshot(site) == before, "something was written into the install"
     assert list(elsewhere.iterdir()) == [], "the daemon wrote into its working folder"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -99,11 +98,10 @@ def measure_loudness(engine: Learner, n: int = 48, sr: int = 44100) -> dict:
 def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: int, interval: float,
                            shape: tuple[int, int] | None = None) -> list[float]:
     """Rate over real UDP against an in-process daemon; ms from sending /dd/like to the next /dd/loop."""
-    from pythonosc.osc_message import OscMessage
-
+    from deepdrummer_live.client import OscClient
     from deepdrummer_live.session import Session
     from deepdrummer_live.storage.store import Store
-    from deepdrummer_live.surfaces.osc import OscServer, encode
+    from deepdrummer_live.surfaces.osc import OscServer
     from deepdrummer_live.transport import VirtualTransport
 
     with tempfile.TemporaryDirectory(prefix="dd-bench-") as tmp:
@@ -115,26 +113,18 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
         session = Session(engine, store, rows=rows, bars=bars)
         transport = VirtualTransport(session.tempo, session.on_transport_event)
         session.attach_transport(transport)
-        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        client.bind(("127.0.0.1", 0))
-        client.settimeout(30)
-        osc.subscribers.add(client.getsockname())
+        client = OscClient(osc.address[1])
+        osc.subscribers.add(("127.0.0.1", client.local_port))
         osc.start(session)
         session.start()
         latencies: list[float] = []
         try:
-            def wait_for(address: str) -> list:
-                while True:
-                    msg = OscMessage(client.recvfrom(65536)[0])
-                    if msg.address == address:
-                        return msg.params
-
-            current = wait_for("/dd/loop")[0]
+            current = client.expect("/dd/loop", 30)[0]
             for i in range(ratings):
                 time.sleep(interval)  # the performer listens to the loop
                 t0 = time.perf_counter()
-                client.sendto(encode("/dd/like" if i % 3 == 0 else "/dd/dislike", current), osc.address)
-                params = wait_for("/dd/loop")
+                client.send("/dd/like" if i % 3 == 0 else "/dd/dislike", current)
+                params = client.expect("/dd/loop", 30)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 current = params[0]
         finally:

@@ -1,7 +1,8 @@
 """`deepdrummer-live send`: one OSC message to a running daemon, its answer on stdout (contract v1.1).
 
 What a DAW macro, a shell or a stream deck runs on each button press, so it starts fast: it
-imports only the standard library and python-osc (never torch, never the engine). Exit status:
+imports only the standard library and deepdrummer_live.client (python-osc; never torch, never the
+engine), and only when it runs, not when the main parser is built. Exit status:
 0 the expected answer came (or, for an address with no answer, no /dd/error did), 1 the daemon
 answered /dd/error (its message on stderr), 2 no answer in time, no daemon, or bad usage.
 """
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import socket
-import struct
 import sys
 import time
 
@@ -20,14 +19,6 @@ DEFAULT_PORT = 9000
 DEFAULT_TIMEOUT = 2.0
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
-# The answer each address implies (contract v1.1); any other address succeeds unless /dd/error comes.
-EXPECTED_REPLY = {
-    "/dd/like": "/dd/rated",
-    "/dd/dislike": "/dd/rated",
-    "/dd/save": "/dd/saved",
-    "/dd/ping": "/dd/pong",
-    "/dd/status": "/dd/status",
-}
 ERROR = "/dd/error"
 
 INT_LITERAL = re.compile(r"[-+]?\d+")
@@ -66,83 +57,37 @@ def typed_arg(text: str):
     return text
 
 
-def encode(address: str, args) -> bytes:
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
-    builder = OscMessageBuilder(address=address)
-    for a in args:
-        builder.add_arg(a, "i" if isinstance(a, int) else "f" if isinstance(a, float) else "s")
-    return builder.build().dgram
-
-
-def short_float(value: float) -> str:
-    """The shortest text that reads back as the same 32-bit float (OSC 'f'): 0.73, not 0.7300000190734863."""
-    packed = struct.pack(">f", value)
-    for digits in range(1, 10):
-        text = f"{value:.{digits}g}"
-        if struct.pack(">f", float(text)) == packed:
-            return text
-    return repr(value)
-
-
-def format_message(address: str, args) -> str:
-    """One line `address arg arg...` (floats at 32-bit precision)."""
-    parts = [address]
-    for a in args:
-        parts.append(short_float(a) if isinstance(a, float) else str(a))
-    return " ".join(parts)
-
-
-def resolve(host: str, port: int) -> tuple[int, tuple]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise SendUsageError(f"--host {host}: cannot resolve it ({exc.strerror}); give an IP address or "
-                             f"a host name of the daemon's machine") from exc
-    # IPv4 first: "localhost" may list ::1 first while the daemon listens on 127.0.0.1 (its default).
-    family, _, _, _, sockaddr = min(infos, key=lambda info: info[0] != socket.AF_INET)
-    return family, sockaddr
-
-
 def exchange(host: str, port: int, address: str, args, timeout: float, out=sys.stdout, err=sys.stderr) -> int:
     """Send one message, print every answer, return the exit status (0, 1 or 2)."""
-    from pythonosc.osc_message import OscMessage, ParseError
+    # Imported here: building the main parser (every command does) must not pay for python-osc.
+    from deepdrummer_live.client import EXPECTED_REPLY, ClientError, OscClient, Unreachable, format_message, resolve
 
-    family, target = resolve(host, port)
-    expected = EXPECTED_REPLY.get(address)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        # connect(): only the daemon's datagrams reach us, and a closed port shows as ECONNREFUSED.
-        sock.connect(target)
-        sock.send(encode(address, args))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            sock.settimeout(left)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionRefusedError:
-                print(f"deepdrummer-live send: no daemon at {host}:{port} (connection refused); start it with "
-                      f"`deepdrummer-live run` or give its --host/--port", file=err)
-                return 2
-            try:
-                msg = OscMessage(data)
-            except (ParseError, ValueError, IndexError, struct.error, UnicodeDecodeError):
-                continue  # not an OSC message: not an answer
-            params = list(msg.params)
-            print(format_message(msg.address, params), file=out, flush=True)
-            if msg.address == ERROR:
-                print(f"deepdrummer-live send: {params[0] if params else 'error'}", file=err)
-                return 1
-            if expected is None or msg.address == expected:
-                # Nothing is expected for other addresses: any answer but an error means it was taken.
-                return 0
-    finally:
-        sock.close()
+        resolve(host, port)
+    except ClientError as exc:
+        raise SendUsageError(f"--{exc}") from exc  # "--host NAME: cannot resolve it ..."
+    expected = EXPECTED_REPLY.get(address)
+    # connect=True: only the daemon's datagrams reach us, and a closed port shows as refused.
+    with OscClient(port, host, connect=True) as client:
+        try:
+            client.send(address, *args)
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                msg = client.receive(left) if left > 0 else None  # datagrams that are not OSC are skipped
+                if msg is None:
+                    break
+                print(format_message(msg.address, msg.args), file=out, flush=True)
+                if msg.address == ERROR:
+                    print(f"deepdrummer-live send: {msg.args[0] if msg.args else 'error'}", file=err)
+                    return 1
+                if expected is None or msg.address == expected:
+                    # Nothing is expected for other addresses: any answer but an error means it was taken.
+                    return 0
+        except Unreachable:
+            print(f"deepdrummer-live send: no daemon at {host}:{port} (connection refused); start it with "
+                  f"`deepdrummer-live run` or give its --host/--port", file=err)
+            return 2
     if expected is None:
         return 0
     print(f"deepdrummer-live send: no {expected} from {host}:{port} within {timeout:g} s; is the daemon "

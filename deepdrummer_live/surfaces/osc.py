@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pythonosc import osc_message
-from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
 from deepdrummer_live import commands
+from deepdrummer_live.client import encode  # one encoder for both ends: the daemon builds as its clients do
 from deepdrummer_live.errors import CommandError, DeepDrummerError, UsageError
 
 log = logging.getLogger(__name__)
@@ -115,21 +115,6 @@ TRANSPORT_ROUTES: dict[str, tuple[int, int, Callable[[OscServer, Request], None]
 def addresses() -> set[str]:
     """Every inbound /dd/ address: the command table's and this transport's own."""
     return set(TRANSPORT_ROUTES) | {c.address for c in commands.COMMANDS.values()}
-
-
-def encode(address: str, *args) -> bytes:
-    """An OSC message with i/f/s types chosen from the Python types (bool is not sent)."""
-    builder = OscMessageBuilder(address=address)
-    for a in args:
-        if isinstance(a, bool):
-            raise TypeError(f"{address}: bool argument {a!r}; send 0/1")
-        if isinstance(a, int):
-            builder.add_arg(a, "i")
-        elif isinstance(a, float):
-            builder.add_arg(a, "f")
-        else:
-            builder.add_arg(str(a), "s")
-    return builder.build().dgram
 
 
 class OscServer:
