@@ -205,7 +205,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     assert found["groove-140.wav"] == pytest.approx(140, abs=4)
     store = Store(tmp_path / "state")
     store.checkpoint_path.write_bytes(out.read_bytes())
-    learner = Learner(kit, torch.device("cpu"), seed=3)
+    learner = Learner(kit, torch.device("cpu"), seed=3, kind="lean-hearing")  # pretrain --likes: a critic that hears
     assert learner.load_checkpoint(store)
     liked = learner.loops_from_record(Rating(0, "like", 0, kit.name, 120, groove[1], [], [],
                                                              groove[0], default_levels(groove[0]), 0, ""))
