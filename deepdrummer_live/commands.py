@@ -30,6 +30,7 @@ from deepdrummer_live.vocab import (
     SWING_MIN,
     TEMPO_MAX,
     TEMPO_MIN,
+    profile_problem,
 )
 
 
@@ -297,3 +298,50 @@ def _experiment(session):
          help="odd 16ths late by amount x one step (0 straight, 1/3 triplet feel), in MIDI out, live audio and files")
 def _swing(session, amount):
     return session.set_swing(amount)
+
+
+# --- the performer's set (contract v1.2): taste profiles, variations, fills, recall ---------------------
+
+def _profile_name(value: str | None) -> str | None:
+    problem = profile_problem(value) if value is not None else None
+    if problem:
+        raise CommandError(problem)
+    return value
+
+
+@command("profile", Param("name", "str", optional=True), Param("from", "str", optional=True), reply="/dd/profile",
+         help="make the taste profile `name` current (1-32 of letters, digits, -, _), creating it if new: a copy "
+              "of profile `from`, else untrained; no name: which profile is current")
+def _profile(session, name=None, base=None):
+    if name is None:
+        return session.profile_reply()
+    return session.set_profile(_profile_name(name), _profile_name(base))
+
+
+@command("profile_select", Param("index", "int", 0, 127), reply="/dd/profile",
+         help="make the index-th profile current (0-based, as `deepdrummer-live profiles` lists them)")
+def _profile_select(session, index):
+    return session.select_profile(index)
+
+
+@command("profile_next", reply="/dd/profile", help="the next taste profile, in the order they were made")
+def _profile_next(session):
+    return session.next_profile()
+
+
+@command("vary", help="the next loop is a variation of this one: at least half its rows keep their sample, "
+                      "at most a quarter of its step cells change; the critic's best variation")
+def _vary(session):
+    return session.vary()
+
+
+@command("fill", help="the next bar played is a fill (this loop's last beat drawn again, busier), then the loop "
+                      "goes on")
+def _fill(session):
+    return session.fill()
+
+
+@command("recall", Param("loop_id", "int", 0, INT32_MAX), help="make an earlier loop of this state dir current "
+                                                              "again (at the next bar line while playing)")
+def _recall(session, loop_id):
+    return session.recall(loop_id)

@@ -31,6 +31,7 @@ from deepdrummer_live.player.clock import (
     MidiClockFollower,
     check_bpm,
 )
+from deepdrummer_live.player.controller import program_event
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
 from deepdrummer_live.vocab import swing_problem
 
@@ -183,6 +184,10 @@ class Sequencer:
                 self.learning = False  # one press is one binding
                 self.emit({"type": "learn_midi", "data": list(data[:3])})
                 return
+        program = program_event(data)  # a taste profile (player/controller.py), with or without a mapping
+        if program is not None:
+            self.emit(program)
+            return
         if self.controller is not None and 0x80 <= status < 0xF0:
             event = self.controller.handle(data)
             if event is not None:
