@@ -7,14 +7,19 @@ OSC on a running daemon (with a kill -9 in between).
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import logging
+import re
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
+from playwright.sync_api import expect
 from test_session import Harness
+from test_web import PageDaemon, browser, loop_element, page  # noqa: F401  (fixtures: a real browser)
 
 from deepdrummer_live import commands
 from deepdrummer_live.errors import CommandError
@@ -364,3 +369,94 @@ def test_run_rejects_a_bad_profile_and_half_life(tmp_path):
         out = subprocess.run([*CLI, "run", "--headless", "--state-dir", str(tmp_path / "s"), *flags], cwd=REPO,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and word in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+# --- the page: profile selector, Vary and Fill buttons, the library with recall and downloads -----------------
+
+def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+TRAVERSALS = ("/library/../state.sqlite", "/library/..%2fstate.sqlite", "/library/%2e%2e/web-token",
+              "/library/%2e%2e%2fstate.sqlite", "/library//etc/passwd", "/library/%2fetc%2fpasswd",
+              "/library/000001-liked.mid/../../state.sqlite", "/library/000001-x.txt", "/library/daemon.log",
+              "/library/..%5cstate.sqlite")
+
+
+def test_the_page_has_profiles_vary_fill_and_the_library(tmp_path, page):
+    d = PageDaemon(tmp_path / "state").start()
+    c = d.osc
+    try:
+        page.goto(d.url)
+        expect(page.locator("#conn")).to_have_text("connected")
+        first = d.status()[2]
+        expect(page.get_by_role("combobox", name="profile", exact=True)).to_have_value("default")
+        page.get_by_role("button", name="Like", exact=True).click()
+        assert c.expect("/dd/saved", timeout=30)[0] == first
+        entry = page.locator(f'[data-library-loop-id="{first}"]')
+        expect(entry).to_be_visible()
+        href = entry.get_by_label(f"loop #{first} .mid").get_attribute("href")
+        status, body = http_get("127.0.0.1", d.web_port, href)
+        assert status == 200 and body.startswith(b"MThd")
+        for ext, magic in (("wav", b"RIFF"), ("sfz", b"//")):
+            status, body = http_get("127.0.0.1", d.web_port, entry.get_by_label(f"loop #{first} .{ext}")
+                                    .get_attribute("href"))
+            assert status == 200 and body.startswith(magic), (ext, body[:20])
+        for path in TRAVERSALS:  # never a file outside the library
+            status, body = http_get("127.0.0.1", d.web_port, path)
+            assert status in (400, 403, 404) and b"SQLite" not in body and b"root:" not in body, (path, status)
+
+        entry.get_by_role("button", name=f"Recall loop #{first}").click()
+        assert c.expect("/dd/loop")[0] > first  # the loop after the like came first
+        while c.expect("/dd/loop")[0] != first:
+            pass
+        expect(loop_element(page)).to_have_attribute("data-loop-id", str(first))
+
+        page.get_by_label("new profile name").fill("verse")
+        page.get_by_role("button", name="New profile").click()
+        assert c.expect("/dd/profile") == ["verse", 0]
+        expect(page.get_by_role("combobox", name="profile", exact=True)).to_have_value("verse")
+        page.get_by_role("combobox", name="profile", exact=True).select_option("default")
+        assert c.expect("/dd/profile") == ["default", 1]
+
+        page.get_by_role("button", name="Vary", exact=True).click()
+        varied = c.expect("/dd/loop")
+        assert varied[0] > first
+        expect(loop_element(page)).to_have_attribute("data-loop-id", str(varied[0]))
+        page.get_by_role("button", name="Fill", exact=True).click()  # stopped: the page shows why not
+        expect(page.locator("#error")).to_contain_text("stopped")
+        page.get_by_role("button", name="Play", exact=True).click()
+        expect(page.locator("#transport")).to_have_text("playing")
+        page.get_by_role("button", name="Fill", exact=True).click()
+        assert c.expect("/dd/filled", timeout=30)[1] == varied[0]
+    finally:
+        c.close()
+        d.stop()
+
+
+def test_library_downloads_need_the_token_off_loopback(tmp_path):
+    d = PageDaemon(tmp_path / "state", "--web-host", "0.0.0.0").start()
+    try:
+        token = re.search(r"token=([\w-]+)", d.printed_url()).group(1)
+        d.osc.send("/dd/save", "keep")
+        loop_id, mid, _ = d.osc.expect("/dd/saved", timeout=30)
+        name = Path(mid).name
+        assert http_get("127.0.0.1", d.web_port, "/library")[0] == 403
+        assert http_get("127.0.0.1", d.web_port, f"/library/{name}")[0] == 403
+        assert http_get("127.0.0.1", d.web_port, f"/library/{name}?token=wrong")[0] == 403
+        status, body = http_get("127.0.0.1", d.web_port, f"/library?token={token}")
+        assert status == 200 and json.loads(body)["loops"][0]["loop_id"] == loop_id
+        status, body = http_get("127.0.0.1", d.web_port, f"/library/{name}?token={token}")
+        assert status == 200 and body.startswith(b"MThd")
+        for path in TRAVERSALS:
+            status, body = http_get("127.0.0.1", d.web_port, f"{path}?token={token}")
+            assert status in (400, 403, 404) and b"SQLite" not in body, (path, status)
+    finally:
+        d.osc.close()
+        d.stop()
