@@ -430,11 +430,12 @@ class Trainer:
             x = torch.cat([self.model.head_input(torch.stack([f for f, _ in items[i:i + 256]]))
                            for i in range(0, len(items), 256)])
         y = torch.tensor([lab for _, lab in items], device=x.device)
-        # Each class weighs half of the total, and within a class each rating by its recency
-        # (all ones without it: 0.5 / share of the class, as before)
+        # Each class weighs half (by count), times each rating's recency (mean 1). Recency is not
+        # normalized within a class: a class whose ratings are all old (the likes of a taste the
+        # performer left) fades with them instead of keeping half of the fit (docs/learning.md)
+        pos = float(y.float().mean())
         recency = self.recency(len(items), x.device)
-        liked = recency[y == 1].sum()
-        weight = len(items) * 0.5 * recency / torch.where(y == 1, liked, recency.sum() - liked)
+        weight = torch.where(y == 1, 0.5 / pos, 0.5 / (1.0 - pos)) * recency / recency.mean()
         eps = self.config.label_smoothing
         target = torch.stack([1.0 - y.float(), y.float()], dim=1) * (1.0 - eps) + eps / 2
         head = self.model.mlp
