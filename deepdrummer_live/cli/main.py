@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
     report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
+    report.add_argument("--profile", default=None, metavar="NAME",
+                        help="only the ratings of this taste profile [every rating]")
     for module in plugin_commands().values():  # commands that register themselves: dataset, pretrain
         module.add_parser(sub)
     return parser
