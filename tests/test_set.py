@@ -266,15 +266,46 @@ def test_recall_brings_back_an_earlier_loop_with_its_own_id(harness, kit):
 
 def test_recent_ratings_weigh_more_with_a_half_life():
     model = torch.nn.Linear(1, 2)
-    flat = Trainer(LEAN_CONFIG, model, None, torch.Generator())
+    flat = Trainer(with_overrides(LEAN_CONFIG, half_life=0), model, None, torch.Generator())
     halving = Trainer(with_overrides(LEAN_CONFIG, half_life=10), model, None, torch.Generator())
-    assert torch.equal(flat.recency(5), torch.ones(5)) if LEAN_CONFIG.half_life == 0 else True
+    assert torch.equal(flat.recency(5), torch.ones(5))
     w = halving.recency(21)
     assert w[-1] == 1.0 and abs(float(w[-11]) - 0.5) < 1e-6 and abs(float(w[0]) - 0.25) < 1e-6
     halving.set_example(1, torch.zeros(1), 1)
     halving.set_example(2, torch.zeros(1), 0)
     halving.set_example(1, torch.zeros(1), 0)  # a re-rating is the newest
     assert list(halving.examples) == [2, 1]
+
+
+class _OneFeatureCritic(torch.nn.Module):
+    """A like head on one number: just enough of a critic for Trainer.fit_head."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(1, 2))
+
+    def head_input(self, feats):
+        return feats
+
+    def forward(self, feats):
+        return torch.log_softmax(self.mlp(feats), dim=1)
+
+
+def test_a_half_life_follows_a_change_of_mind():
+    """30 ratings liking x = +1 and disliking x = -1, then 10 the other way round: without recency the
+    old majority wins; with a half-life of 5 ratings the critic follows the performer's new mind."""
+    liked_at = {}
+    for half_life in (0, 5):
+        model = _OneFeatureCritic()
+        trainer = Trainer(with_overrides(LEAN_CONFIG, half_life=half_life), model, None, torch.Generator())
+        for i in range(40):
+            x = 1.0 if i % 2 else -1.0
+            trainer.set_example(i, torch.tensor([x]), int((x > 0) == (i < 30)))
+        trainer.train()
+        with torch.no_grad():
+            liked_at[half_life] = model(torch.tensor([[1.0], [-1.0]]))[:, 1].exp().tolist()
+    assert liked_at[0][0] > 0.5 > liked_at[0][1]  # still the old taste
+    assert liked_at[5][1] > 0.5 > liked_at[5][0]  # the new one
 
 
 # --- over OSC, with a restart and a kill -9 ----------------------------------------------------------------

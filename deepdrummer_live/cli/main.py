@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "[the one the last run on this state dir ended with, else default]")
     run.add_argument("--half-life", type=half_life, default=None, metavar="N",
                      help="recent ratings weigh more: a rating N ratings old weighs half (0: all the same) "
-                          "[the critic's default, docs/learning.md]")
+                          "[10 for the default critic, 0 for --paper; docs/learning.md]")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")

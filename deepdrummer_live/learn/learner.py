@@ -332,9 +332,6 @@ class Learner:
         state = self.model.state_dict() if state is None else state
         return {k: state[k].detach().clone() for k in self._taste_keys()}
 
-    def profiles_known(self) -> list[str]:
-        return [self.profile, *self._tastes]
-
     def use_profile(self, name: str, base: str | None = None) -> bool:
         """Make profile `name` the taste that scores and learns. A profile never seen starts as a copy
         of `base`'s taste and ratings, else untrained (P(like) 0.5 for every loop until it is rated)
