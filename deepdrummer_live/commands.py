@@ -34,6 +34,7 @@ from deepdrummer_live.vocab import (
     SWITCH_POINTS,
     TEMPO_MAX,
     TEMPO_MIN,
+    profile_problem,
 )
 
 
@@ -328,3 +329,49 @@ def _meter(session, meter):
          help="while playing, a new loop starts at the end of the playing phrase (phrase) or at its next bar (bar)")
 def _switch(session, at):
     return session.set_switch(at)
+
+# --- the performer's set (contract v1.2): taste profiles, variations, fills, recall ---------------------
+
+def _profile_name(value: str | None) -> str | None:
+    problem = profile_problem(value) if value is not None else None
+    if problem:
+        raise CommandError(problem)
+    return value
+
+
+@command("profile", Param("name", "str", optional=True), Param("from", "str", optional=True), reply="/dd/profile",
+         help="make the taste profile `name` current (1-32 of letters, digits, -, _), creating it if new: a copy "
+              "of profile `from`, else untrained; no name: which profile is current")
+def _profile(session, name=None, base=None):
+    if name is None:
+        return session.profile_reply()
+    return session.set_profile(_profile_name(name), _profile_name(base))
+
+
+@command("profile_select", Param("index", "int", 0, 127), reply="/dd/profile",
+         help="make the index-th profile current (0-based, as `deepdrummer-live profiles` lists them)")
+def _profile_select(session, index):
+    return session.select_profile(index)
+
+
+@command("profile_next", reply="/dd/profile", help="the next taste profile, in the order they were made")
+def _profile_next(session):
+    return session.next_profile()
+
+
+@command("vary", help="the next loop is a variation of this one: at least half its rows keep their sample, "
+                      "at most a quarter of its step cells change; the critic's best variation")
+def _vary(session):
+    return session.vary()
+
+
+@command("fill", help="the next bar played is a fill (this loop's last beat drawn again, busier), then the loop "
+                      "goes on")
+def _fill(session):
+    return session.fill()
+
+
+@command("recall", Param("loop_id", "int", 0, INT32_MAX), help="make an earlier loop of this state dir current "
+                                                              "again (at the next bar line while playing)")
+def _recall(session, loop_id):
+    return session.recall(loop_id)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,6 +35,7 @@ from deepdrummer_live.vocab import (
     BARS,
     CLOCKS,
     DEFAULT_METER,
+    DEFAULT_PROFILE,
     DEFAULT_TEMPO,
     MAX_ROWS,
     METERS,
@@ -44,6 +45,7 @@ from deepdrummer_live.vocab import (
     SWITCH_POINTS,
     TEMPO_MAX,
     TEMPO_MIN,
+    profile_problem,
     shape_problem,
     steps_per_bar,
     swing_problem,
@@ -112,7 +114,8 @@ class Session:
     def __init__(self, learner: Learner, store: Store, tempo: float | None = None,
                  clock: str = "internal", audio_sr: int | None = None, swing: float | None = None,
                  note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter,
-                 rows: int | None = None, bars: int | None = None, meter: str | None = None):
+                 rows: int | None = None, bars: int | None = None, meter: str | None = None,
+                 profile: str | None = None):
         if clock not in CLOCKS:
             raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
         self.learner = learner
@@ -160,7 +163,23 @@ class Session:
         self.want_next_since: float | None = None  # a rating/next waits for a proposal since then
         self.last_error = ""
         self.ratings = 0
-        self.likes, self.dislikes = store.totals()
+        # The taste profile: an explicit --profile wins, else the one the last run ended with (a setting,
+        # like the tempo), else `default`. Stored before anything is acknowledged.
+        problem = profile_problem(profile) if profile is not None else None
+        if problem:
+            raise CommandError(problem)
+        self.profile = profile or store.get_meta("profile") or DEFAULT_PROFILE
+        if profile_problem(self.profile) or not store.has_profile(self.profile):
+            store.add_profile(self.profile)
+        if profile is not None:
+            store.set_meta("profile", self.profile)
+        self.profile_base: str | None = None  # the profile the current one was copied from, made in this run
+        self.profile_names = [n for n, _ in store.profiles()]
+        self.vary_of: int | None = None  # /dd/vary: the loop whose variation comes next
+        self._vary_source = None  # ... its Loops
+        self.fill_loop: Loop | None = None  # /dd/fill: the fill sent for the next bar line
+        self._fill_for: int | None = None  # the loop a fill is being made for (one at a time)
+        self.likes, self.dislikes = store.totals(self.profile)
         self.worker = Worker(self)
         self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
@@ -220,11 +239,23 @@ class Session:
         self.learner.load_checkpoint(self.store)
         resumed = 0
         with self.lock:
+            # Every profile's ratings (a copied profile's include those of the one it was copied from);
+            # a loop's features are computed once however many profiles rated it.
+            examples: dict[int, Any] = {}
+            for name in self.profile_names:
+                for loop_id, rating in self.store.training_ratings(name):
+                    if loop_id not in examples:
+                        rec = self.store.loop(loop_id)
+                        loops = self.learner.loops_from_record(rec) if rec is not None else None
+                        examples[loop_id] = (loops, self.learner.example(loops) if loops is not None else None)
+                    loops, example = examples[loop_id]
+                    if loops is not None:
+                        self.learner.set_rating(loop_id, loops, rating, profile=name, example=example)
+            self.learner.use_profile(self.profile)
             for rec, rating in self.store.rated_loops():
                 loops = self.learner.loops_from_record(rec)
                 if loops is None:
                     continue
-                self.learner.set_rating(rec.id, loops, rating)
                 resumed += 1
                 if rating == 1 and not library.has_files(self.store.library, rec.id):
                     # An acknowledged like whose files a kill -9 or power cut prevented.
@@ -252,10 +283,15 @@ class Session:
 
     def proposal_request(self) -> dict:
         """What the learner's next proposal must satisfy (keyword arguments of `Learner.propose`)."""
-        return {"mode": self.mode, "fotf": self.fotf, "prior": self._prior()}
+        request = {"mode": self.mode, "fotf": self.fotf, "prior": self._prior(), "profile": self.profile,
+                   "profile_base": self.profile_base}
+        if self.vary_of is not None:
+            request.update(vary=self._vary_source, vary_of=self.vary_of)
+        return request
 
     def proposal_fits(self, p: Proposal) -> bool:
-        return p.mode == self.mode and p.fotf == self.fotf and p.prior == self._prior()
+        return (p.mode == self.mode and p.fotf == self.fotf and p.prior == self._prior()
+                and p.profile == self.profile and p.vary_of == self.vary_of)
 
     def _prior(self):
         """The generator's prior now: density per row, fotf, locked rows (call with the lock held)."""
@@ -300,6 +336,15 @@ class Session:
         if self.want_next_since is not None:
             self.worker.stats.rating_to_next_ms.append((self.now() - self.want_next_since) * 1000)
         self.want_next_since = None
+        if proposal.vary_of is not None:  # one variation was asked for: the loops after it are searched again
+            self.vary_of = self._vary_source = None
+            self._settings_changed()
+        self._present(loop)
+
+    def _present(self, loop: Loop) -> None:
+        """Make `loop` current (stopped, or no transport) or pending for the next bar line (playing)."""
+        self.fill_loop = None  # a fill waiting for its bar line is replaced by the new loop
+        self._fill_for = None
         if self.transport is None:
             self._make_current(loop)
             return
@@ -343,7 +388,10 @@ class Session:
         kind = event.get("type")
         with self.lock:
             if kind == "switched":
-                if self.pending is not None and self.pending.id == event["loop_id"]:
+                fill = self.fill_loop
+                if fill is not None and fill.id == event.get("loop_id"):
+                    self._fill_started(fill)
+                elif self.pending is not None and self.pending.id == event["loop_id"]:
                     self._make_current(self.pending)
             elif kind == "transport":
                 self.playing = bool(event["playing"])
@@ -366,6 +414,8 @@ class Session:
                     self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
             self.control(event.get("command"), event.get("args", ()))
+        elif kind == "program":
+            self.program_change(event.get("number"))
 
     def control(self, name: str, args=()) -> None:
         """A command from a MIDI controller: run through the command table; errors are reported, never raised."""
@@ -396,13 +446,16 @@ class Session:
             rec = self._resolve_loop(loop_id)
             loop_id = rec.id
             is_current = self.current is not None and loop_id == self.current.id
-        likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like)  # durable before acknowledged
+            profile = self.profile  # the rating belongs to the profile current when it was given
+        likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like, profile)  # durable before acknowledged
         with self.lock:
+            if profile != self.profile:  # switched meanwhile: the totals shown are the new profile's
+                likes, dislikes = self.store.totals(self.profile)
             self.likes, self.dislikes = likes, dislikes
             self.ratings += 1
             self.emit("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
             loops = self.learner.loops_from_record(rec)
-            self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked)), "learn")
+            self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked), profile), "learn")
             if liked and loops is not None:
                 origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
                 self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin, swing),
@@ -414,8 +467,8 @@ class Session:
                     self.report_error(str(exc), "/dd/loop")
         return loop_id, likes, dislikes
 
-    def _learn(self, loop_id: int, loops, label: int | None) -> None:
-        self.learner.set_rating(loop_id, loops, label)
+    def _learn(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+        self.learner.set_rating(loop_id, loops, label, profile)
         if label is not None:
             with self.lock:
                 self.worker.owe_training(self.learner.config.batches_per_rating)
@@ -425,16 +478,18 @@ class Session:
             self._request_next()
 
     def undo(self) -> tuple[int, int, int]:
-        undone = self.store.undo_last()
+        profile = self.profile  # undo takes back the current profile's last rating
+        undone = self.store.undo_last(profile)
         if undone is None:
-            raise CommandError("nothing to undo: no rating left in this state dir")
+            raise CommandError(f"nothing to undo: no rating left in profile {profile!r}")
         loop_id, _ = undone
         with self.lock:
-            self.likes, self.dislikes = self.store.totals()
-            rating = self.store.effective_rating(loop_id)  # an earlier rating of it may remain
+            self.likes, self.dislikes = self.store.totals(self.profile)
+            # what the profile learns from it now: an earlier rating of it may remain (or the copied one's)
+            rating = dict(self.store.training_ratings(profile)).get(loop_id)
             rec = self.store.loop(loop_id)
             loops = self.learner.loops_from_record(rec) if rec else None
-            self.worker.add_job(lambda: self._learn(loop_id, loops, rating), "learn")
+            self.worker.add_job(lambda: self._learn(loop_id, loops, rating, profile), "learn")
             self.emit("/dd/undone", loop_id, self.likes, self.dislikes)
         return loop_id, self.likes, self.dislikes
 
@@ -623,6 +678,155 @@ class Session:
             self.worker.add_job(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved",
                                                             origin, swing), "library")
 
+    # --- the performer's set: taste profiles, variations, fills, recall (contract v1.2) ------------------
+
+    def profile_reply(self) -> tuple[str, int]:
+        """/dd/profile: the current profile and its ratings in effect."""
+        with self.lock:
+            args = (self.profile, self.likes + self.dislikes)
+        self.emit("/dd/profile", *args)
+        return args
+
+    def set_profile(self, name: str, base: str | None = None) -> tuple[str, int]:
+        """Make profile `name` current, creating it if new (a copy of `base`'s taste and ratings, else an
+        untrained taste over the shared hearing). Stored durably before it is acknowledged; the next loop
+        comes from its critic (buffered proposals are dropped, nothing waits for training)."""
+        for value in (name, base):
+            problem = profile_problem(value) if value is not None else None
+            if problem:
+                raise ValueError(problem)  # the command table checks names; a caller that did not is a bug
+        exists = self.store.has_profile(name)
+        if not exists and base is not None and not self.store.has_profile(base):
+            raise CommandError(f"profile {base!r} (to copy from) does not exist; use one of "
+                               f"{', '.join(self.profile_names)}, or leave `from` out for an untrained taste")
+        if exists and base is not None and name != self.profile:
+            log.info("profile %s exists already: it keeps its own taste (`from %s` only applies to a new one)",
+                     name, base)
+        if not exists:
+            self.store.add_profile(name, base)
+        self.store.set_meta("profile", name)  # durable before acknowledged: a restart resumes it
+        with self.lock:
+            if not exists:
+                self.profile_names = [n for n, _ in self.store.profiles()]
+            if name != self.profile:
+                self.profile = name
+                self.profile_base = None if exists else base
+                self.likes, self.dislikes = self.store.totals(name)
+                self._settings_changed()  # the next loop comes from this profile's critic
+                log.info("taste profile %s%s", name, f" (new, a copy of {base})" if not exists and base else
+                         " (new, untrained)" if not exists else "")
+            args = (self.profile, self.likes + self.dislikes)
+        self.emit("/dd/profile", *args)
+        return args
+
+    def select_profile(self, index: int) -> tuple[str, int]:
+        """The index-th profile (0-based, in the order `deepdrummer-live profiles` lists them)."""
+        names = list(self.profile_names)
+        if not 0 <= index < len(names):
+            raise CommandError(f"profile index {index} does not exist; use 0-{len(names) - 1} "
+                               f"({', '.join(f'{i} {n}' for i, n in enumerate(names))})")
+        return self.set_profile(names[index])
+
+    def next_profile(self) -> tuple[str, int]:
+        names = list(self.profile_names)
+        at = names.index(self.profile) if self.profile in names else -1
+        return self.set_profile(names[(at + 1) % len(names)])
+
+    def program_change(self, number) -> None:
+        """MIDI Program Change n on the input port: the n-th profile; a number with no profile is logged."""
+        names = list(self.profile_names)
+        if not (isinstance(number, int) and 0 <= number < len(names)):
+            log.warning("MIDI Program Change %r: no profile with that number (%s); ignored", number,
+                        ", ".join(f"{i} {n}" for i, n in enumerate(names)))
+            return
+        self.control("profile", [names[number]])
+
+    def vary(self) -> None:
+        """The next loop is a variation of the current one (the critic's best of a few), at once
+        (stopped) or at the next bar line (playing), like /dd/next."""
+        with self.lock:
+            if self.current is None:
+                raise CommandError("no loop is current yet; wait for the first /dd/loop, then vary it")
+            if self.pending is not None:
+                raise CommandError(f"loop {self.pending.id} comes at the next bar line already; "
+                                   f"vary it once it plays")
+            self.vary_of = self.current.id
+            self._vary_source = self.current.proposal.loops
+            self._settings_changed()
+            self._request_next()
+
+    def fill(self) -> None:
+        """The next bar played is a fill of the current loop, then the loop goes on. The fill is made by
+        the worker (first in its queue) and sent for the next bar line; when the player switches to it,
+        the current loop is sent again for the bar line after (see _fill_started)."""
+        with self.lock:
+            if self.current is None:
+                raise CommandError("no loop is current yet; wait for the first /dd/loop")
+            if not self.playing:
+                raise CommandError("the transport is stopped: a fill plays at the next bar line; start it "
+                                   "first (/dd/play, or the clock that drives it)")
+            if self.pending is not None:
+                raise CommandError(f"loop {self.pending.id} comes at the next bar line already; ask for the "
+                                   f"fill once it plays")
+            if self._fill_for is not None:
+                raise CommandError(f"a fill of loop {self._fill_for} is on its way already; it plays at the "
+                                   f"next bar line")
+            loop = self.current
+            self._fill_for = loop.id
+            self.worker.add_job(lambda: self._make_fill(loop), "fill", first=True)
+
+    def _make_fill(self, loop: Loop) -> None:
+        fill, p_like = self.learner.fill(loop.proposal.loops)
+        samples, _, roles, steps = self.learner.describe(fill)
+        levels = self.learner.levels(fill)
+        with self.lock:
+            if self._fill_for != loop.id or self.current is not loop or self.pending is not None:
+                self._fill_for = None
+                return  # the session moved on meanwhile: the fill is not wanted any more
+            fill_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=loop.notes, roles=roles,
+                                          steps=steps, p_like=p_like, mode="fill", bpm=self.tempo, levels=levels,
+                                          meter=loop.meter)
+            proposal = replace(loop.proposal, loops=fill, p_like=p_like, mode="fill", vary_of=None)
+            self.fill_loop = Loop(fill_id, proposal, samples, list(loop.notes), roles, steps, levels, loop.meter)
+            if self.transport is None:
+                self._fill_started(self.fill_loop)
+            else:
+                self._send_loop(self.fill_loop)
+
+    def _fill_started(self, fill: Loop) -> None:
+        """The fill plays this bar: say so, and send the current loop for the next bar line (once)."""
+        self.fill_loop = None
+        self._fill_for = None
+        back = self.current
+        self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.steps, origin=None)
+        if back is not None and self.pending is None and self.transport is not None:
+            self._send_loop(back)
+
+    def recall(self, loop_id: int) -> None:
+        """Make an earlier loop of this state dir current again: its own id, samples, notes, steps and
+        levels (at the next bar line while playing)."""
+        rec = self.store.loop(loop_id)
+        if rec is None:
+            raise CommandError(f"loop id {loop_id} was never proposed in this state dir; use the id of a "
+                               f"/dd/loop (the page lists the liked and saved ones)")
+        loops = self.learner.loops_from_record(rec)
+        if loops is None:
+            names = {s.name for s in self.learner.kit.samples}
+            missing = [n for n in rec.samples if n not in names] or rec.samples
+            raise CommandError(f"loop {loop_id} cannot be played with kit {self.learner.kit.name}: it uses "
+                               f"{', '.join(missing)}; run with --kit {rec.kit} to recall it")
+        with self.lock:
+            proposal = Proposal(loops, rec.p_like, rec.mode, self.fotf, self.learner.version, self._prior(),
+                                self.profile)
+            loop = Loop(rec.id, proposal, list(rec.samples), list(rec.notes), list(rec.roles), list(rec.steps),
+                        list(rec.levels), rec.meter)
+            self.want_next_since = None  # a loop asked for earlier is superseded by this one
+            if self.vary_of is not None:
+                self.vary_of = self._vary_source = None
+                self._settings_changed()
+            self.pending = None
+            self._present(loop)
+
     def _write_library(self, loop_id: int, rec: LoopRecord, loops, name: str, origin: Any,
                        swing: float = 0.0) -> None:
         bpm = rec.bpm
@@ -652,6 +856,7 @@ class Session:
                 "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at,
                           "choices": SHAPE_CHOICES},
                 "locks": sorted(self.locked), "density": list(self.density[: self.rows]),
+                "profile": self.profile, "profiles": list(self.profile_names),
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
                 "playing": self.playing,

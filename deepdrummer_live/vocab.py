@@ -120,3 +120,16 @@ def swing_problem(amount) -> str | None:
 def sureness(z: float) -> str:
     """A learnt fact's weight over its standard error (the taste map), in words: how sure the critic is."""
     return "sure" if abs(z) >= 2 else "leaning" if abs(z) >= 1 else "a hint"
+
+DEFAULT_PROFILE = "default"  # the taste profile of a state dir from before profiles, and of `run` without --profile
+PROFILE_NAME_MAX = 32
+_PROFILE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def profile_problem(name) -> str | None:
+    """What is wrong with a taste profile's name (a sentence naming it, the rule and the fix), or None.
+    The name is also a folder of the state dir (profiles/<name>/), so the rule keeps it a plain one."""
+    if isinstance(name, str) and 1 <= len(name) <= PROFILE_NAME_MAX and set(name) <= _PROFILE_CHARS:
+        return None
+    return (f"profile name {name!r:.60} is not allowed; use 1-{PROFILE_NAME_MAX} of letters, digits, - and _ "
+            f"(e.g. verse, chorus_2)")

@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     imp.add_argument("--device", default="cpu")
     imp.add_argument("--seed", type=int, default=1)
     imp.add_argument("--json", action="store_true", help="replay: last stdout line is one JSON object")
+    imp.add_argument("--profile", default=None, metavar="NAME",
+                     help="only the ratings of this taste profile (the `profile` column) [every rating]")
 
 
 def cmd(args) -> int:
@@ -158,6 +160,8 @@ COLUMN_DOCS = {
     "participant": "a code for the person who rated (`dataset export --participant`, or the experiment's code)",
     "phase": "in an experiment (`deepdrummer-live experiment`): 1 (rated while the critic learnt) or 2 (blind "
              "evaluation; `mode` says good or random); empty for a normal session",
+    "profile": "the taste profile that was current when the loop was rated (`--profile`, `/dd/profile`; "
+               "`default` for a session without profiles); a loop rated in two profiles has a line in each",
 }
 
 
@@ -256,6 +260,12 @@ def cmd_import(args) -> int:
     if args.out is None and not args.replay:
         raise UsageError("dataset import: say what to do: --out critic.pt (pretrain) and/or --replay")
     ratings = load_datasets(args.datasets)
+    if args.profile is not None:  # one taste: ratings of different songs' profiles would contradict each other
+        found = sorted({r.profile for r in ratings})
+        ratings = [r for r in ratings if r.profile == args.profile]
+        if not ratings:
+            raise UsageError(f"--profile {args.profile!r}: no rating of that profile in the dataset(s); "
+                             f"use one of {', '.join(found) or 'none'}")
     if not ratings:
         raise StateError(f"{', '.join(map(str, args.datasets))}: no ratings to import; export a session with ratings")
     kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 from deepdrummer_live import __version__
@@ -29,6 +30,7 @@ from deepdrummer_live.vocab import (
     TEMPO_MIN,
     WEB_HOST,
     WEB_PORT,
+    profile_problem,
     shape_problem,
     swing_problem,
 )
@@ -71,6 +73,20 @@ def positive_count(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a count; give a whole number from 1 (e.g. 40)")
     return int(value)
+
+
+def half_life(value: str) -> float:
+    """Ratings (0 or more; 0 or `none`: every rating weighs the same)."""
+    if value.lower() == "none":
+        return 0.0
+    try:
+        n = float(value)
+    except ValueError:
+        n = float("nan")
+    if not 0 <= n <= 1e6:  # nan fails too
+        raise argparse.ArgumentTypeError(f"{value!r} is not a half-life; give a number of ratings, 0 or more "
+                                         f"(e.g. 20), or none")
+    return n
 
 
 def port_or_off(value: str) -> int:
@@ -134,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--critic", default=None, metavar="PATH",
                      help="a new session starts from this critic: a critic.pt of another state dir, that "
                           "state dir, or a shipped critic's name (deepdrummer-live critic list)")
+    run.add_argument("--profile", default=None, metavar="NAME",
+                     help="the taste profile to start with, created if new (1-32 of letters, digits, -, _) "
+                          "[the one the last run on this state dir ended with, else default]")
+    run.add_argument("--half-life", type=half_life, default=None, metavar="N",
+                     help="recent ratings weigh more: a rating N ratings old weighs half (0: all the same) "
+                          "[10 for the default critic, 0 for --paper; docs/learning.md]")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
@@ -170,9 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_parser(sub)
     sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
 
+    profiles = sub.add_parser("profiles", help="the taste profiles of a state dir: index, name, ratings")
+    profiles.add_argument("--state-dir", type=Path, default=None)
+
     report = sub.add_parser("report", help="PNG plots of a session")
     report.add_argument("--state-dir", type=Path, default=None)
     report.add_argument("--out", type=Path, default=None, help="output folder [<state-dir>/report]")
+    report.add_argument("--profile", default=None, metavar="NAME",
+                        help="only the ratings of this taste profile [every rating]")
     for module in plugin_commands().values():  # commands that register themselves: dataset, pretrain
         module.add_parser(sub)
     return parser
@@ -237,6 +264,9 @@ def check_run_flags(args) -> None:
     problem = shape_problem(args.rows, args.bars, args.meter)
     if problem:
         raise UsageError(f"--{problem}")
+    problem = profile_problem(args.profile) if args.profile is not None else None
+    if problem:
+        raise UsageError(f"--profile: {problem}")
     if not -500.0 <= args.midi_offset_ms <= 500.0:
         raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
     for host, port in args.notify:
@@ -315,7 +345,9 @@ def cmd_run(args) -> int:
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
         critic_path = resolve_critic_source(args.critic) if args.critic else None
-        engine = Learner(kit, device, seed, kind=resolve_kind(args, critic_path, store.checkpoint_path))
+        kind = resolve_kind(args, critic_path, store.checkpoint_path)
+        config = replace(kind.config, half_life=args.half_life) if args.half_life is not None else None
+        engine = Learner(kit, device, seed, kind=kind, config=config)
         start = engine.choose_start(store.checkpoint_path, critic_path)
         if critic_path is not None and not engine.resumed:
             # The state dir's own copy at once: a crash before the first rating's checkpoint must not
@@ -330,7 +362,7 @@ def cmd_run(args) -> int:
                              f"drop --critic-kind/--paper (the default critic reads any shape)")
         session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
                                 swing=args.swing, note_map=note_map, rows=args.rows, bars=args.bars,
-                                meter=args.meter)
+                                meter=args.meter, profile=args.profile)
         if args.switch is not None:
             session.set_switch(args.switch)
         if transport is None:
@@ -435,6 +467,23 @@ def cmd_kits(args) -> int:
     return 0
 
 
+def cmd_profiles(args) -> int:
+    """`index name ratings`, one profile a line, in the order MIDI Program Change numbers them."""
+    from deepdrummer_live.storage.store import Store
+
+    state_dir = (args.state_dir or default_state_dir()).expanduser()
+    if not (state_dir / "state.sqlite").exists():
+        raise StateError(f"--state-dir {str(state_dir)!r} has no session (no state.sqlite); pass the folder "
+                         f"`deepdrummer-live run --state-dir` used")
+    store = Store(state_dir)  # an older state dir is brought up to date, as `run` would: `default` holds its ratings
+    try:
+        for i, (name, count) in enumerate(store.profiles()):
+            print(f"{i} {name} {count}")
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["send"]:  # a DAW's button press: build only its parser, import no other command's module
@@ -466,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             from deepdrummer_live.cli.report import cmd_report
 
             return cmd_report(args)
+        if args.command == "profiles":
+            return cmd_profiles(args)
         if args.command == "commands":
             from deepdrummer_live import commands
 

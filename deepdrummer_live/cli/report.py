@@ -17,6 +17,7 @@ from deepdrummer_live.errors import StateError
 from deepdrummer_live.paths import default_state_dir
 from deepdrummer_live.storage.store import TASTE_META
 from deepdrummer_live.surfaces.taste import taste_line
+from deepdrummer_live.vocab import DEFAULT_PROFILE
 
 MAX_GRIDS = 24  # liked loops drawn; more would make an unreadable poster
 LIKE_COLOR, DISLIKE_COLOR = "#2e9e44", "#c8553d"
@@ -29,6 +30,7 @@ class Rated:
     liked: bool
     ts: float
     p_like: float  # the critic's P(like) when the loop was proposed
+    profile: str = DEFAULT_PROFILE  # the taste profile it was rated in
 
 
 @dataclass
@@ -50,18 +52,21 @@ class SessionData:
     n_loops: int = 0
 
 
-# A loop's effective rating is its latest rating that was not undone (docs/architecture.md).
+# A loop's effective rating in a profile is its latest rating there that was not undone (docs/architecture.md);
+# `{profile}` is the column, or a constant for a state dir from before profiles (read-only: no migration).
 EFFECTIVE = """
-SELECT r.seq, r.loop_id, r.rating, r.ts, COALESCE(l.p_like, r.p_like)
+SELECT r.seq, r.loop_id, r.rating, r.ts, COALESCE(l.p_like, r.p_like), {profile}
 FROM ratings r
-JOIN (SELECT loop_id, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id) last ON r.seq = last.seq
+JOIN (SELECT loop_id, {profile} AS p, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, p) last
+  ON r.seq = last.seq
 LEFT JOIN loops l ON l.id = r.loop_id
 ORDER BY r.seq
 """
 
 
-def load_session(state_dir: Path) -> SessionData:
-    """Read the store without writing to it (a running daemon may hold it open)."""
+def load_session(state_dir: Path, profile: str | None = None) -> SessionData:
+    """Read the store without writing to it (a running daemon may hold it open); `profile`: only the
+    ratings of that taste profile (None: every rating, each with its profile)."""
     db_path = Path(state_dir).expanduser() / "state.sqlite"
     if not db_path.exists():
         raise StateError(f"--state-dir {str(Path(state_dir))!r} has no state.sqlite (no session there); "
@@ -69,7 +74,10 @@ def load_session(state_dir: Path) -> SessionData:
     try:
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
-            rated = [Rated(s, i, bool(r), ts, float(p or 0.0)) for s, i, r, ts, p in db.execute(EFFECTIVE)]
+            profiled = "profile" in {c[1] for c in db.execute("PRAGMA table_info(ratings)")}
+            query = EFFECTIVE.format(profile="profile" if profiled else f"'{DEFAULT_PROFILE}'")
+            rated = [Rated(s, i, bool(r), ts, float(p or 0.0), str(pr)) for s, i, r, ts, p, pr in db.execute(query)
+                     if profile is None or pr == profile]
             liked_ids = {r.loop_id for r in rated}
             loops = {}
             for row in db.execute("SELECT id, samples, roles, grid, p_like, mode FROM loops"):
@@ -250,7 +258,10 @@ def cmd_report(args) -> int:
             print(f"phase II {kind}: {s['liked']}/{s['rated']} liked ({s['rate']:.2f}, 95 % {s['ci95'][0]:.2f}-"
                   f"{s['ci95'][1]:.2f})")
         return 0
-    data = load_session(state_dir)
+    profile = getattr(args, "profile", None)  # callers from before taste profiles pass no such flag
+    data = load_session(state_dir, profile)
+    if profile is not None and not data.rated:
+        print(f"no rating in taste profile {profile!r} (see `deepdrummer-live profiles`)", file=sys.stderr)
     written, skipped = write_report(data, Path(out))
     for p in written:
         print(p)
@@ -259,6 +270,9 @@ def cmd_report(args) -> int:
         path = Path(out) / "report-taste.txt"
         path.write_text(f"taste from {taste.get('ratings', 0)} ratings\n{taste_line(taste, 1000)}\n")
         print(path)
+    for name in sorted({r.profile for r in data.rated}):  # which tastes the pictures hold (stdout: the files only)
+        mine = [r for r in data.rated if r.profile == name]
+        print(f"profile {name}: {len(mine)} ratings, {sum(r.liked for r in mine)} liked", file=sys.stderr)
     for why in skipped:
         print(f"skipped {why}", file=sys.stderr)
     return 0

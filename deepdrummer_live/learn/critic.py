@@ -70,12 +70,16 @@ class CriticConfig:
     head_clip: float = 0.0  # like head inputs squashed to +-this many SDs of random loops (0: not squashed)
     step_width: int = 0  # lean: width of the per-step network before the step embedding (0: `width`)
     step_layers: int = 0  # lean: residual 1x1 layers of the per-step network
+    # Recency: a rating `half_life` ratings older than the newest weighs half as much (0: every rating the
+    # same), so the critic follows a performer who changes their mind (docs/learning.md, "a change of mind")
+    half_life: float = 0.0
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
 LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
                            dropout=0.2, batches_per_rating=1, noise_sd=0.05, max_shift=0, width=32, hidden=0,
-                           label_smoothing=0.2, bands=10, fit="full", head_clip=2.0, step_width=96, step_layers=2)
+                           label_smoothing=0.2, bands=10, fit="full", head_clip=2.0, step_width=96, step_layers=2,
+                           half_life=10.0)  # a change of mind: +0.08 like-rate after it, docs/learning.md
 
 
 class PaperCritic(nn.Module):
@@ -345,12 +349,25 @@ class Trainer:
         params = getattr(self.model, "rating_parameters", self.model.parameters)()
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
+    def reset_optimizer(self) -> None:
+        """A new optimizer over the rating parameters (another profile's taste was loaded: the old
+        moments belong to the taste that left)."""
+        self.__post_init__()
+
     def set_example(self, loop_id: int, example: torch.Tensor, label: int | None) -> None:
-        """Add or replace (re-rating) or remove (label None: undo) a rated loop."""
-        if label is None:
-            self.examples.pop(loop_id, None)
-        else:
+        """Add or replace (re-rating) or remove (label None: undo) a rated loop. `examples` stays in the
+        order the ratings were given (a re-rating moves to the end): recency weighting reads it."""
+        self.examples.pop(loop_id, None)
+        if label is not None:
             self.examples[loop_id] = (example, int(label))
+
+    def recency(self, n: int, device=None) -> torch.Tensor:
+        """Weights of `n` ratings, oldest first: 0.5 ** (age / half_life), age 0 for the newest;
+        all ones when half_life is 0."""
+        age = torch.arange(n - 1, -1, -1, dtype=torch.float32, device=device)
+        if self.config.half_life <= 0:
+            return torch.ones(n, device=device)
+        return torch.pow(0.5, age / self.config.half_life)
 
     def ready(self) -> bool:
         labels = {lab for _, lab in self.examples.values()}
@@ -358,11 +375,17 @@ class Trainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         items = list(self.examples.values())
+        recency = self.recency(len(items), self.gen.device)
         good = [x for x, lab in items if lab == 1]
         bad = [x for x, lab in items if lab == 0]
         half = self.config.batch_size // 2
-        pick_good = torch.randint(0, len(good), (half,), generator=self.gen, device=self.gen.device).tolist()
-        pick_bad = torch.randint(0, len(bad), (half,), generator=self.gen, device=self.gen.device).tolist()
+        labels = torch.tensor([lab for _, lab in items], device=self.gen.device)
+        if self.config.half_life > 0:  # drawn in proportion to recency
+            pick_good = torch.multinomial(recency[labels == 1], half, replacement=True, generator=self.gen).tolist()
+            pick_bad = torch.multinomial(recency[labels == 0], half, replacement=True, generator=self.gen).tolist()
+        else:
+            pick_good = torch.randint(0, len(good), (half,), generator=self.gen, device=self.gen.device).tolist()
+            pick_bad = torch.randint(0, len(bad), (half,), generator=self.gen, device=self.gen.device).tolist()
         x = torch.stack([good[i] for i in pick_good] + [bad[i] for i in pick_bad])
         y = torch.tensor([1] * half + [0] * half, device=x.device)
         return x, y
@@ -408,8 +431,12 @@ class Trainer:
             x = torch.cat([self.model.head_input(torch.stack([f for f, _ in items[i:i + 256]]))
                            for i in range(0, len(items), 256)])
         y = torch.tensor([lab for _, lab in items], device=x.device)
+        # Each class weighs half (by count), times each rating's recency (mean 1). Recency is not
+        # normalized within a class: a class whose ratings are all old (the likes of a taste the
+        # performer left) fades with them instead of keeping half of the fit (docs/learning.md)
         pos = float(y.float().mean())
-        weight = torch.where(y == 1, 0.5 / pos, 0.5 / (1.0 - pos))
+        recency = self.recency(len(items), x.device)
+        weight = torch.where(y == 1, 0.5 / pos, 0.5 / (1.0 - pos)) * recency / recency.mean()
         eps = self.config.label_smoothing
         target = torch.stack([1.0 - y.float(), y.float()], dim=1) * (1.0 - eps) + eps / 2
         head = self.model.mlp

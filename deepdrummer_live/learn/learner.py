@@ -39,7 +39,7 @@ from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
 from deepdrummer_live.storage.dataset import Rating
-from deepdrummer_live.storage.store import LoopRecord, Store, atomic_write
+from deepdrummer_live.storage.store import DEFAULT_PROFILE, LoopRecord, Store, atomic_write
 from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ HEARING_STEPS_PER_REFRESH = 40  # 3.2 fresh loops per step, as the shipped criti
 HEARING_REFIT_EVERY = 1000
 MIN_CHAINS = 32  # the fewest chains a search of a big loop runs (see Learner.propose)
 
+VARY_CANDIDATES = 64  # /dd/vary: variations scored; the critic's best is played (one batch, ~0.1 s on a core)
+FILL_CANDIDATES = 16  # /dd/fill: fills scored the same way
+
 
 @dataclass
 class Proposal:
@@ -63,6 +66,8 @@ class Proposal:
     fotf: bool
     critic_version: int  # training rounds behind it; stale once the critic has moved on
     prior: pattern.Prior = pattern.Prior()  # density, dynamics and locks it was made under
+    profile: str = DEFAULT_PROFILE  # the taste profile whose critic chose it
+    vary_of: int | None = None  # /dd/vary: the id of the loop it is a variation of
 
 
 class Learner:
@@ -90,6 +95,11 @@ class Learner:
         self.model.eval()
         self.trainer = Trainer(self.config, self.model, self.scorer.transform, self.train_gen,
                                on_audio=self.kind.trains_on == "audio")
+        # Taste profiles: one model; what a profile owns (its taste: the like head of a hearing critic,
+        # else every weight) is swapped in when it becomes current, what is heard is shared.
+        self.profile = DEFAULT_PROFILE
+        self._fresh_taste = self._taste()  # an untrained taste (a new profile with no `from`)
+        self._tastes: dict[str, dict] = {}  # the other profiles: {"examples", "taste" (None: untrained), "unsaved"}
         self.version = 0
         self.hearing_done = False
         self.hearing_steps: int | None = None  # hearing steps the trunk has learnt; None: came with it
@@ -116,16 +126,36 @@ class Learner:
                        rows=rows or self.prior.rows, bars=bars or self.prior.bars, meter=meter or self.prior.meter)
 
     def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
-                chains: int | None = None) -> Proposal:
+                chains: int | None = None, profile: str | None = None, profile_base: str | None = None,
+                vary: Loops | None = None, vary_of: int | None = None) -> Proposal:
         """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
         is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains, so that a
-        search costs the same whatever the shape (generation and mutation cost per cell)."""
+        search costs the same whatever the shape (generation and mutation cost per cell).
+        `profile`: the taste that chooses (made current first; a new one copies `profile_base`'s);
+        `vary`: a loop (batch of one) whose variation is wanted instead of a search."""
+        if profile is not None:
+            self.use_profile(profile, profile_base)
         prior = replace(prior or self.prior, fotf=fotf)
+        if vary is not None:
+            loop, p = self.best_of(pattern.variations(vary.to(self.device), VARY_CANDIDATES, len(self.kit), self.gen,
+                                                      prior, self.scorer.kick_ids))
+            return Proposal(loop, p, mode, fotf, self.version, prior, self.profile, vary_of)
         cells = prior.rows * prior.n_steps
         scale = min(1.0, pattern.N_ROWS * pattern.N_STEPS / cells)
         n = max(MIN_CHAINS, int((chains or self.chains) * scale)) if chains != 1 else 1
         result = search(self.scorer, self.model, mode, self.gen, n, self.iters, fotf, should_stop, prior=prior)
-        return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior)
+        return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior, self.profile)
+
+    def fill(self, source: Loops) -> tuple[Loops, float]:
+        """A fill of `source` (a batch of one): its last quarter drawn again busier, the critic's best
+        of FILL_CANDIDATES -> (the fill, its P(like))."""
+        return self.best_of(pattern.fills(source.to(self.device), FILL_CANDIDATES, self.gen, self.prior))
+
+    def best_of(self, candidates: Loops) -> tuple[Loops, float]:
+        """The candidate the current critic likes most, and its P(like)."""
+        p = self.scorer.score(self.model, candidates)
+        best = int(torch.argmax(p))
+        return candidates.take(best), float(p[best])
 
     def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
         """(sample names, GM notes, roles, step strings) of a batch-of-one."""
@@ -289,11 +319,59 @@ class Learner:
                 return self.scorer.audio(loops)[0]
             return self.scorer.features(loops)[0]
 
-    def set_rating(self, loop_id: int, loops: Loops | None, label: int | None) -> None:
+    def set_rating(self, loop_id: int, loops: Loops | None, label: int | None, profile: str | None = None,
+                   example: torch.Tensor | None = None) -> None:
+        """Learn (label 1/0) or forget (None) a rated loop in `profile` (default: the current one);
+        `example`: what `example(loops)` gives, when the caller has it already."""
+        if label is not None and loops is not None and example is None:
+            example = self.example(loops)
         if label is None or loops is None:
-            self.trainer.set_example(loop_id, None, None)
-        else:
-            self.trainer.set_example(loop_id, self.example(loops), label)
+            example, label = None, None
+        if profile is None or profile == self.profile:
+            self.trainer.set_example(loop_id, example, label)
+            return
+        examples = self._tastes.setdefault(profile, {"examples": {}, "taste": None})["examples"]
+        examples.pop(loop_id, None)  # the same order rules as Trainer.set_example
+        if label is not None:
+            examples[loop_id] = (example, int(label))
+
+    # --- taste profiles ------------------------------------------------------------------------
+
+    def _taste_keys(self) -> list[str]:
+        """What a profile owns of the model: the like head of a critic that learnt to hear (the
+        hearing is shared), else all of it (a critic with no separate hearing has nothing to share)."""
+        keys = list(self.model.state_dict())
+        if getattr(self.model, "roles", None) is not None:
+            return [k for k in keys if k.startswith("mlp.")]
+        return keys
+
+    def _taste(self, state: dict | None = None) -> dict:
+        state = self.model.state_dict() if state is None else state
+        return {k: state[k].detach().clone() for k in self._taste_keys()}
+
+    def use_profile(self, name: str, base: str | None = None) -> bool:
+        """Make profile `name` the taste that scores and learns. A profile never seen starts as a copy
+        of `base`'s taste and ratings, else untrained (P(like) 0.5 for every loop until it is rated)
+        over the hearing the session has. Nothing waits for training: a hearing critic's head is
+        refitted on the profile's ratings at once (milliseconds). Returns True when it changed."""
+        if name == self.profile:
+            return False
+        self._tastes[self.profile] = {"examples": self.trainer.examples, "taste": self._taste(), "unsaved": True}
+        entry = self._tastes.pop(name, None)
+        if entry is None:
+            source = self._tastes.get(base) if base is not None else None
+            entry = ({"examples": dict(source["examples"]), "taste": source["taste"], "unsaved": True}
+                     if source is not None else {"examples": {}, "taste": None, "unsaved": True})
+        self.trainer.examples = entry["examples"]
+        self.model.load_state_dict(entry["taste"] if entry["taste"] is not None else self._fresh_taste, strict=False)
+        self.model.eval()
+        self.trainer.reset_optimizer()
+        self.profile = name
+        self.version += 1  # proposals made by the other taste are stale
+        if self.config.fit == "full" and self.trainer.ready():
+            self.trainer.train()  # fitted over what the trunk hears now, which may have moved since
+        log.info("taste profile %s: %d ratings to learn from", name, len(self.trainer.examples))
+        return True
 
     def train(self, n_batches: int | None = None) -> float | None:
         loss = self.trainer.train(n_batches)
@@ -348,12 +426,40 @@ class Learner:
         return state
 
     def save_checkpoint(self, store: Store) -> None:
-        buf = io.BytesIO()
-        torch.save(self.critic_state(), buf)
-        atomic_write(store.checkpoint_path, lambda fh: fh.write(buf.getvalue()))
+        """critic.pt: the hearing and the `default` profile's taste (so a state dir from before profiles,
+        and `run --critic`, read it as ever); profiles/<name>/critic.pt: the whole critic with that
+        profile's taste, for the current profile and any other whose taste changed since."""
+        state = self.critic_state()
+        files = {}
+        if self.profile != DEFAULT_PROFILE:
+            files[store.profile_checkpoint_path(self.profile)] = state
+            default = self._tastes.get(DEFAULT_PROFILE, {}).get("taste") or self._fresh_taste
+            state = {**state, "model": {**state["model"], **default}}
+        files[store.checkpoint_path] = state
+        for name, entry in self._tastes.items():
+            if name != DEFAULT_PROFILE and entry.get("unsaved") and entry["taste"] is not None:
+                files[store.profile_checkpoint_path(name)] = {**state, "model": {**state["model"], **entry["taste"]}}
+                entry["unsaved"] = False
+        for path, content in files.items():
+            buf = io.BytesIO()
+            torch.save(content, buf)
+            data = buf.getvalue()
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(path, lambda fh, data=data: fh.write(data))
 
     def load_checkpoint(self, store: Store) -> bool:
-        """Resume the state dir's own critic; a bad or foreign file is logged and the critic starts fresh."""
+        """Resume the state dir's own critic and its profiles' tastes; a bad or foreign file is logged
+        and that critic (or taste) starts fresh."""
+        for name, _ in store.profiles():
+            path = store.profile_checkpoint_path(name)
+            if name == DEFAULT_PROFILE or not path.exists():
+                continue
+            try:
+                taste = self._taste(self.kind.read(path, self.device)["model"])
+            except (CriticFileError, KeyError) as exc:
+                log.warning("profile %s: its critic file is unusable (%s); it learns again from its ratings", name, exc)
+                continue
+            self._tastes[name] = {"examples": {}, "taste": taste, "unsaved": False}
         path = store.checkpoint_path
         if not path.exists():
             return False

@@ -112,6 +112,14 @@ class ControllerMap:
         return (round(value) if param.kind == "int" else round(value, 3),)
 
 
+def program_event(data: list[int]) -> dict | None:
+    """A Program Change (any channel) -> a `program` event for the main process, which makes the n-th
+    taste profile current (contract v1.2); it needs no mapping file. None for any other message."""
+    if len(data) >= 2 and data[0] & 0xF0 == 0xC0 and 0 <= data[1] <= 127:
+        return {"type": "program", "number": int(data[1])}
+    return None
+
+
 def _channel(raw, where: str, path: Path) -> int | None:
     if raw is None or raw == "any":
         return None

@@ -20,6 +20,7 @@ from deepdrummer_live.errors import AudioLost, UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player import protocol as msg
 from deepdrummer_live.player.clock import STEPS_PER_BAR, ClockSource
+from deepdrummer_live.player.controller import program_event
 from deepdrummer_live.player.protocol import PlayerConfig, check_swing, parse_rows
 
 SPIN_S = 0.001  # sleep until this close to a deadline, then spin (ports that send now only)
@@ -99,6 +100,10 @@ class Sequencer:
                 self.learning = False  # one press is one binding
                 self.emit(msg.learn_midi(list(data[:3])))
                 return
+        program = program_event(data)  # a taste profile (player/controller.py), with or without a mapping
+        if program is not None:
+            self.emit(program)
+            return
         if self.controller is not None and 0x80 <= status < 0xF0:
             event = self.controller.handle(data)
             if event is not None:

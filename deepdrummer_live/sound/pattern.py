@@ -17,6 +17,7 @@ All functions are pure: tensors and a `torch.Generator` in, new tensors out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -294,6 +295,67 @@ def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
     swap = torch.rand(loops.sample_ids.shape, generator=gen, device=device) < P_SWAP_SAMPLE
     ids = torch.where(swap, _random_ids(loops.sample_ids.shape, n_samples, gen, device), loops.sample_ids)
     return _finish(Loops(levels, ids, loops.meter), gen, prior, kick_ids)
+
+
+VARY_MAX_CELLS = 0.25  # /dd/vary: at most this share of a loop's step cells change (hit <-> rest)
+VARY_MIN_KEPT_ROWS = 0.5  # /dd/vary: at least this share of its rows keep their sample
+FILL_SHARE = 0.25  # /dd/fill: the bar's last quarter is drawn again (the fill's run-up to the next one)
+FILL_DENSITY = 0.7  # ... and busier than the paper's 0.5: a fill is a burst
+
+
+def variations(source: Loops, batch: int, n_samples: int, gen: torch.Generator, prior: Prior | None = None,
+               kick_ids: torch.Tensor | None = None) -> Loops:
+    """`batch` variations of one loop (a batch of one), each within the /dd/vary bounds: at least half
+    of its rows keep their sample and at most a quarter of its cells change. Each draws how many cells
+    (1 up to half the bound: "a few changes") and how many rows' samples (0 up to the bound) to change,
+    then picks them at random; a new hit gets a level from the prior. Locked rows stay as they are."""
+    prior = prior or Prior()
+    device = source.levels.device
+    _, rows, steps = source.levels.shape
+    levels = source.levels.expand(batch, rows, steps).clone()
+    ids = source.sample_ids.expand(batch, rows).clone()
+    max_cells = int(rows * steps * VARY_MAX_CELLS)
+    max_swaps = rows - math.ceil(rows * VARY_MIN_KEPT_ROWS)
+    fresh = _random_levels(levels.shape, gen, device, prior.dynamics)
+    for b in range(batch):
+        k = int(torch.randint(1, max(1, max_cells // 2) + 1, (), generator=gen, device=device))
+        cells = torch.randperm(rows * steps, generator=gen, device=device)[:k]
+        r, st = cells // steps, cells % steps
+        levels[b, r, st] = torch.where(levels[b, r, st] > 0, torch.zeros_like(fresh[b, r, st]), fresh[b, r, st])
+        swaps = int(torch.randint(0, max_swaps + 1, (), generator=gen, device=device))
+        if swaps:
+            which = torch.randperm(rows, generator=gen, device=device)[:swaps]
+            ids[b, which] = _random_ids((swaps,), n_samples, gen, device)
+    out = Loops(levels, ids, source.meter)
+    if prior.fotf and kick_ids is not None:
+        fotf_out = apply_fotf(out, kick_ids, gen, prior.dynamics)
+        # four on the floor may change row 0 beyond the bounds (a source made without it): keep those within
+        ok = within_variation(source, fotf_out)
+        out = fotf_out.where(ok, out)
+    return prior.lock.apply(out) if prior.lock is not None else out
+
+
+def within_variation(source: Loops, loops: Loops) -> torch.Tensor:
+    """bool `[batch]`: each loop is a /dd/vary variation of `source` (a batch of one)."""
+    rows, steps = source.levels.shape[1:]
+    changed = (loops.grid != source.grid).sum(dim=(1, 2))
+    kept = (loops.sample_ids == source.sample_ids).sum(dim=1)
+    return (changed <= int(rows * steps * VARY_MAX_CELLS)) & (kept >= math.ceil(rows * VARY_MIN_KEPT_ROWS))
+
+
+def fills(source: Loops, batch: int, gen: torch.Generator, prior: Prior | None = None) -> Loops:
+    """`batch` fills of one loop: the same samples, all of it as it is but the last quarter of its last
+    bar (of a phrase: the phrase ends in the fill), every row drawn again there at FILL_DENSITY (levels
+    from the prior). Locked rows are not spared: a fill plays once, and the loop comes back whole after it."""
+    prior = prior or Prior()
+    device = source.levels.device
+    _, rows, steps = source.levels.shape
+    levels = source.levels.expand(batch, rows, steps).clone()
+    start = steps - max(1, int(steps_per_bar(source.meter) * FILL_SHARE))
+    shape = (batch, rows, steps - start)
+    on = torch.rand(shape, generator=gen, device=device) < FILL_DENSITY
+    levels[:, :, start:] = _random_levels(shape, gen, device, prior.dynamics) * on
+    return Loops(levels, source.sample_ids.expand(batch, rows).clone(), source.meter)
 
 
 # --- strings (the contract's `steps` and `levels`) --------------------------------------------

@@ -17,20 +17,23 @@ from pathlib import Path
 
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.sound.dynamics import check_levels, default_levels
-from deepdrummer_live.vocab import DEFAULT_METER, shape_problem, steps_per_bar
+from deepdrummer_live.vocab import DEFAULT_METER, DEFAULT_PROFILE, shape_problem, steps_per_bar
 
 # Order of the CSV columns; the data card (cli/dataset.py) describes each.
 COLUMNS = ("loop_id", "label", "time", "ts", "kit", "tempo", "n_steps", "meter", "bars", "samples", "notes", "roles",
-           "steps", "levels", "p_like", "mode", "participant", "phase")
+           "steps", "levels", "p_like", "mode", "participant", "phase", "profile")
 LIST_COLUMNS = ("samples", "notes", "roles", "steps", "levels")
 LABELS = {1: "like", 0: "dislike"}
 KIT_PATH_META = "kit_path"  # meta key where `run` records the kit folder it used
 
-# The ratings in effect, in the order they were given; loop columns beside them.
+# The ratings in effect (per profile: a loop may be rated in several), in the order they were given;
+# loop columns beside them. `{profile}` is the ratings' profile column, or a constant for an old state dir
+# (read-only here: no migration).
 EFFECTIVE = """
-SELECT r.loop_id, r.rating, r.ts, r.p_like, l.*
+SELECT r.loop_id, r.rating, r.ts, r.p_like, {profile}, l.*
 FROM ratings r
-JOIN (SELECT loop_id, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id) last ON r.seq = last.seq
+JOIN (SELECT loop_id, {profile} AS p, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, p) last
+  ON r.seq = last.seq
 JOIN loops l ON l.id = r.loop_id
 ORDER BY r.seq
 """
@@ -55,6 +58,7 @@ class Rating:
     participant: str = ""
     phase: str = ""  # an experiment's phase the rating belongs to ("1", "2"); empty in a normal session
     meter: str = DEFAULT_METER  # steps run over every bar of this meter (older datasets: one bar of 4/4)
+    profile: str = DEFAULT_PROFILE  # the taste profile that was current when it was rated
 
     @property
     def bars(self) -> int:
@@ -73,7 +77,7 @@ class Rating:
                "kit": self.kit, "tempo": f"{self.tempo:g}", "n_steps": len(self.steps[0]) if self.steps else 0,
                "meter": self.meter, "bars": self.bars,
                "p_like": f"{self.p_like:.4f}", "mode": self.mode, "participant": self.participant,
-               "phase": self.phase}
+               "phase": self.phase, "profile": self.profile}
         for col in LIST_COLUMNS:
             row[col] = json.dumps(getattr(self, col))
         return row
@@ -101,7 +105,8 @@ def read_ratings(state_dir: Path, participant: str = "") -> tuple[list[Rating], 
     db = open_readonly(state_dir)
     try:
         columns = [c[1] for c in db.execute("PRAGMA table_info(loops)")]
-        rows = db.execute(EFFECTIVE).fetchall()
+        profiled = "profile" in {c[1] for c in db.execute("PRAGMA table_info(ratings)")}
+        rows = db.execute(EFFECTIVE.format(profile="profile" if profiled else f"'{DEFAULT_PROFILE}'")).fetchall()
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.Error as exc:
         raise StateError(f"{state_dir}/state.sqlite: cannot read it ({exc}); is it a deepdrummer-live "
@@ -109,7 +114,7 @@ def read_ratings(state_dir: Path, participant: str = "") -> tuple[list[Rating], 
     finally:
         db.close()
     out = []
-    for loop_id, rating, ts, rated_p, *loop in rows:
+    for loop_id, rating, ts, rated_p, profile, *loop in rows:
         rec = dict(zip(columns, loop))
         steps = rec["grid"].split("|")
         p = rec.get("p_like")
@@ -117,7 +122,7 @@ def read_ratings(state_dir: Path, participant: str = "") -> tuple[list[Rating], 
                           json.loads(rec["samples"]), [int(n) for n in json.loads(rec["notes"])],
                           json.loads(rec["roles"]), steps, _parse_levels(rec.get("levels"), steps),
                           float(p if p is not None else rated_p or 0.0), rec["mode"] or "", participant,
-                          meter=rec.get("meter") or DEFAULT_METER))
+                          meter=rec.get("meter") or DEFAULT_METER, profile=str(profile)))
     return out, meta
 
 
@@ -164,7 +169,7 @@ def read_csv(path: Path) -> list[Rating]:
                     json.loads(row.get("roles") or "[]"), steps,
                     levels,
                     float(row.get("p_like") or 0.0), row.get("mode", ""), row.get("participant", ""),
-                    row.get("phase", ""), meter))
+                    row.get("phase", ""), meter, row.get("profile") or DEFAULT_PROFILE))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{path}, line {line}: {exc}; fix or remove that line") from exc
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.sound import dynamics
-from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
+from deepdrummer_live.vocab import DEFAULT_METER, DEFAULT_PROFILE, steps_per_bar
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,
@@ -28,14 +28,16 @@ CREATE TABLE IF NOT EXISTS ratings(seq INTEGER PRIMARY KEY AUTOINCREMENT, loop_i
 CREATE TABLE IF NOT EXISTS train_log(step INTEGER, ts REAL, loss REAL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
+CREATE TABLE IF NOT EXISTS profiles(name TEXT PRIMARY KEY, created REAL, base TEXT, base_seq INTEGER);
 """
 TASTE_META = "taste"  # meta key: the latest taste map (learn/grid.taste_map) as JSON, for `report`
 LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels, meter"
 
-# A loop's effective rating: its latest rating that was not undone (re-rating replaces).
+# A loop's effective rating in a profile: its latest rating there that was not undone (re-rating
+# replaces). Profiles are apart: a loop may be liked in one and disliked in another.
 EFFECTIVE = """
-SELECT r.loop_id, r.rating FROM ratings r
-JOIN (SELECT loop_id, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id) last
+SELECT r.loop_id, r.rating, r.profile, r.seq FROM ratings r
+JOIN (SELECT loop_id, profile, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, profile) last
   ON r.seq = last.seq
 """
 
@@ -77,6 +79,12 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE loops ADD COLUMN levels TEXT")
     if "meter" not in columns:  # before loop shapes: NULL reads as 4/4
         db.execute("ALTER TABLE loops ADD COLUMN meter TEXT")
+
+    columns = {r[1] for r in db.execute("PRAGMA table_info(ratings)")}
+    if "profile" not in columns:  # before taste profiles: every rating was the one taste's, now `default`'s
+        db.execute(f"ALTER TABLE ratings ADD COLUMN profile TEXT NOT NULL DEFAULT '{DEFAULT_PROFILE}'")
+    db.execute("INSERT OR IGNORE INTO profiles(name, created, base, base_seq) VALUES (?, 0, NULL, NULL)",
+               (DEFAULT_PROFILE,))
 
 
 def fsync_dir(path: Path) -> None:
@@ -149,7 +157,11 @@ class Store:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.dir / "critic.pt"
+        return self.dir / "critic.pt"  # the hearing and the `default` profile's taste
+
+    def profile_checkpoint_path(self, profile: str) -> Path:
+        """A profile's critic (its taste over the shared hearing); `default`'s is critic.pt."""
+        return self.checkpoint_path if profile == DEFAULT_PROFILE else self.dir / "profiles" / profile / "critic.pt"
 
     def close(self) -> None:
         with self.lock:
@@ -178,40 +190,89 @@ class Store:
             row = self.db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE id = ?", (loop_id,)).fetchone()
         return _row_to_loop(row) if row else None
 
-    def add_rating(self, loop_id: int, liked: bool, p_like: float) -> tuple[int, int]:
-        """Commit a rating durably; returns (total_likes, total_dislikes)."""
+    def add_rating(self, loop_id: int, liked: bool, p_like: float,
+                   profile: str = DEFAULT_PROFILE) -> tuple[int, int]:
+        """Commit a rating durably, in `profile`; returns that profile's (total_likes, total_dislikes)."""
         with self.lock:
-            self.db.execute("INSERT INTO ratings(loop_id, rating, ts, p_like) VALUES (?,?,?,?)",
-                            (loop_id, int(liked), time.time(), float(p_like)))
-        return self.totals()
+            self.db.execute("INSERT INTO ratings(loop_id, rating, ts, p_like, profile) VALUES (?,?,?,?,?)",
+                            (loop_id, int(liked), time.time(), float(p_like), profile))
+        return self.totals(profile)
 
-    def undo_last(self) -> tuple[int, int] | None:
-        """Mark the latest rating undone; returns (loop_id, rating) or None when nothing is left."""
+    def undo_last(self, profile: str = DEFAULT_PROFILE) -> tuple[int, int] | None:
+        """Mark the latest rating of `profile` undone; returns (loop_id, rating) or None when none is left."""
         with self.lock:
-            row = self.db.execute("SELECT seq, loop_id, rating FROM ratings WHERE undone = 0 "
-                                  "ORDER BY seq DESC LIMIT 1").fetchone()
+            row = self.db.execute("SELECT seq, loop_id, rating FROM ratings WHERE undone = 0 AND profile = ? "
+                                  "ORDER BY seq DESC LIMIT 1", (profile,)).fetchone()
             if row is None:
                 return None
             self.db.execute("UPDATE ratings SET undone = 1 WHERE seq = ?", (row[0],))
         return row[1], row[2]
 
-    def effective_rating(self, loop_id: int) -> int | None:
+    def effective_rating(self, loop_id: int, profile: str | None = None) -> int | None:
+        """The loop's rating in effect in `profile` (None: in any profile, the latest)."""
+        sql, args = EFFECTIVE + " WHERE r.loop_id = ?", [loop_id]
+        if profile is not None:
+            sql, args = sql + " AND r.profile = ?", args + [profile]
         with self.lock:
-            row = self.db.execute(EFFECTIVE + " WHERE r.loop_id = ?", (loop_id,)).fetchone()
+            row = self.db.execute(sql + " ORDER BY r.seq DESC LIMIT 1", args).fetchone()
         return None if row is None else row[1]
 
-    def totals(self) -> tuple[int, int]:
+    def totals(self, profile: str = DEFAULT_PROFILE) -> tuple[int, int]:
+        """(likes, dislikes) in effect in `profile`."""
         with self.lock:
-            rows = self.db.execute(f"SELECT rating, COUNT(*) FROM ({EFFECTIVE}) GROUP BY rating").fetchall()
+            rows = self.db.execute(f"SELECT rating, COUNT(*) FROM ({EFFECTIVE}) WHERE profile = ? GROUP BY rating",
+                                   (profile,)).fetchall()
         counts = dict(rows)
         return counts.get(1, 0), counts.get(0, 0)
 
     def rated_loops(self) -> list[tuple[LoopRecord, int]]:
+        """Every rated loop with its rating in effect (the latest over all profiles), by loop id."""
         with self.lock:
             cols = ", ".join(f"l.{c.strip()}" for c in LOOP_COLUMNS.split(","))
             rows = self.db.execute(f"SELECT {cols}, e.rating FROM loops l JOIN ({EFFECTIVE}) e ON e.loop_id = l.id "
-                                   "ORDER BY l.id").fetchall()
-        return [(_row_to_loop(r[:-1]), r[-1]) for r in rows]
+                                   "ORDER BY l.id, e.seq").fetchall()
+        latest = {r[0]: (_row_to_loop(r[:-1]), r[-1]) for r in rows}  # by seq: the last one wins
+        return list(latest.values())
+
+    # --- taste profiles ------------------------------------------------------------------------------
+
+    def profiles(self) -> list[tuple[str, int]]:
+        """(name, ratings in effect) of every profile, in the order they were made (`default` first):
+        the order `deepdrummer-live profiles` lists and MIDI Program Change numbers."""
+        with self.lock:
+            names = [r[0] for r in self.db.execute("SELECT name FROM profiles ORDER BY created, rowid")]
+            counts = dict(self.db.execute(f"SELECT profile, COUNT(*) FROM ({EFFECTIVE}) GROUP BY profile"))
+        return [(n, counts.get(n, 0)) for n in names]
+
+    def has_profile(self, name: str) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM profiles WHERE name = ?", (name,)).fetchone() is not None
+
+    def add_profile(self, name: str, base: str | None = None) -> None:
+        """Make profile `name` (durable, idempotent). With `base`, it learns from `base`'s ratings in
+        effect now as well as from its own (a copy of that taste, which then goes its own way)."""
+        with self.lock:
+            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM ratings").fetchone()[0] if base else None
+            self.db.execute("INSERT OR IGNORE INTO profiles(name, created, base, base_seq) VALUES (?,?,?,?)",
+                            (name, time.time(), base, seq))
+
+    def training_ratings(self, profile: str, upto: int | None = None) -> list[tuple[int, int]]:
+        """(loop_id, rating) a profile's critic learns from: those of the profile it was copied from
+        (in effect when it was copied, recursively), then its own, which win for the same loop."""
+        with self.lock:
+            row = self.db.execute("SELECT base, base_seq FROM profiles WHERE name = ?", (profile,)).fetchone()
+            sql, args = f"SELECT loop_id, rating FROM ({EFFECTIVE}) WHERE profile = ?", [profile]
+            if upto is not None:
+                sql, args = sql + " AND seq <= ?", args + [upto]
+            own = self.db.execute(sql + " ORDER BY seq", args).fetchall()
+        merged: dict[int, int] = {}
+        if row is not None and row[0] and row[0] != profile:
+            base_upto = row[1] if upto is None else min(row[1], upto)
+            merged.update(self.training_ratings(row[0], base_upto))
+        for loop_id, rating in own:
+            merged.pop(loop_id, None)  # re-rated here: its place is now (recency weighting reads the order)
+            merged[loop_id] = rating
+        return list(merged.items())
 
     def log_train(self, step: int, loss: float) -> None:
         # Losses are diagnostics: a crash may lose the last few, so no fsync is forced here.

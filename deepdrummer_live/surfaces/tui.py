@@ -36,7 +36,8 @@ SPARK_UNICODE = "▁▂▃▄▅▆▇█"
 SPARK_ASCII = "_.-:=+*#"
 
 HELP = [("l", "like"), ("d", "dislike"), ("n", "next"), ("u", "undo"), ("m", "mode"), ("f", "4/4 kick"),
-        ("1-4", "lock row"), ("+/-", "tempo"), ("space", "play"), ("s", "save"), ("q", "quit")]
+        ("1-4", "lock row"), ("+/-", "tempo"), ("space", "play"), ("s", "save"), ("v", "vary"), ("i", "fill"),
+        ("p", "profile"), ("q", "quit")]
 LEVEL_BLOCKS = "▁▂▃▄▅▅▆▇█"  # a hit's level 1-9 as a bar's height
 
 
@@ -151,7 +152,8 @@ def layout(snap: dict, width: int, height: int | None = None, unicode: bool = Tr
         marks.append(Mark(1, len(head) + bar_w + 3, len(f"likes {likes}"), "like"))
         marks.append(Mark(1, len(head) + bar_w + len(tail) - len(f"dislikes {dislikes}"),
                           len(f"dislikes {dislikes}"), "dislike"))
-    lines.append(f" mode {snap.get('mode', '?')}   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
+    lines.append(f" profile {snap.get('profile', '?')}   mode {snap.get('mode', '?')}"
+                 f"   4-on-the-floor {'on' if snap.get('fotf') else 'off'}"
                  f"   device {snap.get('device', '?')}   train steps {snap.get('train_steps', 0)}")
     hearing = snap.get("hearing")
     if hearing:  # a kit without a hearing critic: the critic still learns to hear it, in idle time
@@ -284,6 +286,9 @@ KEYS: dict[str, tuple[str, tuple, Callable[[object, object], str]]] = {
     "_": ("tempo_nudge", (-TEMPO_STEP,), lambda r, s: f"tempo {s.tempo:g} BPM"),
     " ": ("play_toggle", (), lambda r, s: "playing" if s.playing else "stopped"),
     "s": ("save", (), lambda r, s: "saving the current loop to the library"),
+    "v": ("vary", (), lambda r, s: "a variation of this loop comes next"),
+    "i": ("fill", (), lambda r, s: "a fill at the next bar line"),
+    "p": ("profile_next", (), lambda r, s: f"taste profile {s.profile}"),
     **{str(row + 1): ("lock_toggle", (row,),
                       lambda r, s, row=row: f"row {row + 1} {'locked' if row in s.locked else 'unlocked'}")
        for row in range(MAX_ROWS)},

@@ -15,6 +15,12 @@ Wire format (JSON text frames):
                   {"type": "step", "step": n, "playing": bool}
                   {"type": "result", "id": n, "ok": true} | {..., "ok": false, "error": "message"}
 
+The library (contract v1.2): `GET /library` lists the liked and saved loops newest first (JSON), and
+`GET /library/<file>` serves one of their files (.mid, .wav, .sfz and the .sfz's one-shots) as a
+download. A file name must be one the library writes (`<6-digit id>-<name>.<ext>`, its
+`-samples/r<row>-<name>.wav`) and resolve inside `<state-dir>/library/`; anything else is a 404,
+so no path outside the library is ever served. The same access rules as the page hold.
+
 Access: on a loopback --web-host, only requests whose Host is a loopback name (a web site cannot
 reach the daemon by DNS rebinding) and WebSockets whose Origin is the page itself (another site's
 script cannot drive it). On any other host, every request also needs the token (contract v1.1):
@@ -30,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import threading
@@ -56,6 +63,11 @@ MAX_QUEUED = 256  # messages waiting for one page; a page that stops reading is 
 MAX_FRAME = 64 * 1024
 MAX_ARGS = 16
 HEARTBEAT_S = 10.0  # a phone that vanished (Wi-Fi lost) is noticed and dropped
+# What the library writes (storage/library.py): a loop's files and its kit's one-shots; nothing else is served
+LIBRARY_FILE = re.compile(r"(?P<stem>(?P<id>\d{6})-(?P<name>[A-Za-z0-9 _-]{1,64}))\.(?P<ext>mid|wav|sfz)")
+LIBRARY_SAMPLE = re.compile(r"\d{6}-[A-Za-z0-9 _-]{1,64}-samples/r\d{1,2}-[A-Za-z0-9_-]{1,200}\.wav")
+LIBRARY_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "sfz": "text/plain"}
+LIBRARY_LIMIT = 200  # entries listed: the newest; a long session's library stays a quick page
 
 
 def is_loopback(host: str) -> bool:
@@ -182,6 +194,7 @@ class WebServer:
 
     def __init__(self, host: str, port: int, state_dir: Path):
         self.host = host
+        self.library = Path(state_dir) / "library"
         self.token = None if is_loopback(host) else load_token(state_dir)
         self.assets = load_assets()
         self.sock = bind(host, port)
@@ -240,6 +253,8 @@ class WebServer:
         self._stopping = self._loop.create_future()
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_FRAME)
         app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/library", self._library_list)
+        app.router.add_get("/library/{path:.+}", self._library_file)
         for path in ASSETS:
             app.router.add_get(path, self._asset)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -293,6 +308,60 @@ class WebServer:
         # no-cache: after an upgrade of the daemon, the page and its script must match
         return web.Response(body=body, content_type=content_type, charset="utf-8",
                             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    # --- the library ------------------------------------------------------------------------------------
+
+    def library_entries(self) -> list[dict]:
+        """The liked and saved loops with their files, newest first (by the .mid's time: a loop saved
+        again later is new again)."""
+        stems: dict[str, dict] = {}
+        try:
+            names = [p.name for p in self.library.iterdir()]
+        except OSError as exc:  # the library folder gone: an empty list, and the log says why
+            log.warning("library %s unreadable: %s", self.library, exc)
+            return []
+        for name in names:
+            m = LIBRARY_FILE.fullmatch(name)
+            if m is None:
+                continue
+            entry = stems.setdefault(m["stem"], {"loop_id": int(m["id"]), "name": m["name"], "files": {},
+                                                 "kind": "liked" if m["name"] == "liked" else "saved"})
+            entry["files"][m["ext"]] = "/library/" + name
+        entries = [e for e in stems.values() if "mid" in e["files"] and "wav" in e["files"]]  # complete ones
+
+        def written(e):
+            try:
+                return (self.library / e["files"]["mid"].rsplit("/", 1)[1]).stat().st_mtime
+            except OSError:
+                return 0.0
+        entries.sort(key=lambda e: (written(e), e["loop_id"]), reverse=True)
+        return entries[:LIBRARY_LIMIT]
+
+    def library_path(self, relative: str) -> Path | None:
+        """The library file `relative` names, or None when it is not one the library writes or lies
+        outside it (a `..`, a link, an absolute path)."""
+        if not (LIBRARY_FILE.fullmatch(relative) or LIBRARY_SAMPLE.fullmatch(relative)):
+            return None
+        root = self.library.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    async def _library_list(self, request: web.Request) -> web.Response:
+        entries = await asyncio.get_running_loop().run_in_executor(self._views, self.library_entries)
+        return web.json_response({"loops": entries}, headers={"Cache-Control": "no-cache"})
+
+    async def _library_file(self, request: web.Request) -> web.Response:
+        relative = request.match_info["path"]
+        path = await asyncio.get_running_loop().run_in_executor(self._views, self.library_path, relative)
+        if path is None:
+            return web.Response(status=404, text=f"404: {relative[:80]!r} is not a file of the loop library\n")
+        body = await asyncio.get_running_loop().run_in_executor(self._views, path.read_bytes)
+        ext = path.suffix.lstrip(".")
+        return web.Response(body=body, content_type=LIBRARY_TYPES.get(ext, "application/octet-stream"),
+                            headers={"Content-Disposition": f'attachment; filename="{path.name}"',
+                                     "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
     # --- WebSocket ---------------------------------------------------------------------------------
 

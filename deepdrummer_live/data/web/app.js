@@ -14,7 +14,9 @@ let nextId = 1;
 const pending = new Map(); // request id -> command name
 let commands = {};         // the daemon's command table: name -> {params, help, reply}
 let snap = null;           // the latest snapshot
-let newestLoopId = -1;     // loop ids only grow: an older snapshot never replaces a newer /dd/loop
+let newestLoopId = -1;     // the loop shown (its id)
+let loopEventAt = -1e9;    // when the last /dd/loop came: a snapshot taken before it must not undo it
+const SNAPSHOT_GRACE_MS = 1000; // (a recalled loop has an older id, so ids alone cannot say which is newer)
 let loopRows = [];         // [{sample, note, role, steps, levels, locked}]
 let step = 0;
 // The loop's shape (contract v1.2): the page shows one bar at a time, the playing one unless a bar tab
@@ -77,6 +79,7 @@ function handle(msg) {
       setConnected(true);
       setupControls();
       applySnapshot(msg.snapshot);
+      loadLibrary();
       break;
     case "snapshot":
       applySnapshot(msg.snapshot);
@@ -105,7 +108,8 @@ function onEvent(address, a) {
       rows.push({ sample: a[i], note: a[i + 1], steps: a[i + 2], role: "",
                   locked: old.locked && old.sample === a[i] && old.steps === a[i + 2] });
     }
-    showLoop(a[0], a[1], rows);
+    loopEventAt = performance.now();
+    showLoop(a[0], a[1], rows, true);
   } else if (address === "/dd/shape") {
     // i loop_id, i steps_per_bar, i bars, s meter
     if (a[0] === newestLoopId) setShape({ stepsPerBar: a[1], bars: a[2], meter: a[3] });
@@ -130,14 +134,22 @@ function onEvent(address, a) {
     $("rated").className = "rated rated-saved";
   } else if (address === "/dd/error") {
     showError(a[0]);
+  } else if (address === "/dd/profile") {
+    $("rated").textContent = `Profile ${a[0]} (${a[1]} ratings)`;
+    $("rated").className = "rated";
+  } else if (address === "/dd/filled") {
+    $("rated").textContent = `Fill: loop #${a[1]} goes on after this bar`;
+    $("rated").className = "rated";
   }
+  if (address === "/dd/saved") loadLibrary(); // a like's or a save's files are on disk
 }
 
 function applySnapshot(s) {
   if (!s) return;
   snap = s;
   const loop = s.loop;
-  if (loop && loop.id >= newestLoopId) {
+  // a newer id, or an older one (/dd/recall) once no /dd/loop has just come
+  if (loop && (loop.id >= newestLoopId || performance.now() - loopEventAt > SNAPSHOT_GRACE_MS)) {
     // a row's own `locked`, else the snapshot's list of locked row indices
     const rows = (loop.rows || []).map((r, i) => ({
       ...r,
@@ -163,6 +175,7 @@ function applySnapshot(s) {
   if (document.activeElement !== $("fotf")) $("fotf").checked = !!s.fotf;
   setValue("tempo", s.tempo != null ? Math.round(s.tempo * 10) / 10 : "");
   $("tempo").disabled = s.clock && s.clock !== "internal";
+  if (Array.isArray(s.profiles)) setProfiles(s.profiles, s.profile);
   setRange("swing", s.swing);
   setRange("density", s.density);
   setStep(s.step);
@@ -176,8 +189,8 @@ function applySnapshot(s) {
 
 // --- view ------------------------------------------------------------------------------------------------
 
-function showLoop(id, pLike, rows) {
-  if (id < newestLoopId) return;
+function showLoop(id, pLike, rows, force = false) {
+  if (id < newestLoopId && !force && performance.now() - loopEventAt <= SNAPSHOT_GRACE_MS) return;
   const fresh = id !== newestLoopId;
   newestLoopId = id;
   loopRows = rows;
@@ -338,6 +351,54 @@ function setRange(id, v) {
   $(`${id}-out`).textContent = Number(v).toFixed(2);
 }
 
+function setProfiles(names, current) {
+  const sel = $("profile");
+  const have = Array.from(sel.options).map((o) => o.value);
+  if (have.join("\n") !== names.join("\n")) sel.replaceChildren(...names.map((n) => new Option(n, n)));
+  setValue("profile", current);
+}
+
+// --- the library: liked and saved loops, newest first, with recall and downloads ---------------------------
+
+const withToken = (path) => path + (token ? `?token=${encodeURIComponent(token)}` : "");
+let libraryLoading = false;
+
+function loadLibrary() {
+  if (!has("recall") || libraryLoading) return;
+  libraryLoading = true;
+  fetch(withToken("/library"), { cache: "no-store" })
+    .then((r) => (r.ok ? r.json() : { loops: [] }))
+    .then((data) => renderLibrary(data.loops || []))
+    .catch(() => {}) // the daemon is away: the list stays as it was, the connection line says why
+    .finally(() => { libraryLoading = false; });
+}
+
+function renderLibrary(loops) {
+  const list = $("library-list");
+  list.replaceChildren(...loops.map((e) => {
+    const li = document.createElement("li");
+    li.dataset.libraryLoopId = String(e.loop_id);
+    const title = document.createElement("span");
+    title.className = "lib-title";
+    title.textContent = `#${e.loop_id} ${e.kind === "liked" ? "liked" : e.name}`;
+    const recall = document.createElement("button");
+    recall.textContent = "Recall";
+    recall.setAttribute("aria-label", `Recall loop #${e.loop_id}`);
+    recall.onclick = () => send("recall", [e.loop_id]);
+    li.append(title, recall);
+    for (const ext of ["mid", "wav", "sfz"]) {
+      if (!e.files[ext]) continue;
+      const a = document.createElement("a");
+      a.href = withToken(e.files[ext]);
+      a.download = e.files[ext].split("/").pop();
+      a.textContent = "." + ext;
+      a.setAttribute("aria-label", `loop #${e.loop_id} .${ext}`);
+      li.append(a);
+    }
+    return li;
+  }));
+}
+
 // --- controls -------------------------------------------------------------------------------------------
 
 function has(name) { return name in commands; }
@@ -375,6 +436,12 @@ for (const el of document.querySelectorAll("button[data-command]")) {
   });
 }
 $("play").addEventListener("click", togglePlay);
+$("profile").addEventListener("change", (e) => send("profile", [e.target.value]));
+$("profile-add").addEventListener("click", () => {
+  const name = $("profile-name").value.trim();
+  if (name) send("profile", [name]); // the daemon checks the name; a bad one comes back as an error
+  $("profile-name").value = "";
+});
 $("mode").addEventListener("change", (e) => send("mode", [e.target.value]));
 $("rows").addEventListener("change", (e) => send("rows", [Number(e.target.value)]));
 $("bars").addEventListener("change", (e) => send("bars", [Number(e.target.value)]));
@@ -389,7 +456,7 @@ for (const name of ["swing", "density"]) {
   $(name).addEventListener("change", (e) => send(name, [Number(e.target.value)]));
 }
 
-const KEYS = { l: "like", d: "dislike", n: "next", u: "undo" };
+const KEYS = { l: "like", d: "dislike", n: "next", u: "undo", v: "vary", f: "fill" };
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
   const t = e.target;
