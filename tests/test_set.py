@@ -96,7 +96,8 @@ def test_a_copied_profile_learns_from_its_source_up_to_the_copy(tmp_path):
     store = Store(tmp_path / "s")
     try:
         for _ in range(3):
-            store.add_loop("k", ["a"], [36], ["kick"], ["x" * 16], 0.5, "explore", 120.0)
+            store.add_loop(kit="k", samples=["a"], notes=[36], roles=["kick"], steps=["x" * 16], p_like=0.5,
+                           mode="explore", bpm=120.0)
         store.add_rating(1, True, 0.5)
         store.add_rating(2, False, 0.5)
         store.add_profile("chorus", "default")
@@ -250,8 +251,8 @@ def test_recall_brings_back_an_earlier_loop_with_its_own_id(harness, kit):
     assert harness.messages("/dd/levels")[-1][0] == (first.id, *first.levels)
     with pytest.raises(CommandError, match="never proposed"):
         commands.execute(s, "recall", (999_999,))
-    foreign = harness.store.add_loop(kit.name, ["no-such-sample"] * 4, [36] * 4, ["kick"] * 4, ["x" * 16] * 4, 0.5,
-                                     "explore", 120.0)
+    foreign = harness.store.add_loop(kit=kit.name, samples=["no-such-sample"] * 4, notes=[36] * 4, roles=["kick"] * 4,
+                                     steps=["x" * 16] * 4, p_like=0.5, mode="explore", bpm=120.0)
     with pytest.raises(CommandError, match="no-such-sample"):
         commands.execute(s, "recall", (foreign,))
     assert s.current.id == first.id

@@ -249,7 +249,6 @@ def test_the_taste_map_names_what_was_learnt_and_how_sure(kit):
     assert taste["ratings"] == 60
     assert taste["likes"][0][0].startswith("snare") and "weak beats" in taste["likes"][0][0], taste
     assert taste["likes"][0][3] in ("sure", "leaning") and taste["likes"][0][2] >= 1
-    assert max(abs(z) for _, _, z, _ in taste["likes"] + taste["avoids"]) == taste["likes"][0][2]
     line = taste_line(taste)
     assert line.startswith("+ snare") and f"({taste['likes'][0][3]})" in line and "| -" in line
     hearing = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1, kind="lean-hearing")

@@ -106,7 +106,7 @@ class Learner:
         self._hearing: dict | None = None  # pretraining data and progress while it runs
         self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
         self._live_cache: dict = {}
-        self._taste: tuple | None = None  # (key, taste map): recomputed when the critic moves
+        self._taste_map: tuple | None = None  # (key, taste map): recomputed when the critic moves
         self.resumed = False  # choose_start found the state dir's own critic to go on with
 
     @property
@@ -338,10 +338,11 @@ class Learner:
     # --- taste profiles ------------------------------------------------------------------------
 
     def _taste_keys(self) -> list[str]:
-        """What a profile owns of the model: the like head of a critic that learnt to hear (the
-        hearing is shared), else all of it (a critic with no separate hearing has nothing to share)."""
+        """What a profile owns of the model: the like head of a critic that learnt to hear (the hearing is
+        shared) or that reads loops, else all of it (the paper's critic has nothing to share)."""
         keys = list(self.model.state_dict())
-        if getattr(self.model, "roles", None) is not None:
+        if getattr(self.model, "roles", None) is not None or isinstance(self.model, GridCritic):
+            # the critic that reads loops shares its standardization (the kit's random loops) the same way
             return [k for k in keys if k.startswith("mlp.")]
         return keys
 
@@ -385,11 +386,11 @@ class Learner:
         if not isinstance(self.model, GridCritic):
             return None
         key = (self.version, len(self.trainer.examples), top)
-        if self._taste is None or self._taste[0] != key:
+        if self._taste_map is None or self._taste_map[0] != key:
             feats = [f for f, _ in list(self.trainer.examples.values())]
             examples = torch.stack(feats) if feats else torch.zeros(0, N_FEATURES, device=self.device)
-            self._taste = (key, taste_map(self.model, examples, self.config.head_l2, top))
-        return self._taste[1]
+            self._taste_map = (key, taste_map(self.model, examples, self.config.head_l2, top))
+        return self._taste_map[1]
 
     # --- audio out ----------------------------------------------------------------------------
 
