@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +69,10 @@ def main(argv=None) -> int:
         teacher = Learner(kit_a, torch.device("cpu"), args.seed)
         rate(teacher, user, args.ratings, 0)
         carried = Learner(kit_b, torch.device("cpu"), args.seed + 1)
-        carried.model.load_state_dict(teacher.model.state_dict())  # as `run --critic` adopts it
+        with tempfile.TemporaryDirectory() as tmp:  # `run --kit B --critic A/critic.pt`
+            path = Path(tmp) / "critic.pt"
+            teacher.save_checkpoint(types.SimpleNamespace(checkpoint_path=path))
+            carried.start_from(path)
         fresh = Learner(kit_b, torch.device("cpu"), args.seed + 1)
         row = {"user": name, "carried": like_rate(carried, user, args.eval_loops),
                "fresh": like_rate(fresh, user, args.eval_loops)}

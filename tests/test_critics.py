@@ -306,3 +306,45 @@ def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(k
     shipped.choose_start()
     assert shipped.hearing_steps is None and shipped.long_hearing_left() == 0 and not shipped.keep_hearing(25)
     store.close()
+
+
+def test_a_critic_started_from_another_keeps_that_taste_as_its_prior(tmp_path, kit):
+    """`run --critic A/critic.pt`: the first few ratings of the new session move the taste it came with
+    (the head's L2 pulls towards it) instead of refitting from nothing on them; a resumed session keeps
+    that prior. Without it, six ratings that say nothing about kicks on the beat would erase the taste."""
+    teacher = Learner(kit, torch.device("cpu"), seed=4, chains=8, iters=1)
+    fotf_taste(teacher, kit)
+    store_a = Store(tmp_path / "a")
+    teacher.save_checkpoint(store_a)
+    store_a.close()
+
+    def taste_gap(learner) -> float:
+        g = gen(8)
+        kicks = torch.tensor(kit.ids_with_role("kick"))
+        on = pattern.random_loops(64, len(kit), g, "cpu", fotf=True, kick_ids=kicks)
+        off = pattern.random_loops(64, len(kit), g, "cpu")
+        return float(learner.scorer.score(learner.model, on).mean() - learner.scorer.score(learner.model, off).mean())
+
+    def six_ratings(learner) -> None:
+        loops = pattern.random_loops(6, len(kit), gen(11), "cpu")
+        for i in range(6):
+            learner.set_rating(1000 + i, loops.take(i), i % 2)
+        learner.train()
+
+    carried = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
+    carried.start_from(resolve_critic_source(tmp_path / "a"))
+    before = taste_gap(carried)
+    six_ratings(carried)
+    assert before > 0.2 and taste_gap(carried) > 0.4 * before, (before, taste_gap(carried))
+    forgetful = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
+    forgetful.start_from(resolve_critic_source(tmp_path / "a"))
+    forgetful.trainer.anchor = None  # what a fit towards zero does with the same six ratings
+    six_ratings(forgetful)
+    assert taste_gap(forgetful) < 0.5 * taste_gap(carried), (taste_gap(forgetful), taste_gap(carried))
+    store_b = Store(tmp_path / "b")
+    carried.save_checkpoint(store_b)
+    resumed = Learner(kit, torch.device("cpu"), seed=6, chains=8, iters=1)
+    assert resumed.load_checkpoint(store_b) and resumed.trainer.anchor is not None
+    for name, w in resumed.trainer.anchor.items():
+        torch.testing.assert_close(w, carried.trainer.anchor[name])
+    store_b.close()

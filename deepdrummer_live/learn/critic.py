@@ -342,6 +342,10 @@ class Trainer:
     gen: torch.Generator
     on_audio: bool = False  # examples are audio: augment it, then featurize (the paper's way)
     examples: dict = field(default_factory=dict)  # loop_id -> (tensor, label)
+    # The like head's weights the L2 penalty pulls towards (name -> tensor): a session started from
+    # another critic (`run --critic`) keeps its taste as the prior a few new ratings move, instead of
+    # refitting from nothing on them. None: towards zero.
+    anchor: dict | None = None
     steps: int = 0
     losses: deque = field(default_factory=lambda: deque(maxlen=MAX_LOSSES))  # recent mean losses
 
@@ -449,8 +453,9 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             logp = F.log_softmax(head(x), dim=1)
             loss = (weight * -(target * logp).sum(dim=1)).mean()
-            loss = loss + self.config.head_l2 * sum(w.square().sum() for n, w in head.named_parameters()
-                                                    if n.endswith("weight"))
+            anchor = self.anchor or {}
+            loss = loss + self.config.head_l2 * sum((w - anchor[n] if n in anchor else w).square().sum()
+                                                    for n, w in head.named_parameters() if n.endswith("weight"))
             loss.backward()
             return loss
 

@@ -421,6 +421,8 @@ class Learner:
         """What a critic file holds (see learn/kinds.py)."""
         state = {"model": self.model.state_dict(), "config": self.kind.name, "train_steps": self.trainer.steps,
                  "version": self.version, "hearing_done": self.hearing_done, "kit": kit_fingerprint(self.kit)}
+        if self.trainer.anchor:  # a session started from another critic: that taste stays its prior on resuming
+            state["anchor"] = self.trainer.anchor
         # Only a critic still short of full hearing says how far it got (a resumed session goes on from
         # there); a complete one writes nothing, like the shipped files, so `make critics` remakes them
         # byte for byte.
@@ -505,6 +507,9 @@ class Learner:
         (naming the file) when it cannot be used."""
         state = self.kind.read(path, self.device)
         self._adopt(state, path)
+        head = getattr(self.model, "mlp", None)
+        if head is not None and self.config.fit == "full":  # its taste is the prior this session's ratings move
+            self.trainer.anchor = {n: w.detach().clone() for n, w in head.named_parameters() if n.endswith("weight")}
         if state.get("kit") not in (None, kit_fingerprint(self.kit)):
             log.warning("critic %s learnt to hear another kit; it keeps its taste but may hear %s less well",
                         path, self.kit.name)
@@ -540,6 +545,9 @@ class Learner:
     def _adopt(self, state: dict, path: Path) -> None:
         self.kind.fits(self.model, state, path)
         self.model.eval()
+        anchor = state.get("anchor")
+        self.trainer.anchor = ({n: w.to(self.device) for n, w in anchor.items()}
+                               if isinstance(anchor, dict) else None)
         self.hearing_done = bool(state.get("hearing_done", False))
         steps = state.get("hearing_steps")  # absent: a shipped or --critic file, its hearing complete
         self.hearing_steps = int(steps) if steps is not None and self.hearing_done else None
