@@ -129,7 +129,7 @@ class Learner:
                 chains: int | None = None, profile: str | None = None, profile_base: str | None = None,
                 vary: Loops | None = None, vary_of: int | None = None) -> Proposal:
         """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
-        is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains and more steps.
+        is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains.
         `profile`: the taste that chooses (made current first; a new one copies `profile_base`'s);
         `vary`: a loop (batch of one) whose variation is wanted instead of a search."""
         if profile is not None:
@@ -139,13 +139,12 @@ class Learner:
             loop, p = self.best_of(pattern.variations(vary.to(self.device), VARY_CANDIDATES, len(self.kit), self.gen,
                                                       prior, self.scorer.kick_ids))
             return Proposal(loop, p, mode, fotf, self.version, prior, self.profile, vary_of)
-        # A bigger loop: fewer chains, each climbing longer (its taste lies further from the prior's random
-        # loops in more cells), at about the cost of a paper-sized loop's search times sqrt(its cells / 64)
+        # A bigger loop: fewer chains, so a search costs what a paper-sized loop's does (generation and
+        # mutation cost per cell). More steps per chain were tried for 8x2 loops: no gain (docs/learning.md)
         cells = prior.rows * prior.n_steps
         scale = min(1.0, pattern.N_ROWS * pattern.N_STEPS / cells)
         n = max(MIN_CHAINS, int((chains or self.chains) * scale)) if chains != 1 else 1
-        iters = int(round(self.iters / scale ** 0.5))
-        result = search(self.scorer, self.model, mode, self.gen, n, iters, fotf, should_stop, prior=prior)
+        result = search(self.scorer, self.model, mode, self.gen, n, self.iters, fotf, should_stop, prior=prior)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior, self.profile)
 
     def fill(self, source: Loops) -> tuple[Loops, float]:
