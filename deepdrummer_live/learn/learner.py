@@ -510,8 +510,8 @@ class Learner:
         if head is not None and self.config.fit == "full":  # its taste is the prior this session's ratings move
             self.trainer.anchor = {n: w.detach().clone() for n, w in head.named_parameters() if n.endswith("weight")}
         if state.get("kit") not in (None, kit_fingerprint(self.kit)):
-            log.warning("critic %s learnt to hear another kit; it keeps its taste but may hear %s less well",
-                        path, self.kit.name)
+            log.warning("critic %s was made on another kit; its taste for where and how drums play carries over, "
+                        "what it learnt of sounds (or hearing) fits %s less well until you rate", path, self.kit.name)
 
     def start_from_shipped(self) -> bool:
         """Start from the hearing trunk shipped for this kit, when there is one made for exactly this
