@@ -97,7 +97,7 @@ class Worker:
             self._run_job(job.run)
         if self.learner.trainer.steps:
             try:  # what was learnt since the last checkpoint survives a clean shutdown
-                self.learner.save_checkpoint(self.session.store)
+                self._save_critic()
             except (OSError, DeepDrummerError) as exc:
                 log.error("could not write the final critic checkpoint: %s", exc)
 
@@ -205,7 +205,7 @@ class Worker:
             return
         log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)",
                  time.perf_counter() - self._hearing_started, loss)
-        self.learner.save_checkpoint(self.session.store)
+        self._save_critic()
 
     def _keep_hearing(self) -> None:
         """A slice of the long hearing pass, then as long a rest: idle time of a session whose kit came
@@ -220,7 +220,14 @@ class Worker:
             left = self.learner.long_hearing_left()
             log.info("the critic hears the kit better: %d hearing steps learnt%s", self.learner.hearing_steps,
                      f", {left} to go in idle time" if left else "; the long hearing pass is done")
-            self.learner.save_checkpoint(self.session.store)
+            self._save_critic()
+
+    def _save_critic(self) -> None:
+        """The critic's checkpoint, and the taste map `report` shows without loading the critic."""
+        self.learner.save_checkpoint(self.session.store)
+        taste = self.learner.taste_map()
+        if taste is not None:
+            self.session.store.set_meta(TASTE_META, json.dumps(taste))
 
     def _train(self) -> None:
         with self.lock:
@@ -236,9 +243,6 @@ class Worker:
         # One checkpoint per burst of learning, not per slice; and at least every CHECKPOINT_EVERY_S
         # while ratings keep coming (a burst that never ends must not leave the disk untrained).
         if done or time.monotonic() - self._last_checkpoint > CHECKPOINT_EVERY_S:
-            self.learner.save_checkpoint(self.session.store)
+            self._save_critic()
             self._last_checkpoint = time.monotonic()
             self.session.store.log_train(self.learner.trainer.steps, loss)
-            taste = self.learner.taste_map()
-            if taste is not None:  # `report` shows it without loading the critic
-                self.session.store.set_meta(TASTE_META, json.dumps(taste))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepdrummer_live.cli.critic import pretrain_hearing_file
-from deepdrummer_live.learn.critic import LEAN_CONFIG, ROLE_GROUPS, with_overrides
+from deepdrummer_live.learn.critic import ROLE_GROUPS, with_overrides
 from deepdrummer_live.learn.kinds import (
     KINDS,
     LEAN,
@@ -172,8 +172,10 @@ def test_run_critic_of_another_state_dir_resumes_its_taste(tmp_path, kit):
     B: B's very first loops are scored by that taste (fotf loops high, loops with empty beats low)."""
     # 40 ratings of one steady taste given at once: every rating counts the same (no recency half-life,
     # which would let the last few dozen dominate; this test is about carrying a taste to another dir)
+    from deepdrummer_live.learn.kinds import GRID
+
     teacher = Learner(kit, torch.device("cpu"), seed=4, chains=8, iters=1,
-                      config=with_overrides(LEAN_CONFIG, half_life=0))
+                      config=with_overrides(GRID.config, half_life=0))
     teacher.choose_start()
     fotf_taste(teacher, kit)
     store_a = Store(tmp_path / "a")
