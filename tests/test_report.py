@@ -16,7 +16,7 @@ from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.storage.store import Store
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, wait_train_steps
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 SAMPLES = ["kick_01", "snare_02", "closed_hat_01", "conga_01"]
@@ -114,6 +114,7 @@ def test_report_of_a_real_session_rated_over_osc(tmp_path):
             client.expect("/dd/rated", 60, where=lambda a, i=current: a[0] == i)
             # the next loop is current before the next rating
             current = client.expect("/dd/loop", 60, where=lambda a, i=current: a[0] > i)[0]
+        wait_train_steps(client, above=0)  # the critic trained on them (its taste map is written with it)
     finally:
         client.close()
         code = daemon.stop()
@@ -129,7 +130,7 @@ def test_report_of_a_real_session_rated_over_osc(tmp_path):
             assert_png(p)
     # the critic that reads loops leaves its taste map: what it learnt from these four ratings, in words
     taste = (out / "report-taste.txt").read_text()
-    # (from the ratings the worker had taken in when the daemon stopped: one of each at least)
+    # (from the ratings the critic had taken in when it last trained: one of each at least)
     assert re.match(r"taste from [234] ratings\n\+ .*\| - ", taste), taste
     data = load_session(state)
     assert [r.liked for r in data.rated] == [True, False, True, False]
