@@ -138,7 +138,7 @@ class Session:
         if problem:
             log.warning("stored loop shape unusable (%s); using 4 rows, 1 bar of 4/4", problem)
             self.rows, self.bars, self.meter = N_ROWS, 1, DEFAULT_METER
-        if not learner.kind.any_shape and (self.bars, self.meter) != (1, DEFAULT_METER):
+        if not learner.kind.reads(self.bars, self.meter):
             log.warning("the %s critic hears one bar of 4/4; loops are 1 bar of 4/4", learner.kind.name)
             self.bars, self.meter = 1, DEFAULT_METER
         self.switch_at = store.get_meta("switch", "phrase")  # a new loop waits for the phrase's end, or a bar's
@@ -587,7 +587,7 @@ class Session:
             raise CommandError(problem)
         new_bars = self.bars if bars is None else bars
         new_meter = self.meter if meter is None else meter
-        if not self.learner.kind.any_shape and (new_bars, new_meter) != (1, DEFAULT_METER):
+        if not self.learner.kind.reads(new_bars, new_meter):
             raise CommandError(f"the {self.learner.kind.name} critic hears one bar of 4/4 only; run with the "
                                f"default critic (no --critic-kind) for {new_bars} bar(s) of {new_meter}")
         with self.lock:

@@ -94,6 +94,19 @@ def clocks_since_start(msgs) -> int:
     return sum(1 for d in data[starts[-1]:] if d[0] == CLOCK) if starts else 0
 
 
+def note_ons_by_clock(msgs) -> list[tuple[int, int, int]]:
+    """(MIDI clocks since Start, note, velocity) of every channel-10 note-on after Start, in arrival order."""
+    out, clocks = [], None
+    for _, data in msgs:
+        if data[0] == START:
+            clocks = 0
+        elif data[0] == CLOCK and clocks is not None:
+            clocks += 1
+        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
+            out.append((clocks, data[1], data[2]))
+    return out
+
+
 def clocks_after_start(n: int, so_far: list | None = None):
     """A `collect_until` predicate: true at the n-th MIDI clock after Start, counting those already
     in `so_far` (the list the collection continues)."""

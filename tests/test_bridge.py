@@ -18,6 +18,7 @@ from jack_midi import (
     collect_until,
     drain,
     jack_port,
+    note_ons_by_clock,
     send_clock,
 )
 
@@ -34,16 +35,10 @@ def expected_pattern(loop_args) -> set[tuple[int, int]]:
 def played_pattern(msgs, bpm: float) -> list[set[tuple[int, int]]]:
     """Per bar after Start: the (step, note) of every channel-10 note-on, from the 24-ppqn clock."""
     bars: dict[int, set] = {}
-    clocks = None
-    for _, data in msgs:
-        if data[0] == 0xFA:
-            clocks = 0
-        elif data[0] == 0xF8 and clocks is not None:
-            clocks += 1
-        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
-            # a note due with clock n is sent just before or after it: round to the nearest step
-            step = int(round(clocks / 6))
-            bars.setdefault(step // 16, set()).add((step % 16, data[1]))
+    for clocks, note, _ in note_ons_by_clock(msgs):
+        # a note due with clock n is sent just before or after it: round to the nearest step
+        step = int(round(clocks / 6))
+        bars.setdefault(step // 16, set()).add((step % 16, note))
     return [bars[b] for b in sorted(bars)]
 
 

@@ -6,23 +6,10 @@ from __future__ import annotations
 import pytest
 
 from daemon import Daemon, OscClient
-from jack_midi import ALL_NOTES_OFF, clocks_after_start, collect_until, jack_port
+from jack_midi import ALL_NOTES_OFF, clocks_after_start, collect_until, jack_port, note_ons_by_clock
 
 SWING = 0.25  # an odd step 1.5 of its 6 MIDI clocks late: between its 2nd and 3rd clock, never on one
 TEMPO = 240.0
-
-
-def played(msgs) -> list[tuple[int, int, int]]:
-    """(MIDI clocks since Start, note, velocity) of every channel-10 note-on, in the order they came."""
-    out, clocks = [], None
-    for _, data in msgs:
-        if data[0] == 0xFA:
-            clocks = 0
-        elif data[0] == 0xF8 and clocks is not None:
-            clocks += 1
-        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
-            out.append((clocks, data[1], data[2]))
-    return out
 
 
 @pytest.mark.slow
@@ -54,7 +41,7 @@ def test_a_shape_plays_on_the_grid_of_its_loop(tmp_path, jack_server, rows, bars
     for r in range(rows):
         note, steps, lv = loop[5 + 3 * r], loop[6 + 3 * r], levels[1 + r]
         want |= {(k, note, round(127 * int(lv[k]) / 9)) for k, c in enumerate(steps) if c == "x"}
-    notes = played(msgs)
+    notes = note_ons_by_clock(msgs)
     assert notes, "no note-on between Start and Stop"
     got = set()
     for tick, note, velocity in notes:

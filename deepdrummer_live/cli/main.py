@@ -357,7 +357,7 @@ def cmd_run(args) -> int:
                  engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
         session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
-        if not engine.kind.any_shape and ((args.bars or 1) != 1 or (args.meter or DEFAULT_METER) != DEFAULT_METER):
+        if not engine.kind.reads(args.bars or 1, args.meter or DEFAULT_METER):
             raise UsageError(f"--bars/--meter: the {engine.kind.name} critic hears one bar of 4/4 only; "
                              f"drop --critic-kind/--paper (the default critic reads any shape)")
         session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,

@@ -37,6 +37,7 @@ from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, GridScorer
 from deepdrummer_live.learn.search import PaperScorer, Scorer
 from deepdrummer_live.paths import data_path
 from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
+from deepdrummer_live.vocab import DEFAULT_METER
 
 SHIPPED_DIR = "critics"  # package data: deepdrummer_live/data/critics/<name>.pt
 CHECKPOINT_NAME = "critic.pt"  # what a state dir keeps
@@ -56,6 +57,10 @@ class CriticKind:
     budget: Callable[[torch.device], tuple[int, int]]  # default (chains, iterations) of a search
     prior: Prior = Prior()  # what the generator assumes (the paper's: a binary grid, no dynamics)
     any_shape: bool = False  # reads loops of any rows, bars and meter (the critics that hear: 1 bar of 4/4)
+
+    def reads(self, bars: int, meter: str) -> bool:
+        """Whether this critic can judge loops of `bars` bars of `meter` (the critics that hear: 1 bar of 4/4)."""
+        return self.any_shape or (bars, meter) == (1, DEFAULT_METER)
 
     def build(self, config: CriticConfig | None = None) -> nn.Module:
         return _BUILDERS[self.name](config or self.config)

@@ -179,7 +179,7 @@ class Learner:
         meter = getattr(rec, "meter", None) or DEFAULT_METER
         if len({len(lv) for lv in rec.levels}) != 1 or len(rec.levels[0]) % steps_per_bar(meter):
             return None
-        if not self.kind.any_shape and (meter != DEFAULT_METER or len(rec.levels[0]) != pattern.N_STEPS):
+        if not self.kind.reads(len(rec.levels[0]) // steps_per_bar(meter), meter):
             return None  # a critic that hears one bar of 4/4 cannot read it
         levels = pattern.strings_to_levels(rec.levels)[None].to(self.device)
         ids = torch.tensor([[names[n] for n in rec.samples]], device=self.device)

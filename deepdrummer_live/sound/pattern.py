@@ -247,22 +247,6 @@ def _fill(bar: torch.Tensor, density: torch.Tensor, gen: torch.Generator, dynami
     return torch.where(filled[:, None, None] & half[None, None, :], fresh, bar)
 
 
-def fill_of(loops: Loops, n_samples: int, gen: torch.Generator, prior: Prior,
-            kick_ids: torch.Tensor | None = None) -> Loops:
-    """Fills of loops: the same loops with the second half of their last bar drawn again, denser
-    (every loop gets one; `/dd/fill`). Locked rows and fotf stay as the prior says."""
-    density = prior.density_tensor(loops.levels.device)[None, :, None]
-    spb = steps_per_bar(loops.meter)
-    last = loops.levels[..., -spb:]
-    dense = (density + FILL_DENSITY_BOOST).clamp(max=DENSITY_MAX)
-    on = torch.rand(last.shape, generator=gen, device=last.device) < dense
-    fresh = _random_levels(last.shape, gen, last.device, prior.dynamics) * on
-    half = torch.arange(spb, device=last.device) >= spb // 2
-    levels = loops.levels.clone()
-    levels[..., -spb:] = torch.where(half[None, None, :], fresh, last)
-    return _finish(Loops(levels, loops.sample_ids, loops.meter), gen, prior, kick_ids)
-
-
 def _mutate_levels(levels: torch.Tensor, density: torch.Tensor, gen: torch.Generator,
                    dynamics: bool) -> torch.Tensor:
     """The cell part of the paper's mutation (see `mutate`) on uint8 levels `[batch, row, step]`."""
