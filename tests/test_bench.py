@@ -28,8 +28,10 @@ def test_bench_json_has_the_contract_keys():
         assert isinstance(value, (int, float)) and not isinstance(value, bool), (key, value)
         assert math.isfinite(value) and value > 0, (key, value)
     # the ratio is of the two figures measured in this run (not a number kept from elsewhere)
-    assert result["speedup"] == pytest.approx(result["candidates_per_s"] / result["baseline_candidates_per_s"],
-                                              rel=2e-3)  # of the unrounded figures
+    # of the unrounded figures: within what rounding the two to 0.1 can hide (the paper's path is a few /s)
+    batched, baseline = result["candidates_per_s"], result["baseline_candidates_per_s"]
+    lowest, highest = (batched - 0.05) / (baseline + 0.05), (batched + 0.05) / (baseline - 0.05)
+    assert lowest - 0.01 <= result["speedup"] <= highest + 0.01, result
     assert result["critic"] == "grid"
     for shape in ("8x2", "8x4"):  # contract v1.2's bigger loops, measured beside the default 4x1
         for key in (f"candidates_per_s_{shape}", f"rating_to_next_ms_p95_{shape}"):
