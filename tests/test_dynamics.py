@@ -99,6 +99,18 @@ def test_density_per_row_holds_under_mutation():
         pattern.check_density(0.99)
 
 
+def test_mutation_moves_a_whole_rows_density_now_and_then():
+    """Cell toggles alone barely move a big loop's density; a row thinned or filled as a whole does."""
+    loops = pattern.random_loops(4000, 10, gen(8), "cpu", prior=pattern.Prior(rows=8, bars=2))
+    after = pattern.mutate(loops, 10, gen(9), prior=pattern.Prior(rows=8, bars=2))
+    per_row = loops.grid.float().mean(dim=2)
+    moved = (after.grid.float().mean(dim=2) - per_row).abs() > 0.15  # a toggle-only row moves ~0.05
+    assert abs(moved.float().mean().item() - pattern.P_ROW_DENSITY) < 0.02
+    # ... both ways, about as often
+    down = (after.grid.float().mean(dim=2) - per_row < -0.15).float().mean().item()
+    assert abs(down - pattern.P_ROW_DENSITY / 2) < 0.015
+
+
 # --- locks ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
