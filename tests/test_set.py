@@ -207,10 +207,10 @@ def test_variations_stay_within_the_bounds(kit):
 
 def test_vary_makes_the_next_loop_a_variation(harness):
     s = harness.session
-    before = s.current
+    before = s.current.record
     commands.execute(s, "vary")
     wait_for(lambda: s.current.id != before.id, what="the variation")
-    after = s.current
+    after = s.current.record
     assert len(after.steps) == len(before.steps) and len(after.steps[0]) == len(before.steps[0])
     assert sum(a == b for a, b in zip(after.samples, before.samples)) >= len(before.samples) / 2
     assert 1 <= cells_changed(after.steps, before.steps) <= len(before.steps) * len(before.steps[0]) // 4
@@ -231,7 +231,7 @@ def test_a_fill_plays_one_bar_then_the_loop_goes_on(harness):
         commands.execute(s, "fill")
     fill = wait_for(lambda: s.fill_loop, what="the fill sent for the bar line")
     assert t.loops[-1] == (fill.id, True) and s.current is loop
-    assert fill.steps[0][:12] == loop.steps[0][:12] and fill.samples == loop.samples
+    assert fill.record.steps[0][:12] == loop.record.steps[0][:12] and fill.record.samples == loop.record.samples
     t.bar_line()  # the fill plays
     filled = harness.messages("/dd/filled")
     assert filled and filled[-1][0][:2] == (fill.id, loop.id)
@@ -248,8 +248,8 @@ def test_recall_brings_back_an_earlier_loop_with_its_own_id(harness, kit):
     commands.execute(s, "recall", (first.id,))
     last = harness.messages("/dd/loop")[-1][0]
     assert last[0] == first.id and s.current.id == first.id
-    assert [last[4 + 3 * r + 2] for r in range(4)] == first.steps
-    assert harness.messages("/dd/levels")[-1][0] == (first.id, *first.levels)
+    assert [last[4 + 3 * r + 2] for r in range(4)] == first.record.steps
+    assert harness.messages("/dd/levels")[-1][0] == (first.id, *first.record.levels)
     with pytest.raises(CommandError, match="never proposed"):
         commands.execute(s, "recall", (999_999,))
     foreign = harness.store.add_loop(LoopRecord.of(kit=kit.name, samples=["no-such-sample"] * 4, notes=[36] * 4,
