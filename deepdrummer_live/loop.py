@@ -172,29 +172,16 @@ class LoopRecord:
     def from_osc(cls, loop: Sequence, levels: Sequence | None = None, shape: Sequence | None = None,
                  role: Callable[[str, int], str] | None = None) -> LoopRecord:
         """The arguments of a /dd/loop, and of the /dd/levels and /dd/shape that follow it when given
-        (without them: every hit at the default level, one bar of 4/4 or the steps' bars of it) ->
-        a record; `role(sample, note)` names each row's role (else ""). ValueError naming what does not fit."""
-        loop = list(loop)
-        if len(loop) < 4 or (len(loop) - 4) % 3:
-            raise ValueError(f"/dd/loop {loop!r}: want loop_id, p_like, bpm, n_steps, then 3 per row "
-                             f"(sample, note, steps)")
-        loop_id, p_like, bpm, n_steps = int(loop[0]), float(loop[1]), float(loop[2]), int(loop[3])
-        samples = [str(s) for s in loop[4::3]]
-        notes = [int(n) for n in loop[5::3]]
-        steps = [str(s) for s in loop[6::3]]
-        if any(len(s) != n_steps for s in steps):
-            raise ValueError(f"/dd/loop {loop_id}: steps {steps!r} are not {n_steps} long")
-        if levels is not None and (int(levels[0]) != loop_id or len(levels) - 1 != len(steps)):
-            raise ValueError(f"/dd/levels {list(levels)!r} is not for /dd/loop {loop_id} with {len(steps)} rows")
-        meter = DEFAULT_METER
-        if shape is not None:
-            if int(shape[0]) != loop_id:
-                raise ValueError(f"/dd/shape {list(shape)!r} is not for /dd/loop {loop_id}")
-            meter = str(shape[3])
-        roles = [role(s, n) for s, n in zip(samples, notes)] if role is not None else None
-        return cls.of(id=loop_id, samples=samples, notes=notes, roles=roles, steps=steps,
-                      levels=None if levels is None else [str(lv) for lv in levels[1:]],
-                      tempo=bpm, p_like=p_like, meter=meter)
+        (without them: every hit at the default level, 4/4) -> a record; `role(sample, note)` names each
+        row's role (else ""). ValueError naming what does not fit."""
+        loop_id, p_like, bpm, _, rows = decode_loop_args(loop)
+        row_levels = decode_levels_args(levels, loop_id, len(rows)) if levels is not None else None
+        meter = decode_shape_args(shape, loop_id)[3] if shape is not None else DEFAULT_METER
+        samples = [s for s, _, _ in rows]
+        notes = [n for _, n, _ in rows]
+        roles = [role(s, n) for s, n, _ in rows] if role is not None else None
+        return cls.of(id=loop_id, samples=samples, notes=notes, roles=roles, steps=[st for _, _, st in rows],
+                      levels=row_levels, tempo=bpm, p_like=p_like, meter=meter)
 
     # --- the store's columns -------------------------------------------------------------------------
 
@@ -241,3 +228,35 @@ class LoopRecord:
         if problem:
             raise ValueError(problem)
         return loop
+
+
+# --- OSC arguments, one message at a time (also the public client's: client.Loop, Levels, Shape) ----------
+
+def decode_loop_args(args: Sequence) -> tuple[int, float, float, int, list[tuple[str, int, str]]]:
+    """/dd/loop's arguments -> (loop_id, p_like, bpm, n_steps, [(sample, note, steps) per row]);
+    ValueError naming what does not fit the contract."""
+    args = list(args)
+    if len(args) < 4 or (len(args) - 4) % 3:
+        raise ValueError(f"/dd/loop with {len(args)} argument(s) {args!r}; the contract gives loop_id, p_like, "
+                         f"bpm, n_steps, then 3 per row (sample, note, steps)")
+    loop_id, n_steps = int(args[0]), int(args[3])
+    rows = [(str(args[i]), int(args[i + 1]), str(args[i + 2])) for i in range(4, len(args), 3)]
+    if any(len(st) != n_steps for _, _, st in rows):
+        raise ValueError(f"/dd/loop {loop_id}: steps {[st for _, _, st in rows]!r} are not {n_steps} long")
+    return loop_id, float(args[1]), float(args[2]), n_steps, rows
+
+
+def decode_levels_args(args: Sequence, loop_id: int | None = None, n_rows: int | None = None) -> list[str]:
+    """/dd/levels' arguments -> the levels per row; with `loop_id` and `n_rows`, ValueError unless they
+    are those of that /dd/loop."""
+    if len(args) < 1 or (loop_id is not None and (int(args[0]) != loop_id or len(args) - 1 != n_rows)):
+        raise ValueError(f"/dd/levels {list(args)!r} is not for /dd/loop {loop_id} with {n_rows} rows")
+    return [str(a) for a in args[1:]]
+
+
+def decode_shape_args(args: Sequence, loop_id: int | None = None) -> tuple[int, int, int, str]:
+    """/dd/shape's arguments -> (loop_id, steps_per_bar, bars, meter); with `loop_id`, ValueError unless
+    it is that /dd/loop's."""
+    if len(args) < 4 or (loop_id is not None and int(args[0]) != loop_id):
+        raise ValueError(f"/dd/shape {list(args)!r} is not for /dd/loop {loop_id}")
+    return int(args[0]), int(args[1]), int(args[2]), str(args[3])
