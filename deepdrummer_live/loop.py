@@ -2,9 +2,10 @@
 
 A loop is rows (each: the kit sample it plays, that sample's role, the MIDI note it goes out on, its
 `steps` string and its `levels` string), a tempo, a swing and its shape (a meter; its bars follow from
-the steps). The store, the library, the dataset, the report, the session, the player messages and the
-simulated users all hold a `LoopRecord`; the tensors of the generator and the critic are
-`sound/pattern.Loops` (the learner rebuilds them from a record: `Learner.loops_from_record`).
+the steps). The store, the library, the dataset, the report, the session and the simulated users all
+hold a `LoopRecord`, the player's messages carry its `player_rows()`, the public client can make one of what
+it heard; the tensors of the generator and the critic are `sound/pattern.Loops` (`Learner.record` and
+`Learner.loops_from_record` go between the two).
 
 The text forms, each read and written here only:
 - OSC (contract v1.0-v1.2): `/dd/loop` (i id, f p_like, f bpm, i n_steps, then s sample, i note, s steps
