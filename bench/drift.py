@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepdrummer_live.learn.simuser import make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import hear, make_user  # noqa: E402
 
 # Tastes that disagree (the verse wants one groove, the chorus another)
 PAIRS = (("backbeat", "fotf"), ("sparse", "busy"), ("no_cymbals", "percussionist"), ("offbeat_hats", "syncopation"))
@@ -52,11 +52,7 @@ def run(first: str, second: str, half_life: float, seed: int, args) -> dict:
     for i in range(args.before + args.after):
         user = users[0] if i < args.before else users[1]
         p = engine.propose("explore" if i < args.before else "good", False)
-        names, notes, _, steps = engine.describe(p.loops)
-        loop_args: list = [i + 1, p.p_like, 120.0, len(steps[0])]
-        for n, note, st in zip(names, notes, steps):
-            loop_args += [n, note, st]
-        liked = user.judge(parse_loop(loop_args, [i + 1, *engine.levels(p.loops)]))
+        liked = user.judge(hear(engine.record(p.loops, id=i + 1, p_like=p.p_like)))
         judged.append(liked)
         engine.set_rating(i + 1, p.loops, int(liked))
         engine.train()
@@ -69,7 +65,7 @@ _POOLS: dict = {}
 
 
 def pool_for(seed: int, n: int, args):
-    """(engine's kit, pool Loops, the like head's inputs [n, head_in], LoopMsgs) for a seed, made once."""
+    """(engine's kit, pool Loops, the like head's inputs [n, head_in], the loops as users hear them), made once."""
     if (seed, n) in _POOLS:
         return _POOLS[(seed, n)]
     import torch
@@ -87,12 +83,7 @@ def pool_for(seed: int, n: int, args):
         feats = engine.scorer.features(loops)
     msgs = []
     for i in range(n):
-        one = loops.take(i)
-        names, notes, _, steps = engine.describe(one)
-        loop_args: list = [i + 1, 0.5, 120.0, len(steps[0])]
-        for name, note, st in zip(names, notes, steps):
-            loop_args += [name, note, st]
-        msgs.append(parse_loop(loop_args, [i + 1, *engine.levels(one)]))
+        msgs.append(hear(engine.record(loops.take(i), id=i + 1, p_like=0.5)))
     _POOLS[(seed, n)] = (engine, feats, msgs)
     return _POOLS[(seed, n)]
 

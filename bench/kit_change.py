@@ -24,16 +24,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from deepdrummer_live.learn.learner import Learner  # noqa: E402
-from deepdrummer_live.learn.simuser import USERS, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import USERS, hear, make_user  # noqa: E402
 from deepdrummer_live.sound.kit import load_kit  # noqa: E402
 
 
 def as_msg(learner: Learner, proposal, loop_id: int):
-    names, notes, _, steps = learner.describe(proposal.loops)
-    args: list = [loop_id, proposal.p_like, 120.0, len(steps[0])]
-    for n, note, st in zip(names, notes, steps):
-        args += [n, note, st]
-    return parse_loop(args, [loop_id, *learner.levels(proposal.loops)])
+    return hear(learner.record(proposal.loops, id=loop_id, p_like=proposal.p_like))
 
 
 def rate(learner: Learner, user, n: int, start: int) -> None:

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepdrummer_live.client import OscClient  # noqa: E402
-from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, hear, make_user, parse_loop  # noqa: E402
 from deepdrummer_live.testing import Daemon  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             time.sleep(args.seconds_per_loop)  # listening to one bar while the critic trains
             liked = user.judge(msg)
             rated.append(liked)
-            loop_id = msg.loop_id
+            loop_id = msg.id
             msg, ms = next_loop(("/dd/like" if liked else "/dd/dislike", int(loop_id)))
             client.expect("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
             latencies.append(ms)
@@ -202,12 +202,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
 
     def propose(mode: str):
         p = engine.propose(mode, False, prior=prior)
-        names, notes, _, steps = engine.describe(p.loops)
-        loop_args: list = [next(ids), p.p_like, 120.0, len(steps[0])]
-        for n, note, st in zip(names, notes, steps):
-            loop_args += [n, note, st]
-        shape = [loop_args[0], 0, p.loops.bars, p.loops.meter]
-        return p, parse_loop(loop_args, [loop_args[0], *engine.levels(p.loops)], shape)
+        return p, hear(engine.record(p.loops, id=next(ids), p_like=p.p_like))
 
     def evaluate():
         out = [propose(args.eval_mode) for _ in range(args.eval_loops)]
@@ -222,7 +217,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
         p, m = propose("explore")
         liked = user.judge(m)
         rated.append(liked)
-        engine.set_rating(m.loop_id, p.loops, int(liked))
+        engine.set_rating(m.id, p.loops, int(liked))
         engine.train()
         idle_hearing(engine, args.idle_hearing_steps)
     after, after_p, after_x = evaluate()
@@ -247,7 +242,7 @@ def replay_datasets(args) -> int:
     results = {}
     for path in args.replay:
         ratings = read_csv(path)
-        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
         res = replay(kit, ratings, resolve_device(args.device or "cpu"), args.seed)
         results[str(path)] = res
         print(f"{str(path)[-30:]:30s} {res['ratings']:4d} ratings: predicted {res['accuracy']:.2f} "

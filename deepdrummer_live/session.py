@@ -19,17 +19,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.player.protocol import Event as PlayerEvent
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
-from deepdrummer_live.storage.store import LoopRecord, Store
+from deepdrummer_live.storage.store import Store
 from deepdrummer_live.transport import Transport, VirtualTransport
 from deepdrummer_live.vocab import (
     BARS,
@@ -77,37 +77,17 @@ def _load_density(saved: str | None) -> list[float]:
     return values + [P_CELL_ON] * (MAX_ROWS - len(values))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loop:
-    """A loop the session proposed: its stored id, the learner's tensors and what the surfaces show."""
-    id: int
+    """A loop the session proposed: its record (what is stored, sent and played; `record.id` is its
+    stored id) and the learner's proposal (its tensors)."""
+
+    record: LoopRecord
     proposal: Proposal
-    samples: list[str]
-    notes: list[int]
-    roles: list[str]
-    steps: list[str]
-    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
-    meter: str = DEFAULT_METER
 
     @property
-    def p_like(self) -> float:
-        return self.proposal.p_like
-
-    @property
-    def steps_per_bar(self) -> int:
-        return steps_per_bar(self.meter)
-
-    @property
-    def bars(self) -> int:
-        return len(self.steps[0]) // self.steps_per_bar
-
-    def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: GM note, steps and levels per row."""
-        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
-
-    def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
-                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
+    def id(self) -> int:
+        return self.record.id
 
 
 class Session:
@@ -261,7 +241,7 @@ class Session:
                     # An acknowledged like whose files a kill -9 or power cut prevented.
                     # (its swing at the time is not stored: the session's swing, resumed, is the best guess)
                     self.worker.add_job(
-                        lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None, self.swing),
+                        lambda r=rec, lo=loops: self._write_library(r, lo, "liked", None, self.swing),
                         "library")
             if resumed:
                 log.info("resumed %d rated loops from %s", resumed, self.store.dir)
@@ -324,15 +304,11 @@ class Session:
         proposal = self.worker.take_proposal()
         if proposal is None:
             return
-        samples, notes, roles, steps = self.learner.describe(proposal.loops)
+        rec = self.learner.record(proposal.loops, p_like=proposal.p_like, mode=proposal.mode, tempo=self.tempo)
         # the notes that go out: one per row, distinct; a locked row keeps its note
-        notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
-        levels = self.learner.levels(proposal.loops)
-        meter = proposal.loops.meter
-        loop_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=notes, roles=roles,
-                                      steps=steps, p_like=proposal.p_like, mode=proposal.mode, bpm=self.tempo,
-                                      levels=levels, meter=meter)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels, meter)
+        rec = rec.with_notes(self.note_map.assign(rec.roles, rec.notes,
+                                                  {r: self.locked_notes[r] for r in self.locked}))
+        loop = Loop(replace(rec, id=self.store.add_loop(rec)), proposal)
         if self.want_next_since is not None:
             self.worker.stats.rating_to_next_ms.append((self.now() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -355,8 +331,8 @@ class Session:
         """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
         audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
-        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
-                                steps_per_bar=loop.steps_per_bar, switch_at=self.switch_at)
+        self.transport.set_loop(loop.id, loop.record.player_rows(), audio, at_bar=self.playing, swing=self.swing,
+                                steps_per_bar=loop.record.steps_per_bar, switch_at=self.switch_at)
 
     def _resend(self) -> None:
         """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
@@ -368,18 +344,12 @@ class Session:
         self.current = loop
         self.pending = None
         self.emit("/dd/loop", *self.loop_args(loop), origin=None)
-        self.emit("/dd/levels", loop.id, *loop.levels, origin=None)
-        self.emit("/dd/shape", *self.shape_args(loop), origin=None)
-
-    @staticmethod
-    def shape_args(loop: Loop) -> list:
-        return [loop.id, loop.steps_per_bar, loop.bars, loop.meter]
+        self.emit("/dd/levels", *loop.record.levels_args(), origin=None)
+        self.emit("/dd/shape", *loop.record.shape_args(), origin=None)
 
     def loop_args(self, loop: Loop) -> list:
-        args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
-        for s, n, st in zip(loop.samples, loop.notes, loop.steps):
-            args += [s, n, st]
-        return args
+        """/dd/loop's arguments: the loop at the tempo of now."""
+        return replace(loop.record, tempo=self.tempo).loop_args()
 
     # --- transport events -------------------------------------------------------------------------
 
@@ -458,7 +428,7 @@ class Session:
             self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked), profile), "learn")
             if liked and loops is not None:
                 origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
-                self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin, swing),
+                self.worker.add_job(lambda: self._write_library(rec, loops, "liked", origin, swing),
                                     "library")
             if is_current:
                 try:  # the rating is stored and acknowledged; a failure to switch is a separate error
@@ -512,7 +482,7 @@ class Session:
         with self.lock:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
-            n_rows = len(self.current.steps)
+            n_rows = len(self.current.record.rows)
             if not (isinstance(row, int) and 0 <= row < n_rows):
                 raise CommandError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, "
                                    f"in order)")
@@ -520,7 +490,7 @@ class Session:
                 # Rows locked earlier are the same in the current loop, so it can be the one source.
                 self.locked.add(row)
                 self.lock_source = self.current.proposal.loops
-                self.locked_notes[row] = self.current.notes[row]
+                self.locked_notes[row] = self.current.record.rows[row].note
             else:
                 self.locked.discard(row)
                 self.locked_notes.pop(row, None)
@@ -532,7 +502,7 @@ class Session:
         """The locked rows and the current loop, which holds them as they are (call with the lock held)."""
         if not self.locked or self.current is None:
             return ""
-        cur = self.current
+        cur = self.current.record
         return json.dumps({"rows": sorted(self.locked), "samples": cur.samples, "steps": cur.steps,
                            "levels": cur.levels, "notes": cur.notes, "meter": cur.meter})
 
@@ -543,11 +513,12 @@ class Session:
         try:
             data = json.loads(text)
             rows = [int(r) for r in data["rows"]]
-            record = SimpleNamespace(samples=list(data["samples"]), steps=list(data["steps"]),
-                                     levels=list(data["levels"]), meter=str(data.get("meter", DEFAULT_METER)))
-            notes = [int(n) for n in data["notes"]]
-            if len(notes) != len(record.samples) or not all(0 <= r < len(notes) for r in rows):
-                raise ValueError(f"rows {rows} and notes {notes} do not fit {len(record.samples)} samples")
+            record = LoopRecord.of(samples=list(data["samples"]), steps=list(data["steps"]),
+                                   levels=list(data["levels"]), notes=[int(n) for n in data["notes"]],
+                                   meter=str(data.get("meter", DEFAULT_METER)))
+            notes = record.notes
+            if not all(0 <= r < len(notes) for r in rows):
+                raise ValueError(f"rows {rows} do not fit {len(notes)} rows")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("the stored locks are unreadable (%s); starting with no row locked", exc)
             return
@@ -556,7 +527,7 @@ class Session:
             log.warning("the locked rows of the last run use samples this kit does not have; "
                         "starting with no row locked")
             return
-        if (len(record.samples), len(record.steps[0]), record.meter) != (
+        if (len(record.rows), record.n_steps, record.meter) != (
                 self.rows, self.bars * steps_per_bar(self.meter), self.meter):
             log.warning("the locked rows of the last run do not fit loops of %d rows x %d bars of %s; "
                         "starting with no row locked", self.rows, self.bars, self.meter)
@@ -673,10 +644,9 @@ class Session:
             if queued >= MAX_QUEUED_JOBS:
                 raise CommandError(f"{queued} library writes are already queued; wait for /dd/saved")
             loop, swing = self.current, self.swing
-            rec = self.store.loop(loop.id)
             origin = self.current_origin()
-            self.worker.add_job(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved",
-                                                            origin, swing), "library")
+            self.worker.add_job(lambda: self._write_library(loop.record, loop.proposal.loops, name or "saved", origin,
+                                                            swing), "library")
 
     # --- the performer's set: taste profiles, variations, fills, recall (contract v1.2) ------------------
 
@@ -777,17 +747,14 @@ class Session:
 
     def _make_fill(self, loop: Loop) -> None:
         fill, p_like = self.learner.fill(loop.proposal.loops)
-        samples, _, roles, steps = self.learner.describe(fill)
-        levels = self.learner.levels(fill)
+        rec = self.learner.record(fill, p_like=p_like, mode="fill").with_notes(loop.record.notes)
         with self.lock:
             if self._fill_for != loop.id or self.current is not loop or self.pending is not None:
                 self._fill_for = None
                 return  # the session moved on meanwhile: the fill is not wanted any more
-            fill_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=loop.notes, roles=roles,
-                                          steps=steps, p_like=p_like, mode="fill", bpm=self.tempo, levels=levels,
-                                          meter=loop.meter)
+            rec = replace(rec, tempo=self.tempo)
             proposal = replace(loop.proposal, loops=fill, p_like=p_like, mode="fill", vary_of=None)
-            self.fill_loop = Loop(fill_id, proposal, samples, list(loop.notes), roles, steps, levels, loop.meter)
+            self.fill_loop = Loop(replace(rec, id=self.store.add_loop(rec)), proposal)
             if self.transport is None:
                 self._fill_started(self.fill_loop)
             else:
@@ -798,7 +765,7 @@ class Session:
         self.fill_loop = None
         self._fill_for = None
         back = self.current
-        self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.steps, origin=None)
+        self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.record.steps, origin=None)
         if back is not None and self.pending is None and self.transport is not None:
             self._send_loop(back)
 
@@ -818,8 +785,7 @@ class Session:
         with self.lock:
             proposal = Proposal(loops, rec.p_like, rec.mode, self.fotf, self.learner.version, self._prior(),
                                 self.profile)
-            loop = Loop(rec.id, proposal, list(rec.samples), list(rec.notes), list(rec.roles), list(rec.steps),
-                        list(rec.levels), rec.meter)
+            loop = Loop(rec, proposal)
             self.want_next_since = None  # a loop asked for earlier is superseded by this one
             if self.vary_of is not None:
                 self.vary_of = self._vary_source = None
@@ -827,15 +793,13 @@ class Session:
             self.pending = None
             self._present(loop)
 
-    def _write_library(self, loop_id: int, rec: LoopRecord, loops, name: str, origin: Any,
-                       swing: float = 0.0) -> None:
-        bpm = rec.bpm
+    def _write_library(self, rec: LoopRecord, loops, name: str, origin: Any, swing: float = 0.0) -> None:
+        """The library files of a stored loop, at its stored tempo and `swing` (not stored: the one of when
+        it was liked or saved)."""
         kit_audio = self.learner.kit.audio_at(WAV_SR)
-        rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
-                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
-                                                      loops.sample_ids[0].tolist())]
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing, rec.meter)
-        self.emit("/dd/saved", loop_id, str(mid), str(wav), origin=origin)
+        audio = [kit_audio[i] for i in loops.sample_ids[0].tolist()]
+        mid, wav = library.write_loop(self.store.library, replace(rec, swing=swing), name, audio, WAV_SR)
+        self.emit("/dd/saved", rec.id, str(mid), str(wav), origin=origin)
 
     # --- views ---------------------------------------------------------------------------------------
 
@@ -847,12 +811,13 @@ class Session:
     def snapshot(self) -> dict:
         """Everything a surface shows (terminal, page), as plain data."""
         with self.lock:
-            loop = self.current
+            loop = self.current.record if self.current is not None else None
             return {
                 "loop": None if loop is None else {
                     "id": loop.id, "p_like": loop.p_like, "meter": loop.meter, "bars": loop.bars,
                     "steps_per_bar": loop.steps_per_bar, "beats": list(METERS[loop.meter][1]),
-                    "rows": [dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                    "rows": [{"sample": row.sample, "note": row.note, "role": row.role, "steps": row.steps,
+                              "levels": row.levels, "locked": r in self.locked} for r, row in enumerate(loop.rows)]},
                 "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at,
                           "choices": SHAPE_CHOICES},
                 "locks": sorted(self.locked), "density": list(self.density[: self.rows]),

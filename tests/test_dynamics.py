@@ -14,6 +14,7 @@ from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.learn.critic import LEAN_CONFIG
 from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, search
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import (
@@ -208,8 +209,8 @@ def test_store_migrates_an_old_state_dir(tmp_path):
     old = store.loop(1)
     assert old.steps == ["x...", "..x."] and old.levels == ["7...", "..7."]
     assert [r.levels for r, _ in store.rated_loops()] == [["7...", "..7."]]
-    new_id = store.add_loop(kit="dd-analog", samples=["a"], notes=[36], roles=["kick"], steps=["x.x."], p_like=0.4,
-                            mode="good", bpm=100.0, levels=["9.2."])
+    new_id = store.add_loop(LoopRecord.of(kit="dd-analog", samples=["a"], notes=[36], roles=["kick"], steps=["x.x."],
+                                          p_like=0.4, mode="good", tempo=100.0, levels=["9.2."]))
     assert new_id == 2 and store.loop(new_id).levels == ["9.2."]
     store.close()
     again = Store(tmp_path)  # migrating twice is harmless
@@ -240,13 +241,13 @@ def next_loop(session):
     before = session.current.id
     session.next()
     wait_for(lambda: session.current is not None and session.current.id != before, what="the next loop")
-    return session.current
+    return session.current.record
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_session_locks_hold_across_loops_and_modes(session, mode):
     wait_for(lambda: session.current is not None, what="a first loop")
-    first = session.current
+    first = session.current.record
     commands.execute(session, "lock", (1, 1))
     commands.execute(session, "lock_toggle", (3,))
     commands.execute(session, "mode", (mode,))

@@ -11,12 +11,13 @@ from test_player import T0, FakePorts, run
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.protocol import PlayerConfig
 from deepdrummer_live.player.sequencer import Sequencer
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.dynamics import velocity
+from deepdrummer_live.sound.dynamics import default_levels, velocity
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
 from deepdrummer_live.vocab import GM_NOTES
@@ -129,7 +130,8 @@ def test_step_onsets():
 # ---- library: .mid ticks, and .mid + .sfz = .wav --------------------------------------------
 
 def test_library_mid_ticks_and_velocities_with_swing():
-    mid = library.midi_file([(36, r["steps"], r["levels"]) for r in ROWS[:2]], 120.0, swing=1 / 3)
+    mid = library.midi_file(LoopRecord.of(samples=["a", "b"], notes=[36, 36], steps=[r["steps"] for r in ROWS[:2]],
+                                          levels=[r["levels"] for r in ROWS[:2]], tempo=120.0, swing=1 / 3))
     assert mid.ticks_per_beat == 960
     tick, ons = 0, []
     for msg in mid.tracks[0]:
@@ -144,11 +146,10 @@ def test_library_mid_ticks_and_velocities_with_swing():
     assert tick == 4 * 960  # one bar
 
 
-def _rows(kit, names, steps, levels, notes, sr):
+def _one_shots(kit, names, sr):
     audio = kit.audio_at(sr)
     index = {s.name: i for i, s in enumerate(kit.samples)}
-    return [library.LibraryRow(n, st, lv, name, audio[index[name]])
-            for name, st, lv, n in zip(names, steps, levels, notes)]
+    return [audio[index[name]] for name in names]
 
 
 @pytest.mark.parametrize("bpm,swing", [(120.0, 0.0), (97.0, 1 / 3), (112.0, 0.25), (61.0, 0.5), (143.0, 0.5)])
@@ -161,10 +162,10 @@ def test_sfz_round_trip_mid_through_sfz_is_the_wav(tmp_path, kit, bpm, swing):
     names = [by_role["kick"], by_role["kick"] if len(kit.ids_with_role("kick")) < 2 else
              kit.samples[kit.ids_with_role("kick")[1]].name, by_role["closed_hat"], by_role["snare"]]
     steps = ["x.....x...x.....", "..x.........x...", "x.xxx.x.x.xxx.xx", "....x.......x..x"]
-    levels = ["9.....3...7.....", "..5.........2...", "2.345.6.7.891.23", None]
+    levels = ["9.....3...7.....", "..5.........2...", "2.345.6.7.891.23", default_levels([steps[3]])[0]]
     notes = NoteMap.load(None).assign(["kick", "kick", "closed_hat", "snare"], [36, 36, 42, 38])
-    rows = _rows(kit, names, steps, levels, notes, sr)
-    mid_path, wav_path = library.write_loop(tmp_path, 12, "my groove 1", rows, bpm, sr, swing)
+    loop = LoopRecord.of(id=12, samples=names, notes=notes, steps=steps, levels=levels, tempo=bpm, swing=swing)
+    mid_path, wav_path = library.write_loop(tmp_path, loop, "my groove 1", _one_shots(kit, names, sr), sr)
     sfz_path = tmp_path / "000012-my groove 1.sfz"  # a space in the sample folder's path too
     assert sfz_path.exists() and (tmp_path / "000012-my groove 1-samples").is_dir()
     wav, wav_sr = sf.read(wav_path, dtype="float64")
@@ -183,9 +184,10 @@ def test_sfz_player_refuses_what_it_does_not_know(tmp_path):
 
 
 def test_library_names_stay_inside(tmp_path, kit):
-    rows = _rows(kit, [kit.samples[0].name] * 4, ["x" + "." * 15] * 4, [None] * 4, [36, 37, 38, 39], 8000)
+    names = [kit.samples[0].name] * 4
+    loop = LoopRecord.of(id=1, samples=names, notes=[36, 37, 38, 39], steps=["x" + "." * 15] * 4)
     with pytest.raises(Exception, match="save name"):
-        library.write_loop(tmp_path, 1, "../evil", rows, 120.0, 8000)
+        library.write_loop(tmp_path, loop, "../evil", _one_shots(kit, names, 8000), 8000)
 
 
 # ---- distinct notes and note maps --------------------------------------------------------------
@@ -255,7 +257,7 @@ def session(tmp_path, kit):
 
 def test_locked_rows_keep_their_notes_and_every_loop_has_distinct_notes(session):
     wait_for(lambda: session.current is not None, what="a first loop")
-    first = session.current
+    first = session.current.record
     session.set_lock(0, True)
     session.set_lock(2, True)
     session.set_mode("random")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,9 +81,10 @@ def render_rating(kit, rating: Rating, sr: int = WAV_SR) -> np.ndarray:
     from deepdrummer_live.sound.render import render_bars, sample_bank, step_length
 
     audio = kit.audio_at(sr)
-    ids = [kit.index_of(name) for name in rating.samples]
-    bank = sample_bank([audio[i] for i in ids], step_length(rating.tempo, sr), len(rating.steps[0]), "cpu")
-    levels = pattern.strings_to_levels(rating.levels)[None]
+    loop = rating.loop
+    ids = [kit.index_of(name) for name in loop.samples]
+    bank = sample_bank([audio[i] for i in ids], step_length(loop.tempo, sr), loop.n_steps, "cpu")
+    levels = pattern.strings_to_levels(loop.levels)[None]
     return render_bars(levels, torch.arange(len(ids))[None], bank)[0].numpy()
 
 
@@ -95,7 +97,7 @@ def mark_experiment(ratings: list[Rating], state_dir: Path) -> None:
     plan = Plan.load(state_dir.expanduser() / PLAN_FILE)
     phase2 = {loop_id for loop_id, _ in plan.items}
     for r in ratings:
-        r.phase = "2" if r.loop_id in phase2 else "1"
+        r.phase = "2" if r.loop.id in phase2 else "1"
         r.participant = r.participant or plan.participant
 
 
@@ -121,11 +123,11 @@ def cmd_export(args) -> int:
     state_dir = args.state_dir or default_state_dir()
     ratings, meta = read_ratings(state_dir, args.participant)
     mark_experiment(ratings, Path(state_dir))
-    kit = resolve_session_kit(args.kit, meta, {r.kit for r in ratings}) if ratings else None
+    kit = resolve_session_kit(args.kit, meta, {r.loop.kit for r in ratings}) if ratings else None
     out = prepare_out(args.out)
     wanted = set()
     for r in ratings:
-        wav = out / "audio" / f"{r.loop_id}.wav"
+        wav = out / "audio" / f"{r.loop.id}.wav"
         sf.write(wav, render_rating(kit, r), WAV_SR, subtype="PCM_24")
         wanted.add(wav.name)
     for stale in (out / "audio").glob("*.wav"):  # from an earlier export of ratings since undone
@@ -167,7 +169,7 @@ COLUMN_DOCS = {
 
 def data_card(ratings: list[Rating], kit: str, state_dir: Path) -> str:
     likes = sum(r.liked for r in ratings)
-    modes = Counter(r.mode for r in ratings)
+    modes = Counter(r.loop.mode for r in ratings)
     span = (f"from {ratings[0].time} to {ratings[-1].time}" if ratings else "none yet")
     columns = "\n".join(f"| `{c}` | {COLUMN_DOCS[c]} |" for c in COLUMNS)
     return f"""# DeepDrummer Live ratings ({state_dir.name or 'session'})
@@ -244,7 +246,8 @@ def load_datasets(paths: list[Path]) -> list[Rating]:
         name = path.expanduser().resolve().name
         for r in rows:
             r.participant = r.participant or name
-            r.loop_id = (k + 1) * 1_000_000 + r.loop_id if len(paths) > 1 else r.loop_id
+            if len(paths) > 1:
+                r.loop = replace(r.loop, id=(k + 1) * 1_000_000 + r.loop.id)
         merged += rows
     return merged
 
@@ -268,7 +271,7 @@ def cmd_import(args) -> int:
                              f"use one of {', '.join(found) or 'none'}")
     if not ratings:
         raise StateError(f"{', '.join(map(str, args.datasets))}: no ratings to import; export a session with ratings")
-    kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+    kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
     device = resolve_device(args.device)
     if args.replay:
         result = pretraining.replay(kit, ratings, device, args.seed)

@@ -33,14 +33,14 @@ from deepdrummer_live.learn.kinds import (
     shipped_path,
 )
 from deepdrummer_live.learn.search import search
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
 from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
-from deepdrummer_live.storage.dataset import Rating
-from deepdrummer_live.storage.store import DEFAULT_PROFILE, LoopRecord, Store, atomic_write
-from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
+from deepdrummer_live.storage.store import DEFAULT_PROFILE, Store, atomic_write
+from deepdrummer_live.vocab import steps_per_bar
 
 log = logging.getLogger(__name__)
 CALIBRATION_LOOPS = 256
@@ -158,25 +158,21 @@ class Learner:
         best = int(torch.argmax(p))
         return candidates.take(best), float(p[best])
 
-    def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
-        """(sample names, GM notes, roles, step strings) of a batch-of-one."""
-        ids = loops.sample_ids[0].tolist()
-        samples = [self.kit.samples[i] for i in ids]
-        return ([s.name for s in samples], [s.note for s in samples], [s.role for s in samples],
-                pattern.grid_to_strings(loops.grid[0].cpu()))
+    def record(self, loops: Loops, **fields) -> LoopRecord:
+        """A batch-of-one as a loop record (id 0 until stored; each row's note its sample's, before the
+        note map); `fields`: the record's other fields (p_like, mode, tempo...)."""
+        samples = [self.kit.samples[i] for i in loops.sample_ids[0].tolist()]
+        return LoopRecord.of(samples=[s.name for s in samples], notes=[s.note for s in samples],
+                             roles=[s.role for s in samples], levels=pattern.levels_to_strings(loops.levels[0].cpu()),
+                             meter=loops.meter, kit=self.kit.name, **fields)
 
-    @staticmethod
-    def levels(loops: Loops) -> list[str]:
-        """The `/dd/levels` strings of a batch-of-one, one per row."""
-        return pattern.levels_to_strings(loops.levels[0].cpu())
-
-    def loops_from_record(self, rec: LoopRecord | Rating) -> Loops | None:
-        """Rebuild a stored loop or a dataset's rated loop (anything with `samples` and the
-        `steps`/`levels` strings) with this kit; None when the kit lacks one of its samples."""
+    def loops_from_record(self, rec: LoopRecord) -> Loops | None:
+        """Rebuild a stored or rated loop with this kit; None when the kit lacks one of its samples, or
+        the critic cannot read its shape."""
         names = {s.name: i for i, s in enumerate(self.kit.samples)}
         if any(n not in names for n in rec.samples) or not rec.samples:
             return None
-        meter = getattr(rec, "meter", None) or DEFAULT_METER
+        meter = rec.meter
         if len({len(lv) for lv in rec.levels}) != 1 or len(rec.levels[0]) % steps_per_bar(meter):
             return None
         if not self.kind.reads(len(rec.levels[0]) // steps_per_bar(meter), meter):

@@ -47,7 +47,7 @@ def critic_from_ratings(kit, ratings: list[Rating], device, seed: int = 1) -> tu
     learner = new_learner(kit, device, seed)
     used = 0
     for key, r in enumerate(ratings):
-        loops = learner.loops_from_record(r)
+        loops = learner.loops_from_record(r.loop)
         if loops is not None:
             learner.set_rating(key, loops, int(r.liked))
             used += 1
@@ -68,7 +68,7 @@ def replay(kit, ratings: list[Rating], device, seed: int = 1) -> dict:
     hits, base, skipped = [], [], 0
     seen = {0: 0, 1: 0}
     for key, r in enumerate(ratings):
-        loops = learner.loops_from_record(r)
+        loops = learner.loops_from_record(r.loop)
         if loops is None:
             skipped += 1
             continue

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypedDict
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.player import midi
 from deepdrummer_live.player.clock import check_bpm
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
+from deepdrummer_live.sound.dynamics import LEVEL_CHARS, default_levels, velocity
 from deepdrummer_live.vocab import CLOCKS, swing_problem
 
 AUDIO_MODES = ("pyo", "none")
@@ -102,7 +102,7 @@ def parse_rows(rows) -> list[ParsedRow]:
         n_steps = len(steps)
         levels = row.get("levels")
         if levels is None:
-            levels = "".join(str(DEFAULT_LEVEL) if c == "x" else "." for c in steps)
+            levels = default_levels([steps])[0]
         if not (isinstance(levels, str) and len(levels) == n_steps
                 and all((c == ".") if s == "." else (c in LEVEL_CHARS) for s, c in zip(steps, levels))):
             raise ValueError(f"set_loop row {i}: levels {levels!r} must have '1'-'9' where steps {steps!r} "

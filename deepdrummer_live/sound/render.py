@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, parse_level
 
 MIX_GAIN = 0.5
 STEPS_PER_BEAT = 4
@@ -176,8 +176,8 @@ def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int,
     for r, (row, sample) in enumerate(zip(steps, samples)):
         folded = fold_to_bar(sample, bar)
         for k, cell in enumerate(row):
-            if cell != ".":
-                level = DEFAULT_LEVEL if cell == "x" else int(cell)
+            level = parse_level(cell)
+            if level:
                 rows[r] += level_gain(level) * np.roll(folded, onsets[k])
     out = MIX_GAIN * rows.sum(axis=0)
     peak = float(np.abs(out).max(initial=0.0))
