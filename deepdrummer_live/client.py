@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, TypeVar
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from deepdrummer_live.commands import COMMANDS
 from deepdrummer_live.errors import DeepDrummerError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -339,13 +340,8 @@ def view(message: Message) -> Any:
 
 
 # The answer each inbound address implies (contract v1.1, `send`); any other address has none.
-EXPECTED_REPLY = {
-    "/dd/like": "/dd/rated",
-    "/dd/dislike": "/dd/rated",
-    "/dd/save": "/dd/saved",
-    "/dd/ping": "/dd/pong",
-    "/dd/status": "/dd/status",
-}
+# The answer each address implies: the command table's `reply=` (commands.py), never typed again here.
+EXPECTED_REPLY = {c.address: c.reply for c in COMMANDS.values() if c.reply is not None}
 
 
 def _listen_host(family: int, target_ip: str) -> str:

@@ -284,7 +284,7 @@ def _row_density(session, row, p):
     return session.set_density(p, row)
 
 
-@command("learn", Param("action", "str", choices=LEARNABLE_ACTIONS),
+@command("learn", Param("action", "str", choices=tuple(LEARNABLE_ACTIONS)),
          Param("row", "int", 0, MAX_ROWS - 1, optional=True),
          reply="/dd/learned", help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
                                    "(lock: give the row); saved to <state-dir>/controller.toml")

@@ -33,7 +33,6 @@ from deepdrummer_live.storage.store import LoopRecord, Store
 from deepdrummer_live.transport import Transport, VirtualTransport
 from deepdrummer_live.vocab import (
     BARS,
-    CLOCKS,
     DEFAULT_METER,
     DEFAULT_PROFILE,
     DEFAULT_TEMPO,
@@ -43,8 +42,8 @@ from deepdrummer_live.vocab import (
     N_ROWS,
     ROWS_RANGE,
     SWITCH_POINTS,
-    TEMPO_MAX,
-    TEMPO_MIN,
+    check_clock,
+    check_tempo,
     profile_problem,
     shape_problem,
     steps_per_bar,
@@ -116,8 +115,7 @@ class Session:
                  note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter,
                  rows: int | None = None, bars: int | None = None, meter: str | None = None,
                  profile: str | None = None):
-        if clock not in CLOCKS:
-            raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
+        check_clock(clock)
         self.learner = learner
         self.now = now  # for latency figures only; injectable for tests
         self.store = store
@@ -619,13 +617,13 @@ class Session:
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
         self.midi_learn.start(self.transport, action, row, origin=self.current_origin())
 
-    def set_tempo(self, bpm: float) -> None:
-        if not TEMPO_MIN <= bpm <= TEMPO_MAX:
-            raise CommandError(f"tempo {bpm:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
+    def set_tempo(self, tempo: float) -> None:
+        """The internal clock's tempo in BPM (the command table checks the range)."""
+        tempo = check_tempo(tempo)
         if self.clock != "internal":
             raise CommandError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
         with self.lock:
-            self.tempo = float(bpm)
+            self.tempo = tempo
             if self.transport is not None:
                 self.transport.set_tempo(self.tempo)
                 if self.audio_sr:  # the playing bar must follow the tempo

@@ -70,7 +70,7 @@ def test_internal_clock_tempo_change_reanchors():
     assert c.set_tempo(60.0, T0 + 0.5) == [("tempo", 60.0)]
     assert c.grid.time_of(nxt) == pytest.approx(t_next)
     assert c.grid.time_of(nxt + 1) - t_next == pytest.approx(60 / 60 / 24)
-    with pytest.raises(ValueError, match="out of range 20..300"):
+    with pytest.raises(ValueError, match="tempo 500 BPM out of range; use 20-300"):
         c.set_tempo(500, T0)
 
 

@@ -37,7 +37,7 @@ from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, GridScorer
 from deepdrummer_live.learn.search import PaperScorer, Scorer
 from deepdrummer_live.paths import data_path
 from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
-from deepdrummer_live.vocab import DEFAULT_METER
+from deepdrummer_live.vocab import DEFAULT_METER, STEPS_PER_BEAT
 
 SHIPPED_DIR = "critics"  # package data: deepdrummer_live/data/critics/<name>.pt
 CHECKPOINT_NAME = "critic.pt"  # what a state dir keeps
@@ -104,7 +104,7 @@ def _build_paper(config: CriticConfig) -> nn.Module:
 
 
 def _build_lean(config: CriticConfig) -> nn.Module:
-    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
+    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / STEPS_PER_BEAT) // config.spec.hop
     return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
                       n_mels=config.spec.n_mels, bands=config.bands,
                       n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0, head_clip=config.head_clip,

@@ -23,12 +23,11 @@ from collections import deque
 from typing import Protocol
 
 from deepdrummer_live.player import midi
-from deepdrummer_live.vocab import N_STEPS, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT, check_tempo
 
 TICKS_PER_QUARTER = 24
-TICKS_PER_STEP = 6  # a 16th note
+TICKS_PER_STEP = TICKS_PER_QUARTER // STEPS_PER_BEAT  # 6: a 16th note
 STEPS_PER_BAR = N_STEPS
-MIN_BPM, MAX_BPM = TEMPO_MIN, TEMPO_MAX
 START_GUARD_S = 0.002  # Start goes out with a tick at least this far ahead, never a late one
 LATENESS_KEPT = 8192  # ticks of send lateness kept for the player's stats (about 4 min at 120 BPM)
 
@@ -63,13 +62,6 @@ def tick_interval(bpm: float) -> float:
     return 60.0 / (bpm * TICKS_PER_QUARTER)
 
 
-def check_bpm(bpm: float) -> float:
-    bpm = float(bpm)
-    if not (MIN_BPM <= bpm <= MAX_BPM) or math.isnan(bpm):
-        raise ValueError(f"tempo {bpm:g} BPM out of range {MIN_BPM:g}..{MAX_BPM:g}; use a value in range")
-    return bpm
-
-
 class TickGrid:
     """Tick n happens at anchor_t + (n - anchor_n) * interval; a tempo change re-anchors."""
 
@@ -97,7 +89,7 @@ class InternalClock:
     kind = "internal"
 
     def __init__(self, bpm: float, now: float, lead: float = 0.0):
-        self.bpm = check_bpm(bpm)
+        self.bpm = check_tempo(bpm)
         self.lead = max(0.0, lead)
         self.grid = TickGrid(self.bpm, now + START_GUARD_S)
         self.next_tick = 0
@@ -155,7 +147,7 @@ class InternalClock:
         return [("send", [midi.STOP], now), ("transport", False)]
 
     def set_tempo(self, bpm: float, now: float) -> list:
-        self.bpm = check_bpm(bpm)
+        self.bpm = check_tempo(bpm)
         self.grid.retempo(self.bpm, self.next_tick)
         return [("tempo", self.bpm)]
 
@@ -306,7 +298,7 @@ class LinkClock:
         link.start_stop_sync_enabled = True
         link.enabled = True
         if not link.num_peers:  # joining a session must not impose our tempo on it
-            link.tempo = check_bpm(bpm)
+            link.tempo = check_tempo(bpm)
         self.playing = False
         self.origin = 0.0  # beat of step 0
         self.next_step = 0
@@ -342,14 +334,14 @@ class LinkClock:
         self._deadline = now + self.POLL_S
         if self.playing:
             while True:
-                t_step = now + (self.origin + self.next_step / 4.0 - beat) * spb
+                t_step = now + (self.origin + self.next_step / STEPS_PER_BEAT - beat) * spb
                 if t_step - self.lead > now:
                     self._deadline = min(self._deadline, t_step - self.lead)
                     break
-                if t_step < now - spb / 4.0:  # the session jumped ahead: resync, don't burst
-                    self.next_step = math.ceil((beat - self.origin) * 4.0 - 1e-9)
+                if t_step < now - spb / STEPS_PER_BEAT:  # the session jumped ahead: resync, don't burst
+                    self.next_step = math.ceil((beat - self.origin) * STEPS_PER_BEAT - 1e-9)
                     continue
-                events.append(("step", self.next_step, t_step, spb / 4.0))
+                events.append(("step", self.next_step, t_step, spb / STEPS_PER_BEAT))
                 self.next_step += 1
         return events
 
@@ -362,7 +354,7 @@ class LinkClock:
         return []
 
     def set_tempo(self, bpm: float, now: float) -> list:
-        self.link.tempo = check_bpm(bpm)
+        self.link.tempo = check_tempo(bpm)
         return []
 
     def on_midi(self, data: list[int], t: float) -> list:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+from deepdrummer_live.vocab import STEPS_PER_BEAT
 
 MIX_GAIN = 0.5
-STEPS_PER_BEAT = 4
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
 # A hundredth of a dB under: float32 and 24-bit WAV rounding never lift a peak past -1 dBFS.
