@@ -133,7 +133,7 @@ class ExperimentSession(Session):
             plan.save(self.plan_path)
 
     def experiment_args(self) -> list:
-        with self.lock:
+        with self.mutex:
             return [self.plan.participant, *self.plan.progress(self.likes + self.dislikes, self._rated_items())]
 
     def _announce(self) -> None:
@@ -142,11 +142,11 @@ class ExperimentSession(Session):
     # --- Session hooks ------------------------------------------------------------------------------
 
     def start(self, autoplay: bool = False) -> None:
-        with self.lock:
+        with self.mutex:
             self._advance_plan()
         super().start(autoplay)
         if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
-            with self.lock:
+            with self.mutex:
                 self.worker.add_job(self._forget_phase2, "learn", first=True)
         self._announce()
 
@@ -165,10 +165,10 @@ class ExperimentSession(Session):
             self.plan.save(self.plan_path)
         super()._make_current(loop)
 
-    def _learn(self, loop_id: int, loops, label: int | None) -> None:
+    def _train(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
         if self.plan.kind_of(loop_id) is not None:
             return  # phase II rates a frozen critic's loops: its verdicts are results, not lessons
-        super()._learn(loop_id, loops, label)
+        super()._train(loop_id, loops, label, profile)
 
     def rate(self, loop_id: int | None, liked: bool):
         out = super().rate(loop_id, liked)

@@ -122,7 +122,7 @@ class Session:
         self.transport: Transport | None = None
         self.clock = clock
         self.audio_sr = audio_sr
-        self.lock = threading.RLock()
+        self.mutex = threading.RLock()
         self.listeners: list[Listener] = []
         self._origin = threading.local()
         self.mode = store.get_meta("mode", "explore")
@@ -178,8 +178,8 @@ class Session:
         self.fill_loop: Loop | None = None  # /dd/fill: the fill sent for the next bar line
         self._fill_for: int | None = None  # the loop a fill is being made for (one at a time)
         self.likes, self.dislikes = store.totals(self.profile)
-        self.worker = Worker(self)
-        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
+        self.worker = Worker(learner, store, self)
+        self.pad_learning = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
     def _setting(self, key: str, given, kind, default):
         """A setting from run's flags (stored, so the next run resumes it), else the stored one, else the default."""
@@ -236,7 +236,7 @@ class Session:
         """Resume from the store, write missing library files, propose the first loop, start the worker."""
         self.learner.load_checkpoint(self.store)
         resumed = 0
-        with self.lock:
+        with self.mutex:
             # Every profile's ratings (a copied profile's include those of the one it was copied from);
             # a loop's features are computed once however many profiles rated it.
             examples: dict[int, Any] = {}
@@ -268,13 +268,14 @@ class Session:
             if resumed and self.learner.trainer.ready():
                 self.worker.owe_training(self.learner.config.batches_per_rating)  # settle on the resumed ratings
         self.worker.start()
-        with self.lock:
+        with self.mutex:
             self._request_next()
         if autoplay and self.clock == "internal":
             self.play()
 
-    def stop(self) -> None:
-        """Stop learning; queued library files and the final checkpoint are written first."""
+    def shutdown(self) -> None:
+        """The daemon ends: the worker stops, after writing queued library files and the final checkpoint.
+        (The musical transport stops with `stop_transport`.)"""
         self.worker.stop()
 
     # --- proposals (called by the worker with the lock held) ---------------------------------------
@@ -384,7 +385,7 @@ class Session:
     def on_transport_event(self, event: PlayerEvent) -> None:
         """An event of the player process (or the virtual transport); player/protocol.py lists them."""
         kind = event.get("type")
-        with self.lock:
+        with self.mutex:
             if kind == "switched":
                 fill = self.fill_loop
                 if fill is not None and fill.id == event.get("loop_id"):
@@ -402,12 +403,12 @@ class Session:
                 # (.get: this runs on the player's event thread, which a KeyError would end)
                 self.report_error(str(event.get("message")), str(event.get("address", "/dd/midi")))
             elif kind == "learn_armed":
-                self.midi_learn.on_armed(bool(event.get("on")))
+                self.pad_learning.on_armed(bool(event.get("on")))
             elif kind == "learn_bound":
-                self.midi_learn.on_bound()
+                self.pad_learning.on_bound()
             elif kind == "learn_midi":
                 try:
-                    self.midi_learn.on_midi(self.transport, event.get("data") or [])
+                    self.pad_learning.on_midi(self.transport, event.get("data") or [])
                 except (OSError, DeepDrummerError) as exc:
                     self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
@@ -440,20 +441,20 @@ class Session:
 
     def rate(self, loop_id: int | None, liked: bool) -> tuple[int, int, int]:
         """Store a rating durably, then learn from it; returns (loop_id, likes, dislikes)."""
-        with self.lock:
+        with self.mutex:
             rec = self._resolve_loop(loop_id)
             loop_id = rec.id
             is_current = self.current is not None and loop_id == self.current.id
             profile = self.profile  # the rating belongs to the profile current when it was given
         likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like, profile)  # durable before acknowledged
-        with self.lock:
+        with self.mutex:
             if profile != self.profile:  # switched meanwhile: the totals shown are the new profile's
                 likes, dislikes = self.store.totals(self.profile)
             self.likes, self.dislikes = likes, dislikes
             self.ratings += 1
             self.emit("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
             loops = self.learner.loops_from_record(rec)
-            self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked), profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, int(liked), profile), "learn")
             if liked and loops is not None:
                 origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
                 self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin, swing),
@@ -465,14 +466,15 @@ class Session:
                     self.report_error(str(exc), "/dd/loop")
         return loop_id, likes, dislikes
 
-    def _learn(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+    def _train(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+        """(worker) The learner takes the rating (None: taken back) and owes training on it."""
         self.learner.set_rating(loop_id, loops, label, profile)
         if label is not None:
-            with self.lock:
+            with self.mutex:
                 self.worker.owe_training(self.learner.config.batches_per_rating)
 
     def next(self) -> None:
-        with self.lock:
+        with self.mutex:
             self._request_next()
 
     def undo(self) -> tuple[int, int, int]:
@@ -481,33 +483,33 @@ class Session:
         if undone is None:
             raise CommandError(f"nothing to undo: no rating left in profile {profile!r}")
         loop_id, _ = undone
-        with self.lock:
+        with self.mutex:
             self.likes, self.dislikes = self.store.totals(self.profile)
             # what the profile learns from it now: an earlier rating of it may remain (or the copied one's)
             rating = dict(self.store.training_ratings(profile)).get(loop_id)
             rec = self.store.loop(loop_id)
             loops = self.learner.loops_from_record(rec) if rec else None
-            self.worker.add_job(lambda: self._learn(loop_id, loops, rating, profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, rating, profile), "learn")
             self.emit("/dd/undone", loop_id, self.likes, self.dislikes)
         return loop_id, self.likes, self.dislikes
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise CommandError(f"mode {mode!r} unknown; use one of {', '.join(MODES)}")
-        with self.lock:
+        with self.mutex:
             self.mode = mode
             self._settings_changed()
         self.store.set_meta("mode", mode)
 
     def set_fotf(self, on: bool) -> None:
-        with self.lock:
+        with self.mutex:
             self.fotf = bool(on)
             self._settings_changed()
         self.store.set_meta("fotf", "1" if on else "0")
 
     def set_lock(self, row: int, on: bool) -> None:
         """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
             n_rows = len(self.current.steps)
@@ -565,7 +567,7 @@ class Session:
 
     def set_density(self, p: float, row: int | None = None) -> None:
         """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
-        with self.lock:
+        with self.mutex:
             if row is None:
                 self.density = [check_density(p)] * MAX_ROWS
             else:
@@ -588,7 +590,7 @@ class Session:
         if not self.learner.kind.reads(new_bars, new_meter):
             raise CommandError(f"the {self.learner.kind.name} critic hears one bar of 4/4 only; run with the "
                                f"default critic (no --critic-kind) for {new_bars} bar(s) of {new_meter}")
-        with self.lock:
+        with self.mutex:
             steps_change = (new_bars, new_meter) != (self.bars, self.meter)
             self.rows = self.rows if rows is None else rows
             self.bars, self.meter = new_bars, new_meter
@@ -608,21 +610,21 @@ class Session:
         """While playing, a new loop starts at the end of the playing loop's phrase, or at its next bar line."""
         if at not in SWITCH_POINTS:
             raise CommandError(f"switch {at!r} unknown; use one of {', '.join(SWITCH_POINTS)}")
-        with self.lock:
+        with self.mutex:
             self.switch_at = at
         self.store.set_meta("switch", at)
 
-    def learn(self, action: str, row: int | None = None) -> None:
+    def midi_learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
-        self.midi_learn.start(self.transport, action, row, origin=self.current_origin())
+        self.pad_learning.start(self.transport, action, row, origin=self.current_origin())
 
     def set_tempo(self, tempo: float) -> None:
         """The internal clock's tempo in BPM (the command table checks the range)."""
         tempo = check_tempo(tempo)
         if self.clock != "internal":
             raise CommandError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
-        with self.lock:
+        with self.mutex:
             self.tempo = tempo
             if self.transport is not None:
                 self.transport.set_tempo(self.tempo)
@@ -636,7 +638,7 @@ class Session:
         problem = swing_problem(amount)
         if problem:
             raise CommandError(problem)
-        with self.lock:
+        with self.mutex:
             self.swing = float(amount)
             self._resend()
         self.store.set_meta("swing", repr(self.swing))
@@ -648,14 +650,14 @@ class Session:
 
     def play(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = True
         if self.transport is not None:
             self.transport.play()
 
     def stop_transport(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = False
         if self.transport is not None:
             self.transport.stop()
@@ -664,7 +666,7 @@ class Session:
         """Queue the current loop for the library; /dd/saved follows once the files are on disk."""
         if name is not None:
             library.check_name(name)
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             queued = self.worker.queued("library")
@@ -680,7 +682,7 @@ class Session:
 
     def profile_reply(self) -> tuple[str, int]:
         """/dd/profile: the current profile and its ratings in effect."""
-        with self.lock:
+        with self.mutex:
             args = (self.profile, self.likes + self.dislikes)
         self.emit("/dd/profile", *args)
         return args
@@ -703,7 +705,7 @@ class Session:
         if not exists:
             self.store.add_profile(name, base)
         self.store.set_meta("profile", name)  # durable before acknowledged: a restart resumes it
-        with self.lock:
+        with self.mutex:
             if not exists:
                 self.profile_names = [n for n, _ in self.store.profiles()]
             if name != self.profile:
@@ -742,7 +744,7 @@ class Session:
     def vary(self) -> None:
         """The next loop is a variation of the current one (the critic's best of a few), at once
         (stopped) or at the next bar line (playing), like /dd/next."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then vary it")
             if self.pending is not None:
@@ -757,7 +759,7 @@ class Session:
         """The next bar played is a fill of the current loop, then the loop goes on. The fill is made by
         the worker (first in its queue) and sent for the next bar line; when the player switches to it,
         the current loop is sent again for the bar line after (see _fill_started)."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             if not self.playing:
@@ -777,7 +779,7 @@ class Session:
         fill, p_like = self.learner.fill(loop.proposal.loops)
         samples, _, roles, steps = self.learner.describe(fill)
         levels = self.learner.levels(fill)
-        with self.lock:
+        with self.mutex:
             if self._fill_for != loop.id or self.current is not loop or self.pending is not None:
                 self._fill_for = None
                 return  # the session moved on meanwhile: the fill is not wanted any more
@@ -813,7 +815,7 @@ class Session:
             missing = [n for n in rec.samples if n not in names] or rec.samples
             raise CommandError(f"loop {loop_id} cannot be played with kit {self.learner.kit.name}: it uses "
                                f"{', '.join(missing)}; run with --kit {rec.kit} to recall it")
-        with self.lock:
+        with self.mutex:
             proposal = Proposal(loops, rec.p_like, rec.mode, self.fotf, self.learner.version, self._prior(),
                                 self.profile)
             loop = Loop(rec.id, proposal, list(rec.samples), list(rec.notes), list(rec.roles), list(rec.steps),
@@ -838,13 +840,13 @@ class Session:
     # --- views ---------------------------------------------------------------------------------------
 
     def status_args(self) -> list:
-        with self.lock:
+        with self.mutex:
             return [self.likes, self.dislikes, self.current.id if self.current else -1, self.mode,
                     str(self.learner.device), self.learner.trainer.steps]
 
     def snapshot(self) -> dict:
         """Everything a surface shows (terminal, page), as plain data."""
-        with self.lock:
+        with self.mutex:
             loop = self.current
             return {
                 "loop": None if loop is None else {

@@ -220,7 +220,7 @@ def session(tmp_path, kit):
     s.add_listener(lambda address, args, origin: s.sent.append((address, *args)))
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 

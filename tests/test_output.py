@@ -249,7 +249,7 @@ def session(tmp_path, kit):
     s.sent = sent
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 

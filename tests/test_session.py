@@ -79,7 +79,7 @@ class Harness:
         return self
 
     def close(self):
-        self.session.stop()
+        self.session.shutdown()
         self.store.close()
 
 
@@ -133,7 +133,7 @@ def test_a_waiting_performer_is_served_from_a_smaller_search(harness):
 
     harness.learner.propose = spy
     first = harness.session.current.id
-    with harness.session.lock:  # the worker starts no `good` search before the performer waits for it
+    with harness.session.mutex:  # the worker starts no `good` search before the performer waits for it
         harness.session.set_mode("good")  # a new mode: nothing buffered fits
         harness.session.next()
     wait_for(lambda: harness.session.current.id != first and len(chains) >= 2, what="the next loop and a refill")
@@ -181,7 +181,7 @@ def test_settings_resume_and_an_explicit_tempo_wins(kit, tmp_path):
 def test_stop_writes_every_queued_library_file(kit, tmp_path):
     h = Harness(kit, tmp_path).start()
     liked = h.session.current.id
-    with h.session.lock:  # hold the worker back so the files are still queued when stop() comes
+    with h.session.mutex:  # hold the worker back so the files are still queued when stop() comes
         h.session.rate(None, True)
         assert h.session.worker.queued("library") == 1
     h.close()

@@ -129,7 +129,7 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
                 current = params[0]
         finally:
             osc.stop()
-            session.stop()
+            session.shutdown()
             transport.close()
             store.close()
             client.close()

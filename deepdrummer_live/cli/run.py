@@ -213,7 +213,7 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
             while not stop.wait(0.5):
                 pass
         log.info("shutting down")
-        session.stop()
+        session.shutdown()
         return 0
     finally:
         if web is not None:

@@ -57,16 +57,23 @@ def typed_arg(text: str):
     return text
 
 
+def expected_reply(address: str) -> str | None:
+    """The answer `send` waits for: the command table's `reply=` for the address (commands.py), else None."""
+    from deepdrummer_live.client import EXPECTED_REPLY
+
+    return EXPECTED_REPLY.get(address)
+
+
 def exchange(host: str, port: int, address: str, args, timeout: float, out=sys.stdout, err=sys.stderr) -> int:
     """Send one message, print every answer, return the exit status (0, 1 or 2)."""
     # Imported here: building the main parser (every command does) must not pay for python-osc.
-    from deepdrummer_live.client import EXPECTED_REPLY, ClientError, OscClient, Unreachable, format_message, resolve
+    from deepdrummer_live.client import ClientError, OscClient, Unreachable, format_message, resolve
 
     try:
         resolve(host, port)
     except ClientError as exc:
         raise SendUsageError(f"--{exc}") from exc  # "--host NAME: cannot resolve it ..."
-    expected = EXPECTED_REPLY.get(address)
+    expected = expected_reply(address)
     # connect=True: only the daemon's datagrams reach us, and a closed port shows as refused.
     with OscClient(port, host, connect=True) as client:
         try:
