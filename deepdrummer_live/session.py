@@ -2,7 +2,7 @@
 
 Surfaces never call this directly: they run commands from `commands.py`, which call the public
 methods here; each returns quickly. Slow work (search, training, library files) is the worker's
-(`worker.py`); MIDI, clock and audio are the transport's (the player process). Outbound messages
+(`worker.py`); MIDI, clock and audio are the playback's (the player process). Outbound messages
 go to every listener (OSC server, web page...) through `emit`, with the origin of the command
 that caused them, so a reply also reaches a client that is not subscribed.
 
@@ -24,13 +24,13 @@ from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.playback import Playback, VirtualPlayback
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.player.protocol import Event as PlayerEvent
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
-from deepdrummer_live.transport import Transport, VirtualTransport
 from deepdrummer_live.vocab import (
     BARS,
     DEFAULT_METER,
@@ -119,7 +119,7 @@ class Session:
         self.learner = learner
         self.now = now  # for latency figures only; injectable for tests
         self.store = store
-        self.transport: Transport | None = None
+        self.playback: Playback | None = None
         self.clock = clock
         self.audio_sr = audio_sr
         self.mutex = threading.RLock()
@@ -229,8 +229,8 @@ class Session:
 
     # --- life cycle -------------------------------------------------------------------------------
 
-    def attach_transport(self, transport: Transport) -> None:
-        self.transport = transport
+    def attach_playback(self, playback: Playback) -> None:
+        self.playback = playback
 
     def start(self, autoplay: bool = False) -> None:
         """Resume from the store, write missing library files, propose the first loop, start the worker."""
@@ -341,26 +341,26 @@ class Session:
         self._present(loop)
 
     def _present(self, loop: Loop) -> None:
-        """Make `loop` current (stopped, or no transport) or pending for the next bar line (playing)."""
+        """Make `loop` current (stopped, or no playback) or pending for the next bar line (playing)."""
         self.fill_loop = None  # a fill waiting for its bar line is replaced by the new loop
         self._fill_for = None
-        if self.transport is None:
+        if self.playback is None:
             self._make_current(loop)
             return
         self.pending = loop
         self._send_loop(loop)
 
     def _send_loop(self, loop: Loop) -> None:
-        """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
+        """Hand `loop` to the playback with its live audio, at the tempo and swing of now."""
         audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
-        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
+        self.playback.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
                                 steps_per_bar=loop.steps_per_bar, switch_at=self.switch_at)
 
     def _resend(self) -> None:
         """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
         loop = self.pending or self.current
-        if loop is not None and self.transport is not None:
+        if loop is not None and self.playback is not None:
             self._send_loop(loop)
 
     def _make_current(self, loop: Loop) -> None:
@@ -380,10 +380,10 @@ class Session:
             args += [s, n, st]
         return args
 
-    # --- transport events -------------------------------------------------------------------------
+    # --- player events ----------------------------------------------------------------------------
 
-    def on_transport_event(self, event: PlayerEvent) -> None:
-        """An event of the player process (or the virtual transport); player/protocol.py lists them."""
+    def on_player_event(self, event: PlayerEvent) -> None:
+        """An event of the player process (or the virtual playback); player/protocol.py lists them."""
         kind = event.get("type")
         with self.mutex:
             if kind == "switched":
@@ -408,7 +408,7 @@ class Session:
                 self.pad_learning.on_bound()
             elif kind == "learn_midi":
                 try:
-                    self.pad_learning.on_midi(self.transport, event.get("data") or [])
+                    self.pad_learning.on_midi(self.playback, event.get("data") or [])
                 except (OSError, DeepDrummerError) as exc:
                     self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
@@ -617,7 +617,7 @@ class Session:
     def midi_learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
-        self.pad_learning.start(self.transport, action, row, origin=self.current_origin())
+        self.pad_learning.start(self.playback, action, row, origin=self.current_origin())
 
     def set_tempo(self, tempo: float) -> None:
         """The internal clock's tempo in BPM (the command table checks the range)."""
@@ -626,8 +626,8 @@ class Session:
             raise CommandError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
         with self.mutex:
             self.tempo = tempo
-            if self.transport is not None:
-                self.transport.set_tempo(self.tempo)
+            if self.playback is not None:
+                self.playback.set_tempo(self.tempo)
                 if self.audio_sr:  # the playing bar must follow the tempo
                     self._resend()
         self.store.set_meta("tempo", repr(self.tempo))
@@ -652,15 +652,15 @@ class Session:
         self._check_transport_owner()
         with self.mutex:
             self.playing = True
-        if self.transport is not None:
-            self.transport.play()
+        if self.playback is not None:
+            self.playback.play()
 
     def stop_transport(self) -> None:
         self._check_transport_owner()
         with self.mutex:
             self.playing = False
-        if self.transport is not None:
-            self.transport.stop()
+        if self.playback is not None:
+            self.playback.stop()
 
     def save(self, name: str | None) -> None:
         """Queue the current loop for the library; /dd/saved follows once the files are on disk."""
@@ -788,7 +788,7 @@ class Session:
                                           meter=loop.meter)
             proposal = replace(loop.proposal, loops=fill, p_like=p_like, mode="fill", vary_of=None)
             self.fill_loop = Loop(fill_id, proposal, samples, list(loop.notes), roles, steps, levels, loop.meter)
-            if self.transport is None:
+            if self.playback is None:
                 self._fill_started(self.fill_loop)
             else:
                 self._send_loop(self.fill_loop)
@@ -799,7 +799,7 @@ class Session:
         self._fill_for = None
         back = self.current
         self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.steps, origin=None)
-        if back is not None and self.pending is None and self.transport is not None:
+        if back is not None and self.pending is None and self.playback is not None:
             self._send_loop(back)
 
     def recall(self, loop_id: int) -> None:
@@ -860,7 +860,7 @@ class Session:
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
                 "playing": self.playing,
-                "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
+                "step": self.playback.current_step() if isinstance(self.playback, VirtualPlayback) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
                 "taste": self.learner.taste_map(),  # what the critic that reads loops prefers and avoids

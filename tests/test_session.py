@@ -1,4 +1,4 @@
-"""The session in process: a real learner and store, an injected transport that records what it is told.
+"""The session in process: a real learner and store, an injected playback that records what it is told.
 
 Covers what every surface relies on through the command table: replies reach the origin, a rating
 while playing switches on the transport's bar line, settings resume, an explicit tempo wins, and a
@@ -24,8 +24,8 @@ from deepdrummer_live.surfaces import osc, tui
 from daemon import wait_for
 
 
-class RecordingTransport:
-    """A transport whose bar lines come when the test says so."""
+class RecordingPlayback:
+    """A playback whose bar lines come when the test says so."""
 
     def __init__(self):
         self.loops: list[tuple[int, bool]] = []  # (loop_id, at_bar)
@@ -63,9 +63,9 @@ class Harness:
         self.learner.hearing_done = True  # a unit test need not wait for the hearing pretraining
         self.store = Store(state_dir)
         self.session = Session(self.learner, self.store, tempo=tempo)
-        self.transport = RecordingTransport()
-        self.transport.on_event = self.session.on_transport_event
-        self.session.attach_transport(self.transport)
+        self.playback = RecordingPlayback()
+        self.playback.on_event = self.session.on_player_event
+        self.session.attach_playback(self.playback)
         self.sent: list[tuple[str, tuple, object]] = []
         self.lock = threading.Lock()
         self.session.add_listener(lambda a, args, origin: self.sent.append((a, args, origin)))
@@ -111,11 +111,11 @@ def test_a_rating_while_playing_switches_on_the_bar_line(harness):
     first = s.current.id
     commands.execute(s, "dislike")
     pending = wait_for(lambda: s.pending, what="a loop waiting for the bar line")
-    assert harness.transport.loops[-1] == (pending.id, True)
+    assert harness.playback.loops[-1] == (pending.id, True)
     assert s.current.id == first  # still playing the rated loop until the bar line
     commands.execute(s, "dislike", (first,))  # rating it again does not queue a second switch
     assert s.pending is pending
-    harness.transport.bar_line()
+    harness.playback.bar_line()
     assert s.current.id == pending.id and s.pending is None
 
 
@@ -249,13 +249,13 @@ def test_the_table_is_documented():
     assert [line.split()[0] for line in out.splitlines()] == [c.address for c in commands.COMMANDS.values()]
 
 
-def test_virtual_transport_switches_on_the_bar_line_of_its_clock():
+def test_virtual_playback_switches_on_the_bar_line_of_its_clock():
     """Bar lines come from the injected clock: at 120 BPM a bar is 2 s; a loop set mid-bar waits for it."""
-    from deepdrummer_live.transport import VirtualTransport
+    from deepdrummer_live.playback import VirtualPlayback
 
     t = [100.0]
     events = []
-    vt = VirtualTransport(120.0, events.append, now=lambda: t[0])
+    vt = VirtualPlayback(120.0, events.append, now=lambda: t[0])
     vt.play()
     t[0] = 100.5
     assert vt.current_step() == 4  # a 16th is 0.125 s

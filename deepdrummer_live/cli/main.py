@@ -82,7 +82,7 @@ def port_or_off(value: str) -> int:
     return port_number(value, off=True)
 
 
-def add_engine_flags(p: argparse.ArgumentParser) -> None:
+def add_learner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kit", default=None,
                    help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
@@ -91,7 +91,7 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
                    help="the paper's exact path: its critic, 44.1 kHz, one candidate at a time "
                         "(the same as --critic-kind paper)")
     p.add_argument("--critic-kind", default=None, choices=CRITIC_KINDS,
-                   help="grid: reads the loop as the engine wrote it (default); lean-hearing: hears the "
+                   help="grid: reads the loop as the generator wrote it (default); lean-hearing: hears the "
                         "rendered mix; paper: the paper's critic [grid, or the kind of --critic / the state "
                         "dir's critic]")
 
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="the daemon: generate, filter, play and learn until SIGINT/SIGTERM")
-    add_engine_flags(run)
+    add_learner_flags(run)
     run.add_argument("--state-dir", type=Path, default=None, help="ratings, checkpoints and the loop library")
     run.add_argument("--osc-host", default="127.0.0.1")
     run.add_argument("--osc-port", type=port_number, default=9000)
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
-    add_engine_flags(bench)
+    add_learner_flags(bench)
     bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
     bench.add_argument("--seconds", type=positive_seconds, default=3.0, help="time per throughput measurement")
     bench.add_argument("--ratings", type=positive_count, default=40, help="ratings for the latency measurement")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"folder to write the kits into [{user_kits_dir()}]")
 
     doctor = sub.add_parser("doctor", help="check MIDI, audio, torch, kit, state dir and ports")
-    add_engine_flags(doctor)
+    add_learner_flags(doctor)
     doctor.add_argument("--state-dir", type=Path, default=None)
     doctor.add_argument("--osc-port", type=port_number, default=9000)
 

@@ -121,12 +121,12 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
     from deepdrummer_live.learn.kinds import resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.playback import VirtualPlayback
     from deepdrummer_live.session import Session
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import KIT_PATH_META
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.surfaces.osc import OscServer
-    from deepdrummer_live.transport import VirtualTransport
 
     device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
@@ -134,7 +134,7 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
     startup_log = setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
     web = None
-    transport = None
+    playback = None
     events = EventForwarder()
     try:
         web_port = WEB_PORT if args.web_port is None else args.web_port
@@ -163,8 +163,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
             # Ports first: a busy or missing MIDI system fails in a second, not after the learner warm-up.
             from deepdrummer_live.player.handle import PlayerHandle
 
-            transport = PlayerHandle(player_config, events)
-            ready = transport.start()
+            playback = PlayerHandle(player_config, events)
+            ready = playback.start()
             log.info("player: MIDI out %s, MIDI in %s (writer %s), audio %s", ready.get("midi_out"),
                      ready.get("midi_in"), ready.get("midi_writer"), ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -189,12 +189,12 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
                                                bars=args.bars, meter=args.meter, profile=args.profile)
         if args.switch is not None:
             session.set_switch(args.switch)
-        if transport is None:
-            transport = VirtualTransport(session.tempo, session.on_transport_event)
+        if playback is None:
+            playback = VirtualPlayback(session.tempo, session.on_player_event)
         elif session.tempo != player_config.tempo:
-            transport.set_tempo(session.tempo)  # the resumed session's tempo
-        session.attach_transport(transport)
-        events.attach(session.on_transport_event)
+            playback.set_tempo(session.tempo)  # the resumed session's tempo
+        session.attach_playback(playback)
+        events.attach(session.on_player_event)
         osc.start(session)
         if web is not None:
             web.start(session)
@@ -219,8 +219,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
         if web is not None:
             web.stop()
         osc.stop()
-        if transport is not None:
-            transport.close()
+        if playback is not None:
+            playback.close()
         store.close()
 
 

@@ -2,7 +2,7 @@
 
 What a DAW macro, a shell or a stream deck runs on each button press, so it starts fast: it
 imports only the standard library and deepdrummer_live.client (python-osc; never torch, never the
-engine), and only when it runs, not when the main parser is built. Exit status:
+learner), and only when it runs, not when the main parser is built. Exit status:
 0 the expected answer came (or, for an address with no answer, no /dd/error did), 1 the daemon
 answered /dd/error (its message on stderr), 2 no answer in time, no daemon, or bad usage.
 """

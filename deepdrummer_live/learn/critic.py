@@ -9,7 +9,7 @@
   pooled to a few bands: its rise at the step's first frame and its level) through a 1x1 conv,
   two residual 1x1 layers (a small MLP per step: hits sounding together are told apart there),
   then a circular conv across steps. Before any rating the trunk *learns to hear*: on a few
-  thousand random loops of the kit, whose content the engine knows, it learns which GM role
+  thousand random loops of the kit, whose content the learner knows, it learns which GM role
   group starts on which step (`pretrain_hearing`, a few seconds of CPU in the background).
   Ratings then train only the like head, a logistic regression on those per-step role
   probabilities and the mean step embedding (what it sounds like): a taste about where the
@@ -134,7 +134,7 @@ class LeanCritic(nn.Module):
         self.drop = nn.Dropout(p_dropout)
         # Hearing: which kind of drum (GM role group) starts on which step, and how many rows hit
         # on each step (0..n_rows: how busy it is). Learnt before any rating from random loops
-        # whose content the engine knows (see pretrain_hearing).
+        # whose content the learner knows (see pretrain_hearing).
         self.roles = nn.Conv1d(width, n_groups, kernel_size=1) if n_groups else None
         self.counts = nn.Conv1d(width, n_rows + 1, kernel_size=1) if n_groups else None
         if n_groups:
@@ -264,7 +264,7 @@ def hearing_optimizer(model: LeanCritic, lr: float = 3e-3) -> torch.optim.Optimi
 def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor,
                      steps: int, gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
     """Teach the trunk which role group starts on which step, and how many rows hit on each step,
-    from loops the engine made itself.
+    from loops the learner made itself.
 
     feats: MFCC `[n, n_mfcc, frames]`; targets: float `[n, n_groups, n_steps]` (1 where a sample
     of that group is hit); counts: long `[n, n_steps]` (rows hitting) -> mean loss of the last

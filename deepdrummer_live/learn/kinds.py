@@ -136,7 +136,7 @@ LEAN = CriticKind(LEAN_CONFIG.name, LEAN_CONFIG,
 PAPER = CriticKind(PAPER_CONFIG.name, PAPER_CONFIG, "the paper's MFCC CNN, 44.1 kHz, one candidate at a time",
                    "audio", PaperScorer, lambda device: (1, 100), PAPER_PRIOR)
 GRID = CriticKind(GRID_CONFIG.name, GRID_CONFIG,
-                  "reads the loop as the engine wrote it (roles, steps, levels, each sound heard alone), "
+                  "reads the loop as the generator wrote it (roles, steps, levels, each sound heard alone), "
                   "then a logistic like head", "features", GridScorer, _grid_budget, any_shape=True)
 KINDS: dict[str, CriticKind] = {k.name: k for k in (GRID, LEAN, PAPER)}
 DEFAULT = GRID

@@ -1,4 +1,4 @@
-"""The engine: one kit, one critic, one device; proposes loops, learns from rated ones.
+"""The learner: one kit, one critic, one device; proposes loops, learns from rated ones.
 
 Not thread-safe by itself: the session's worker thread is its only caller, so training and
 search never run at the same time and never touch the timing-critical player process.
@@ -60,7 +60,7 @@ FILL_CANDIDATES = 16  # /dd/fill: fills scored the same way
 
 @dataclass
 class Proposal:
-    loops: Loops  # batch of one, on the engine's device
+    loops: Loops  # batch of one, on the learner's device
     p_like: float
     mode: str
     fotf: bool
@@ -118,8 +118,8 @@ class Learner:
     def make_prior(self, fotf: bool = False, density: tuple[float, ...] | None = None,
                    locked: tuple[int, ...] = (), source: Loops | None = None, rows: int | None = None,
                    bars: int | None = None, meter: str | None = None) -> pattern.Prior:
-        """The generator's prior for this engine: the loops' shape, density per row, fotf, and `locked`
-        rows of `source` (a batch of one) kept in every proposal. The paper's engine has no dynamics."""
+        """The generator's prior for this learner: the loops' shape, density per row, fotf, and `locked`
+        rows of `source` (a batch of one) kept in every proposal. The paper's learner has no dynamics."""
         lock = pattern.Lock.of(source.to(self.device), locked) if source is not None and locked else None
         return replace(self.prior, fotf=fotf, lock=lock,
                        density=tuple(density) if density is not None else self.prior.density,
@@ -128,7 +128,7 @@ class Learner:
     def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
                 chains: int | None = None, profile: str | None = None, profile_base: str | None = None,
                 vary: Loops | None = None, vary_of: int | None = None) -> Proposal:
-        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
+        """One proposal; `chains` (default: the learner's budget) is fewer when a performer waits. The budget
         is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains.
         `profile`: the taste that chooses (made current first; a new one copies `profile_base`'s);
         `vary`: a loop (batch of one) whose variation is wanted instead of a search."""

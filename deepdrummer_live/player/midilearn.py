@@ -125,14 +125,14 @@ class MidiLearn:
         self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
-    def start(self, transport, action: str, row: int | None = None, origin=None) -> None:
+    def start(self, player, action: str, row: int | None = None, origin=None) -> None:
         wanted = target(action, row)
-        if not getattr(transport, "can_learn", False):
+        if not getattr(player, "can_learn", False):
             raise CommandError("MIDI learn needs a MIDI input port; run with --midi-in NAME "
                            "(and a --midi-backend other than none)")
         with self._lock:
             self._pending, self._origin = wanted, origin
-        transport.learn()
+        player.learn()
 
     def on_armed(self, on: bool) -> None:
         """The player is listening for the press: say so (a surface shows "press a pad")."""
@@ -141,7 +141,7 @@ class MidiLearn:
         if on and wanted is not None:
             self.out("/dd/learning", wanted[0], origin=origin)
 
-    def on_midi(self, transport, data: list[int]) -> None:
+    def on_midi(self, player, data: list[int]) -> None:
         """The press the player forwarded: bind it, save it, tell the player and the subscribers."""
         with self._lock:
             wanted, self._pending = self._pending, None
@@ -151,7 +151,7 @@ class MidiLearn:
         save_learned(self.path, binding)
         with self._lock:
             self._announce = (wanted[0], describe(binding))
-        transport.bind(binding)
+        player.bind(binding)
 
     def on_bound(self) -> None:
         """The player maps the pad now: announce it (so a press right after /dd/learned works)."""

@@ -1,7 +1,7 @@
 """The player process's boundary, in one place: its configuration and every message across the pipes.
 
 Commands go from the session (`PlayerHandle`) to the player process (`Sequencer.handle_command`);
-events come back (`Session.on_transport_event`, the CLI's forwarder). On the wire each message is a
+events come back (`Session.on_player_event`, the CLI's forwarder). On the wire each message is a
 plain dict with a `type` (picklable, cheap, and what the unit tests feed the engine); the TypedDicts
 below spell out each one's fields, and the small constructors build them, so a field is named once.
 This module imports nothing heavy: the session, `send` and the player process all read it.

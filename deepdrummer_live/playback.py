@@ -1,6 +1,7 @@
-"""What the session plays loops through: the player process, or bar lines from the clock alone.
+"""What the session plays loops through (`Playback`): the player process (player/handle.py), or bar
+lines from the clock alone (`VirtualPlayback`). ("Transport" is only the music's play/stop.)
 
-The session calls a `Transport`; events come back through the callback given to it
+The session calls a `Playback`; events come back through the callback given to it
 (`switched`, `transport`, `tempo`, `step`, `control`, `error`: see docs/architecture.md).
 """
 
@@ -14,7 +15,7 @@ from typing import Protocol
 from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 
 
-class Transport(Protocol):
+class Playback(Protocol):
     def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None,
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None: ...
     def play(self) -> None: ...
@@ -23,7 +24,7 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class VirtualTransport:
+class VirtualPlayback:
     """Bar lines from the monotonic clock, for runs with no MIDI and no audio (headless tests)."""
 
     def __init__(self, tempo: float, on_event: Callable[[dict], None],
