@@ -234,12 +234,12 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
 
 
 def replay_datasets(args) -> int:
-    """Each dataset's ratings in their order through a fresh critic (learn/pretraining.replay)."""
+    """Each dataset's ratings in their order through a fresh critic (learn/taste_start.replay)."""
     import torch
 
     from deepdrummer_live.cli.dataset import resolve_session_kit
-    from deepdrummer_live.learn.pretraining import replay
     from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.learn.taste_start import replay
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import read_csv
 

@@ -20,7 +20,7 @@ class Playback(Protocol):
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None: ...
     def play(self) -> None: ...
     def stop(self) -> None: ...
-    def set_tempo(self, bpm: float) -> None: ...
+    def set_tempo(self, tempo: float) -> None: ...
     def close(self) -> None: ...
 
 
@@ -95,15 +95,15 @@ class VirtualPlayback:
             timer.function(*timer.args)  # a switch waiting for a bar line happens now
         self.on_event({"type": "transport", "playing": False})
 
-    def set_tempo(self, bpm: float) -> None:
+    def set_tempo(self, tempo: float) -> None:
         with self._lock:
             if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
                 now = self.now()
                 phase = ((now - self.origin) / self._bar_seconds()) % 1.0
-                self.tempo = bpm
+                self.tempo = tempo
                 self.origin = now - phase * self._bar_seconds()
             else:
-                self.tempo = bpm
+                self.tempo = tempo
 
     def close(self) -> None:
         with self._lock:

@@ -119,12 +119,12 @@ def _number(value) -> float | None:
         return None
 
 
-def check_tempo(bpm) -> float:
+def check_tempo(tempo) -> float:
     """The tempo in BPM as a float; ValueError naming the value, the range and the fix.
     The one tempo check: the command table, run's flags, the session and the player process call it."""
-    value = _number(bpm)
+    value = _number(tempo)
     if value is None:
-        raise ValueError(f"tempo {bpm!r} is not a number; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
+        raise ValueError(f"tempo {tempo!r} is not a number; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
     if not TEMPO_MIN <= value <= TEMPO_MAX:  # nan fails too
         raise ValueError(f"tempo {value:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
     return value

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from deepdrummer_live.cli.critic import pretrain_hearing_file
+from deepdrummer_live.cli.critic import hearing_critic_file
 from deepdrummer_live.learn.critic import ROLE_GROUPS, with_overrides
 from deepdrummer_live.learn.kinds import (
     KINDS,
@@ -92,8 +92,8 @@ def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, 
 
 
 def test_pretrain_hearing_is_deterministic_and_ships_small_files():
-    a = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
-    b = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
+    a = hearing_critic_file("dd-analog", seed=0, steps=3, loops=32)
+    b = hearing_critic_file("dd-analog", seed=0, steps=3, loops=32)
     assert a == b
     state = torch.load(io.BytesIO(a), weights_only=True)
     assert state["config"] == LEAN.name and state["hearing_done"]
@@ -233,7 +233,7 @@ def test_ratings_given_while_hearing_is_learnt_are_refitted_after(kit):
 
     from deepdrummer_live.learn.critic import LEAN_CONFIG
 
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=4, pretrain_loops=64)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=4, hearing_pass_loops=64)
     learner = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=4, iters=1)
     loops = pattern.random_loops(6, len(kit), gen(12), "cpu")
     for i in range(6):
@@ -250,8 +250,8 @@ def short_then_long_hearing(kit, long_steps: int, seed: int = 7) -> Learner:
 
     from deepdrummer_live.learn.critic import LEAN_CONFIG
 
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64,
-                                 shipped_pretrain_steps=20 + long_steps)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=20, hearing_pass_loops=64,
+                                 shipped_hearing_steps=20 + long_steps)
     return Learner(kit, torch.device("cpu"), seed=seed, config=config, chains=4, iters=1)
 
 

@@ -153,7 +153,7 @@ def test_search_is_reproducible_and_respects_modes(scorer):
 @pytest.fixture(scope="module")
 def hearing_engine(kit):
     """An engine whose critic has learnt to hear this kit's roles (a short pretraining)."""
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_loops=1024)  # the default steps: it hears counts too
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_loops=1024)  # the default steps: it hears counts too
     engine = Learner(kit, torch.device("cpu"), seed=3, config=config, chains=16, iters=2)
     engine.learn_to_hear()
     return engine

@@ -198,7 +198,7 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
 
     monkeypatch.setattr(learner_module, "HEARING_REFIT_EVERY", 60)
     h = Harness(kit, tmp_path)
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64, shipped_pretrain_steps=140)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=20, hearing_pass_loops=64, shipped_hearing_steps=140)
     h.learner = h.session.learner = h.session.worker.learner = Learner(kit, torch.device("cpu"), seed=5,
                                                                         config=config, chains=8, iters=1)
     assert h.learner.needs_hearing()

@@ -252,7 +252,7 @@ def load_datasets(paths: list[Path]) -> list[Rating]:
 def cmd_import(args) -> int:
     import torch
 
-    from deepdrummer_live.learn import pretraining
+    from deepdrummer_live.learn import taste_start
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.sound.kit import load_kit
 
@@ -271,7 +271,7 @@ def cmd_import(args) -> int:
     kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
     device = resolve_device(args.device)
     if args.replay:
-        result = pretraining.replay(kit, ratings, device, args.seed)
+        result = taste_start.replay(kit, ratings, device, args.seed)
         for k, acc in result["curve"]:
             print(f"after {k:4d} ratings: predicted the next ones {acc:.2f}")
         print(f"accuracy predicting each next rating: first half {result['first_half']:.2f}, "
@@ -280,8 +280,8 @@ def cmd_import(args) -> int:
         if args.json:
             print(json.dumps(result))
     if args.out is not None:
-        learner, used = pretraining.critic_from_ratings(kit, ratings, device, args.seed)
-        pretraining.write_critic(learner, args.out)
+        learner, used = taste_start.critic_from_ratings(kit, ratings, device, args.seed)
+        taste_start.write_critic(learner, args.out)
         participants = sorted({r.participant for r in ratings})
         print(f"{args.out}: critic pretrained on {used} ratings of {len(participants)} participant(s) "
               f"({', '.join(participants)}); start a session with `deepdrummer-live run --critic {args.out}`")

@@ -107,7 +107,7 @@ def _build_lean(config: CriticConfig) -> nn.Module:
     frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / STEPS_PER_BEAT) // config.spec.hop
     return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
                       n_mels=config.spec.n_mels, bands=config.bands,
-                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0, head_clip=config.head_clip,
+                      n_groups=N_ROLE_GROUPS if config.hearing_pass_steps else 0, head_clip=config.head_clip,
                       step_width=config.step_width, step_layers=config.step_layers)
 
 
@@ -125,7 +125,7 @@ def _grid_budget(device: torch.device) -> tuple[int, int]:
 
 
 # The critic that reads the loop: its like head is fitted on every rating at once, like the hearing one's
-GRID_CONFIG = replace(LEAN_CONFIG, name="grid", pretrain_steps=0, step_width=0, step_layers=0)
+GRID_CONFIG = replace(LEAN_CONFIG, name="grid", hearing_pass_steps=0, step_width=0, step_layers=0)
 
 _BUILDERS = {PAPER_CONFIG.name: _build_paper, LEAN_CONFIG.name: _build_lean, GRID_CONFIG.name: _build_grid}
 

@@ -21,7 +21,7 @@ from deepdrummer_live.learn.critic import (
     Trainer,
     count_parameters,
     hearing_optimizer,
-    pretrain_hearing,
+    train_hearing,
 )
 from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, taste_map
 from deepdrummer_live.learn.kinds import (
@@ -103,7 +103,7 @@ class Learner:
         self.version = 0
         self.hearing_done = False
         self.hearing_steps: int | None = None  # hearing steps the trunk has learnt; None: came with it
-        self._hearing: dict | None = None  # pretraining data and progress while it runs
+        self._hearing: dict | None = None  # the hearing pass's data and progress while it runs
         self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
         self._live_cache: dict = {}
         self._taste_map: tuple | None = None  # (key, taste map): recomputed when the critic moves
@@ -196,12 +196,12 @@ class Learner:
         optimizer steps (default: all that are left), so a caller can interleave other work.
         Returns the recent loss; `hearing_done` turns True after the last step."""
         if self._hearing is None:
-            feats, targets, counts = self._hearing_examples(self.config.pretrain_loops)
+            feats, targets, counts = self._hearing_examples(self.config.hearing_pass_loops)
             self._hearing = {"feats": feats, "targets": targets, "counts": counts,
-                             "left": self.config.pretrain_steps, "optimizer": hearing_optimizer(self.model)}
+                             "left": self.config.hearing_pass_steps, "optimizer": hearing_optimizer(self.model)}
         h = self._hearing
         n = h["left"] if steps is None else min(steps, h["left"])
-        loss = pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
+        loss = train_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
                                 h["optimizer"])
         h["left"] -= n
         self.hearing_steps = (self.hearing_steps or 0) + n
@@ -233,19 +233,19 @@ class Learner:
 
     def long_hearing_left(self) -> int:
         """Hearing steps still to learn after the short pass at start, to reach what a shipped
-        hearing critic learnt offline (config.shipped_pretrain_steps); 0 for a critic that came
+        hearing critic learnt offline (config.shipped_hearing_steps); 0 for a critic that came
         with its hearing (shipped, --critic, a file that does not say)."""
         if self.hearing_steps is None or not self.hearing_done:
             return 0
-        return max(0, self.config.shipped_pretrain_steps - self.hearing_steps)
+        return max(0, self.config.shipped_hearing_steps - self.hearing_steps)
 
     def hearing_progress(self) -> tuple[int, int] | None:
         """(hearing steps learnt, steps to reach) while the critic still learns to hear this kit (the
         short pass at start, then the long one in idle time); None once it hears as well as it will."""
         if self.needs_hearing():
-            return (self.hearing_steps or 0, self.config.shipped_pretrain_steps)
+            return (self.hearing_steps or 0, self.config.shipped_hearing_steps)
         if self.long_hearing_left():
-            return (self.hearing_steps, self.config.shipped_pretrain_steps)
+            return (self.hearing_steps, self.config.shipped_hearing_steps)
         return None
 
     def keep_hearing(self, steps: int) -> bool:
@@ -272,7 +272,7 @@ class Learner:
             h["fresh_in"] = HEARING_STEPS_PER_REFRESH
             return False
         n = min(steps, h["fresh_in"], h["refit_in"], self.long_hearing_left())
-        pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen, h["optimizer"])
+        train_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen, h["optimizer"])
         self.hearing_steps += n
         h["fresh_in"] -= n
         h["refit_in"] -= n
@@ -395,14 +395,14 @@ class Learner:
 
     # --- audio out ----------------------------------------------------------------------------
 
-    def live_audio(self, loops: Loops, bpm: float, sr: int, swing: float = 0.0) -> np.ndarray:
-        """The whole loop (every bar) at `bpm` and `sr`, odd steps late by `swing` x one step, through
-        the one mix (render_bars) -> float32 `[n_steps * step_length(bpm, sr)]`."""
+    def live_audio(self, loops: Loops, tempo: float, sr: int, swing: float = 0.0) -> np.ndarray:
+        """The whole loop (every bar) at `tempo` and `sr`, odd steps late by `swing` x one step, through
+        the one mix (render_bars) -> float32 `[n_steps * step_length(tempo, sr)]`."""
         ids = loops.sample_ids[0].tolist()
         n_steps = loops.levels.shape[-1]
-        step_len = step_length(bpm, sr)
+        step_len = step_length(tempo, sr)
         delay = swing_delay(step_len, swing)
-        key = (sr, round(bpm, 3), tuple(ids), delay, n_steps)
+        key = (sr, round(tempo, 3), tuple(ids), delay, n_steps)
         if key not in self._live_cache:
             audio = [self.kit.audio_at(sr)[i] for i in ids]
             if delay:  # the odd steps' rows play these delayed copies (see render.swing_split)
@@ -425,7 +425,7 @@ class Learner:
         # Only a critic still short of full hearing says how far it got (a resumed session goes on from
         # there); a complete one writes nothing, like the shipped files, so `make critics` remakes them
         # byte for byte.
-        if self.hearing_steps is not None and self.hearing_steps < self.config.shipped_pretrain_steps:
+        if self.hearing_steps is not None and self.hearing_steps < self.config.shipped_hearing_steps:
             state["hearing_steps"] = self.hearing_steps
         return state
 

@@ -127,8 +127,8 @@ class PlayerHandle:
     def stop(self) -> None:
         self._send(msg.stop())
 
-    def set_tempo(self, bpm: float) -> None:
-        self._send(msg.tempo(bpm))
+    def set_tempo(self, tempo: float) -> None:
+        self._send(msg.tempo(tempo))
 
     @property
     def can_learn(self) -> bool:

@@ -185,8 +185,8 @@ def stop() -> Stop:
     return {"type": "stop"}
 
 
-def tempo(bpm: float) -> Tempo:
-    return {"type": "tempo", "bpm": float(bpm)}
+def tempo(value: float) -> Tempo:
+    return {"type": "tempo", "bpm": float(value)}
 
 
 def stats() -> Stats:
@@ -302,8 +302,8 @@ def transport(playing: bool) -> Transport:
     return {"type": "transport", "playing": bool(playing)}
 
 
-def tempo_changed(bpm: float) -> TempoChanged:
-    return {"type": "tempo", "bpm": bpm}
+def tempo_changed(value: float) -> TempoChanged:
+    return {"type": "tempo", "bpm": value}
 
 
 def step(n: int) -> Step:

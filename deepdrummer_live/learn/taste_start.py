@@ -1,5 +1,7 @@
-"""Critics trained before a session: from exported ratings (one or many participants) or from the
-performer's own music (bars they like against the generator's random loops).
+"""A taste to start from (`deepdrummer-live pretrain`, `dataset import`): critics whose taste is trained
+before a session, from exported ratings (one or many participants) or from the performer's own music
+(bars they like against the generator's random loops). Learning to hear the kit is another thing
+(the hearing pass: critic.train_hearing, `critic pretrain-hearing`).
 
 Every critic here is a `Learner`'s critic written in the `Learner.save_checkpoint` format, so
 `run --critic PATH` (and a state dir's `critic.pt`) load it as they load any checkpoint. The
