@@ -23,11 +23,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.playback import Playback, VirtualPlayback
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.player.protocol import Event as PlayerEvent
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import LoopRecord, Store
@@ -117,6 +119,7 @@ class Session:
                  profile: str | None = None):
         check_clock(clock)
         self.learner = learner
+        self.live_audio = LiveAudio(learner.kit)  # what the player plays beside the MIDI
         self.now = now  # for latency figures only; injectable for tests
         self.store = store
         self.playback: Playback | None = None
@@ -234,7 +237,7 @@ class Session:
 
     def start(self, autoplay: bool = False) -> None:
         """Resume from the store, write missing library files, propose the first loop, start the worker."""
-        self.learner.load_checkpoint(self.store)
+        checkpoint.load(self.learner, self.store)
         resumed = 0
         with self.mutex:
             # Every profile's ratings (a copied profile's include those of the one it was copied from);
@@ -352,7 +355,7 @@ class Session:
 
     def _send_loop(self, loop: Loop) -> None:
         """Hand `loop` to the playback with its live audio, at the tempo and swing of now."""
-        audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
+        audio = (self.live_audio.render(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
         self.playback.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
                                 steps_per_bar=loop.steps_per_bar, switch_at=self.switch_at)

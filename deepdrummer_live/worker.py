@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.storage.store import TASTE_META, Store
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class Worker:
 
     def _save_critic(self) -> None:
         """The critic's checkpoint, and the taste map `report` shows without loading the critic."""
-        self.learner.save_checkpoint(self.store)
+        checkpoint.save(self.learner, self.store)
         taste = self.learner.taste_map()
         if taste is not None:
             self.store.set_meta(TASTE_META, json.dumps(taste))

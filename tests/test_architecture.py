@@ -16,6 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "deepdrummer_live"
 NAME = PACKAGE.name
 
+# The layers, lowest first (docs/architecture.md): a module imports its own layer and those below, never above.
+# Top-level modules and subpackages are named by their first part under the package.
+LAYERS = (
+    ("vocab", "errors", "paths", "progress"),
+    ("commands", "sound", "client", "testing", "playback"),
+    ("storage", "player"),
+    ("learn",),
+    ("worker",),
+    ("session",),
+    ("experiment", "surfaces"),
+    ("cli", "pytest_plugin"),
+)
+
 # The player process and what a DAW macro imports: light enough to start in milliseconds.
 TORCH_FREE = ("player", "vocab", "errors", "commands", "client")
 HEAVY = ("torch",)
@@ -130,6 +143,21 @@ def test_no_import_cycle_in_the_package():
     found = cycles(import_graph())
     assert found == [], "import cycles (cut each so imports go one way, see docs/architecture.md): " + "; ".join(
         " <-> ".join(c) for c in found)
+
+
+def _layer(module: str) -> int | None:
+    part = module.split(".")[1] if "." in module else None
+    return next((i for i, names in enumerate(LAYERS) if part in names), None)
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in modules() if m != NAME and _layer(m) is None] == []
+
+
+def test_imports_go_down_the_layers():
+    upward = [f"{a} imports {b}" for a, targets in import_graph().items() for b in sorted(targets)
+              if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a)]
+    assert upward == [], "imports go one way (docs/architecture.md): " + "; ".join(upward)
 
 
 def test_the_player_process_never_imports_torch():

@@ -14,6 +14,7 @@ import torch
 
 from deepdrummer_live import commands
 from deepdrummer_live.errors import CommandError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.player import controller
 from deepdrummer_live.session import Session
@@ -220,7 +221,7 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
             torch.load(h.store.checkpoint_path, weights_only=True)), 60, "the checkpoint after the pass")
         assert saved["hearing_done"]
         resumed = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=8, iters=1)
-        assert resumed.load_checkpoint(h.store) and resumed.long_hearing_left() == 0  # no pass again
+        assert checkpoint.load(resumed, h.store) and resumed.long_hearing_left() == 0  # no pass again
         commands.execute(h.session, "like")  # the session goes on as before
         assert h.messages("/dd/rated")[-1][0][1:] == ("like", 2, 1)
     finally:

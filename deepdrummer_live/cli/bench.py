@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.kinds import PAPER, CriticKind, kind_for
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.learn.search import resolve_device
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.loudness import loop_lufs, peak_dbfs
 
 SHAPES = ((8, 2), (8, 4))  # rows x bars measured besides the default 4 x 1
@@ -87,7 +89,7 @@ def measure_loudness(learner: Learner, n: int = 48, sr: int = 44100) -> dict:
     """LUFS and peak of `n` loops from the learner's prior, rendered as the library's .wav is."""
     g = torch.Generator(device=learner.device).manual_seed(2)
     loops = pattern.random_loops(n, len(learner.kit), g, learner.device, prior=learner.prior)
-    bars = [learner.live_audio(loops.take(i), 120.0, sr) for i in range(n)]
+    bars = [LiveAudio(learner.kit).render(loops.take(i), 120.0, sr) for i in range(n)]
     lufs = np.array([loop_lufs(b, sr) for b in bars])
     return {"loop_lufs_p50": round(float(np.median(lufs)), 2),
             "loop_lufs_p5": round(float(np.percentile(lufs, 5)), 2),
@@ -108,7 +110,7 @@ def measure_rating_latency(kit, device, seed: int, kind: CriticKind, ratings: in
         store = Store(Path(tmp))
         osc = OscServer("127.0.0.1", 0)
         learner = Learner(kit, device, seed, kind=kind)
-        learner.choose_start()  # as `run` does: a built-in kit's shipped hearing critic
+        checkpoint.choose_start(learner)  # as `run` does: a built-in kit's shipped hearing critic
         rows, bars = shape or (None, None)
         session = Session(learner, store, rows=rows, bars=bars)
         playback = VirtualPlayback(session.tempo, session.on_player_event)
@@ -149,7 +151,7 @@ def cmd_bench(args) -> int:
     seed = 0 if args.seed is None else args.seed
     kind = kind_for(args.paper, args.critic_kind)
     learner = Learner(kit, device, seed, kind=kind)
-    learner.choose_start()  # the critic `run` starts with (a built-in kit's shipped hearing critic)
+    checkpoint.choose_start(learner)  # the critic `run` starts with (a built-in kit's shipped hearing critic)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(f"kit {kit.name} ({len(kit)} samples), critic {kind.describe(learner.model)}, "
         f"device {device}, {learner.chains} chains x {learner.iters} iterations")

@@ -249,6 +249,7 @@ def check_kit(name):
 
 def check_learner(kit, device, seed: int | None, paper: bool) -> list[Check]:
     """Build the learner and make one proposal: proves torch, render, features and critic work together."""
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.learner import Learner
 
     t0 = time.perf_counter()
@@ -256,7 +257,7 @@ def check_learner(kit, device, seed: int | None, paper: bool) -> list[Check]:
         from deepdrummer_live.learn.kinds import kind_for
 
         learner = Learner(kit, device, seed if seed is not None else 0, kind=kind_for(paper))
-        start = learner.choose_start()
+        start = checkpoint.choose_start(learner)
         learner.propose("explore", False)
     except DeepDrummerError as exc:
         return [Check(FAIL, "learner", str(exc))]

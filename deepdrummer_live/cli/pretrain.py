@@ -47,7 +47,8 @@ def cmd(args) -> int:
     for f in found:
         print(f"{f.path}: {len(f.bars)} bars at {f.bpm:.1f} BPM")
     bars = np.concatenate([f.bars for f in found])
-    learner = taste_start.critic_from_music(kit, bars, device, args.seed, args.negatives, kind=args.critic_kind)
+    learner = taste_start.critic_from_music(kit, bars, device, seed=args.seed, negatives=args.negatives,
+                                            kind=args.critic_kind)
     taste_start.write_critic(learner, args.out)
     print(f"{args.out}: critic pretrained on {len(bars)} liked bars from {len(found)} file(s) against "
           f"{args.negatives or len(bars)} random loops of kit {kit.name}; start with "

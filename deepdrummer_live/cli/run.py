@@ -118,6 +118,7 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
     """The daemon until SIGINT/SIGTERM. `session_factory(learner, store, **settings)` makes the session
     (default: `Session`; `experiment` passes its planned session)."""
     check_run_flags(args)
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.kinds import resolve_critic_source
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
@@ -173,11 +174,11 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
         kind = resolve_kind(args, critic_path, store.checkpoint_path)
         config = replace(kind.config, half_life=args.half_life) if args.half_life is not None else None
         learner = Learner(kit, device, seed, kind=kind, config=config)
-        start = learner.choose_start(store.checkpoint_path, critic_path)
+        start = checkpoint.choose_start(learner, store.checkpoint_path, critic_path)
         if critic_path is not None and not learner.resumed:
             # The state dir's own copy at once: a crash before the first rating's checkpoint must not
             # resume the session from a fresh critic instead of the one it was started from.
-            learner.save_checkpoint(store)
+            checkpoint.save(learner, store)
         log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
                  learner.kind.describe(learner.model), device, start, time.perf_counter() - t0)
         audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None

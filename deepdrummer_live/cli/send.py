@@ -64,7 +64,7 @@ def expected_reply(address: str) -> str | None:
     return EXPECTED_REPLY.get(address)
 
 
-def exchange(host: str, port: int, address: str, args, timeout: float, out=sys.stdout, err=sys.stderr) -> int:
+def exchange(host: str, port: int, address: str, args, timeout: float, *, out=sys.stdout, err=sys.stderr) -> int:
     """Send one message, print every answer, return the exit status (0, 1 or 2)."""
     # Imported here: building the main parser (every command does) must not pay for python-osc.
     from deepdrummer_live.client import ClientError, OscClient, Unreachable, format_message, resolve

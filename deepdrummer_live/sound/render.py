@@ -205,7 +205,7 @@ def mix_one(summed: np.ndarray) -> np.ndarray:
     return mix(torch.from_numpy(np.asarray(summed, dtype=np.float64))[None])[0].numpy().astype(np.float32)
 
 
-def render_paper(steps: list[str], samples: list[np.ndarray], tempo: float = 120.0, sr: int = 44100,
+def render_paper(steps: list[str], samples: list[np.ndarray], *, tempo: float = 120.0, sr: int = 44100,
                  num_repeats: int = 4, pad_seconds: float = 1.0) -> np.ndarray:
     """The original program's renderer, kept as the baseline: four bars plus a 1 s pad, no wrap."""
     note_len = 60.0 / tempo / STEPS_PER_BEAT

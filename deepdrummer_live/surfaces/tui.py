@@ -111,7 +111,7 @@ class Mark:
     style: str
 
 
-def layout(snap: dict, width: int, height: int | None = None, unicode: bool = True,
+def layout(snap: dict, width: int, height: int | None = None, *, unicode: bool = True,
            message: str = "", error: str | None = None) -> tuple[list[str], list[Mark]]:
     """Text lines (each at most width-1 wide) and style marks for one frame.
 
