@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.kinds import PAPER, CriticKind, kind_for
 from deepdrummer_live.learn.learner import Learner
@@ -144,12 +145,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def cmd_bench(args) -> int:
-    device = resolve_device(args.device)
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(2)
-    kit = load_kit(args.kit)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit)
     seed = 0 if args.seed is None else args.seed
-    kind = kind_for(args.paper, args.critic_kind)
+    with flag_errors("--paper/--critic-kind"):
+        kind = kind_for(args.paper, args.critic_kind)
     learner = Learner(kit, device, seed, kind=kind)
     checkpoint.choose_start(learner)  # the critic `run` starts with (a built-in kit's shipped hearing critic)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print

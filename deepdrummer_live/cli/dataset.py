@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import KitError, StateError, UsageError
 from deepdrummer_live.storage.dataset import COLUMNS, KIT_PATH_META, Rating, read_csv, read_ratings, write_csv
 
@@ -59,7 +60,8 @@ def resolve_session_kit(kit_arg: str | None, meta: dict[str, str], kit_names: se
     from deepdrummer_live.sound.kit import load_kit
 
     if kit_arg is not None:
-        return load_kit(kit_arg)
+        with flag_errors("--kit"):
+            return load_kit(kit_arg)
     tried = []
     for candidate in [meta.get(KIT_PATH_META)] + sorted(kit_names):
         if not candidate:
@@ -268,8 +270,10 @@ def cmd_import(args) -> int:
                              f"use one of {', '.join(found) or 'none'}")
     if not ratings:
         raise StateError(f"{', '.join(map(str, args.datasets))}: no ratings to import; export a session with ratings")
-    kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
-    device = resolve_device(args.device)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     if args.replay:
         result = taste_start.replay(kit, ratings, device, args.seed)
         for k, acc in result["curve"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import UsageError
 
 
@@ -40,10 +41,13 @@ def cmd(args) -> int:
     if args.max_bars < 1:
         raise UsageError(f"--max-bars {args.max_bars}: use 1 or more")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    kit = load_kit(args.kit)
-    device = resolve_device(args.device)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit)
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     sr = taste_start.critic_sr()
-    found = load_likes(args.likes, sr, taste_start.reference_bar_samples(), args.max_bars)
+    with flag_errors("--likes"):
+        found = load_likes(args.likes, sr, taste_start.reference_bar_samples(), args.max_bars)
     for f in found:
         print(f"{f.path}: {len(f.bars)} bars at {f.bpm:.1f} BPM")
     bars = np.concatenate([f.bars for f in found])

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.paths import default_state_dir
 from deepdrummer_live.vocab import (
@@ -106,7 +107,8 @@ def resolve_kind(args, critic_path: Path | None, checkpoint: Path):
     from deepdrummer_live.learn.kinds import kind_for, kind_of_file
 
     if args.paper or args.critic_kind:
-        return kind_for(args.paper, args.critic_kind)
+        with flag_errors("--paper/--critic-kind"):
+            return kind_for(args.paper, args.critic_kind)
     for path in (critic_path, checkpoint):
         name = kind_of_file(path) if path is not None and path.exists() else None
         if name is not None:
@@ -129,7 +131,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
     from deepdrummer_live.storage.store import Store
     from deepdrummer_live.surfaces.osc import OscServer
 
-    device = resolve_device(args.device)
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
     store = Store(state_dir)
     startup_log = setup_logging(args.log_level, store.dir)
@@ -152,7 +155,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
         from deepdrummer_live.player.notemap import NoteMap
 
         note_map = NoteMap.load(args.note_map)
-        kit = load_kit(args.kit)
+        with flag_errors("--kit"):
+            kit = load_kit(args.kit)
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
         for note in kit.notes:
             log.info("kit: %s", note)
@@ -170,7 +174,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
                      ready.get("midi_in"), ready.get("midi_writer"), ready.get("audio"))
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
         t0 = time.perf_counter()
-        critic_path = resolve_critic_source(args.critic) if args.critic else None
+        with flag_errors("--critic"):
+            critic_path = resolve_critic_source(args.critic) if args.critic else None
         kind = resolve_kind(args, critic_path, store.checkpoint_path)
         config = replace(kind.config, half_life=args.half_life) if args.half_life is not None else None
         learner = Learner(kit, device, seed, kind=kind, config=config)

@@ -151,7 +151,8 @@ def kind_named(name: str) -> CriticKind:
 def kind_for(paper: bool, name: str | None = None) -> CriticKind:
     """The kind behind the `--paper` switch and `--critic-kind NAME` (None: the default)."""
     if paper and name not in (None, PAPER.name):
-        raise UsageError(f"--paper and --critic-kind {name}: the paper's critic is --critic-kind paper; give one")
+        raise UsageError(f"the paper's critic and the {name} critic both asked for; the paper's critic is kind "
+                         f"paper; give one")
     return PAPER if paper else kind_named(name) if name else DEFAULT
 
 
@@ -198,7 +199,7 @@ def resolve_critic_source(value: str | Path) -> Path:
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise CriticFileError(f"--critic {text!r}: no such critic file, state dir with {CHECKPOINT_NAME}, or "
+        raise CriticFileError(f"critic {text!r}: no such critic file, state dir with {CHECKPOINT_NAME}, or "
                               f"shipped critic; use a path or one of: {', '.join(shipped_names()) or 'none shipped'}")
     return path
 
