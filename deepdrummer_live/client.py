@@ -37,9 +37,10 @@ from pythonosc.osc_packet import OscPacket
 
 from deepdrummer_live.commands import COMMANDS
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.vocab import OSC_HOST, OSC_PORT
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
+DEFAULT_HOST = OSC_HOST
+DEFAULT_PORT = OSC_PORT
 DATAGRAM_MAX = 65536
 MAX_BACKLOG = 10_000
 MAX_ERRORS_KEPT = 100

@@ -81,11 +81,14 @@ LEARNABLE_ACTIONS: dict[str, str | None] = {
     "mode": "cycle", "fotf": "toggle", "lock": "row",
 }
 
+OSC_PORT = 9000  # the daemon's OSC port (contract)
+OSC_HOST = "127.0.0.1"
 WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
 WEB_HOST = "127.0.0.1"
 
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
-INT32_MAX = 2**31 - 1
+INT32_MAX = 2**31 - 1  # an OSC integer
+INT32_MIN = -(2**31)
 
 # Role -> General MIDI drum note (channel 10).
 GM_NOTES: dict[str, int] = {

@@ -19,6 +19,8 @@ from deepdrummer_live.vocab import (
     DEFAULT_TEMPO,
     METERS,
     MIDI_BACKENDS,
+    OSC_HOST,
+    OSC_PORT,
     SWITCH_POINTS,
     WEB_HOST,
     WEB_PORT,
@@ -104,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the daemon: generate, filter, play and learn until SIGINT/SIGTERM")
     add_learner_flags(run)
     run.add_argument("--state-dir", type=Path, default=None, help="ratings, checkpoints and the loop library")
-    run.add_argument("--osc-host", default="127.0.0.1")
-    run.add_argument("--osc-port", type=port_number, default=9000)
+    run.add_argument("--osc-host", default=OSC_HOST)
+    run.add_argument("--osc-port", type=port_number, default=OSC_PORT)
     run.add_argument("--osc-allow", action="append", default=[], metavar="CIDR",
                      help="also serve OSC from these networks (loopback always; others are dropped without it)")
     run.add_argument("--notify", action="append", default=[], type=host_port, metavar="HOST:PORT",
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check MIDI, audio, torch, kit, state dir and ports")
     add_learner_flags(doctor)
     doctor.add_argument("--state-dir", type=Path, default=None)
-    doctor.add_argument("--osc-port", type=port_number, default=9000)
+    doctor.add_argument("--osc-port", type=port_number, default=OSC_PORT)
 
     send.add_parser(sub)
     sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")

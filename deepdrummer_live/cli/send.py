@@ -1,8 +1,8 @@
 """`deepdrummer-live send`: one OSC message to a running daemon, its answer on stdout (contract v1.1).
 
 What a DAW macro, a shell or a stream deck runs on each button press, so it starts fast: it
-imports only the standard library and deepdrummer_live.client (python-osc; never torch, never the
-learner), and only when it runs, not when the main parser is built. Exit status:
+imports only the standard library, deepdrummer_live.vocab and deepdrummer_live.client (python-osc;
+never torch, never the learner), and only when it runs, not when the main parser is built. Exit status:
 0 the expected answer came (or, for an address with no answer, no /dd/error did), 1 the daemon
 answered /dd/error (its message on stderr), 2 no answer in time, no daemon, or bad usage.
 """
@@ -14,10 +14,11 @@ import re
 import sys
 import time
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
+from deepdrummer_live.vocab import INT32_MAX, INT32_MIN, OSC_HOST, OSC_PORT
+
+DEFAULT_HOST = OSC_HOST
+DEFAULT_PORT = OSC_PORT
 DEFAULT_TIMEOUT = 2.0
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 ERROR = "/dd/error"
 
