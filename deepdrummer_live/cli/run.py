@@ -154,7 +154,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
                 log.warning("no rating page: %s", exc)
         from deepdrummer_live.player.notemap import NoteMap
 
-        note_map = NoteMap.load(args.note_map)
+        with flag_errors("--note-map"):
+            note_map = NoteMap.load(args.note_map)
         with flag_errors("--kit"):
             kit = load_kit(args.kit)
         store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
