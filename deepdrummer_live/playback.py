@@ -16,7 +16,7 @@ from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 
 
 class Playback(Protocol):
-    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None,
+    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, *, swing: float | None = None,
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None: ...
     def play(self) -> None: ...
     def stop(self) -> None: ...
@@ -45,7 +45,7 @@ class VirtualPlayback:
     def _bar_seconds(self) -> float:
         return self.loop_steps * self._step_seconds()
 
-    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None,
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, *, swing: float | None = None,
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None:
         n_steps = len(rows[0]["steps"]) if rows else N_STEPS
         with self._lock:

@@ -171,7 +171,7 @@ Command = SetLoop | Play | Stop | Tempo | Stats | Learn | Bind | Shutdown
 COMMANDS = ("set_loop", "play", "stop", "tempo", "stats", "learn", "bind", "shutdown")
 
 
-def set_loop(loop_id: int | None, rows: list[Row], audio=None, at_bar: bool = True,
+def set_loop(loop_id: int | None, rows: list[Row], audio=None, at_bar: bool = True, *,
              swing: float | None = None, steps_per_bar: int = 16, switch_at: str = "phrase") -> SetLoop:
     return {"type": "set_loop", "loop_id": loop_id, "rows": rows, "audio": audio, "at_bar": at_bar, "swing": swing,
             "steps_per_bar": steps_per_bar, "switch_at": switch_at}
