@@ -37,9 +37,21 @@ PHASE2_KINDS = ("good", "random")
 
 def check_participant(code: str) -> str:
     if not PARTICIPANT_RE.fullmatch(code or ""):
-        raise UsageError(f"--participant {code!r}: use a code of 1-32 letters, digits, '-' or '_' "
+        raise UsageError(f"participant code {code!r} not allowed; use a code of 1-32 letters, digits, '-' or '_' "
                          f"(a code, not a real name: it names a folder and goes into datasets)")
     return code
+
+
+def check_phase1(ratings: int) -> int:
+    if ratings < 2:
+        raise UsageError(f"{ratings} phase I ratings; use 2 or more (the critic needs a like and a dislike)")
+    return ratings
+
+
+def check_phase2(ratings: int) -> int:
+    if ratings < 2 or ratings % 2:
+        raise UsageError(f"{ratings} phase II ratings; use an even number, 2 or more (half good, half random)")
+    return ratings
 
 
 def participant_dir(root: Path, code: str) -> Path:
@@ -60,10 +72,8 @@ class Plan:
 
     @staticmethod
     def new(participant: str, phase1: int, phase2: int, seed: int) -> Plan:
-        if phase1 < 2:
-            raise UsageError(f"--phase1 {phase1}: use 2 or more (the critic needs a like and a dislike)")
-        if phase2 < 2 or phase2 % 2:
-            raise UsageError(f"--phase2 {phase2}: use an even number, 2 or more (half good, half random)")
+        check_phase1(phase1)
+        check_phase2(phase2)
         kinds = [PHASE2_KINDS[i % 2] for i in range(phase2)]
         random.Random(seed).shuffle(kinds)
         return Plan(check_participant(participant), phase1, phase2, kinds)
