@@ -35,12 +35,13 @@ from typing import Any, NamedTuple, TypeVar
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from deepdrummer_live.commands import COMMANDS
 from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.loop import LoopRecord, decode_levels_args, decode_loop_args, decode_shape_args
-from deepdrummer_live.vocab import DEFAULT_METER
+from deepdrummer_live.vocab import DEFAULT_METER, OSC_HOST, OSC_PORT
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
+DEFAULT_HOST = OSC_HOST
+DEFAULT_PORT = OSC_PORT
 DATAGRAM_MAX = 65536
 MAX_BACKLOG = 10_000
 MAX_ERRORS_KEPT = 100
@@ -346,13 +347,8 @@ def view(message: Message) -> Any:
 
 
 # The answer each inbound address implies (contract v1.1, `send`); any other address has none.
-EXPECTED_REPLY = {
-    "/dd/like": "/dd/rated",
-    "/dd/dislike": "/dd/rated",
-    "/dd/save": "/dd/saved",
-    "/dd/ping": "/dd/pong",
-    "/dd/status": "/dd/status",
-}
+# The answer each address implies: the command table's `reply=` (commands.py), never typed again here.
+EXPECTED_REPLY = {c.address: c.reply for c in COMMANDS.values() if c.reply is not None}
 
 
 def _listen_host(family: int, target_ip: str) -> str:

@@ -2,7 +2,7 @@
 
 Surfaces never call this directly: they run commands from `commands.py`, which call the public
 methods here; each returns quickly. Slow work (search, training, library files) is the worker's
-(`worker.py`); MIDI, clock and audio are the transport's (the player process). Outbound messages
+(`worker.py`); MIDI, clock and audio are the playback's (the player process). Outbound messages
 go to every listener (OSC server, web page...) through `emit`, with the origin of the command
 that caused them, so a reply also reaches a client that is not subscribed.
 
@@ -22,18 +22,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner, Proposal
 from deepdrummer_live.loop import LoopRecord
+from deepdrummer_live.playback import Playback, VirtualPlayback
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.player.protocol import Event as PlayerEvent
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
 from deepdrummer_live.storage.store import Store
-from deepdrummer_live.transport import Transport, VirtualTransport
 from deepdrummer_live.vocab import (
     BARS,
-    CLOCKS,
     DEFAULT_METER,
     DEFAULT_PROFILE,
     DEFAULT_TEMPO,
@@ -43,8 +44,8 @@ from deepdrummer_live.vocab import (
     N_ROWS,
     ROWS_RANGE,
     SWITCH_POINTS,
-    TEMPO_MAX,
-    TEMPO_MIN,
+    check_clock,
+    check_tempo,
     profile_problem,
     shape_problem,
     steps_per_bar,
@@ -96,15 +97,15 @@ class Session:
                  note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter,
                  rows: int | None = None, bars: int | None = None, meter: str | None = None,
                  profile: str | None = None):
-        if clock not in CLOCKS:
-            raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
+        check_clock(clock)
         self.learner = learner
+        self.live_audio = LiveAudio(learner.kit)  # what the player plays beside the MIDI
         self.now = now  # for latency figures only; injectable for tests
         self.store = store
-        self.transport: Transport | None = None
+        self.playback: Playback | None = None
         self.clock = clock
         self.audio_sr = audio_sr
-        self.lock = threading.RLock()
+        self.mutex = threading.RLock()
         self.listeners: list[Listener] = []
         self._origin = threading.local()
         self.mode = store.get_meta("mode", "explore")
@@ -160,8 +161,8 @@ class Session:
         self.fill_loop: Loop | None = None  # /dd/fill: the fill sent for the next bar line
         self._fill_for: int | None = None  # the loop a fill is being made for (one at a time)
         self.likes, self.dislikes = store.totals(self.profile)
-        self.worker = Worker(self)
-        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
+        self.worker = Worker(learner, store, self)
+        self.pad_learning = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
     def _setting(self, key: str, given, kind, default):
         """A setting from run's flags (stored, so the next run resumes it), else the stored one, else the default."""
@@ -211,14 +212,14 @@ class Session:
 
     # --- life cycle -------------------------------------------------------------------------------
 
-    def attach_transport(self, transport: Transport) -> None:
-        self.transport = transport
+    def attach_playback(self, playback: Playback) -> None:
+        self.playback = playback
 
     def start(self, autoplay: bool = False) -> None:
         """Resume from the store, write missing library files, propose the first loop, start the worker."""
-        self.learner.load_checkpoint(self.store)
+        checkpoint.load(self.learner, self.store)
         resumed = 0
-        with self.lock:
+        with self.mutex:
             # Every profile's ratings (a copied profile's include those of the one it was copied from);
             # a loop's features are computed once however many profiles rated it.
             examples: dict[int, Any] = {}
@@ -250,13 +251,14 @@ class Session:
             if resumed and self.learner.trainer.ready():
                 self.worker.owe_training(self.learner.config.batches_per_rating)  # settle on the resumed ratings
         self.worker.start()
-        with self.lock:
+        with self.mutex:
             self._request_next()
         if autoplay and self.clock == "internal":
             self.play()
 
-    def stop(self) -> None:
-        """Stop learning; queued library files and the final checkpoint are written first."""
+    def shutdown(self) -> None:
+        """The daemon ends: the worker stops, after writing queued library files and the final checkpoint.
+        (The musical transport stops with `stop_transport`.)"""
         self.worker.stop()
 
     # --- proposals (called by the worker with the lock held) ---------------------------------------
@@ -318,26 +320,26 @@ class Session:
         self._present(loop)
 
     def _present(self, loop: Loop) -> None:
-        """Make `loop` current (stopped, or no transport) or pending for the next bar line (playing)."""
+        """Make `loop` current (stopped, or no playback) or pending for the next bar line (playing)."""
         self.fill_loop = None  # a fill waiting for its bar line is replaced by the new loop
         self._fill_for = None
-        if self.transport is None:
+        if self.playback is None:
             self._make_current(loop)
             return
         self.pending = loop
         self._send_loop(loop)
 
     def _send_loop(self, loop: Loop) -> None:
-        """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
-        audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
+        """Hand `loop` to the playback with its live audio, at the tempo and swing of now."""
+        audio = (self.live_audio.render(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
-        self.transport.set_loop(loop.id, loop.record.player_rows(), audio, at_bar=self.playing, swing=self.swing,
+        self.playback.set_loop(loop.id, loop.record.player_rows(), audio, at_bar=self.playing, swing=self.swing,
                                 steps_per_bar=loop.record.steps_per_bar, switch_at=self.switch_at)
 
     def _resend(self) -> None:
         """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
         loop = self.pending or self.current
-        if loop is not None and self.transport is not None:
+        if loop is not None and self.playback is not None:
             self._send_loop(loop)
 
     def _make_current(self, loop: Loop) -> None:
@@ -351,12 +353,12 @@ class Session:
         """/dd/loop's arguments: the loop at the tempo of now."""
         return replace(loop.record, tempo=self.tempo).loop_args()
 
-    # --- transport events -------------------------------------------------------------------------
+    # --- player events ----------------------------------------------------------------------------
 
-    def on_transport_event(self, event: PlayerEvent) -> None:
-        """An event of the player process (or the virtual transport); player/protocol.py lists them."""
+    def on_player_event(self, event: PlayerEvent) -> None:
+        """An event of the player process (or the virtual playback); player/protocol.py lists them."""
         kind = event.get("type")
-        with self.lock:
+        with self.mutex:
             if kind == "switched":
                 fill = self.fill_loop
                 if fill is not None and fill.id == event.get("loop_id"):
@@ -374,12 +376,12 @@ class Session:
                 # (.get: this runs on the player's event thread, which a KeyError would end)
                 self.report_error(str(event.get("message")), str(event.get("address", "/dd/midi")))
             elif kind == "learn_armed":
-                self.midi_learn.on_armed(bool(event.get("on")))
+                self.pad_learning.on_armed(bool(event.get("on")))
             elif kind == "learn_bound":
-                self.midi_learn.on_bound()
+                self.pad_learning.on_bound()
             elif kind == "learn_midi":
                 try:
-                    self.midi_learn.on_midi(self.transport, event.get("data") or [])
+                    self.pad_learning.on_midi(self.playback, event.get("data") or [])
                 except (OSError, DeepDrummerError) as exc:
                     self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
@@ -412,20 +414,20 @@ class Session:
 
     def rate(self, loop_id: int | None, liked: bool) -> tuple[int, int, int]:
         """Store a rating durably, then learn from it; returns (loop_id, likes, dislikes)."""
-        with self.lock:
+        with self.mutex:
             rec = self._resolve_loop(loop_id)
             loop_id = rec.id
             is_current = self.current is not None and loop_id == self.current.id
             profile = self.profile  # the rating belongs to the profile current when it was given
         likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like, profile)  # durable before acknowledged
-        with self.lock:
+        with self.mutex:
             if profile != self.profile:  # switched meanwhile: the totals shown are the new profile's
                 likes, dislikes = self.store.totals(self.profile)
             self.likes, self.dislikes = likes, dislikes
             self.ratings += 1
             self.emit("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
             loops = self.learner.loops_from_record(rec)
-            self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked), profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, int(liked), profile), "learn")
             if liked and loops is not None:
                 origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
                 self.worker.add_job(lambda: self._write_library(rec, loops, "liked", origin, swing),
@@ -437,14 +439,15 @@ class Session:
                     self.report_error(str(exc), "/dd/loop")
         return loop_id, likes, dislikes
 
-    def _learn(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+    def _train(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+        """(worker) The learner takes the rating (None: taken back) and owes training on it."""
         self.learner.set_rating(loop_id, loops, label, profile)
         if label is not None:
-            with self.lock:
+            with self.mutex:
                 self.worker.owe_training(self.learner.config.batches_per_rating)
 
     def next(self) -> None:
-        with self.lock:
+        with self.mutex:
             self._request_next()
 
     def undo(self) -> tuple[int, int, int]:
@@ -453,33 +456,33 @@ class Session:
         if undone is None:
             raise CommandError(f"nothing to undo: no rating left in profile {profile!r}")
         loop_id, _ = undone
-        with self.lock:
+        with self.mutex:
             self.likes, self.dislikes = self.store.totals(self.profile)
             # what the profile learns from it now: an earlier rating of it may remain (or the copied one's)
             rating = dict(self.store.training_ratings(profile)).get(loop_id)
             rec = self.store.loop(loop_id)
             loops = self.learner.loops_from_record(rec) if rec else None
-            self.worker.add_job(lambda: self._learn(loop_id, loops, rating, profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, rating, profile), "learn")
             self.emit("/dd/undone", loop_id, self.likes, self.dislikes)
         return loop_id, self.likes, self.dislikes
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise CommandError(f"mode {mode!r} unknown; use one of {', '.join(MODES)}")
-        with self.lock:
+        with self.mutex:
             self.mode = mode
             self._settings_changed()
         self.store.set_meta("mode", mode)
 
     def set_fotf(self, on: bool) -> None:
-        with self.lock:
+        with self.mutex:
             self.fotf = bool(on)
             self._settings_changed()
         self.store.set_meta("fotf", "1" if on else "0")
 
     def set_lock(self, row: int, on: bool) -> None:
         """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
             n_rows = len(self.current.record.rows)
@@ -538,7 +541,7 @@ class Session:
 
     def set_density(self, p: float, row: int | None = None) -> None:
         """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
-        with self.lock:
+        with self.mutex:
             if row is None:
                 self.density = [check_density(p)] * MAX_ROWS
             else:
@@ -561,7 +564,7 @@ class Session:
         if not self.learner.kind.reads(new_bars, new_meter):
             raise CommandError(f"the {self.learner.kind.name} critic hears one bar of 4/4 only; run with the "
                                f"default critic (no --critic-kind) for {new_bars} bar(s) of {new_meter}")
-        with self.lock:
+        with self.mutex:
             steps_change = (new_bars, new_meter) != (self.bars, self.meter)
             self.rows = self.rows if rows is None else rows
             self.bars, self.meter = new_bars, new_meter
@@ -581,24 +584,24 @@ class Session:
         """While playing, a new loop starts at the end of the playing loop's phrase, or at its next bar line."""
         if at not in SWITCH_POINTS:
             raise CommandError(f"switch {at!r} unknown; use one of {', '.join(SWITCH_POINTS)}")
-        with self.lock:
+        with self.mutex:
             self.switch_at = at
         self.store.set_meta("switch", at)
 
-    def learn(self, action: str, row: int | None = None) -> None:
+    def midi_learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
-        self.midi_learn.start(self.transport, action, row, origin=self.current_origin())
+        self.pad_learning.start(self.playback, action, row, origin=self.current_origin())
 
-    def set_tempo(self, bpm: float) -> None:
-        if not TEMPO_MIN <= bpm <= TEMPO_MAX:
-            raise CommandError(f"tempo {bpm:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
+    def set_tempo(self, tempo: float) -> None:
+        """The internal clock's tempo in BPM (the command table checks the range)."""
+        tempo = check_tempo(tempo)
         if self.clock != "internal":
             raise CommandError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
-        with self.lock:
-            self.tempo = float(bpm)
-            if self.transport is not None:
-                self.transport.set_tempo(self.tempo)
+        with self.mutex:
+            self.tempo = tempo
+            if self.playback is not None:
+                self.playback.set_tempo(self.tempo)
                 if self.audio_sr:  # the playing bar must follow the tempo
                     self._resend()
         self.store.set_meta("tempo", repr(self.tempo))
@@ -609,7 +612,7 @@ class Session:
         problem = swing_problem(amount)
         if problem:
             raise CommandError(problem)
-        with self.lock:
+        with self.mutex:
             self.swing = float(amount)
             self._resend()
         self.store.set_meta("swing", repr(self.swing))
@@ -621,23 +624,23 @@ class Session:
 
     def play(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = True
-        if self.transport is not None:
-            self.transport.play()
+        if self.playback is not None:
+            self.playback.play()
 
     def stop_transport(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = False
-        if self.transport is not None:
-            self.transport.stop()
+        if self.playback is not None:
+            self.playback.stop()
 
     def save(self, name: str | None) -> None:
         """Queue the current loop for the library; /dd/saved follows once the files are on disk."""
         if name is not None:
             library.check_name(name)
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             queued = self.worker.queued("library")
@@ -652,7 +655,7 @@ class Session:
 
     def profile_reply(self) -> tuple[str, int]:
         """/dd/profile: the current profile and its ratings in effect."""
-        with self.lock:
+        with self.mutex:
             args = (self.profile, self.likes + self.dislikes)
         self.emit("/dd/profile", *args)
         return args
@@ -675,7 +678,7 @@ class Session:
         if not exists:
             self.store.add_profile(name, base)
         self.store.set_meta("profile", name)  # durable before acknowledged: a restart resumes it
-        with self.lock:
+        with self.mutex:
             if not exists:
                 self.profile_names = [n for n, _ in self.store.profiles()]
             if name != self.profile:
@@ -714,7 +717,7 @@ class Session:
     def vary(self) -> None:
         """The next loop is a variation of the current one (the critic's best of a few), at once
         (stopped) or at the next bar line (playing), like /dd/next."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then vary it")
             if self.pending is not None:
@@ -729,7 +732,7 @@ class Session:
         """The next bar played is a fill of the current loop, then the loop goes on. The fill is made by
         the worker (first in its queue) and sent for the next bar line; when the player switches to it,
         the current loop is sent again for the bar line after (see _fill_started)."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             if not self.playing:
@@ -748,14 +751,14 @@ class Session:
     def _make_fill(self, loop: Loop) -> None:
         fill, p_like = self.learner.fill(loop.proposal.loops)
         rec = self.learner.record(fill, p_like=p_like, mode="fill").with_notes(loop.record.notes)
-        with self.lock:
+        with self.mutex:
             if self._fill_for != loop.id or self.current is not loop or self.pending is not None:
                 self._fill_for = None
                 return  # the session moved on meanwhile: the fill is not wanted any more
             rec = replace(rec, tempo=self.tempo)
             proposal = replace(loop.proposal, loops=fill, p_like=p_like, mode="fill", vary_of=None)
             self.fill_loop = Loop(replace(rec, id=self.store.add_loop(rec)), proposal)
-            if self.transport is None:
+            if self.playback is None:
                 self._fill_started(self.fill_loop)
             else:
                 self._send_loop(self.fill_loop)
@@ -766,7 +769,7 @@ class Session:
         self._fill_for = None
         back = self.current
         self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.record.steps, origin=None)
-        if back is not None and self.pending is None and self.transport is not None:
+        if back is not None and self.pending is None and self.playback is not None:
             self._send_loop(back)
 
     def recall(self, loop_id: int) -> None:
@@ -782,7 +785,7 @@ class Session:
             missing = [n for n in rec.samples if n not in names] or rec.samples
             raise CommandError(f"loop {loop_id} cannot be played with kit {self.learner.kit.name}: it uses "
                                f"{', '.join(missing)}; run with --kit {rec.kit} to recall it")
-        with self.lock:
+        with self.mutex:
             proposal = Proposal(loops, rec.p_like, rec.mode, self.fotf, self.learner.version, self._prior(),
                                 self.profile)
             loop = Loop(rec, proposal)
@@ -804,13 +807,13 @@ class Session:
     # --- views ---------------------------------------------------------------------------------------
 
     def status_args(self) -> list:
-        with self.lock:
+        with self.mutex:
             return [self.likes, self.dislikes, self.current.id if self.current else -1, self.mode,
                     str(self.learner.device), self.learner.trainer.steps]
 
     def snapshot(self) -> dict:
         """Everything a surface shows (terminal, page), as plain data."""
-        with self.lock:
+        with self.mutex:
             loop = self.current.record if self.current is not None else None
             return {
                 "loop": None if loop is None else {
@@ -825,7 +828,7 @@ class Session:
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
                 "playing": self.playing,
-                "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
+                "step": self.playback.current_step() if isinstance(self.playback, VirtualPlayback) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
                 "taste": self.learner.taste_map(),  # what the critic that reads loops prefers and avoids

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 
 from deepdrummer_live.cli.main import main
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.learn.simuser import make_user, parse_loop
 from deepdrummer_live.loop import LoopRecord
@@ -151,7 +152,7 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     store = Store(tmp_path / "resume")
     store.checkpoint_path.write_bytes(critic.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=5)
-    assert learner.load_checkpoint(store) and not learner.needs_hearing()
+    assert checkpoint.load(learner, store) and not learner.needs_hearing()
     ratings = read_csv(tmp_path / "ds-ann") + read_csv(tmp_path / "ds-bob")
     p = [float(learner.scorer.score(learner.model, learner.loops_from_record(r.loop))[0]) for r in ratings]
     liked = [pi for pi, r in zip(p, ratings) if r.liked]
@@ -207,7 +208,7 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     store = Store(tmp_path / "state")
     store.checkpoint_path.write_bytes(out.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=3, kind="lean-hearing")  # pretrain --likes: a critic that hears
-    assert learner.load_checkpoint(store)
+    assert checkpoint.load(learner, store)
     liked = learner.loops_from_record(LoopRecord.of(kit=kit.name, samples=groove[1], steps=groove[0]))
     randoms = pattern.random_loops(64, len(kit), torch.Generator().manual_seed(9), "cpu")
     p_groove = float(learner.scorer.score(learner.model, liked)[0])

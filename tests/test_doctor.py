@@ -39,7 +39,7 @@ def test_busy_osc_port_fails_the_whole_command(tmp_path):
     for ln in lines:  # every line is a verdict, a fix, or the summary
         assert ln.split(" ", 1)[0] in ("ok", "warn", "FAIL", "") or ln.startswith("      fix: ") or \
             ln.endswith(" ok"), ln
-    for name in ("python-rtmidi", "pyo", "torch device", "kit", "engine", "state dir", "disk"):
+    for name in ("python-rtmidi", "pyo", "torch device", "kit", "learner", "state dir", "disk"):
         assert any(f"  {name}: " in ln for ln in lines), name
     assert not (tmp_path / "state").exists()  # doctor looks, it does not create
 

@@ -226,14 +226,14 @@ def session(tmp_path, kit):
     from deepdrummer_live.session import Session
 
     store = Store(tmp_path)
-    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
-    engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
-    s = Session(engine, store)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    learner.hearing_done = True  # no pretraining: these tests are about the generator's prior
+    s = Session(learner, store)
     s.sent = []
     s.add_listener(lambda address, args, origin: s.sent.append((address, *args)))
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 

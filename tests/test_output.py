@@ -18,6 +18,7 @@ from deepdrummer_live.player.protocol import PlayerConfig
 from deepdrummer_live.player.sequencer import Sequencer
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import default_levels, velocity
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
 from deepdrummer_live.vocab import GM_NOTES
@@ -109,16 +110,16 @@ def test_swing_changes_with_the_loop_at_the_bar_line():
 
 @pytest.mark.parametrize("swing", [0.0, 0.2, 1 / 3])
 def test_live_audio_swings_odd_steps(kit, swing):
-    engine = Learner(kit, torch.device("cpu"), seed=3, chains=8, iters=1)
+    learner = Learner(kit, torch.device("cpu"), seed=3, chains=8, iters=1)
     loops = pattern.random_loops(1, len(kit), torch.Generator().manual_seed(4), "cpu")
-    live = engine.live_audio(loops, 97.0, 16000, swing)
+    live = LiveAudio(learner.kit).render(loops, 97.0, 16000, swing)
     ids = loops.sample_ids[0].tolist()
     samples = [kit.audio_at(16000)[i] for i in ids]
     levels = pattern.levels_to_strings(loops.levels[0])
     reference = render_bar_numpy(levels, samples, step_length(97.0, 16000), swing)
     np.testing.assert_allclose(live, reference, atol=1e-5)
     if swing:
-        straight = engine.live_audio(loops, 97.0, 16000, 0.0)
+        straight = LiveAudio(learner.kit).render(loops, 97.0, 16000, 0.0)
         assert np.abs(straight - live).max() > 0.01
 
 
@@ -244,14 +245,14 @@ def session(tmp_path, kit):
 
     sent = []
     store = Store(tmp_path / "state")
-    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
-    engine.hearing_done = True  # no pretraining: these tests are about the notes that go out
-    s = Session(engine, store)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    learner.hearing_done = True  # no pretraining: these tests are about the notes that go out
+    s = Session(learner, store)
     s.add_listener(lambda address, args, origin: sent.append((address, *args)))
     s.sent = sent
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 

@@ -1,6 +1,6 @@
 """The performer's set (contract v1.2, issue 22): taste profiles, recency, /dd/vary, /dd/fill, /dd/recall.
 
-In process first (a real learner and store, the recording transport of test_session.py), then over
+In process first (a real learner and store, the recording playback of test_session.py), then over
 OSC on a running daemon (with a kill -9 in between).
 """
 
@@ -181,11 +181,11 @@ def test_program_change_selects_the_nth_profile(harness, caplog):
     commands.execute(s, "profile", ("default",))
     assert program_event([0xC5, 1]) == {"type": "program", "number": 1}  # any channel
     assert program_event([0x95, 1, 100]) is None
-    s.on_transport_event(program_event([0xC0, 1]))
+    s.on_player_event(program_event([0xC0, 1]))
     assert s.profile == "verse"
     errors = len(harness.messages("/dd/error"))
     with caplog.at_level(logging.WARNING):
-        s.on_transport_event(program_event([0xC0, 7]))
+        s.on_player_event(program_event([0xC0, 7]))
     assert s.profile == "verse" and "Program Change 7" in caplog.text
     assert len(harness.messages("/dd/error")) == errors  # ignored and logged, not an error to anyone
 
@@ -221,7 +221,7 @@ def test_vary_makes_the_next_loop_a_variation(harness):
 
 
 def test_a_fill_plays_one_bar_then_the_loop_goes_on(harness):
-    s, t = harness.session, harness.transport
+    s, t = harness.session, harness.playback
     with pytest.raises(CommandError, match="stopped"):
         commands.execute(s, "fill")
     commands.execute(s, "play")
@@ -261,7 +261,7 @@ def test_recall_brings_back_an_earlier_loop_with_its_own_id(harness, kit):
     commands.execute(s, "play")
     commands.execute(s, "recall", (foreign - 1,))  # while playing: at the next bar line
     assert s.current.id == first.id and s.pending.id == foreign - 1
-    harness.transport.bar_line()
+    harness.playback.bar_line()
     assert s.current.id == foreign - 1
 
 

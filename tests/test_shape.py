@@ -132,7 +132,7 @@ def test_a_taste_learnt_on_one_kit_ranks_loops_of_another_better_than_chance():
 
 
 def test_features_from_the_grid_survive_a_round_trip_through_ratings_csv(tmp_path, kit):
-    """The loop's facts from its grid equal those the engine computes after ratings.csv rebuilds it."""
+    """The loop's facts from its grid equal those the learner computes after ratings.csv rebuilds it."""
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.storage.dataset import read_csv, read_ratings, write_csv
     from deepdrummer_live.storage.store import Store

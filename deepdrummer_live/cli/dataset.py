@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import KitError, StateError, UsageError
 from deepdrummer_live.storage.dataset import COLUMNS, KIT_PATH_META, Rating, read_csv, read_ratings, write_csv
 
@@ -60,7 +61,8 @@ def resolve_session_kit(kit_arg: str | None, meta: dict[str, str], kit_names: se
     from deepdrummer_live.sound.kit import load_kit
 
     if kit_arg is not None:
-        return load_kit(kit_arg)
+        with flag_errors("--kit"):
+            return load_kit(kit_arg)
     tried = []
     for candidate in [meta.get(KIT_PATH_META)] + sorted(kit_names):
         if not candidate:
@@ -255,7 +257,7 @@ def load_datasets(paths: list[Path]) -> list[Rating]:
 def cmd_import(args) -> int:
     import torch
 
-    from deepdrummer_live.learn import pretraining
+    from deepdrummer_live.learn import taste_start
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.sound.kit import load_kit
 
@@ -271,10 +273,12 @@ def cmd_import(args) -> int:
                              f"use one of {', '.join(found) or 'none'}")
     if not ratings:
         raise StateError(f"{', '.join(map(str, args.datasets))}: no ratings to import; export a session with ratings")
-    kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
-    device = resolve_device(args.device)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     if args.replay:
-        result = pretraining.replay(kit, ratings, device, args.seed)
+        result = taste_start.replay(kit, ratings, device, args.seed)
         for k, acc in result["curve"]:
             print(f"after {k:4d} ratings: predicted the next ones {acc:.2f}")
         print(f"accuracy predicting each next rating: first half {result['first_half']:.2f}, "
@@ -283,8 +287,8 @@ def cmd_import(args) -> int:
         if args.json:
             print(json.dumps(result))
     if args.out is not None:
-        learner, used = pretraining.critic_from_ratings(kit, ratings, device, args.seed)
-        pretraining.write_critic(learner, args.out)
+        learner, used = taste_start.critic_from_ratings(kit, ratings, device, args.seed)
+        taste_start.write_critic(learner, args.out)
         participants = sorted({r.participant for r in ratings})
         print(f"{args.out}: critic pretrained on {used} ratings of {len(participants)} participant(s) "
               f"({', '.join(participants)}); start a session with `deepdrummer-live run --critic {args.out}`")

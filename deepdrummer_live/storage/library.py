@@ -31,11 +31,11 @@ from deepdrummer_live.sound.dynamics import MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
 from deepdrummer_live.storage.store import atomic_write
+from deepdrummer_live.vocab import DRUM_CHANNEL, STEPS_PER_BEAT
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 TICKS_PER_BEAT = 960  # a common DAW resolution: swing lands within 1/240 of a step
-DRUM_CHANNEL = 9  # MIDI channel 10
-STEP_TICKS = TICKS_PER_BEAT // 4
+STEP_TICKS = TICKS_PER_BEAT // STEPS_PER_BEAT
 NOTE_TICKS = STEP_TICKS // 2
 SAMPLE_NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
