@@ -346,9 +346,9 @@ def view(message: Message) -> Any:
     return message if cls is None else cls.from_args(message.args)
 
 
-# The answer each inbound address implies (contract v1.1, `send`); any other address has none.
-# The answer each address implies: the command table's `reply=` (commands.py), never typed again here.
-EXPECTED_REPLY = {c.address: c.reply for c in COMMANDS.values() if c.reply is not None}
+# The answer each inbound address implies at once (contract v1.1, `send`): the command table's `reply=`
+# (commands.py), never typed again here; /dd/learn's /dd/learned waits for a pad, so nothing is awaited.
+EXPECTED_REPLY = {c.address: c.immediate_reply for c in COMMANDS.values() if c.immediate_reply is not None}
 
 
 def _listen_host(family: int, target_ip: str) -> str:

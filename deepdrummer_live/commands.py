@@ -78,6 +78,14 @@ class Command:
     run: Callable[..., Any]  # run(session, *checked_values)
     help: str
     reply: str | None = None  # the outbound address that answers it (what `send` waits for)
+    # the answer comes only after something else happens (a pad pressed for /dd/learn): `send` and
+    # `OscClient.request` must not wait for it (contract: any other address, nothing back is success)
+    answered_later: bool = False
+
+    @property
+    def immediate_reply(self) -> str | None:
+        """What a client waits for right after sending it: `reply`, unless that comes later."""
+        return None if self.answered_later else self.reply
 
     @property
     def address(self) -> str:
@@ -99,7 +107,7 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, *params: Param, help: str, reply: str | None = None):
+def command(name: str, *params: Param, help: str, reply: str | None = None, answered_later: bool = False):
     """Register `fn(session, *values)` as the command `name` (OSC address /dd/<name>)."""
     seen_optional = False
     for p in params:  # optional parameters come last, or an argument list would be ambiguous
@@ -110,7 +118,7 @@ def command(name: str, *params: Param, help: str, reply: str | None = None):
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in COMMANDS:
             raise ValueError(f"command {name!r} is registered twice")
-        COMMANDS[name] = Command(name, tuple(params), fn, help, reply)
+        COMMANDS[name] = Command(name, tuple(params), fn, help, reply, answered_later)
         return fn
     return register
 
@@ -286,8 +294,9 @@ def _row_density(session, row, p):
 
 @command("learn", Param("action", "str", choices=tuple(LEARNABLE_ACTIONS)),
          Param("row", "int", 0, MAX_ROWS - 1, optional=True),
-         reply="/dd/learned", help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
-                                   "(lock: give the row); saved to <state-dir>/controller.toml")
+         reply="/dd/learned", answered_later=True,
+         help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
+              "(lock: give the row); saved to <state-dir>/controller.toml")
 def _learn(session, action, row=None):
     return session.midi_learn(action, row)
 
