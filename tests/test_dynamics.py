@@ -110,6 +110,10 @@ def test_mutation_moves_a_whole_rows_density_now_and_then():
     # ... both ways, about as often
     down = (after.grid.float().mean(dim=2) - per_row < -0.15).float().mean().item()
     assert abs(down - pattern.P_ROW_DENSITY / 2) < 0.015
+    # ... but never in the paper's loop (4 x 16), where cell toggles move its density enough
+    paper = pattern.random_loops(4000, 10, gen(8), "cpu")
+    moved = (pattern.mutate(paper, 10, gen(9)).grid.float().mean(dim=2) - paper.grid.float().mean(dim=2)).abs()
+    assert (moved > 0.2).float().mean().item() < 0.01  # toggles alone: about 0.003; with row moves: 0.06
 
 
 # --- locks ------------------------------------------------------------------------------------
