@@ -127,7 +127,8 @@ def test_mutation_and_fotf_follow_the_paper(kit):
     assert abs((mutated.grid ^ loops.grid).float().mean().item() - pattern.P_TOGGLE) < 0.005
     swapped = (mutated.sample_ids != loops.sample_ids).float().mean().item()
     assert abs(swapped - pattern.P_SWAP_SAMPLE * (1 - 1 / len(kit))) < 0.02
-    fotf = pattern.mutate(pattern.random_loops(200, len(kit), g, "cpu", True, kicks), len(kit), g, True, kicks)
+    fotf = pattern.mutate(pattern.random_loops(200, len(kit), g, "cpu", fotf=True, kick_ids=kicks), len(kit), g,
+                          fotf=True, kick_ids=kicks)
     assert bool((fotf.grid[:, 0] == pattern.fotf_row()).all())
     assert bool(torch.isin(fotf.sample_ids[:, 0], kicks).all())
 

@@ -203,6 +203,23 @@ def test_variations_stay_within_the_bounds(kit):
     fills = pattern.fills(source, 50, gen)
     assert torch.equal(fills.levels[:, :, :12], source.levels[:, :, :12].expand(50, -1, -1))
     assert torch.equal(fills.sample_ids, source.sample_ids.expand(50, -1))
+    assert abs(fills.grid[:, :, 12:].float().mean().item() - (0.5 + pattern.FILL_DENSITY_BOOST)) < 0.05  # a burst
+
+
+def test_one_fill_rule_for_phrases_and_fill(kit):
+    """The generator's phrase ending and /dd/fill are one rule (pattern.fill_tail): the last quarter of the
+    last bar, here 3 of 8 rows x 2 bars of 7/8 (28 steps), drawn again denser."""
+    gen = torch.Generator().manual_seed(4)
+    prior = pattern.Prior(rows=8, bars=2, meter="7/8")
+    source = pattern.random_loops(1, len(kit), gen, "cpu", prior=prior)
+    fills = pattern.fills(source, 200, gen, prior=prior)
+    assert torch.equal(fills.levels[:, :, :25], source.levels[:, :, :25].expand(200, -1, -1))
+    assert (fills.levels[:, :, 25:] != source.levels[:, :, 25:]).any()
+    # the generator: about half of its phrases end so (P_FILL), never touching the first 25 steps' rule
+    phrases = pattern.random_loops(2000, len(kit), gen, "cpu", prior=pattern.Prior(rows=8, bars=2, meter="7/8",
+                                                                                    dynamics=False))
+    tail, body = phrases.grid[:, :, 25:].float().mean().item(), phrases.grid[:, :, 14:25].float().mean().item()
+    assert abs(tail - (0.5 + pattern.P_FILL * pattern.FILL_DENSITY_BOOST)) < 0.02 and abs(body - 0.5) < 0.02
 
 
 def test_vary_makes_the_next_loop_a_variation(harness):

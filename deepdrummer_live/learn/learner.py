@@ -130,20 +130,21 @@ class Learner:
         prior = replace(prior or self.prior, fotf=fotf)
         if vary is not None:
             loop, p = self.best_of(pattern.variations(vary.to(self.device), VARY_CANDIDATES, len(self.kit), self.gen,
-                                                      prior, self.scorer.kick_ids))
+                                                      prior=prior, kick_ids=self.scorer.kick_ids))
             return Proposal(loop, p, mode, fotf, self.version, prior, self.profile, vary_of)
         # A bigger loop: fewer chains, so a search costs what a paper-sized loop's does (generation and
         # mutation cost per cell). More steps per chain were tried for 8x2 loops: no gain (docs/learning.md)
         cells = prior.rows * prior.n_steps
         scale = min(1.0, pattern.N_ROWS * pattern.N_STEPS / cells)
         n = max(MIN_CHAINS, int((chains or self.chains) * scale)) if chains != 1 else 1
-        result = search(self.scorer, self.model, mode, self.gen, n, self.iters, fotf, should_stop, prior=prior)
+        result = search(self.scorer, self.model, mode, self.gen, chains=n, iters=self.iters, fotf=fotf,
+                        should_stop=should_stop, prior=prior)
         return Proposal(result.loop, result.p_like, mode, fotf, self.version, prior, self.profile)
 
     def fill(self, source: Loops) -> tuple[Loops, float]:
         """A fill of `source` (a batch of one): its last quarter drawn again busier, the critic's best
         of FILL_CANDIDATES -> (the fill, its P(like))."""
-        return self.best_of(pattern.fills(source.to(self.device), FILL_CANDIDATES, self.gen, self.prior))
+        return self.best_of(pattern.fills(source.to(self.device), FILL_CANDIDATES, self.gen, prior=self.prior))
 
     def best_of(self, candidates: Loops) -> tuple[Loops, float]:
         """The candidate the current critic likes most, and its P(like)."""

@@ -99,7 +99,7 @@ class SearchResult:
     candidates: int  # how many candidates were scored
 
 
-def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, iters: int = 8,
+def search(scorer, model, mode: str, gen: torch.Generator, *, chains: int = 256, iters: int = 8,
            fotf: bool = False, should_stop: Callable[[], bool] | None = None,
            prior: pattern.Prior | None = None) -> SearchResult:
     """One proposal in `mode` from `chains` chains run for at most `iters` iterations each.

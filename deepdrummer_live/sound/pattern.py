@@ -44,7 +44,10 @@ P_ROW_DENSITY = 0.1  # ours: mutation thins or fills a whole row with p=0.1 in a
 #                      taste -0.20 (docs/learning.md)
 PAPER_CELLS = N_ROWS * N_STEPS
 P_FILL = 0.5  # ours: the last bar of a phrase ends in a fill with this probability
-FILL_DENSITY_BOOST = 0.25  # a fill's half bar is re-drawn this much denser (capped at DENSITY_MAX)
+# A fill, the one definition (the generator's phrase endings and /dd/fill): the last quarter of the last bar
+# (the run-up to the next one) drawn again, every row, this much denser than the prior (capped at DENSITY_MAX)
+FILL_SHARE = 0.25
+FILL_DENSITY_BOOST = 0.25
 DENSITY_RANGE = (DENSITY_MIN, DENSITY_MAX)
 
 
@@ -217,12 +220,12 @@ def _prior_of(prior: Prior | None, fotf: bool) -> Prior:
     return replace(prior, fotf=True) if fotf and not prior.fotf else prior
 
 
-def random_loops(batch: int, n_samples: int, gen: torch.Generator, device,
+def random_loops(batch: int, n_samples: int, gen: torch.Generator, device, *,
                  fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
     """The prior: `prior.rows` random samples, each cell of the first bar on with its row's density,
     each hit at a random level -> Loops of `batch`, `[batch, rows, bars x steps_per_bar]`. A phrase
     (bars > 1) is not bars drawn apart: every later bar is the first one after a mutation, and the
-    last bar ends in a fill (its second half drawn again, denser) with p = P_FILL; whether a performer
+    last bar ends in a fill (`fill_tail`: its last quarter drawn again, denser) with p = P_FILL; whether a performer
     likes variation and fills is the critic's to learn. `fotf=True` is `prior.fotf` (kept for the
     paper's call sites)."""
     prior = _prior_of(prior, fotf)
@@ -236,20 +239,25 @@ def random_loops(batch: int, n_samples: int, gen: torch.Generator, device,
     for _ in range(1, prior.bars):
         bars.append(_mutate_levels(bar, density, gen, prior.dynamics))
     if prior.bars > 1:
-        bars[-1] = _fill(bars[-1], density, gen, prior.dynamics)
+        filled = torch.rand(batch, generator=gen, device=device) < P_FILL
+        bars[-1] = fill_tail(bars[-1], spb, density, gen, prior.dynamics, filled)
     return _finish(Loops(torch.cat(bars, dim=-1), ids, prior.meter), gen, prior, kick_ids)
 
 
-def _fill(bar: torch.Tensor, density: torch.Tensor, gen: torch.Generator, dynamics: bool) -> torch.Tensor:
-    """With p = P_FILL per loop, the second half of `bar` (uint8 `[batch, row, step]`) drawn again at
-    density + FILL_DENSITY_BOOST: a fill, with no idea of which drums a fill uses."""
-    batch, _, spb = bar.shape
+def fill_tail(levels: torch.Tensor, spb: int, density: torch.Tensor, gen: torch.Generator, dynamics: bool,
+              filled: torch.Tensor | None = None) -> torch.Tensor:
+    """A fill: the last FILL_SHARE of the last bar of uint8 levels `[batch, row, step]` (bars of `spb` steps)
+    drawn again, every row at its density (`[1, row, 1]`) + FILL_DENSITY_BOOST, with no idea of which drums
+    a fill uses. `filled` (bool `[batch]`): the loops that get one (default: all)."""
+    batch, rows, steps = levels.shape
+    start = steps - max(1, int(spb * FILL_SHARE))
+    shape = (batch, rows, steps - start)
     dense = (density + FILL_DENSITY_BOOST).clamp(max=DENSITY_MAX)
-    on = torch.rand(bar.shape, generator=gen, device=bar.device) < dense
-    fresh = _random_levels(bar.shape, gen, bar.device, dynamics) * on
-    half = torch.arange(spb, device=bar.device) >= spb // 2
-    filled = torch.rand(batch, generator=gen, device=bar.device) < P_FILL
-    return torch.where(filled[:, None, None] & half[None, None, :], fresh, bar)
+    on = torch.rand(shape, generator=gen, device=levels.device) < dense
+    fresh = _random_levels(shape, gen, levels.device, dynamics) * on
+    out = levels.clone()
+    out[:, :, start:] = fresh if filled is None else torch.where(filled[:, None, None], fresh, levels[:, :, start:])
+    return out
 
 
 def _mutate_levels(levels: torch.Tensor, density: torch.Tensor, gen: torch.Generator,
@@ -289,7 +297,7 @@ def _move_row_density(levels: torch.Tensor, density: torch.Tensor, gen: torch.Ge
     return torch.where(off, torch.zeros_like(levels), torch.where(on, fresh, levels))
 
 
-def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
+def mutate(loops: Loops, n_samples: int, gen: torch.Generator, *,
            fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
     """The paper's mutation, applied to every loop of the batch independently, plus levels.
 
@@ -311,11 +319,9 @@ def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
 
 VARY_MAX_CELLS = 0.25  # /dd/vary: at most this share of a loop's step cells change (hit <-> rest)
 VARY_MIN_KEPT_ROWS = 0.5  # /dd/vary: at least this share of its rows keep their sample
-FILL_SHARE = 0.25  # /dd/fill: the bar's last quarter is drawn again (the fill's run-up to the next one)
-FILL_DENSITY = 0.7  # ... and busier than the paper's 0.5: a fill is a burst
 
 
-def variations(source: Loops, batch: int, n_samples: int, gen: torch.Generator, prior: Prior | None = None,
+def variations(source: Loops, batch: int, n_samples: int, gen: torch.Generator, *, prior: Prior | None = None,
                kick_ids: torch.Tensor | None = None) -> Loops:
     """`batch` variations of one loop (a batch of one), each within the /dd/vary bounds: at least half
     of its rows keep their sample and at most a quarter of its cells change. Each draws how many cells
@@ -355,18 +361,15 @@ def within_variation(source: Loops, loops: Loops) -> torch.Tensor:
     return (changed <= int(rows * steps * VARY_MAX_CELLS)) & (kept >= math.ceil(rows * VARY_MIN_KEPT_ROWS))
 
 
-def fills(source: Loops, batch: int, gen: torch.Generator, prior: Prior | None = None) -> Loops:
-    """`batch` fills of one loop: the same samples, all of it as it is but the last quarter of its last
-    bar (of a phrase: the phrase ends in the fill), every row drawn again there at FILL_DENSITY (levels
-    from the prior). Locked rows are not spared: a fill plays once, and the loop comes back whole after it."""
+def fills(source: Loops, batch: int, gen: torch.Generator, *, prior: Prior | None = None) -> Loops:
+    """`batch` fills of one loop: the same samples, all of it as it is but its fill (`fill_tail`: the last
+    quarter of its last bar; of a phrase: the phrase ends in the fill). Locked rows are not spared: a fill
+    plays once, and the loop comes back whole after it."""
     prior = prior or Prior()
-    device = source.levels.device
     _, rows, steps = source.levels.shape
-    levels = source.levels.expand(batch, rows, steps).clone()
-    start = steps - max(1, int(steps_per_bar(source.meter) * FILL_SHARE))
-    shape = (batch, rows, steps - start)
-    on = torch.rand(shape, generator=gen, device=device) < FILL_DENSITY
-    levels[:, :, start:] = _random_levels(shape, gen, device, prior.dynamics) * on
+    density = replace(prior, rows=rows).density_tensor(source.levels.device)[None, :, None]
+    levels = fill_tail(source.levels.expand(batch, rows, steps), steps_per_bar(source.meter), density, gen,
+                       prior.dynamics)
     return Loops(levels, source.sample_ids.expand(batch, rows).clone(), source.meter)
 
 
