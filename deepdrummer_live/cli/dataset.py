@@ -123,7 +123,8 @@ def cmd_export(args) -> int:
     from deepdrummer_live.paths import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
-    ratings, meta = read_ratings(state_dir, args.participant)
+    with flag_errors("--state-dir"):
+        ratings, meta = read_ratings(state_dir, args.participant)
     mark_experiment(ratings, Path(state_dir))
     kit = resolve_session_kit(args.kit, meta, {r.loop.kit for r in ratings}) if ratings else None
     out = prepare_out(args.out)

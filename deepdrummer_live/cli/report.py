@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import StateError
 from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.paths import default_state_dir
@@ -234,7 +235,8 @@ def cmd_report(args) -> int:
                   f"{s['ci95'][1]:.2f})")
         return 0
     profile = getattr(args, "profile", None)  # callers from before taste profiles pass no such flag
-    data = load_session(state_dir, profile)
+    with flag_errors("--state-dir"):
+        data = load_session(state_dir, profile)
     if profile is not None and not data.rated:
         print(f"no rating in taste profile {profile!r} (see `deepdrummer-live profiles`)", file=sys.stderr)
     written, skipped = write_report(data, Path(out))

@@ -134,7 +134,8 @@ def cmd_run(args, session_factory: Callable | None = None) -> int:
     with flag_errors("--device"):
         device = resolve_device(args.device)
     state_dir = args.state_dir or default_state_dir()
-    store = Store(state_dir)
+    with flag_errors("--state-dir"):
+        store = Store(state_dir)
     startup_log = setup_logging(args.log_level, store.dir)
     osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
     web = None

@@ -60,8 +60,8 @@ def open_readonly(state_dir: Path) -> sqlite3.Connection:
     """A state dir's database, read-only and unmigrated: a running daemon may hold it open."""
     db_path = Path(state_dir).expanduser() / "state.sqlite"
     if not db_path.exists():
-        raise StateError(f"--state-dir {str(state_dir)!r} has no state.sqlite (no session there); "
-                         f"pass the folder `deepdrummer-live run --state-dir` used")
+        raise StateError(f"state dir {str(state_dir)!r} has no state.sqlite (no session there); "
+                         f"give the folder a `deepdrummer-live run` used as its state dir")
     try:
         return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -148,7 +148,7 @@ class Store:
             self.db.executescript(SCHEMA)
             _migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"--state-dir {str(self.dir)!r}: cannot use it ({exc}); "
+            raise StateError(f"state dir {str(self.dir)!r}: cannot use it ({exc}); "
                              f"give a writable folder") from exc
         self.lock = _DbLock()
         self._next_id = (self.db.execute("SELECT MAX(id) FROM loops").fetchone()[0] or 0) + 1
