@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from daemon import Daemon, OscClient, start_with_client
+from daemon import Daemon, OscClient, a_loop_played, free_tcp_port, playhead, start_with_client, stopped, wait_for
 from jack_midi import (
     ALL_NOTES_OFF,
     CLOCK,
@@ -100,7 +100,9 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
     from deepdrummer_live.sound.render import render_bar_numpy, step_length
 
     state = tmp_path / "state"
-    d, client = start_with_client(state, "--tempo", "240", "--audio-backend", "offline", midi="none", audio="pyo")
+    web_port = free_tcp_port()  # the page's playhead says when a bar was played
+    d, client = start_with_client(state, "--tempo", "240", "--audio-backend", "offline", "--web-port", str(web_port),
+                                  midi="none", audio="pyo")
     try:
         client.send("/dd/next")
         loop = client.expect("/dd/loop")
@@ -108,9 +110,10 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
         assert levels[0] == loop[0]  # /dd/levels follows /dd/loop: '.' where steps rests, 1-9 on hits
         dynamics.check_levels([loop[6 + 3 * r] for r in range(4)], levels[1:])
         client.send("/dd/play")
-        time.sleep(2.5)
+        # the file is written at shutdown with the bars played: the loop's bar must have been played
+        playhead(web_port, a_loop_played, "the playhead to come round the loop once")
         client.send("/dd/stop")
-        time.sleep(0.3)
+        playhead(web_port, stopped, "the transport to stop")
     finally:
         client.close()
         assert d.stop() == 0, d.output()
@@ -253,7 +256,7 @@ def test_link_session_shares_tempo_and_transport(tmp_path, jack_server):
     """A real Ableton Link peer in this process: the daemon follows its tempo and start/stop."""
     import asyncio
 
-    aalink = pytest.importorskip("aalink")
+    import aalink  # a dependency of the package (pyproject), never a reason to skip
     client = OscClient(0)
     d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--clock", "link", midi="jack",
                audio="none")
@@ -264,21 +267,18 @@ def test_link_session_shares_tempo_and_transport(tmp_path, jack_server):
     peer.start_stop_sync_enabled = True
     try:
         d.start()
-        deadline = time.monotonic() + 15
-        while peer.num_peers < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert peer.num_peers >= 1, "the daemon did not join the Link session"
-        bpm = None
-        while time.monotonic() < deadline:
+        wait_for(lambda: peer.num_peers >= 1, 15, "the daemon to join the Link session", interval=0.2)
+        bpm = [None]
+
+        def on_peer_tempo() -> bool:
             if abs(peer.tempo - 100.0) > 0.01:  # the sessions may merge on the daemon's tempo first
                 peer.tempo = 100.0
             client.drain()
             client.send("/dd/next")
-            bpm = client.expect("/dd/loop")[2]
-            if abs(bpm - 100.0) < 0.5:
-                break
-            time.sleep(0.5)
-        assert abs(bpm - 100.0) < 0.5
+            bpm[0] = client.expect("/dd/loop")[2]
+            return abs(bpm[0] - 100.0) < 0.5
+
+        wait_for(on_peer_tempo, 15, lambda: f"the daemon's loops at the peer's 100 BPM (last {bpm[0]})", interval=0.5)
         client.send("/dd/tempo", 130.0)  # the tempo belongs to the Link session, not to OSC
         assert client.expect("/dd/error")[1] == "/dd/tempo"
         with jack_port(jack_server, "in", "DeepDrummer Live:DeepDrummer") as probe:

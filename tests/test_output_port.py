@@ -3,12 +3,10 @@ connected to a port of this test, checked against `/dd/loop`, `/dd/levels` and t
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, a_loop_played, free_tcp_port, playhead, stopped
 from jack_midi import ALL_NOTES_OFF, CLOCK, START, clocks_after_start, collect_until, jack_port
 
 BPM = 120.0
@@ -101,8 +99,9 @@ def test_live_audio_is_swung(tmp_path):
 
     client = OscClient(0)
     state = tmp_path / "state"
+    web_port = free_tcp_port()  # the page's playhead says when a bar was played
     d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--swing", str(SWING),
-               "--audio-backend", "offline", midi="none", audio="pyo")
+               "--audio-backend", "offline", "--web-port", str(web_port), midi="none", audio="pyo")
     client.target = ("127.0.0.1", d.port)
     d.start()
     try:
@@ -112,10 +111,10 @@ def test_live_audio_is_swung(tmp_path):
         levels = client.expect("/dd/levels")
         client.send("/dd/play")
         # The file is written at shutdown with the bars played; what proves the swing is its content
-        # below, and a bar too few fails it. No OSC message marks a bar line, so this waits the time
-        # of one 1 s bar at 240 BPM, plus slack.
-        time.sleep(1.5)
+        # below. No OSC message marks a bar line; the rating page's playhead does.
+        playhead(web_port, a_loop_played, "the playhead to come round the loop once")
         client.send("/dd/stop")
+        playhead(web_port, stopped, "the transport to stop")
     finally:
         client.close()
         assert d.stop() == 0, d.output()

@@ -19,7 +19,7 @@ import torch
 
 from deepdrummer_live.storage import library
 
-from daemon import Daemon, OscClient, wait_train_steps
+from daemon import Daemon, OscClient, wait_for, wait_train_steps
 
 SEED = 20240611
 
@@ -58,10 +58,10 @@ def db_effective_totals(state: Path) -> tuple[int, int]:
 
 def wait_library(state: Path, loop_ids: list[int], timeout: float) -> None:
     """Until every loop in `loop_ids` has its .mid and .wav in the library (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while missing := [i for i in loop_ids if not library.has_files(state / "library", i)]:
-        assert time.monotonic() < deadline, f"no library files for loops {missing} after {timeout} s"
-        time.sleep(0.1)  # poll interval
+    def missing() -> list[int]:
+        return [i for i in loop_ids if not library.has_files(state / "library", i)]
+
+    wait_for(lambda: not missing(), timeout, lambda: f"library files of loops {missing()}", interval=0.1)
 
 
 def check_state_dir(state: Path) -> None:
@@ -256,6 +256,8 @@ def test_disk_full_on_a_small_tmpfs(tmp_path):
                     if addr == "/dd/error" and args[1] in ("/dd/like", "/dd/dislike"):
                         errors += 1
                         break
+                else:
+                    raise AssertionError(f"rating {i} got neither /dd/rated nor its /dd/error within 10 s")
             c.send("/dd/save", "no room")
             assert "cannot write" in c.expect("/dd/error", timeout=15)[0]  # a .wav never fits
             c.send("/dd/ping")

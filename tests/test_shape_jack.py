@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
 from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder, jack_lsp
 
-from daemon import Daemon, OscClient
+from daemon import Daemon, OscClient, wait_for
 
 SWING = 0.25  # an odd step a quarter of a step late: 750 frames at 240 BPM, 48 kHz
 TEMPO = 240.0
@@ -23,11 +22,8 @@ OUT_PORT = "DeepDrummer Live:DeepDrummer"
 
 
 def _connect_when_listed(server, port: str, to: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while port not in (jack_lsp(server) or ""):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no JACK port {port!r}: {jack_lsp(server)}")
-        time.sleep(0.05)  # poll interval while the daemon opens its ports
+    wait_for(lambda: port in (jack_lsp(server) or ""), timeout,
+             lambda: f"JACK port {port!r} (the daemon opens it); listed: {jack_lsp(server)}", interval=0.05)
     subprocess.run([shutil.which("jack_connect") or "jack_connect", port, to], check=True, timeout=10,
                    env={**os.environ, "JACK_DEFAULT_SERVER": server})
     server.wait_connected(port, to)
