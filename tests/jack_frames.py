@@ -15,6 +15,22 @@ from deepdrummer_live.testing import wait_for
 CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
 
 
+def connect_when_listed(server, port: str, to: str, timeout: float = 20.0) -> None:
+    """Connect JACK port `port` (once JACK lists it: a daemon or player opens it) to `to`; returns once JACK
+    itself reports the connection."""
+    import os
+    import shutil
+    import subprocess
+
+    from deepdrummer_live.player.jackd import jack_lsp
+
+    wait_for(lambda: port in (jack_lsp(server) or ""), timeout,
+             lambda: f"JACK port {port!r} (its owner opens it); listed: {jack_lsp(server)}", interval=0.05)
+    subprocess.run([shutil.which("jack_connect") or "jack_connect", port, to], check=True, timeout=10,
+                   env={**os.environ, "JACK_DEFAULT_SERVER": server})
+    server.wait_connected(port, to)
+
+
 class FrameLeader:
     """A JACK client of the test whose output writes scheduled (frame, bytes) at exactly those frames."""
 

@@ -75,33 +75,11 @@ def send_clock(port, bpm: float, n: int, t0: float | None = None) -> float:
     return t0 + n * interval
 
 
-def drain(port, into: list) -> list[tuple[float, list[int]]]:
-    """Append what `port` holds now (no waiting) to `into`, timed as in `collect_until`."""
-    t = into[-1][0] if into else 0.0
-    while (msg := port.get_message()) is not None:
-        t += msg[1] if into else 0.0
-        into.append((t, msg[0]))
-    return into
-
-
 def clocks_since_start(msgs) -> int:
     """MIDI clocks after the last Start in `msgs`."""
     data = [d for _, d in msgs]
     starts = [i for i, d in enumerate(data) if d[0] == START]
     return sum(1 for d in data[starts[-1]:] if d[0] == CLOCK) if starts else 0
-
-
-def note_ons_by_clock(msgs) -> list[tuple[int, int, int]]:
-    """(MIDI clocks since Start, note, velocity) of every channel-10 note-on after Start, in arrival order."""
-    out, clocks = [], None
-    for _, data in msgs:
-        if data[0] == START:
-            clocks = 0
-        elif data[0] == CLOCK and clocks is not None:
-            clocks += 1
-        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
-            out.append((clocks, data[1], data[2]))
-    return out
 
 
 def clocks_after_start(n: int, so_far: list | None = None):

@@ -20,11 +20,12 @@ import subprocess
 import threading
 
 import pytest
-from jack_frames import CLOCK, START, FrameLeader, clock_figures, p99
 
 from deepdrummer_live.player.handle import PlayerHandle
 from deepdrummer_live.player.jackd import JACKD, AudioOnsets, FrameRecorder, start_jack_server
 from deepdrummer_live.player.protocol import PlayerConfig
+
+from jack_frames import CLOCK, START, FrameLeader, clock_figures, p99
 
 RATE = 48000
 BOUND_MS = 0.1

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 import time
 
@@ -18,6 +15,7 @@ from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder
 from deepdrummer_live.player.protocol import PlayerConfig
 from deepdrummer_live.player.sequencer import Sequencer
 
+from jack_frames import connect_when_listed
 from jack_midi import ALL_NOTES_OFF, collect_until, jack_port, send_clock
 
 ROWS_A = [
@@ -442,9 +440,7 @@ def test_jack_internal_clock_notes_transport(player_factory):
     assert ready["midi_writer"] == "jack-frames"  # JACK-Client is a dependency: each message at its frame
     recorder = FrameRecorder(server, name="dd-rec1")
     try:
-        subprocess.run([shutil.which("jack_connect") or "jack_connect", ready["midi_out"], recorder.port],
-                       check=True, timeout=10, env={**os.environ, "JACK_DEFAULT_SERVER": server})
-        server.wait_connected(ready["midi_out"], recorder.port)
+        connect_when_listed(server, ready["midi_out"], recorder.port)
         xruns = server.xruns()
         play_and_stop(h, events, ROWS_A)
         heard = recorder.wait_for(lambda m: any(d == bytes(ALL_NOTES_OFF) for _, d in m), timeout=15)
