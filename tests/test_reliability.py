@@ -215,20 +215,21 @@ def test_state_dir_unwritable_mid_session_never_acks_and_recovers(tmp_path):
     assert (loop_id, 1) in [(r[1], r[2]) for r in db_ratings(state)]
 
 
-def _can_mount_tmpfs(where: Path) -> bool:
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
+def _mount_tmpfs(where: Path) -> str | None:
+    """Mount an 8 MB tmpfs at `where`: None when done, else why not (mount's own words)."""
     where.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)],
-                        capture_output=True).returncode == 0
-    return ok
+    done = subprocess.run([shutil.which("mount") or "mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"mount exited {done.returncode}")
 
 
 def test_disk_full_on_a_small_tmpfs(tmp_path):
     """A real ENOSPC: the state dir on an 8 MB tmpfs, then filled up mid-session."""
     mnt = tmp_path / "small"
-    if not _can_mount_tmpfs(mnt):
-        pytest.skip("needs root and mount -t tmpfs (the RLIMIT_FSIZE test covers the same path)")
+    if os.geteuid() != 0:  # `make test` runs as root in CI: there this always runs
+        pytest.skip("needs root to mount a tmpfs (the RLIMIT_FSIZE test covers the same path unprivileged)")
+    if (why := _mount_tmpfs(mnt)) is not None:  # root that may not mount (a container without CAP_SYS_ADMIN)
+        pytest.fail(f"root could not mount an 8 MB tmpfs at {mnt}: {why}; CI must allow mount (CAP_SYS_ADMIN)")
     state = mnt / "state"
     try:
         d, c = start(state)
