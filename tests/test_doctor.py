@@ -205,14 +205,14 @@ def test_default_run_prediction():
 
 def test_jack_detection_with_a_real_server(jack_server):
     if doctor.shutil.which("jack_lsp") is None:
-        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+        pytest.skip("jack_lsp is not installed (apt-get install jackd2; make test installs it as root)")
     running, how = doctor.ask_jack_server()
     assert running and jack_server in how
 
 
 def test_jack_detection_without_a_server(monkeypatch):
     if doctor.shutil.which("jack_lsp") is None:
-        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+        pytest.skip("jack_lsp is not installed (apt-get install jackd2; make test installs it as root)")
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "ddnoserver-doctor-test")
     running, how = doctor.ask_jack_server()
     assert running is False and "not running" in how
