@@ -85,9 +85,12 @@ def playhead(web_port: int, until, what: str, timeout: float = 30.0) -> list[tup
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 try:
-                    msg = json.loads((await ws.receive(timeout=left)).data)
+                    frame = await ws.receive(timeout=left)
                 except TimeoutError:
                     break
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break  # the page was closed (the daemon went away)
+                msg = json.loads(frame.data)
                 snap = msg.get("snapshot", msg)  # hello and snapshot carry a snapshot; step carries its fields
                 if msg["type"] in ("hello", "snapshot", "step"):
                     seen.append((snap["step"], bool(snap["playing"])))
