@@ -48,7 +48,7 @@ def main() -> None:
         onsets = AudioOnsets("DeepDrummer:")
         bar = np.zeros(round(SAMPLE_RATE * 240 / args.bpm), dtype=np.float32)
         bar[:48] = 0.9  # a 1 ms click on the bar's first sample
-        handle.set_loop(1, ROWS, bar, False, 0.0)
+        handle.set_loop(1, ROWS, bar, False, swing=0.0)
         handle.play()
         recorder.wait_for(lambda ms: sum(1 for _, d in ms if d[0] == 0x99) >= args.bars, timeout=60)
         handle.stop()

@@ -118,7 +118,7 @@ def main() -> None:
         if not args.no_load:
             load = threading.Thread(target=torch_load, args=(stop, steps, args.torch_threads), daemon=True)
             load.start()
-        handle.set_loop(1, ROWS, None, False, args.swing)
+        handle.set_loop(1, ROWS, None, False, swing=args.swing)
         xruns_before = server.xruns()
         handle.play()
         time.sleep(args.seconds)  # the measured run: as long as asked, whatever happens in it

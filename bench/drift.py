@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deepdrummer_live.learn.simuser import make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import hear, make_user  # noqa: E402
 
 # Tastes that disagree (the verse wants one groove, the chorus another)
 PAIRS = (("backbeat", "fotf"), ("sparse", "busy"), ("no_cymbals", "percussionist"), ("offbeat_hats", "syncopation"))
@@ -38,28 +38,25 @@ PAIRS = (("backbeat", "fotf"), ("sparse", "busy"), ("no_cymbals", "percussionist
 def run(first: str, second: str, half_life: float, seed: int, args) -> dict:
     import torch
 
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.critic import LEAN_CONFIG, with_overrides
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.sound.kit import load_kit
 
     torch.set_num_threads(args.threads)
     kit = load_kit(args.kit)
-    engine = Learner(kit, torch.device("cpu"), seed, config=with_overrides(LEAN_CONFIG, half_life=half_life),
+    learner = Learner(kit, torch.device("cpu"), seed, config=with_overrides(LEAN_CONFIG, half_life=half_life),
                      chains=args.chains, iters=args.iters)
-    engine.choose_start()
+    checkpoint.choose_start(learner)
     users = [make_user(first, seed), make_user(second, seed)]
     judged = []
     for i in range(args.before + args.after):
         user = users[0] if i < args.before else users[1]
-        p = engine.propose("explore" if i < args.before else "good", False)
-        names, notes, _, steps = engine.describe(p.loops)
-        loop_args: list = [i + 1, p.p_like, 120.0, len(steps[0])]
-        for n, note, st in zip(names, notes, steps):
-            loop_args += [n, note, st]
-        liked = user.judge(parse_loop(loop_args, [i + 1, *engine.levels(p.loops)]))
+        p = learner.propose("explore" if i < args.before else "good", False)
+        liked = user.judge(hear(learner.record(p.loops, id=i + 1, p_like=p.p_like)))
         judged.append(liked)
-        engine.set_rating(i + 1, p.loops, int(liked))
-        engine.train()
+        learner.set_rating(i + 1, p.loops, int(liked))
+        learner.train()
     after = judged[args.before:]
     return {"from": first, "to": second, "half_life": half_life, "seed": seed,
             "like_rate_after": sum(after) / len(after), "like_rate_before": sum(judged[:args.before]) / args.before}
@@ -69,31 +66,27 @@ _POOLS: dict = {}
 
 
 def pool_for(seed: int, n: int, args):
-    """(engine's kit, pool Loops, the like head's inputs [n, head_in], LoopMsgs) for a seed, made once."""
+    """(learner's kit, pool Loops, the like head's inputs [n, head_in], the loops as users hear them), made once."""
     if (seed, n) in _POOLS:
         return _POOLS[(seed, n)]
     import torch
 
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.sound import pattern
     from deepdrummer_live.sound.kit import load_kit
 
     torch.set_num_threads(args.threads)
-    engine = Learner(load_kit(args.kit), torch.device("cpu"), seed)
-    engine.choose_start()
+    learner = Learner(load_kit(args.kit), torch.device("cpu"), seed)
+    checkpoint.choose_start(learner)
     gen = torch.Generator().manual_seed(1000 + seed)
-    loops = pattern.random_loops(n, len(engine.kit), gen, "cpu", prior=engine.prior)
+    loops = pattern.random_loops(n, len(learner.kit), gen, "cpu", prior=learner.prior)
     with torch.no_grad():
-        feats = engine.scorer.features(loops)
+        feats = learner.scorer.features(loops)
     msgs = []
     for i in range(n):
-        one = loops.take(i)
-        names, notes, _, steps = engine.describe(one)
-        loop_args: list = [i + 1, 0.5, 120.0, len(steps[0])]
-        for name, note, st in zip(names, notes, steps):
-            loop_args += [name, note, st]
-        msgs.append(parse_loop(loop_args, [i + 1, *engine.levels(one)]))
-    _POOLS[(seed, n)] = (engine, feats, msgs)
+        msgs.append(hear(learner.record(loops.take(i), id=i + 1, p_like=0.5)))
+    _POOLS[(seed, n)] = (learner, feats, msgs)
     return _POOLS[(seed, n)]
 
 
@@ -103,10 +96,10 @@ def run_pool(first: str, second: str, half_life: float, seed: int, args) -> dict
 
     from deepdrummer_live.learn.critic import LEAN_CONFIG, Trainer, with_overrides
 
-    engine, feats, msgs = pool_for(seed, args.pool, args)
-    model = engine.model
+    learner, feats, msgs = pool_for(seed, args.pool, args)
+    model = learner.model
     fresh = {k: v.clone() for k, v in model.mlp.state_dict().items()}
-    model.mlp.load_state_dict(fresh)  # each run starts untrained (the shared engine's head is reset)
+    model.mlp.load_state_dict(fresh)  # each run starts untrained (the shared learner's head is reset)
     with torch.no_grad():
         heard = torch.cat([model.head_input(feats[i:i + 256]) for i in range(0, len(feats), 256)])
     trainer = Trainer(with_overrides(LEAN_CONFIG, half_life=half_life), model, None,
@@ -144,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--before", type=int, default=30)
     ap.add_argument("--after", type=int, default=20)
     ap.add_argument("--kit", default=None)
-    ap.add_argument("--chains", type=int, default=None, help="search chains [the engine's CPU budget]")
+    ap.add_argument("--chains", type=int, default=None, help="search chains [the learner's CPU budget]")
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pool", type=int, default=0, help="loops from a fixed pool of N (fast; see above)")

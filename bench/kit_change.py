@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,17 +22,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from deepdrummer_live.learn import checkpoint  # noqa: E402
 from deepdrummer_live.learn.learner import Learner  # noqa: E402
-from deepdrummer_live.learn.simuser import USERS, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import USERS, hear, make_user  # noqa: E402
 from deepdrummer_live.sound.kit import load_kit  # noqa: E402
 
 
 def as_msg(learner: Learner, proposal, loop_id: int):
-    names, notes, _, steps = learner.describe(proposal.loops)
-    args: list = [loop_id, proposal.p_like, 120.0, len(steps[0])]
-    for n, note, st in zip(names, notes, steps):
-        args += [n, note, st]
-    return parse_loop(args, [loop_id, *learner.levels(proposal.loops)])
+    return hear(learner.record(proposal.loops, id=loop_id, p_like=proposal.p_like))
 
 
 def rate(learner: Learner, user, n: int, start: int) -> None:
@@ -71,8 +67,8 @@ def main(argv=None) -> int:
         carried = Learner(kit_b, torch.device("cpu"), args.seed + 1)
         with tempfile.TemporaryDirectory() as tmp:  # `run --kit B --critic A/critic.pt`
             path = Path(tmp) / "critic.pt"
-            teacher.save_checkpoint(types.SimpleNamespace(checkpoint_path=path))
-            carried.start_from(path)
+            checkpoint.write(teacher.checkpoint_contents()[None], path)
+            checkpoint.start_from(carried, path)
         fresh = Learner(kit_b, torch.device("cpu"), args.seed + 1)
         row = {"user": name, "carried": like_rate(carried, user, args.eval_loops),
                "fresh": like_rate(fresh, user, args.eval_loops)}

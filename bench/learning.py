@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deepdrummer_live.client import OscClient  # noqa: E402
-from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, make_user, parse_loop  # noqa: E402
+from deepdrummer_live.learn.simuser import SOUND_USERS, USERS, SimUser, hear, make_user, parse_loop  # noqa: E402
 from deepdrummer_live.testing import Daemon  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             time.sleep(args.seconds_per_loop)  # listening to one bar while the critic trains
             liked = user.judge(msg)
             rated.append(liked)
-            loop_id = msg.loop_id
+            loop_id = msg.id
             msg, ms = next_loop(("/dd/like" if liked else "/dd/dislike", int(loop_id)))
             client.expect("/dd/rated", timeout, lambda a, i=loop_id: a[0] == i)
             latencies.append(ms)
@@ -165,16 +165,16 @@ def run_osc_user(user: SimUser, args) -> UserResult:
             shutil.rmtree(state, ignore_errors=True)
 
 
-def idle_hearing(engine, steps: int) -> int:
+def idle_hearing(learner, steps: int) -> int:
     """`steps` steps of the long hearing pass in the worker's own slices (some slices only fetch fresh
     loops), as the daemon's worker runs them while a loop plays; the steps actually learnt."""
     from deepdrummer_live.worker import IDLE_HEARING_SLICE
 
     done = 0
-    while done < steps and engine.long_hearing_left():
-        before = engine.hearing_steps
-        engine.keep_hearing(min(IDLE_HEARING_SLICE, steps - done))
-        done += engine.hearing_steps - before
+    while done < steps and learner.long_hearing_left():
+        before = learner.hearing_steps
+        learner.keep_hearing(min(IDLE_HEARING_SLICE, steps - done))
+        done += learner.hearing_steps - before
     return done
 
 
@@ -182,6 +182,7 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
     """The same protocol against an Engine in this process: no buffer, no worker, no OSC."""
     import torch
 
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.sound.kit import load_kit
@@ -194,20 +195,15 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
 
     kind = kind_for(False, args.critic_kind)
     overrides = {k: type(getattr(LEAN_CONFIG, k))(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    engine = Learner(kit, resolve_device(args.device or "cpu"), args.seed, kind=kind,
+    learner = Learner(kit, resolve_device(args.device or "cpu"), args.seed, kind=kind,
                      config=with_overrides(kind.config, **overrides) if overrides else None)
-    prior = engine.make_prior(rows=args.rows, bars=args.bars, meter=args.meter)
-    engine.choose_start(critic=args.critic)  # as the daemon: --critic, else a built-in kit's shipped hearing critic
+    prior = learner.make_prior(rows=args.rows, bars=args.bars, meter=args.meter)
+    checkpoint.choose_start(learner, critic=args.critic)  # as the daemon: --critic, else the shipped hearing critic
     ids = iter(range(1, 10**9))
 
     def propose(mode: str):
-        p = engine.propose(mode, False, prior=prior)
-        names, notes, _, steps = engine.describe(p.loops)
-        loop_args: list = [next(ids), p.p_like, 120.0, len(steps[0])]
-        for n, note, st in zip(names, notes, steps):
-            loop_args += [n, note, st]
-        shape = [loop_args[0], 0, p.loops.bars, p.loops.meter]
-        return p, parse_loop(loop_args, [loop_args[0], *engine.levels(p.loops)], shape)
+        p = learner.propose(mode, False, prior=prior)
+        return p, hear(learner.record(p.loops, id=next(ids), p_like=p.p_like))
 
     def evaluate():
         out = [propose(args.eval_mode) for _ in range(args.eval_loops)]
@@ -215,31 +211,31 @@ def run_inproc_user(user: SimUser, args) -> UserResult:
                 sum(user.like_probability(m) for _, m in out) / len(out))
 
     before, before_p, before_x = evaluate()
-    if engine.needs_hearing():  # the daemon does this in the background right after start
-        engine.learn_to_hear()
+    if learner.needs_hearing():  # the daemon does this in the background right after start
+        learner.learn_to_hear()
     rated = []
     for _ in range(args.ratings):
         p, m = propose("explore")
         liked = user.judge(m)
         rated.append(liked)
-        engine.set_rating(m.loop_id, p.loops, int(liked))
-        engine.train()
-        idle_hearing(engine, args.idle_hearing_steps)
+        learner.set_rating(m.id, p.loops, int(liked))
+        learner.train()
+        idle_hearing(learner, args.idle_hearing_steps)
     after, after_p, after_x = evaluate()
     half = rated[len(rated) // 2:]
     return UserResult(user.name, args.kit or "default", _rate(before), _rate(after), _rate(after) - _rate(before),
                       _rate(rated), _rate(half), sum(before_p) / len(before_p), sum(after_p) / len(after_p),
-                      None, engine.trainer.steps, time.monotonic() - t_start,
+                      None, learner.trainer.steps, time.monotonic() - t_start,
                       before_expected=before_x, after_expected=after_x, gain_expected=after_x - before_x)
 
 
 def replay_datasets(args) -> int:
-    """Each dataset's ratings in their order through a fresh critic (learn/pretraining.replay)."""
+    """Each dataset's ratings in their order through a fresh critic (learn/taste_start.replay)."""
     import torch
 
     from deepdrummer_live.cli.dataset import resolve_session_kit
-    from deepdrummer_live.learn.pretraining import replay
     from deepdrummer_live.learn.search import resolve_device
+    from deepdrummer_live.learn.taste_start import replay
     from deepdrummer_live.sound.kit import load_kit
     from deepdrummer_live.storage.dataset import read_csv
 
@@ -247,7 +243,7 @@ def replay_datasets(args) -> int:
     results = {}
     for path in args.replay:
         ratings = read_csv(path)
-        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
         res = replay(kit, ratings, resolve_device(args.device or "cpu"), args.seed)
         results[str(path)] = res
         print(f"{str(path)[-30:]:30s} {res['ratings']:4d} ratings: predicted {res['accuracy']:.2f} "

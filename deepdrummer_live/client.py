@@ -35,10 +35,13 @@ from typing import Any, NamedTuple, TypeVar
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from deepdrummer_live.commands import COMMANDS
 from deepdrummer_live.errors import DeepDrummerError
+from deepdrummer_live.loop import LoopRecord, decode_levels_args, decode_loop_args, decode_shape_args
+from deepdrummer_live.vocab import DEFAULT_METER, OSC_HOST, OSC_PORT
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
+DEFAULT_HOST = OSC_HOST
+DEFAULT_PORT = OSC_PORT
 DATAGRAM_MAX = 65536
 MAX_BACKLOG = 10_000
 MAX_ERRORS_KEPT = 100
@@ -173,13 +176,18 @@ class Loop:
 
     @classmethod
     def from_args(cls, args: Iterable) -> Loop:
-        args = tuple(args)
-        _need(cls.ADDRESS, args, 4, "loop_id, p_like, bpm, n_steps, then 3 per row")
-        if (len(args) - 4) % 3:
-            raise ProtocolError(f"{cls.ADDRESS}: {len(args) - 4} row argument(s) after n_steps; the contract "
-                                f"gives 3 per row (sample, note, steps): {list(args)!r}")
-        rows = tuple(Row(str(args[i]), int(args[i + 1]), str(args[i + 2])) for i in range(4, len(args), 3))
-        return cls(int(args[0]), float(args[1]), float(args[2]), int(args[3]), rows)
+        try:
+            loop_id, p_like, bpm, n_steps, rows = decode_loop_args(tuple(args))
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(str(exc)) from exc
+        return cls(loop_id, p_like, bpm, n_steps, tuple(Row(*row) for row in rows))
+
+    def record(self) -> LoopRecord:
+        """The loop as the daemon's own record (deepdrummer_live.loop): rows without roles, every hit at
+        the default level until /dd/levels came, 4/4 until /dd/shape came."""
+        levels = self.levels if all(lv is not None for lv in self.levels) else None
+        return LoopRecord.of(id=self.loop_id, samples=self.samples, notes=self.notes, steps=self.steps,
+                             levels=levels, tempo=self.bpm, p_like=self.p_like, meter=self.meter or DEFAULT_METER)
 
     @property
     def samples(self) -> list[str]:
@@ -221,7 +229,7 @@ class Levels:
     def from_args(cls, args: Iterable) -> Levels:
         args = tuple(args)
         _need(cls.ADDRESS, args, 1, "loop_id, then levels per row")
-        return cls(int(args[0]), tuple(str(a) for a in args[1:]))
+        return cls(int(args[0]), tuple(decode_levels_args(args)))
 
 
 @dataclass(frozen=True)
@@ -238,7 +246,7 @@ class Shape:
     def from_args(cls, args: Iterable) -> Shape:
         args = tuple(args)
         _need(cls.ADDRESS, args, 4, "loop_id, steps_per_bar, bars, meter")
-        return cls(int(args[0]), int(args[1]), int(args[2]), str(args[3]))
+        return cls(*decode_shape_args(args))
 
 
 @dataclass(frozen=True)
@@ -339,13 +347,8 @@ def view(message: Message) -> Any:
 
 
 # The answer each inbound address implies (contract v1.1, `send`); any other address has none.
-EXPECTED_REPLY = {
-    "/dd/like": "/dd/rated",
-    "/dd/dislike": "/dd/rated",
-    "/dd/save": "/dd/saved",
-    "/dd/ping": "/dd/pong",
-    "/dd/status": "/dd/status",
-}
+# The answer each address implies: the command table's `reply=` (commands.py), never typed again here.
+EXPECTED_REPLY = {c.address: c.reply for c in COMMANDS.values() if c.reply is not None}
 
 
 def _listen_host(family: int, target_ip: str) -> str:

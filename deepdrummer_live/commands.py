@@ -284,12 +284,12 @@ def _row_density(session, row, p):
     return session.set_density(p, row)
 
 
-@command("learn", Param("action", "str", choices=LEARNABLE_ACTIONS),
+@command("learn", Param("action", "str", choices=tuple(LEARNABLE_ACTIONS)),
          Param("row", "int", 0, MAX_ROWS - 1, optional=True),
          reply="/dd/learned", help="MIDI learn: the next pad or key pressed on the MIDI input triggers `action` "
                                    "(lock: give the row); saved to <state-dir>/controller.toml")
 def _learn(session, action, row=None):
-    return session.learn(action, row)
+    return session.midi_learn(action, row)
 
 
 @command("experiment", reply="/dd/experiment", help="the running experiment's participant, phase and progress")

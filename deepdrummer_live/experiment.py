@@ -37,9 +37,21 @@ PHASE2_KINDS = ("good", "random")
 
 def check_participant(code: str) -> str:
     if not PARTICIPANT_RE.fullmatch(code or ""):
-        raise UsageError(f"--participant {code!r}: use a code of 1-32 letters, digits, '-' or '_' "
+        raise UsageError(f"participant code {code!r} not allowed; use a code of 1-32 letters, digits, '-' or '_' "
                          f"(a code, not a real name: it names a folder and goes into datasets)")
     return code
+
+
+def check_phase1(ratings: int) -> int:
+    if ratings < 2:
+        raise UsageError(f"{ratings} phase I ratings; use 2 or more (the critic needs a like and a dislike)")
+    return ratings
+
+
+def check_phase2(ratings: int) -> int:
+    if ratings < 2 or ratings % 2:
+        raise UsageError(f"{ratings} phase II ratings; use an even number, 2 or more (half good, half random)")
+    return ratings
 
 
 def participant_dir(root: Path, code: str) -> Path:
@@ -60,10 +72,8 @@ class Plan:
 
     @staticmethod
     def new(participant: str, phase1: int, phase2: int, seed: int) -> Plan:
-        if phase1 < 2:
-            raise UsageError(f"--phase1 {phase1}: use 2 or more (the critic needs a like and a dislike)")
-        if phase2 < 2 or phase2 % 2:
-            raise UsageError(f"--phase2 {phase2}: use an even number, 2 or more (half good, half random)")
+        check_phase1(phase1)
+        check_phase2(phase2)
         kinds = [PHASE2_KINDS[i % 2] for i in range(phase2)]
         random.Random(seed).shuffle(kinds)
         return Plan(check_participant(participant), phase1, phase2, kinds)
@@ -133,7 +143,7 @@ class ExperimentSession(Session):
             plan.save(self.plan_path)
 
     def experiment_args(self) -> list:
-        with self.lock:
+        with self.mutex:
             return [self.plan.participant, *self.plan.progress(self.likes + self.dislikes, self._rated_items())]
 
     def _announce(self) -> None:
@@ -142,11 +152,11 @@ class ExperimentSession(Session):
     # --- Session hooks ------------------------------------------------------------------------------
 
     def start(self, autoplay: bool = False) -> None:
-        with self.lock:
+        with self.mutex:
             self._advance_plan()
         super().start(autoplay)
         if self.plan.items:  # a resumed phase II: its ratings came back as lessons; forget them before any training
-            with self.lock:
+            with self.mutex:
                 self.worker.add_job(self._forget_phase2, "learn", first=True)
         self._announce()
 
@@ -165,10 +175,10 @@ class ExperimentSession(Session):
             self.plan.save(self.plan_path)
         super()._make_current(loop)
 
-    def _learn(self, loop_id: int, loops, label: int | None) -> None:
+    def _train(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
         if self.plan.kind_of(loop_id) is not None:
             return  # phase II rates a frozen critic's loops: its verdicts are results, not lessons
-        super()._learn(loop_id, loops, label)
+        super()._train(loop_id, loops, label, profile)
 
     def rate(self, loop_id: int | None, liked: bool):
         out = super().rate(loop_id, liked)

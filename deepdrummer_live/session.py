@@ -2,7 +2,7 @@
 
 Surfaces never call this directly: they run commands from `commands.py`, which call the public
 methods here; each returns quickly. Slow work (search, training, library files) is the worker's
-(`worker.py`); MIDI, clock and audio are the transport's (the player process). Outbound messages
+(`worker.py`); MIDI, clock and audio are the playback's (the player process). Outbound messages
 go to every listener (OSC server, web page...) through `emit`, with the origin of the command
 that caused them, so a reply also reaches a client that is not subscribed.
 
@@ -19,21 +19,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 from typing import Any
 
 from deepdrummer_live.errors import CommandError, DeepDrummerError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner, Proposal
+from deepdrummer_live.loop import LoopRecord
+from deepdrummer_live.playback import Playback, VirtualPlayback
 from deepdrummer_live.player.midilearn import LEARNED_FILE, MidiLearn
 from deepdrummer_live.player.notemap import NoteMap
 from deepdrummer_live.player.protocol import Event as PlayerEvent
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.pattern import DENSITY_RANGE, P_CELL_ON, check_density
 from deepdrummer_live.storage import library
-from deepdrummer_live.storage.store import LoopRecord, Store
-from deepdrummer_live.transport import Transport, VirtualTransport
+from deepdrummer_live.storage.store import Store
 from deepdrummer_live.vocab import (
     BARS,
-    CLOCKS,
     DEFAULT_METER,
     DEFAULT_PROFILE,
     DEFAULT_TEMPO,
@@ -43,8 +44,8 @@ from deepdrummer_live.vocab import (
     N_ROWS,
     ROWS_RANGE,
     SWITCH_POINTS,
-    TEMPO_MAX,
-    TEMPO_MIN,
+    check_clock,
+    check_tempo,
     profile_problem,
     shape_problem,
     steps_per_bar,
@@ -77,37 +78,17 @@ def _load_density(saved: str | None) -> list[float]:
     return values + [P_CELL_ON] * (MAX_ROWS - len(values))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loop:
-    """A loop the session proposed: its stored id, the learner's tensors and what the surfaces show."""
-    id: int
+    """A loop the session proposed: its record (what is stored, sent and played; `record.id` is its
+    stored id) and the learner's proposal (its tensors)."""
+
+    record: LoopRecord
     proposal: Proposal
-    samples: list[str]
-    notes: list[int]
-    roles: list[str]
-    steps: list[str]
-    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (/dd/levels)
-    meter: str = DEFAULT_METER
 
     @property
-    def p_like(self) -> float:
-        return self.proposal.p_like
-
-    @property
-    def steps_per_bar(self) -> int:
-        return steps_per_bar(self.meter)
-
-    @property
-    def bars(self) -> int:
-        return len(self.steps[0]) // self.steps_per_bar
-
-    def player_rows(self) -> list[dict]:
-        """What the player process needs to play it: GM note, steps and levels per row."""
-        return [{"note": n, "steps": st, "levels": lv} for n, st, lv in zip(self.notes, self.steps, self.levels)]
-
-    def rows(self) -> list[dict]:
-        return [{"sample": s, "note": n, "role": r, "steps": st, "levels": lv}
-                for s, n, r, st, lv in zip(self.samples, self.notes, self.roles, self.steps, self.levels)]
+    def id(self) -> int:
+        return self.record.id
 
 
 class Session:
@@ -116,15 +97,15 @@ class Session:
                  note_map: NoteMap | None = None, now: Callable[[], float] = time.perf_counter,
                  rows: int | None = None, bars: int | None = None, meter: str | None = None,
                  profile: str | None = None):
-        if clock not in CLOCKS:
-            raise ValueError(f"clock {clock!r}; use one of {CLOCKS}")
+        check_clock(clock)
         self.learner = learner
+        self.live_audio = LiveAudio(learner.kit)  # what the player plays beside the MIDI
         self.now = now  # for latency figures only; injectable for tests
         self.store = store
-        self.transport: Transport | None = None
+        self.playback: Playback | None = None
         self.clock = clock
         self.audio_sr = audio_sr
-        self.lock = threading.RLock()
+        self.mutex = threading.RLock()
         self.listeners: list[Listener] = []
         self._origin = threading.local()
         self.mode = store.get_meta("mode", "explore")
@@ -180,8 +161,8 @@ class Session:
         self.fill_loop: Loop | None = None  # /dd/fill: the fill sent for the next bar line
         self._fill_for: int | None = None  # the loop a fill is being made for (one at a time)
         self.likes, self.dislikes = store.totals(self.profile)
-        self.worker = Worker(self)
-        self.midi_learn = MidiLearn(store.dir / LEARNED_FILE, self.emit)
+        self.worker = Worker(learner, store, self)
+        self.pad_learning = MidiLearn(store.dir / LEARNED_FILE, self.emit)
 
     def _setting(self, key: str, given, kind, default):
         """A setting from run's flags (stored, so the next run resumes it), else the stored one, else the default."""
@@ -231,14 +212,14 @@ class Session:
 
     # --- life cycle -------------------------------------------------------------------------------
 
-    def attach_transport(self, transport: Transport) -> None:
-        self.transport = transport
+    def attach_playback(self, playback: Playback) -> None:
+        self.playback = playback
 
     def start(self, autoplay: bool = False) -> None:
         """Resume from the store, write missing library files, propose the first loop, start the worker."""
-        self.learner.load_checkpoint(self.store)
+        checkpoint.load(self.learner, self.store)
         resumed = 0
-        with self.lock:
+        with self.mutex:
             # Every profile's ratings (a copied profile's include those of the one it was copied from);
             # a loop's features are computed once however many profiles rated it.
             examples: dict[int, Any] = {}
@@ -261,7 +242,7 @@ class Session:
                     # An acknowledged like whose files a kill -9 or power cut prevented.
                     # (its swing at the time is not stored: the session's swing, resumed, is the best guess)
                     self.worker.add_job(
-                        lambda r=rec, lo=loops: self._write_library(r.id, r, lo, "liked", None, self.swing),
+                        lambda r=rec, lo=loops: self._write_library(r, lo, "liked", None, self.swing),
                         "library")
             if resumed:
                 log.info("resumed %d rated loops from %s", resumed, self.store.dir)
@@ -270,13 +251,14 @@ class Session:
             if resumed and self.learner.trainer.ready():
                 self.worker.owe_training(self.learner.config.batches_per_rating)  # settle on the resumed ratings
         self.worker.start()
-        with self.lock:
+        with self.mutex:
             self._request_next()
         if autoplay and self.clock == "internal":
             self.play()
 
-    def stop(self) -> None:
-        """Stop learning; queued library files and the final checkpoint are written first."""
+    def shutdown(self) -> None:
+        """The daemon ends: the worker stops, after writing queued library files and the final checkpoint.
+        (The musical transport stops with `stop_transport`.)"""
         self.worker.stop()
 
     # --- proposals (called by the worker with the lock held) ---------------------------------------
@@ -324,15 +306,11 @@ class Session:
         proposal = self.worker.take_proposal()
         if proposal is None:
             return
-        samples, notes, roles, steps = self.learner.describe(proposal.loops)
+        rec = self.learner.record(proposal.loops, p_like=proposal.p_like, mode=proposal.mode, tempo=self.tempo)
         # the notes that go out: one per row, distinct; a locked row keeps its note
-        notes = self.note_map.assign(roles, notes, {r: self.locked_notes[r] for r in self.locked})
-        levels = self.learner.levels(proposal.loops)
-        meter = proposal.loops.meter
-        loop_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=notes, roles=roles,
-                                      steps=steps, p_like=proposal.p_like, mode=proposal.mode, bpm=self.tempo,
-                                      levels=levels, meter=meter)
-        loop = Loop(loop_id, proposal, samples, notes, roles, steps, levels, meter)
+        rec = rec.with_notes(self.note_map.assign(rec.roles, rec.notes,
+                                                  {r: self.locked_notes[r] for r in self.locked}))
+        loop = Loop(replace(rec, id=self.store.add_loop(rec)), proposal)
         if self.want_next_since is not None:
             self.worker.stats.rating_to_next_ms.append((self.now() - self.want_next_since) * 1000)
         self.want_next_since = None
@@ -342,51 +320,45 @@ class Session:
         self._present(loop)
 
     def _present(self, loop: Loop) -> None:
-        """Make `loop` current (stopped, or no transport) or pending for the next bar line (playing)."""
+        """Make `loop` current (stopped, or no playback) or pending for the next bar line (playing)."""
         self.fill_loop = None  # a fill waiting for its bar line is replaced by the new loop
         self._fill_for = None
-        if self.transport is None:
+        if self.playback is None:
             self._make_current(loop)
             return
         self.pending = loop
         self._send_loop(loop)
 
     def _send_loop(self, loop: Loop) -> None:
-        """Hand `loop` to the transport with its live audio, at the tempo and swing of now."""
-        audio = (self.learner.live_audio(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
+        """Hand `loop` to the playback with its live audio, at the tempo and swing of now."""
+        audio = (self.live_audio.render(loop.proposal.loops, self.tempo, self.audio_sr, self.swing)
                  if self.audio_sr else None)
-        self.transport.set_loop(loop.id, loop.player_rows(), audio, at_bar=self.playing, swing=self.swing,
-                                steps_per_bar=loop.steps_per_bar, switch_at=self.switch_at)
+        self.playback.set_loop(loop.id, loop.record.player_rows(), audio, at_bar=self.playing, swing=self.swing,
+                                steps_per_bar=loop.record.steps_per_bar, switch_at=self.switch_at)
 
     def _resend(self) -> None:
         """The loop waiting for its bar line (else the current one) again, at today's tempo and swing."""
         loop = self.pending or self.current
-        if loop is not None and self.transport is not None:
+        if loop is not None and self.playback is not None:
             self._send_loop(loop)
 
     def _make_current(self, loop: Loop) -> None:
         self.current = loop
         self.pending = None
         self.emit("/dd/loop", *self.loop_args(loop), origin=None)
-        self.emit("/dd/levels", loop.id, *loop.levels, origin=None)
-        self.emit("/dd/shape", *self.shape_args(loop), origin=None)
-
-    @staticmethod
-    def shape_args(loop: Loop) -> list:
-        return [loop.id, loop.steps_per_bar, loop.bars, loop.meter]
+        self.emit("/dd/levels", *loop.record.levels_args(), origin=None)
+        self.emit("/dd/shape", *loop.record.shape_args(), origin=None)
 
     def loop_args(self, loop: Loop) -> list:
-        args = [loop.id, float(loop.p_like), float(self.tempo), len(loop.steps[0])]
-        for s, n, st in zip(loop.samples, loop.notes, loop.steps):
-            args += [s, n, st]
-        return args
+        """/dd/loop's arguments: the loop at the tempo of now."""
+        return replace(loop.record, tempo=self.tempo).loop_args()
 
-    # --- transport events -------------------------------------------------------------------------
+    # --- player events ----------------------------------------------------------------------------
 
-    def on_transport_event(self, event: PlayerEvent) -> None:
-        """An event of the player process (or the virtual transport); player/protocol.py lists them."""
+    def on_player_event(self, event: PlayerEvent) -> None:
+        """An event of the player process (or the virtual playback); player/protocol.py lists them."""
         kind = event.get("type")
-        with self.lock:
+        with self.mutex:
             if kind == "switched":
                 fill = self.fill_loop
                 if fill is not None and fill.id == event.get("loop_id"):
@@ -404,12 +376,12 @@ class Session:
                 # (.get: this runs on the player's event thread, which a KeyError would end)
                 self.report_error(str(event.get("message")), str(event.get("address", "/dd/midi")))
             elif kind == "learn_armed":
-                self.midi_learn.on_armed(bool(event.get("on")))
+                self.pad_learning.on_armed(bool(event.get("on")))
             elif kind == "learn_bound":
-                self.midi_learn.on_bound()
+                self.pad_learning.on_bound()
             elif kind == "learn_midi":
                 try:
-                    self.midi_learn.on_midi(self.transport, event.get("data") or [])
+                    self.pad_learning.on_midi(self.playback, event.get("data") or [])
                 except (OSError, DeepDrummerError) as exc:
                     self.report_error(f"MIDI learn: could not save the binding ({exc})", "/dd/learn")
         if kind == "control":
@@ -442,23 +414,23 @@ class Session:
 
     def rate(self, loop_id: int | None, liked: bool) -> tuple[int, int, int]:
         """Store a rating durably, then learn from it; returns (loop_id, likes, dislikes)."""
-        with self.lock:
+        with self.mutex:
             rec = self._resolve_loop(loop_id)
             loop_id = rec.id
             is_current = self.current is not None and loop_id == self.current.id
             profile = self.profile  # the rating belongs to the profile current when it was given
         likes, dislikes = self.store.add_rating(loop_id, liked, rec.p_like, profile)  # durable before acknowledged
-        with self.lock:
+        with self.mutex:
             if profile != self.profile:  # switched meanwhile: the totals shown are the new profile's
                 likes, dislikes = self.store.totals(self.profile)
             self.likes, self.dislikes = likes, dislikes
             self.ratings += 1
             self.emit("/dd/rated", loop_id, "like" if liked else "dislike", likes, dislikes)
             loops = self.learner.loops_from_record(rec)
-            self.worker.add_job(lambda: self._learn(loop_id, loops, int(liked), profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, int(liked), profile), "learn")
             if liked and loops is not None:
                 origin, swing = self.current_origin(), self.swing  # the files sound as the loop did when liked
-                self.worker.add_job(lambda: self._write_library(loop_id, rec, loops, "liked", origin, swing),
+                self.worker.add_job(lambda: self._write_library(rec, loops, "liked", origin, swing),
                                     "library")
             if is_current:
                 try:  # the rating is stored and acknowledged; a failure to switch is a separate error
@@ -467,14 +439,15 @@ class Session:
                     self.report_error(str(exc), "/dd/loop")
         return loop_id, likes, dislikes
 
-    def _learn(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+    def _train(self, loop_id: int, loops, label: int | None, profile: str | None = None) -> None:
+        """(worker) The learner takes the rating (None: taken back) and owes training on it."""
         self.learner.set_rating(loop_id, loops, label, profile)
         if label is not None:
-            with self.lock:
+            with self.mutex:
                 self.worker.owe_training(self.learner.config.batches_per_rating)
 
     def next(self) -> None:
-        with self.lock:
+        with self.mutex:
             self._request_next()
 
     def undo(self) -> tuple[int, int, int]:
@@ -483,36 +456,36 @@ class Session:
         if undone is None:
             raise CommandError(f"nothing to undo: no rating left in profile {profile!r}")
         loop_id, _ = undone
-        with self.lock:
+        with self.mutex:
             self.likes, self.dislikes = self.store.totals(self.profile)
             # what the profile learns from it now: an earlier rating of it may remain (or the copied one's)
             rating = dict(self.store.training_ratings(profile)).get(loop_id)
             rec = self.store.loop(loop_id)
             loops = self.learner.loops_from_record(rec) if rec else None
-            self.worker.add_job(lambda: self._learn(loop_id, loops, rating, profile), "learn")
+            self.worker.add_job(lambda: self._train(loop_id, loops, rating, profile), "learn")
             self.emit("/dd/undone", loop_id, self.likes, self.dislikes)
         return loop_id, self.likes, self.dislikes
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise CommandError(f"mode {mode!r} unknown; use one of {', '.join(MODES)}")
-        with self.lock:
+        with self.mutex:
             self.mode = mode
             self._settings_changed()
         self.store.set_meta("mode", mode)
 
     def set_fotf(self, on: bool) -> None:
-        with self.lock:
+        with self.mutex:
             self.fotf = bool(on)
             self._settings_changed()
         self.store.set_meta("fotf", "1" if on else "0")
 
     def set_lock(self, row: int, on: bool) -> None:
         """Keep (on) or free row `row` of the current loop in every loop that follows, in all modes."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then lock its rows")
-            n_rows = len(self.current.steps)
+            n_rows = len(self.current.record.rows)
             if not (isinstance(row, int) and 0 <= row < n_rows):
                 raise CommandError(f"row {row!r} is outside the loop; use 0-{n_rows - 1} (the rows of /dd/loop, "
                                    f"in order)")
@@ -520,7 +493,7 @@ class Session:
                 # Rows locked earlier are the same in the current loop, so it can be the one source.
                 self.locked.add(row)
                 self.lock_source = self.current.proposal.loops
-                self.locked_notes[row] = self.current.notes[row]
+                self.locked_notes[row] = self.current.record.rows[row].note
             else:
                 self.locked.discard(row)
                 self.locked_notes.pop(row, None)
@@ -532,7 +505,7 @@ class Session:
         """The locked rows and the current loop, which holds them as they are (call with the lock held)."""
         if not self.locked or self.current is None:
             return ""
-        cur = self.current
+        cur = self.current.record
         return json.dumps({"rows": sorted(self.locked), "samples": cur.samples, "steps": cur.steps,
                            "levels": cur.levels, "notes": cur.notes, "meter": cur.meter})
 
@@ -543,11 +516,12 @@ class Session:
         try:
             data = json.loads(text)
             rows = [int(r) for r in data["rows"]]
-            record = SimpleNamespace(samples=list(data["samples"]), steps=list(data["steps"]),
-                                     levels=list(data["levels"]), meter=str(data.get("meter", DEFAULT_METER)))
-            notes = [int(n) for n in data["notes"]]
-            if len(notes) != len(record.samples) or not all(0 <= r < len(notes) for r in rows):
-                raise ValueError(f"rows {rows} and notes {notes} do not fit {len(record.samples)} samples")
+            record = LoopRecord.of(samples=list(data["samples"]), steps=list(data["steps"]),
+                                   levels=list(data["levels"]), notes=[int(n) for n in data["notes"]],
+                                   meter=str(data.get("meter", DEFAULT_METER)))
+            notes = record.notes
+            if not all(0 <= r < len(notes) for r in rows):
+                raise ValueError(f"rows {rows} do not fit {len(notes)} rows")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("the stored locks are unreadable (%s); starting with no row locked", exc)
             return
@@ -556,7 +530,7 @@ class Session:
             log.warning("the locked rows of the last run use samples this kit does not have; "
                         "starting with no row locked")
             return
-        if (len(record.samples), len(record.steps[0]), record.meter) != (
+        if (len(record.rows), record.n_steps, record.meter) != (
                 self.rows, self.bars * steps_per_bar(self.meter), self.meter):
             log.warning("the locked rows of the last run do not fit loops of %d rows x %d bars of %s; "
                         "starting with no row locked", self.rows, self.bars, self.meter)
@@ -567,7 +541,7 @@ class Session:
 
     def set_density(self, p: float, row: int | None = None) -> None:
         """The prior probability of a hit (the paper's 0.5): of every row, or of row `row`."""
-        with self.lock:
+        with self.mutex:
             if row is None:
                 self.density = [check_density(p)] * MAX_ROWS
             else:
@@ -590,7 +564,7 @@ class Session:
         if not self.learner.kind.reads(new_bars, new_meter):
             raise CommandError(f"the {self.learner.kind.name} critic hears one bar of 4/4 only; run with the "
                                f"default critic (no --critic-kind) for {new_bars} bar(s) of {new_meter}")
-        with self.lock:
+        with self.mutex:
             steps_change = (new_bars, new_meter) != (self.bars, self.meter)
             self.rows = self.rows if rows is None else rows
             self.bars, self.meter = new_bars, new_meter
@@ -610,24 +584,24 @@ class Session:
         """While playing, a new loop starts at the end of the playing loop's phrase, or at its next bar line."""
         if at not in SWITCH_POINTS:
             raise CommandError(f"switch {at!r} unknown; use one of {', '.join(SWITCH_POINTS)}")
-        with self.lock:
+        with self.mutex:
             self.switch_at = at
         self.store.set_meta("switch", at)
 
-    def learn(self, action: str, row: int | None = None) -> None:
+    def midi_learn(self, action: str, row: int | None = None) -> None:
         """MIDI learn: the next note/CC press on the input port triggers `action` from now on
         (and after a restart); /dd/learned says which. See player/midilearn.py."""
-        self.midi_learn.start(self.transport, action, row, origin=self.current_origin())
+        self.pad_learning.start(self.playback, action, row, origin=self.current_origin())
 
-    def set_tempo(self, bpm: float) -> None:
-        if not TEMPO_MIN <= bpm <= TEMPO_MAX:
-            raise CommandError(f"tempo {bpm:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
+    def set_tempo(self, tempo: float) -> None:
+        """The internal clock's tempo in BPM (the command table checks the range)."""
+        tempo = check_tempo(tempo)
         if self.clock != "internal":
             raise CommandError(f"tempo follows the {self.clock} clock; change it there, or run with --clock internal")
-        with self.lock:
-            self.tempo = float(bpm)
-            if self.transport is not None:
-                self.transport.set_tempo(self.tempo)
+        with self.mutex:
+            self.tempo = tempo
+            if self.playback is not None:
+                self.playback.set_tempo(self.tempo)
                 if self.audio_sr:  # the playing bar must follow the tempo
                     self._resend()
         self.store.set_meta("tempo", repr(self.tempo))
@@ -638,7 +612,7 @@ class Session:
         problem = swing_problem(amount)
         if problem:
             raise CommandError(problem)
-        with self.lock:
+        with self.mutex:
             self.swing = float(amount)
             self._resend()
         self.store.set_meta("swing", repr(self.swing))
@@ -650,39 +624,38 @@ class Session:
 
     def play(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = True
-        if self.transport is not None:
-            self.transport.play()
+        if self.playback is not None:
+            self.playback.play()
 
     def stop_transport(self) -> None:
         self._check_transport_owner()
-        with self.lock:
+        with self.mutex:
             self.playing = False
-        if self.transport is not None:
-            self.transport.stop()
+        if self.playback is not None:
+            self.playback.stop()
 
     def save(self, name: str | None) -> None:
         """Queue the current loop for the library; /dd/saved follows once the files are on disk."""
         if name is not None:
             library.check_name(name)
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             queued = self.worker.queued("library")
             if queued >= MAX_QUEUED_JOBS:
                 raise CommandError(f"{queued} library writes are already queued; wait for /dd/saved")
             loop, swing = self.current, self.swing
-            rec = self.store.loop(loop.id)
             origin = self.current_origin()
-            self.worker.add_job(lambda: self._write_library(loop.id, rec, loop.proposal.loops, name or "saved",
-                                                            origin, swing), "library")
+            self.worker.add_job(lambda: self._write_library(loop.record, loop.proposal.loops, name or "saved", origin,
+                                                            swing), "library")
 
     # --- the performer's set: taste profiles, variations, fills, recall (contract v1.2) ------------------
 
     def profile_reply(self) -> tuple[str, int]:
         """/dd/profile: the current profile and its ratings in effect."""
-        with self.lock:
+        with self.mutex:
             args = (self.profile, self.likes + self.dislikes)
         self.emit("/dd/profile", *args)
         return args
@@ -705,7 +678,7 @@ class Session:
         if not exists:
             self.store.add_profile(name, base)
         self.store.set_meta("profile", name)  # durable before acknowledged: a restart resumes it
-        with self.lock:
+        with self.mutex:
             if not exists:
                 self.profile_names = [n for n, _ in self.store.profiles()]
             if name != self.profile:
@@ -744,7 +717,7 @@ class Session:
     def vary(self) -> None:
         """The next loop is a variation of the current one (the critic's best of a few), at once
         (stopped) or at the next bar line (playing), like /dd/next."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop, then vary it")
             if self.pending is not None:
@@ -759,7 +732,7 @@ class Session:
         """The next bar played is a fill of the current loop, then the loop goes on. The fill is made by
         the worker (first in its queue) and sent for the next bar line; when the player switches to it,
         the current loop is sent again for the bar line after (see _fill_started)."""
-        with self.lock:
+        with self.mutex:
             if self.current is None:
                 raise CommandError("no loop is current yet; wait for the first /dd/loop")
             if not self.playing:
@@ -777,18 +750,15 @@ class Session:
 
     def _make_fill(self, loop: Loop) -> None:
         fill, p_like = self.learner.fill(loop.proposal.loops)
-        samples, _, roles, steps = self.learner.describe(fill)
-        levels = self.learner.levels(fill)
-        with self.lock:
+        rec = self.learner.record(fill, p_like=p_like, mode="fill").with_notes(loop.record.notes)
+        with self.mutex:
             if self._fill_for != loop.id or self.current is not loop or self.pending is not None:
                 self._fill_for = None
                 return  # the session moved on meanwhile: the fill is not wanted any more
-            fill_id = self.store.add_loop(kit=self.learner.kit.name, samples=samples, notes=loop.notes, roles=roles,
-                                          steps=steps, p_like=p_like, mode="fill", bpm=self.tempo, levels=levels,
-                                          meter=loop.meter)
+            rec = replace(rec, tempo=self.tempo)
             proposal = replace(loop.proposal, loops=fill, p_like=p_like, mode="fill", vary_of=None)
-            self.fill_loop = Loop(fill_id, proposal, samples, list(loop.notes), roles, steps, levels, loop.meter)
-            if self.transport is None:
+            self.fill_loop = Loop(replace(rec, id=self.store.add_loop(rec)), proposal)
+            if self.playback is None:
                 self._fill_started(self.fill_loop)
             else:
                 self._send_loop(self.fill_loop)
@@ -798,8 +768,8 @@ class Session:
         self.fill_loop = None
         self._fill_for = None
         back = self.current
-        self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.steps, origin=None)
-        if back is not None and self.pending is None and self.transport is not None:
+        self.emit("/dd/filled", fill.id, back.id if back else -1, *fill.record.steps, origin=None)
+        if back is not None and self.pending is None and self.playback is not None:
             self._send_loop(back)
 
     def recall(self, loop_id: int) -> None:
@@ -815,11 +785,10 @@ class Session:
             missing = [n for n in rec.samples if n not in names] or rec.samples
             raise CommandError(f"loop {loop_id} cannot be played with kit {self.learner.kit.name}: it uses "
                                f"{', '.join(missing)}; run with --kit {rec.kit} to recall it")
-        with self.lock:
+        with self.mutex:
             proposal = Proposal(loops, rec.p_like, rec.mode, self.fotf, self.learner.version, self._prior(),
                                 self.profile)
-            loop = Loop(rec.id, proposal, list(rec.samples), list(rec.notes), list(rec.roles), list(rec.steps),
-                        list(rec.levels), rec.meter)
+            loop = Loop(rec, proposal)
             self.want_next_since = None  # a loop asked for earlier is superseded by this one
             if self.vary_of is not None:
                 self.vary_of = self._vary_source = None
@@ -827,32 +796,31 @@ class Session:
             self.pending = None
             self._present(loop)
 
-    def _write_library(self, loop_id: int, rec: LoopRecord, loops, name: str, origin: Any,
-                       swing: float = 0.0) -> None:
-        bpm = rec.bpm
+    def _write_library(self, rec: LoopRecord, loops, name: str, origin: Any, swing: float = 0.0) -> None:
+        """The library files of a stored loop, at its stored tempo and `swing` (not stored: the one of when
+        it was liked or saved)."""
         kit_audio = self.learner.kit.audio_at(WAV_SR)
-        rows = [library.LibraryRow(note, steps, lv, sample, kit_audio[i])
-                for note, steps, lv, sample, i in zip(rec.notes, rec.steps, rec.levels, rec.samples,
-                                                      loops.sample_ids[0].tolist())]
-        mid, wav = library.write_loop(self.store.library, loop_id, name, rows, bpm, WAV_SR, swing, rec.meter)
-        self.emit("/dd/saved", loop_id, str(mid), str(wav), origin=origin)
+        audio = [kit_audio[i] for i in loops.sample_ids[0].tolist()]
+        mid, wav = library.write_loop(self.store.library, replace(rec, swing=swing), name, audio, WAV_SR)
+        self.emit("/dd/saved", rec.id, str(mid), str(wav), origin=origin)
 
     # --- views ---------------------------------------------------------------------------------------
 
     def status_args(self) -> list:
-        with self.lock:
+        with self.mutex:
             return [self.likes, self.dislikes, self.current.id if self.current else -1, self.mode,
                     str(self.learner.device), self.learner.trainer.steps]
 
     def snapshot(self) -> dict:
         """Everything a surface shows (terminal, page), as plain data."""
-        with self.lock:
-            loop = self.current
+        with self.mutex:
+            loop = self.current.record if self.current is not None else None
             return {
                 "loop": None if loop is None else {
                     "id": loop.id, "p_like": loop.p_like, "meter": loop.meter, "bars": loop.bars,
                     "steps_per_bar": loop.steps_per_bar, "beats": list(METERS[loop.meter][1]),
-                    "rows": [dict(row, locked=r in self.locked) for r, row in enumerate(loop.rows())]},
+                    "rows": [{"sample": row.sample, "note": row.note, "role": row.role, "steps": row.steps,
+                              "levels": row.levels, "locked": r in self.locked} for r, row in enumerate(loop.rows)]},
                 "shape": {"rows": self.rows, "bars": self.bars, "meter": self.meter, "switch": self.switch_at,
                           "choices": SHAPE_CHOICES},
                 "locks": sorted(self.locked), "density": list(self.density[: self.rows]),
@@ -860,7 +828,7 @@ class Session:
                 "likes": self.likes, "dislikes": self.dislikes, "mode": self.mode, "fotf": self.fotf,
                 "tempo": self.tempo, "swing": self.swing, "note_map": self.note_map.name, "clock": self.clock,
                 "playing": self.playing,
-                "step": self.transport.current_step() if isinstance(self.transport, VirtualTransport) else self.step,
+                "step": self.playback.current_step() if isinstance(self.playback, VirtualPlayback) else self.step,
                 "device": str(self.learner.device), "train_steps": self.learner.trainer.steps,
                 "hearing": self.learner.hearing_progress(),  # [learnt, of] while it learns to hear the kit
                 "taste": self.learner.taste_map(),  # what the critic that reads loops prefers and avoids

@@ -10,10 +10,13 @@ TEMPO_MIN = 20.0  # BPM, contract: /dd/tempo 20-300
 TEMPO_MAX = 300.0
 DEFAULT_TEMPO = 120.0
 
+MIDI_OFFSET_MS_MAX = 500.0  # MIDI out moved by -500 to 500 ms (the DAW's reported latency)
+
 MODES = ("explore", "good", "bad", "random")  # the paper's generate / sample good / sample bad / random
 CLOCKS = ("internal", "midi", "link")
 MIDI_BACKENDS = ("alsa", "jack", "coremidi", "winmm", "none")
 AUDIO_BACKENDS = ("jack", "portaudio", "offline")
+AUDIO_MODES = ("pyo", "none")  # live audio from the player process, or none
 # The critics (learn/kinds.py): the default reads the loop; the others hear the rendered mix
 CRITIC_KINDS = ("grid", "lean-hearing", "paper")
 
@@ -71,14 +74,21 @@ def shape_problem(rows=None, bars=None, meter=None) -> str | None:
         return f"meter {meter!r} unknown; use one of {', '.join(METERS)}"
     return None
 
-# What a pad can learn with /dd/learn (player/midilearn.py); lock needs a row.
-LEARNABLE_ACTIONS = ("like", "dislike", "next", "undo", "save", "play", "stop", "mode", "fotf", "lock")
+# What a pad can learn with /dd/learn (player/midilearn.py), with the value its binding carries
+# (player/controller.py); lock needs a row.
+LEARNABLE_ACTIONS: dict[str, str | None] = {
+    "like": None, "dislike": None, "next": None, "undo": None, "save": None, "play": None, "stop": None,
+    "mode": "cycle", "fotf": "toggle", "lock": "row",
+}
 
+OSC_PORT = 9000  # the daemon's OSC port (contract)
+OSC_HOST = "127.0.0.1"
 WEB_PORT = 9080  # the rating page (contract v1.1); 0 turns it off
 WEB_HOST = "127.0.0.1"
 
 DRUM_CHANNEL = 9  # MIDI channel 10, zero-based
-INT32_MAX = 2**31 - 1
+INT32_MAX = 2**31 - 1  # an OSC integer
+INT32_MIN = -(2**31)
 
 # Role -> General MIDI drum note (channel 10).
 GM_NOTES: dict[str, int] = {
@@ -103,8 +113,40 @@ GM_NOTES: dict[str, int] = {
 }
 
 
-def check_tempo_range(bpm: float) -> bool:
-    return TEMPO_MIN <= bpm <= TEMPO_MAX
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_tempo(tempo) -> float:
+    """The tempo in BPM as a float; ValueError naming the value, the range and the fix.
+    The one tempo check: the command table, run's flags, the session and the player process call it."""
+    value = _number(tempo)
+    if value is None:
+        raise ValueError(f"tempo {tempo!r} is not a number; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
+    if not TEMPO_MIN <= value <= TEMPO_MAX:  # nan fails too
+        raise ValueError(f"tempo {value:g} BPM out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g}")
+    return value
+
+
+def check_midi_offset(ms) -> float:
+    """The MIDI output offset in ms as a float; ValueError naming the value, the range and the fix."""
+    value = _number(ms)
+    if value is None or not -MIDI_OFFSET_MS_MAX <= value <= MIDI_OFFSET_MS_MAX:  # nan fails too
+        raise ValueError(f"MIDI offset {ms!r} ms out of range; use {-MIDI_OFFSET_MS_MAX:g} to "
+                         f"{MIDI_OFFSET_MS_MAX:g} (the DAW's reported latency in ms)")
+    return value
+
+
+def check_clock(clock) -> str:
+    """A clock source's name; ValueError naming it and the choices."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock {clock!r} unknown; use one of {'/'.join(CLOCKS)}")
+    return clock
 
 
 def swing_problem(amount) -> str | None:

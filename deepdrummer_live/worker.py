@@ -5,6 +5,10 @@ Priorities, checked before every task: a performer waiting for the next loop, th
 the long hearing pass of a kit with no hearing critic of its own (idle time only, resting as long
 as it works). Long work (hearing, training bursts) runs in slices so a waiting performer is
 served between two of them. Nothing here sends MIDI or audio: that is the player process.
+
+One way: the session imports this module, never the reverse. The worker sees its session only
+through `SessionHooks` (its mutex, its proposal policy, its error reporting); the session reads the
+worker's proposal buffer and queues jobs on it.
 """
 
 from __future__ import annotations
@@ -16,21 +20,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deepdrummer_live.errors import DeepDrummerError
-from deepdrummer_live.storage.store import TASTE_META
+from deepdrummer_live.learn import checkpoint
+from deepdrummer_live.storage.store import TASTE_META, Store
 
 if TYPE_CHECKING:
-    from deepdrummer_live.learn.learner import Proposal
-    from deepdrummer_live.session import Session
+    from deepdrummer_live.learn.learner import Learner, Proposal
 
 log = logging.getLogger(__name__)
 
 BUFFER_DEPTH = 2  # proposals kept ready for the current mode
 MAX_QUEUED_JOBS = 64  # a flood of /dd/save must not grow memory without bound
 TRAIN_SLICE = 8  # training batches between two looks at the queue
-HEARING_SLICE = 25  # pretraining steps between two looks at the queue
+HEARING_SLICE = 25  # hearing steps between two looks at the queue
 IDLE_HEARING_SLICE = 10  # the long pass's steps per slice (about 25 ms on one core): it never holds up a rating
 MAX_TRAIN_BACKLOG_RATINGS = 3  # a burst of ratings trains as if it were at most this many
 CHECKPOINT_EVERY_S = 5.0
@@ -56,14 +60,36 @@ class Stats:
     losses: deque = field(default_factory=lambda: deque(maxlen=200))
 
 
-class Worker:
-    """Runs the session's learner jobs in one thread; shares the session's lock."""
+class SessionHooks(Protocol):
+    """What the worker asks of the session that owns it (the session hands itself over)."""
 
-    def __init__(self, session: Session):
+    mutex: Any  # the session's re-entrant lock: it guards the worker's queue and buffer too
+
+    def waiting_for_next(self) -> bool:
+        """A rating or /dd/next waits for a proposal."""
+
+    def proposal_request(self) -> dict:
+        """Keyword arguments of `Learner.propose` for the next proposal (called with the mutex held)."""
+
+    def proposal_fits(self, proposal: Proposal) -> bool:
+        """Whether a buffered proposal still fits the session's settings (called with the mutex held)."""
+
+    def proposal_ready(self) -> None:
+        """A fresh proposal is in the buffer (called with the mutex held)."""
+
+    def report_error(self, message: str, address: str) -> None:
+        """A job failed: tell the surfaces."""
+
+
+class Worker:
+    """Runs the session's learner jobs in one thread; shares the session's mutex."""
+
+    def __init__(self, learner: Learner, store: Store, session: SessionHooks):
         self.session = session
-        self.learner = session.learner
-        self.lock = session.lock
-        self.wake = threading.Condition(self.lock)
+        self.learner = learner
+        self.store = store
+        self.mutex = session.mutex
+        self.wake = threading.Condition(self.mutex)
         self.buffer: deque[Proposal] = deque()
         self.jobs: deque[Job] = deque()
         self.train_pending = 0  # batches owed to ratings not yet learned from
@@ -82,7 +108,7 @@ class Worker:
 
     def stop(self) -> None:
         """Stop after the current task; then write every queued library file and a final checkpoint."""
-        with self.lock:
+        with self.mutex:
             self.running = False
             self.wake.notify_all()
         self._thread.join(timeout=JOIN_TIMEOUT_S)
@@ -90,7 +116,7 @@ class Worker:
             log.error("the learner worker did not stop within %.0f s; queued library files may be missing "
                       "(the next run writes those of acknowledged likes)", JOIN_TIMEOUT_S)
             return
-        with self.lock:
+        with self.mutex:
             library_jobs = [j for j in self.jobs if j.kind == "library"]
             self.jobs.clear()
         for job in library_jobs:  # acknowledged likes and saves: their files are written before exit
@@ -134,7 +160,7 @@ class Worker:
 
     def _run(self) -> None:
         while True:
-            with self.lock:
+            with self.mutex:
                 while self.running and not self._has_work():
                     rest = self._hearing_rest_until - time.monotonic()
                     self.wake.wait(timeout=min(IDLE_WAKE_S, rest) if rest > 0 else IDLE_WAKE_S)
@@ -178,12 +204,12 @@ class Worker:
         return self.session.waiting_for_next() and not self.buffer
 
     def _propose(self) -> None:
-        with self.lock:
+        with self.mutex:
             request = self.session.proposal_request()
             hurry = self._performer_waiting()
         chains = max(1, self.learner.chains // HURRY_CHAINS_DIVISOR) if hurry else None
         proposal = self.learner.propose(**request, should_stop=self._performer_waiting, chains=chains)
-        with self.lock:
+        with self.mutex:
             if not self.session.proposal_fits(proposal):
                 return
             # Fresh proposals replace stale ones (made by an older critic).
@@ -200,7 +226,7 @@ class Worker:
             self._hearing_started = time.perf_counter()
         loss = self.learner.learn_to_hear(HEARING_SLICE)
         if not self.learner.hearing_done:
-            with self.lock:
+            with self.mutex:
                 self.add_job(self.hearing, "hearing", first=True)
             return
         log.info("critic learnt to hear the kit's roles in %.1f s (loss %.3f)",
@@ -212,7 +238,7 @@ class Worker:
         without a hearing critic improves what the critic hears, at most about half the worker's CPU."""
         t0 = time.monotonic()
         changed = self.learner.keep_hearing(IDLE_HEARING_SLICE)
-        with self.lock:
+        with self.mutex:
             self._hearing_rest_until = time.monotonic() + HEARING_REST * (time.monotonic() - t0)
             if changed:
                 self.wake.notify_all()  # the critic moved: proposals to remake
@@ -224,13 +250,13 @@ class Worker:
 
     def _save_critic(self) -> None:
         """The critic's checkpoint, and the taste map `report` shows without loading the critic."""
-        self.learner.save_checkpoint(self.session.store)
+        checkpoint.save(self.learner, self.store)
         taste = self.learner.taste_map()
         if taste is not None:
-            self.session.store.set_meta(TASTE_META, json.dumps(taste))
+            self.store.set_meta(TASTE_META, json.dumps(taste))
 
     def _train(self) -> None:
-        with self.lock:
+        with self.mutex:
             n = min(TRAIN_SLICE, self.train_pending)
             self.train_pending -= n
             done = self.train_pending == 0
@@ -245,4 +271,4 @@ class Worker:
         if done or time.monotonic() - self._last_checkpoint > CHECKPOINT_EVERY_S:
             self._save_critic()
             self._last_checkpoint = time.monotonic()
-            self.session.store.log_train(self.learner.trainer.steps, loss)
+            self.store.log_train(self.learner.trainer.steps, loss)

@@ -1,5 +1,10 @@
-"""Take docs/images/page-phone.png: the rating page at a phone's size (390x844 CSS pixels), from a real
-daemon in Debian's chromium. Run from the repo root: `.venv/bin/python docs/page_screenshot.py`."""
+"""Take the page's screenshots in docs/images/ at a phone's size (390x844 CSS pixels), from a real daemon
+in Debian's chromium. Run from the repo root: `.venv/bin/python docs/page_screenshot.py`.
+
+page-phone.png             the paper's loop (4 rows, one bar of 4/4) after a dislike and a like
+page-phone-8x4.png         8 rows x 4 bars of 7/8 (contract v1.2): the playing bar, the other bars one tap away
+page-phone-8x4-bar3.png    the same phrase with bar 3 tapped (it stays shown while bar 1 plays)
+page-phone-taste.png       the taste map under the grid after 16 ratings (what the critic learnt, in words)"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "docs" / "images" / "page-phone.png"
+IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -38,7 +43,21 @@ def wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 180.0) -> s
     sys.exit(f"no page address in the daemon's log within {timeout:g} s")
 
 
-def main() -> None:
+def rate(page, loop, verdict: str) -> None:
+    """Press Like/Dislike and wait until the next loop is shown."""
+    before = loop.get_attribute("data-loop-id")
+    page.get_by_role("button", name=verdict, exact=True).click()
+    expect(page.locator("#rated")).to_contain_text(f"Rated: {verdict.lower()} loop #{before}")
+    expect(loop).not_to_have_attribute("data-loop-id", before)
+
+
+def settle(page) -> None:
+    expect(page.locator(".cell.now").first).to_be_visible()  # the playhead is running
+    page.wait_for_function("document.getAnimations().length === 0")  # the new loop's flash is over
+
+
+def shoot(flags: list[str], take) -> None:
+    """Start a daemon with `flags`, open its page on a phone-sized chromium, and call take(page, loop)."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "daemon.log"
         with log.open("wb") as out:
@@ -46,7 +65,7 @@ def main() -> None:
                                      "--state-dir", str(Path(tmp) / "state"), "--seed", "7",
                                      "--osc-port", str(free_port(socket.SOCK_DGRAM)),
                                      "--web-port", str(free_port(socket.SOCK_STREAM)),
-                                     "--midi-backend", "none", "--audio", "none", "--autoplay"],
+                                     "--midi-backend", "none", "--audio", "none", "--autoplay", *flags],
                                     cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         try:
             url = wait_for_url(log, proc)
@@ -58,22 +77,47 @@ def main() -> None:
                 page.goto(url)
                 loop = page.locator("[data-loop-id]")
                 expect(loop).to_have_attribute("data-loop-id", re.compile(r"^\d+$"))
-                first = loop.get_attribute("data-loop-id")
-                page.get_by_role("button", name="Dislike", exact=True).click()
-                expect(loop).not_to_have_attribute("data-loop-id", first)
-                second = loop.get_attribute("data-loop-id")
-                page.get_by_role("button", name="Like", exact=True).click()
-                expect(page.locator("#rated")).to_contain_text(f"Rated: like loop #{second}")
-                expect(loop).not_to_have_attribute("data-loop-id", second)
-                expect(page.locator(".cell.now").first).to_be_visible()  # the playhead is running
-                page.wait_for_function("document.getAnimations().length === 0")  # the new loop's flash is over
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(OUT))
+                take(page, loop)
                 browser.close()
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    print(OUT)
+
+
+def paper_loop(page, loop) -> None:
+    rate(page, loop, "Dislike")
+    rate(page, loop, "Like")
+    settle(page)
+    page.screenshot(path=str(IMAGES / "page-phone.png"))
+
+
+def big_phrase(page, loop) -> None:
+    expect(page.locator("#shape")).to_have_text("4 bars of 7/8")
+    settle(page)
+    page.screenshot(path=str(IMAGES / "page-phone-8x4.png"))
+    page.get_by_role("button", name="bar 3").click()
+    expect(page.get_by_role("button", name="bar 3")).to_have_attribute("aria-pressed", "true")
+    page.screenshot(path=str(IMAGES / "page-phone-8x4-bar3.png"))
+
+
+def taste_map(page, loop) -> None:
+    # a performer who likes loops with a snare or clap and dislikes the others: a taste the map can name
+    for _ in range(16):
+        roles = " ".join(loop.locator(".sample").evaluate_all("els => els.map(e => e.title)"))
+        rate(page, loop, "Like" if ("snare" in roles or "clap" in roles) else "Dislike")
+    expect(page.locator("#taste-ratings")).to_have_text("from 16 ratings", timeout=120_000)
+    expect(page.locator("#taste-likes li").first).to_be_visible()
+    settle(page)
+    page.locator("#taste").scroll_into_view_if_needed()
+    page.screenshot(path=str(IMAGES / "page-phone-taste.png"))
+
+
+def main() -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    shoot([], paper_loop)
+    shoot(["--rows", "8", "--bars", "4", "--meter", "7/8"], big_phrase)
+    shoot([], taste_map)
+    print(*sorted(IMAGES.glob("page-phone*.png")), sep="\n")
 
 
 if __name__ == "__main__":

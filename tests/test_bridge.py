@@ -118,7 +118,7 @@ def test_daemon_plays_the_loop_it_announces_and_switches_on_the_bar(tmp_path, ja
 
 
 def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
-    """pyo's offline rendering of the live loop equals the engine's render of the announced loop."""
+    """pyo's offline rendering of the live loop equals the learner's render of the announced loop."""
     import numpy as np
     import soundfile as sf
 
@@ -159,7 +159,7 @@ def test_live_audio_is_the_mix_the_critic_hears(tmp_path):
 @pytest.mark.skipif(shutil.which("jack_rec") is None, reason="jack_rec is not installed (apt-get install jackd2)")
 def test_live_audio_in_real_time_on_jack(tmp_path, jack_server):
     """The real-time pyo path: what the daemon's JACK audio port plays, recorded by jack_rec, is
-    the engine's mix of the announced loop, sample for sample (up to 24-bit rounding)."""
+    the live audio's mix of the announced loop, sample for sample (up to 24-bit rounding)."""
     import numpy as np
     import soundfile as sf
 

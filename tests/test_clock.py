@@ -70,7 +70,7 @@ def test_internal_clock_tempo_change_reanchors():
     assert c.set_tempo(60.0, T0 + 0.5) == [("tempo", 60.0)]
     assert c.grid.time_of(nxt) == pytest.approx(t_next)
     assert c.grid.time_of(nxt + 1) - t_next == pytest.approx(60 / 60 / 24)
-    with pytest.raises(ValueError, match="out of range 20..300"):
+    with pytest.raises(ValueError, match="tempo 500 BPM out of range; use 20-300"):
         c.set_tempo(500, T0)
 
 
@@ -99,7 +99,7 @@ def test_follower_steps_every_six_clocks_and_estimates_tempo():
     iv = 60 / (125 * 24)
     out = feed(f, clocks(48, T0, iv))  # clock before Start: tempo only
     assert not [e for e in out if e[0] == "step"]
-    assert f.bpm == pytest.approx(125, rel=1e-6)
+    assert f.tempo == pytest.approx(125, rel=1e-6)
     assert ("tempo", 125.0) in out
     t1 = T0 + 48 * iv  # the clock runs on through Start
     out = feed(f, [([midi.START], t1 - 0.001)] + clocks(13, t1, iv))
@@ -150,9 +150,9 @@ def test_tempo_estimator_resets_after_gap():
     est = ck.TempoEstimator(window=8, min_intervals=4)
     for i in range(10):
         est.add(i * 0.02)
-    assert est.bpm == pytest.approx(125)
+    assert est.tempo == pytest.approx(125)
     est.add(5.0)
-    assert est.bpm is None
+    assert est.tempo is None
 
 
 class FakeLink:

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import torch
 
-from deepdrummer_live.cli.critic import pretrain_hearing_file
+from deepdrummer_live.cli.critic import hearing_critic_file
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.critic import ROLE_GROUPS, with_overrides
 from deepdrummer_live.learn.kinds import (
     KINDS,
@@ -61,7 +62,7 @@ def test_one_registry_names_every_critic():
 def test_new_session_on_a_built_in_kit_starts_hearing_without_a_hearing_pass(kit):
     learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1, kind=LEAN)
     assert learner.needs_hearing()
-    where = learner.choose_start()
+    where = checkpoint.choose_start(learner)
     assert "shipped" in where and not learner.needs_hearing()
     recall, precision = hearing_quality(learner, kit)
     assert recall > 0.6 and precision > 0.8, (recall, precision)  # chance: both near 0.1
@@ -73,7 +74,6 @@ def test_new_session_on_a_built_in_kit_starts_hearing_without_a_hearing_pass(kit
 def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, tmp_path, monkeypatch, caplog):
     """A shipped file whose shapes no longer fit the critic (code changed, `make critics` not run)
     must not stop the session: it is reported and the critic learns to hear instead."""
-    import deepdrummer_live.learn.learner as learner_module
     from deepdrummer_live.learn.kinds import kit_fingerprint
 
     state = torch.load(shipped_path(f"{kit.name}-hearing"), weights_only=True)
@@ -81,10 +81,10 @@ def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, 
     assert state["kit"] == kit_fingerprint(kit)
     misfit = tmp_path / "misfit.pt"
     torch.save(state, misfit)
-    monkeypatch.setattr(learner_module, "shipped_path", lambda name: misfit)
+    monkeypatch.setattr(checkpoint, "shipped_path", lambda name: misfit)
     learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=1, kind=LEAN)
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
-    assert learner.choose_start() == "an untrained critic"
+    assert checkpoint.choose_start(learner) == "an untrained critic"
     assert learner.needs_hearing()
     assert "unusable" in caplog.text and "misfit.pt" in caplog.text
     for k, v in learner.model.state_dict().items():  # nothing half-loaded
@@ -92,8 +92,8 @@ def test_a_shipped_critic_of_another_version_is_skipped_and_hearing_learnt(kit, 
 
 
 def test_pretrain_hearing_is_deterministic_and_ships_small_files():
-    a = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
-    b = pretrain_hearing_file("dd-analog", seed=0, steps=3, loops=32)
+    a = hearing_critic_file("dd-analog", seed=0, steps=3, loops=32)
+    b = hearing_critic_file("dd-analog", seed=0, steps=3, loops=32)
     assert a == b
     state = torch.load(io.BytesIO(a), weights_only=True)
     assert state["config"] == LEAN.name and state["hearing_done"]
@@ -116,7 +116,7 @@ def test_a_hearing_critic_made_for_a_kit_folder_starts_a_session_on_it(tmp_path)
     assert made.is_file() and str(made) in proc.stdout
     learner = Learner(load_kit(EXTERNAL_KIT), torch.device("cpu"), seed=1, chains=8, iters=1, kind=LEAN)
     assert learner.needs_hearing()
-    assert learner.choose_start(critic=made) == f"critic from {made}"
+    assert checkpoint.choose_start(learner, critic=made) == f"critic from {made}"
     assert not learner.needs_hearing()
 
 
@@ -176,14 +176,14 @@ def test_run_critic_of_another_state_dir_resumes_its_taste(tmp_path, kit):
 
     teacher = Learner(kit, torch.device("cpu"), seed=4, chains=8, iters=1,
                       config=with_overrides(GRID.config, half_life=0))
-    teacher.choose_start()
+    checkpoint.choose_start(teacher)
     fotf_taste(teacher, kit)
     store_a = Store(tmp_path / "a")
-    teacher.save_checkpoint(store_a)
+    checkpoint.save(teacher, store_a)
     store_a.close()
 
     student = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
-    student.choose_start(critic=resolve_critic_source(tmp_path / "a"))
+    checkpoint.choose_start(student, critic=resolve_critic_source(tmp_path / "a"))
     g = gen(8)
     kicks = torch.tensor(kit.ids_with_role("kick"))
     on = pattern.random_loops(32, len(kit), g, "cpu", fotf=True, kick_ids=kicks)
@@ -233,7 +233,7 @@ def test_ratings_given_while_hearing_is_learnt_are_refitted_after(kit):
 
     from deepdrummer_live.learn.critic import LEAN_CONFIG
 
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=4, pretrain_loops=64)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=4, hearing_pass_loops=64)
     learner = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=4, iters=1)
     loops = pattern.random_loops(6, len(kit), gen(12), "cpu")
     for i in range(6):
@@ -250,8 +250,8 @@ def short_then_long_hearing(kit, long_steps: int, seed: int = 7) -> Learner:
 
     from deepdrummer_live.learn.critic import LEAN_CONFIG
 
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64,
-                                 shipped_pretrain_steps=20 + long_steps)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=20, hearing_pass_loops=64,
+                                 shipped_hearing_steps=20 + long_steps)
     return Learner(kit, torch.device("cpu"), seed=seed, config=config, chains=4, iters=1)
 
 
@@ -294,9 +294,9 @@ def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(k
         learner.keep_hearing(25)
     steps = learner.hearing_steps
     store = Store(tmp_path)
-    learner.save_checkpoint(store)
+    checkpoint.save(learner, store)
     resumed = short_then_long_hearing(kit, long_steps=60, seed=8)
-    assert resumed.load_checkpoint(store)
+    assert checkpoint.load(resumed, store)
     assert resumed.hearing_steps == steps and resumed.long_hearing_left() == 80 - steps > 0
     while resumed.long_hearing_left():
         resumed.keep_hearing(25)  # a fresh pool, then on to the end
@@ -305,7 +305,7 @@ def test_a_checkpoint_keeps_how_far_hearing_went_and_a_resumed_session_goes_on(k
     assert "hearing_steps" not in resumed.critic_state() and "hearing_steps" in learner.critic_state()
     # a critic that came with its hearing (shipped, --critic, an older file) has no long pass
     shipped = Learner(kit, torch.device("cpu"), seed=2, chains=4, iters=1, kind=LEAN)
-    shipped.choose_start()
+    checkpoint.choose_start(shipped)
     assert shipped.hearing_steps is None and shipped.long_hearing_left() == 0 and not shipped.keep_hearing(25)
     store.close()
 
@@ -317,7 +317,7 @@ def test_a_critic_started_from_another_keeps_that_taste_as_its_prior(tmp_path, k
     teacher = Learner(kit, torch.device("cpu"), seed=4, chains=8, iters=1)
     fotf_taste(teacher, kit)
     store_a = Store(tmp_path / "a")
-    teacher.save_checkpoint(store_a)
+    checkpoint.save(teacher, store_a)
     store_a.close()
 
     def taste_gap(learner) -> float:
@@ -334,19 +334,19 @@ def test_a_critic_started_from_another_keeps_that_taste_as_its_prior(tmp_path, k
         learner.train()
 
     carried = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
-    carried.start_from(resolve_critic_source(tmp_path / "a"))
+    checkpoint.start_from(carried, resolve_critic_source(tmp_path / "a"))
     before = taste_gap(carried)
     six_ratings(carried)
     assert before > 0.2 and taste_gap(carried) > 0.4 * before, (before, taste_gap(carried))
     forgetful = Learner(kit, torch.device("cpu"), seed=5, chains=8, iters=1)
-    forgetful.start_from(resolve_critic_source(tmp_path / "a"))
+    checkpoint.start_from(forgetful, resolve_critic_source(tmp_path / "a"))
     forgetful.trainer.anchor = None  # what a fit towards zero does with the same six ratings
     six_ratings(forgetful)
     assert taste_gap(forgetful) < 0.5 * taste_gap(carried), (taste_gap(forgetful), taste_gap(carried))
     store_b = Store(tmp_path / "b")
-    carried.save_checkpoint(store_b)
+    checkpoint.save(carried, store_b)
     resumed = Learner(kit, torch.device("cpu"), seed=6, chains=8, iters=1)
-    assert resumed.load_checkpoint(store_b) and resumed.trainer.anchor is not None
+    assert checkpoint.load(resumed, store_b) and resumed.trainer.anchor is not None
     for name, w in resumed.trainer.anchor.items():
         torch.testing.assert_close(w, carried.trainer.anchor[name])
     store_b.close()

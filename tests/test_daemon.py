@@ -237,7 +237,7 @@ def test_playing_switches_at_the_bar_line(daemon):
     (["--notify", "nosuchhost.invalid:9001"], "--notify nosuchhost.invalid:9001"),
     (["--clock", "midi"], "--midi-in"),
     (["--swing", "0.7"], "--swing 0.7 out of range; use 0-0.5"),
-    (["--note-map", "nope"], "--note-map nope: no such map"),
+    (["--note-map", "nope"], "--note-map: note map nope: no such map"),
     (["--note-map", "/no/such/map.toml"], "cannot read it"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags, needle):

@@ -16,13 +16,14 @@ import soundfile as sf
 import torch
 
 from deepdrummer_live.cli.main import main
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.learn.simuser import make_user, parse_loop
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.dynamics import default_levels
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import render_bar_numpy, step_length
-from deepdrummer_live.storage.dataset import COLUMNS, Rating, read_csv
+from deepdrummer_live.storage.dataset import COLUMNS, read_csv
 from deepdrummer_live.storage.store import Store
 
 from daemon import EXTERNAL_KIT, REPO, Daemon, OscClient
@@ -80,11 +81,11 @@ def test_export_writes_the_ratings_in_effect_their_audio_and_a_data_card(tmp_pat
         msg = parse_loop(loop)
         assert row["label"] == ("like" if liked else "dislike")
         steps = json.loads(row["steps"])
-        assert steps == ["".join("x" if s else "." for s in r.steps) for r in msg.rows]
-        assert json.loads(row["samples"]) == [r.name for r in msg.rows]
-        assert json.loads(row["notes"]) == [r.note for r in msg.rows]
+        assert steps == msg.steps
+        assert json.loads(row["samples"]) == msg.samples
+        assert json.loads(row["notes"]) == msg.notes
         assert json.loads(row["levels"]) == levels
-        assert float(row["tempo"]) == pytest.approx(msg.bpm) and row["kit"] == kit.name
+        assert float(row["tempo"]) == pytest.approx(msg.tempo) and row["kit"] == kit.name
         # The wav is the loop through the one mix: the numpy reference renderer agrees.
         audio, sr = sf.read(out / "audio" / f"{row['loop_id']}.wav", dtype="float32")
         samples = [kit.audio_at(sr)[kit.index_of(n)] for n in json.loads(row["samples"])]
@@ -95,7 +96,7 @@ def test_export_writes_the_ratings_in_effect_their_audio_and_a_data_card(tmp_pat
     card = (out / "README.md").read_text()
     for needle in ["## How it was collected", "## License", "## How to load", *(f"`{c}`" for c in COLUMNS)]:
         assert needle in card
-    assert read_csv(out)[0].steps == json.loads(rows[0]["steps"])
+    assert read_csv(out)[0].loop.steps == json.loads(rows[0]["steps"])
 
 
 def test_export_refuses_a_folder_that_is_not_an_export(tmp_path, capsys):
@@ -122,8 +123,9 @@ def simulated_session(state_dir: Path, user: str, n: int, seed: int) -> Store:
             steps[0] = "x...x...x...x..."
             ids[0] = kit.ids_with_role("kick")[0]
         samples = [kit.samples[i] for i in ids]
-        loop_id = store.add_loop(kit=kit.name, samples=[s.name for s in samples], notes=[s.note for s in samples],
-                                 roles=[s.role for s in samples], steps=steps, p_like=0.5, mode="explore", bpm=120.0)
+        loop_id = store.add_loop(LoopRecord.of(kit=kit.name, samples=[s.name for s in samples],
+                                               notes=[s.note for s in samples], roles=[s.role for s in samples],
+                                               steps=steps, p_like=0.5, mode="explore", tempo=120.0))
         args: list = [loop_id, 0.5, 120.0, 16]
         for s, st in zip(samples, steps):
             args += [s.name, s.note, st]
@@ -150,9 +152,9 @@ def test_import_merges_participants_into_a_critic_and_replays_one(tmp_path, caps
     store = Store(tmp_path / "resume")
     store.checkpoint_path.write_bytes(critic.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=5)
-    assert learner.load_checkpoint(store) and not learner.needs_hearing()
+    assert checkpoint.load(learner, store) and not learner.needs_hearing()
     ratings = read_csv(tmp_path / "ds-ann") + read_csv(tmp_path / "ds-bob")
-    p = [float(learner.scorer.score(learner.model, learner.loops_from_record(r))[0]) for r in ratings]
+    p = [float(learner.scorer.score(learner.model, learner.loops_from_record(r.loop))[0]) for r in ratings]
     liked = [pi for pi, r in zip(p, ratings) if r.liked]
     disliked = [pi for pi, r in zip(p, ratings) if not r.liked]
     assert liked and disliked and np.mean(liked) > np.mean(disliked) + 0.1
@@ -206,9 +208,8 @@ def test_pretrain_from_loops_at_other_tempos(tmp_path):
     store = Store(tmp_path / "state")
     store.checkpoint_path.write_bytes(out.read_bytes())
     learner = Learner(kit, torch.device("cpu"), seed=3, kind="lean-hearing")  # pretrain --likes: a critic that hears
-    assert learner.load_checkpoint(store)
-    liked = learner.loops_from_record(Rating(0, "like", 0, kit.name, 120, groove[1], [], [],
-                                                             groove[0], default_levels(groove[0]), 0, ""))
+    assert checkpoint.load(learner, store)
+    liked = learner.loops_from_record(LoopRecord.of(kit=kit.name, samples=groove[1], steps=groove[0]))
     randoms = pattern.random_loops(64, len(kit), torch.Generator().manual_seed(9), "cpu")
     p_groove = float(learner.scorer.score(learner.model, liked)[0])
     p_random = learner.scorer.score(learner.model, randoms)

@@ -15,6 +15,7 @@ import soundfile as sf
 
 from deepdrummer_live.cli import doctor
 from deepdrummer_live.cli.doctor import FAIL, OK, WARN, Check
+from deepdrummer_live.loop import LoopRecord
 
 EXE = Path(sys.executable).parent / "deepdrummer-live"
 
@@ -38,7 +39,7 @@ def test_busy_osc_port_fails_the_whole_command(tmp_path):
     for ln in lines:  # every line is a verdict, a fix, or the summary
         assert ln.split(" ", 1)[0] in ("ok", "warn", "FAIL", "") or ln.startswith("      fix: ") or \
             ln.endswith(" ok"), ln
-    for name in ("python-rtmidi", "pyo", "torch device", "kit", "engine", "state dir", "disk"):
+    for name in ("python-rtmidi", "pyo", "torch device", "kit", "learner", "state dir", "disk"):
         assert any(f"  {name}: " in ln for ln in lines), name
     assert not (tmp_path / "state").exists()  # doctor looks, it does not create
 
@@ -139,8 +140,8 @@ def test_state_dir_with_a_session_is_described(tmp_path):
     from deepdrummer_live.storage.store import Store
 
     store = Store(tmp_path)
-    loop_id = store.add_loop(kit="k", samples=["a"] * 4, notes=[36] * 4, roles=["kick"] * 4,
-                             steps=["x" * 16] * 4, p_like=0.5, mode="explore", bpm=120.0)
+    loop_id = store.add_loop(LoopRecord.of(kit="k", samples=["a"] * 4, notes=[36] * 4, roles=["kick"] * 4,
+                             steps=["x" * 16] * 4, p_like=0.5, mode="explore", tempo=120.0))
     store.add_rating(loop_id, True, 0.5)
     store.close()
     session = next(c for c in doctor.check_state_dir(tmp_path) if c.what == "session")

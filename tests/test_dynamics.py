@@ -14,6 +14,7 @@ from deepdrummer_live.errors import DeepDrummerError
 from deepdrummer_live.learn.critic import LEAN_CONFIG
 from deepdrummer_live.learn.kinds import build_critic
 from deepdrummer_live.learn.search import MODES, search
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import dynamics, pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.sound.render import (
@@ -97,6 +98,18 @@ def test_density_per_row_holds_under_mutation():
     assert abs(changed.float().sum() / kept.float().sum() - pattern.P_RELEVEL * 8 / 9) < 0.02
     with pytest.raises(Exception, match="0.05-0.95"):
         pattern.check_density(0.99)
+
+
+def test_mutation_moves_a_whole_rows_density_now_and_then():
+    """Cell toggles alone barely move a big loop's density; a row thinned or filled as a whole does."""
+    loops = pattern.random_loops(4000, 10, gen(8), "cpu", prior=pattern.Prior(rows=8, bars=2))
+    after = pattern.mutate(loops, 10, gen(9), prior=pattern.Prior(rows=8, bars=2))
+    per_row = loops.grid.float().mean(dim=2)
+    moved = (after.grid.float().mean(dim=2) - per_row).abs() > 0.15  # a toggle-only row moves ~0.05
+    assert abs(moved.float().mean().item() - pattern.P_ROW_DENSITY) < 0.02
+    # ... both ways, about as often
+    down = (after.grid.float().mean(dim=2) - per_row < -0.15).float().mean().item()
+    assert abs(down - pattern.P_ROW_DENSITY / 2) < 0.015
 
 
 # --- locks ------------------------------------------------------------------------------------
@@ -196,8 +209,8 @@ def test_store_migrates_an_old_state_dir(tmp_path):
     old = store.loop(1)
     assert old.steps == ["x...", "..x."] and old.levels == ["7...", "..7."]
     assert [r.levels for r, _ in store.rated_loops()] == [["7...", "..7."]]
-    new_id = store.add_loop(kit="dd-analog", samples=["a"], notes=[36], roles=["kick"], steps=["x.x."], p_like=0.4,
-                            mode="good", bpm=100.0, levels=["9.2."])
+    new_id = store.add_loop(LoopRecord.of(kit="dd-analog", samples=["a"], notes=[36], roles=["kick"], steps=["x.x."],
+                                          p_like=0.4, mode="good", tempo=100.0, levels=["9.2."]))
     assert new_id == 2 and store.loop(new_id).levels == ["9.2."]
     store.close()
     again = Store(tmp_path)  # migrating twice is harmless
@@ -213,14 +226,14 @@ def session(tmp_path, kit):
     from deepdrummer_live.session import Session
 
     store = Store(tmp_path)
-    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
-    engine.hearing_done = True  # no pretraining: these tests are about the generator's prior
-    s = Session(engine, store)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    learner.hearing_done = True  # no pretraining: these tests are about the generator's prior
+    s = Session(learner, store)
     s.sent = []
     s.add_listener(lambda address, args, origin: s.sent.append((address, *args)))
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 
@@ -228,13 +241,13 @@ def next_loop(session):
     before = session.current.id
     session.next()
     wait_for(lambda: session.current is not None and session.current.id != before, what="the next loop")
-    return session.current
+    return session.current.record
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_session_locks_hold_across_loops_and_modes(session, mode):
     wait_for(lambda: session.current is not None, what="a first loop")
-    first = session.current
+    first = session.current.record
     commands.execute(session, "lock", (1, 1))
     commands.execute(session, "lock_toggle", (3,))
     commands.execute(session, "mode", (mode,))

@@ -169,4 +169,4 @@ def test_experiment_with_simulated_participants_then_report(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = read_csv(ds)
     assert [r.phase for r in rows] == ["1"] * PHASE1 + ["2"] * PHASE2 and {r.participant for r in rows} == {"p01"}
-    assert sorted(r.mode for r in rows if r.phase == "2") == ["good"] * (PHASE2 // 2) + ["random"] * (PHASE2 // 2)
+    assert sorted(r.loop.mode for r in rows if r.phase == "2") == ["good"] * (PHASE2 // 2) + ["random"] * (PHASE2 // 2)

@@ -104,7 +104,7 @@ def test_clock_and_swung_notes_to_the_frame(jack_at):
         assert ready["midi_writer"] == "jack-frames"
         _connect(server, "DeepDrummer Live:ddtime", dump.port)
         load.start()
-        h.set_loop(1, ROWS, None, False, swing)
+        h.set_loop(1, ROWS, None, False, swing=swing)
         xruns = server.xruns()
         h.play()
         dump.wait_for(_clocks_after_start(6 * 96), timeout=30)  # 6 bars: 576 clocks, 96 steps
@@ -162,7 +162,7 @@ def test_follower_delay_after_an_outside_leader(jack_at):
         leader = FrameLeader(server, "ddfin")
         _connect(server, "DeepDrummer Live:ddfout", dump.port)
         _connect(server, "dd-leader:out", dump.port)
-        h.set_loop(1, ROWS, None, False, 0.0)
+        h.set_loop(1, ROWS, None, False, swing=0.0)
         first = leader.client.frame_time + 4 * leader.period
         n = 2 * 96  # two bars
         events = [(first, bytes([START]))] + [(first + k * clock_frames, bytes([CLOCK])) for k in range(n)]
@@ -213,7 +213,7 @@ def test_live_audio_bar_starts_on_the_frame_of_its_first_note(jack_at):
         onsets = AudioOnsets("DeepDrummer:")
         bar = np.zeros(RATE, dtype=np.float32)  # one bar at 240 BPM
         bar[:48] = 0.9  # a 1 ms click on the bar's first sample
-        h.set_loop(1, [{"note": 36, "steps": "x" + "." * 15}], bar, False, 0.0)
+        h.set_loop(1, [{"note": 36, "steps": "x" + "." * 15}], bar, False, swing=0.0)
         h.play()
         recorder.wait_for(lambda ms: sum(1 for _, d in ms if d[0] == 0x99) >= 6, timeout=30)
         h.stop()

@@ -108,10 +108,10 @@ def test_terminal_key_L_then_an_action_key_arms_learning(tmp_path):
 
     class Session:  # a fake for the unit: what handle_key calls
         def __init__(self):
-            self.midi_learn = midilearn.MidiLearn(tmp_path / midilearn.LEARNED_FILE, lambda *a, **k: None)
+            self.pad_learning = midilearn.MidiLearn(tmp_path / midilearn.LEARNED_FILE, lambda *a, **k: None)
             self.asked = []
 
-        def learn(self, action, row=None):
+        def midi_learn(self, action, row=None):
             self.asked.append((action, row))
 
         def origin(self, origin):

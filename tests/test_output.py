@@ -11,12 +11,14 @@ from test_player import T0, FakePorts, run
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.learn.learner import Learner
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.player.clock import InternalClock
 from deepdrummer_live.player.notemap import NoteMap, available
 from deepdrummer_live.player.protocol import PlayerConfig
 from deepdrummer_live.player.sequencer import Sequencer
 from deepdrummer_live.sound import pattern
-from deepdrummer_live.sound.dynamics import velocity
+from deepdrummer_live.sound.dynamics import default_levels, velocity
+from deepdrummer_live.sound.live import LiveAudio
 from deepdrummer_live.sound.render import render_bar_numpy, step_length, step_onsets
 from deepdrummer_live.storage import library, sfz
 from deepdrummer_live.vocab import GM_NOTES
@@ -108,16 +110,16 @@ def test_swing_changes_with_the_loop_at_the_bar_line():
 
 @pytest.mark.parametrize("swing", [0.0, 0.2, 1 / 3])
 def test_live_audio_swings_odd_steps(kit, swing):
-    engine = Learner(kit, torch.device("cpu"), seed=3, chains=8, iters=1)
+    learner = Learner(kit, torch.device("cpu"), seed=3, chains=8, iters=1)
     loops = pattern.random_loops(1, len(kit), torch.Generator().manual_seed(4), "cpu")
-    live = engine.live_audio(loops, 97.0, 16000, swing)
+    live = LiveAudio(learner.kit).render(loops, 97.0, 16000, swing)
     ids = loops.sample_ids[0].tolist()
     samples = [kit.audio_at(16000)[i] for i in ids]
     levels = pattern.levels_to_strings(loops.levels[0])
     reference = render_bar_numpy(levels, samples, step_length(97.0, 16000), swing)
     np.testing.assert_allclose(live, reference, atol=1e-5)
     if swing:
-        straight = engine.live_audio(loops, 97.0, 16000, 0.0)
+        straight = LiveAudio(learner.kit).render(loops, 97.0, 16000, 0.0)
         assert np.abs(straight - live).max() > 0.01
 
 
@@ -129,7 +131,8 @@ def test_step_onsets():
 # ---- library: .mid ticks, and .mid + .sfz = .wav --------------------------------------------
 
 def test_library_mid_ticks_and_velocities_with_swing():
-    mid = library.midi_file([(36, r["steps"], r["levels"]) for r in ROWS[:2]], 120.0, swing=1 / 3)
+    mid = library.midi_file(LoopRecord.of(samples=["a", "b"], notes=[36, 36], steps=[r["steps"] for r in ROWS[:2]],
+                                          levels=[r["levels"] for r in ROWS[:2]], tempo=120.0, swing=1 / 3))
     assert mid.ticks_per_beat == 960
     tick, ons = 0, []
     for msg in mid.tracks[0]:
@@ -144,11 +147,10 @@ def test_library_mid_ticks_and_velocities_with_swing():
     assert tick == 4 * 960  # one bar
 
 
-def _rows(kit, names, steps, levels, notes, sr):
+def _one_shots(kit, names, sr):
     audio = kit.audio_at(sr)
     index = {s.name: i for i, s in enumerate(kit.samples)}
-    return [library.LibraryRow(n, st, lv, name, audio[index[name]])
-            for name, st, lv, n in zip(names, steps, levels, notes)]
+    return [audio[index[name]] for name in names]
 
 
 @pytest.mark.parametrize("bpm,swing", [(120.0, 0.0), (97.0, 1 / 3), (112.0, 0.25), (61.0, 0.5), (143.0, 0.5)])
@@ -161,10 +163,10 @@ def test_sfz_round_trip_mid_through_sfz_is_the_wav(tmp_path, kit, bpm, swing):
     names = [by_role["kick"], by_role["kick"] if len(kit.ids_with_role("kick")) < 2 else
              kit.samples[kit.ids_with_role("kick")[1]].name, by_role["closed_hat"], by_role["snare"]]
     steps = ["x.....x...x.....", "..x.........x...", "x.xxx.x.x.xxx.xx", "....x.......x..x"]
-    levels = ["9.....3...7.....", "..5.........2...", "2.345.6.7.891.23", None]
+    levels = ["9.....3...7.....", "..5.........2...", "2.345.6.7.891.23", default_levels([steps[3]])[0]]
     notes = NoteMap.load(None).assign(["kick", "kick", "closed_hat", "snare"], [36, 36, 42, 38])
-    rows = _rows(kit, names, steps, levels, notes, sr)
-    mid_path, wav_path = library.write_loop(tmp_path, 12, "my groove 1", rows, bpm, sr, swing)
+    loop = LoopRecord.of(id=12, samples=names, notes=notes, steps=steps, levels=levels, tempo=bpm, swing=swing)
+    mid_path, wav_path = library.write_loop(tmp_path, loop, "my groove 1", _one_shots(kit, names, sr), sr)
     sfz_path = tmp_path / "000012-my groove 1.sfz"  # a space in the sample folder's path too
     assert sfz_path.exists() and (tmp_path / "000012-my groove 1-samples").is_dir()
     wav, wav_sr = sf.read(wav_path, dtype="float64")
@@ -183,9 +185,10 @@ def test_sfz_player_refuses_what_it_does_not_know(tmp_path):
 
 
 def test_library_names_stay_inside(tmp_path, kit):
-    rows = _rows(kit, [kit.samples[0].name] * 4, ["x" + "." * 15] * 4, [None] * 4, [36, 37, 38, 39], 8000)
+    names = [kit.samples[0].name] * 4
+    loop = LoopRecord.of(id=1, samples=names, notes=[36, 37, 38, 39], steps=["x" + "." * 15] * 4)
     with pytest.raises(Exception, match="save name"):
-        library.write_loop(tmp_path, 1, "../evil", rows, 120.0, 8000)
+        library.write_loop(tmp_path, loop, "../evil", _one_shots(kit, names, 8000), 8000)
 
 
 # ---- distinct notes and note maps --------------------------------------------------------------
@@ -242,20 +245,20 @@ def session(tmp_path, kit):
 
     sent = []
     store = Store(tmp_path / "state")
-    engine = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
-    engine.hearing_done = True  # no pretraining: these tests are about the notes that go out
-    s = Session(engine, store)
+    learner = Learner(kit, torch.device("cpu"), seed=2, chains=8, iters=2)
+    learner.hearing_done = True  # no pretraining: these tests are about the notes that go out
+    s = Session(learner, store)
     s.add_listener(lambda address, args, origin: sent.append((address, *args)))
     s.sent = sent
     s.start()
     yield s
-    s.stop()
+    s.shutdown()
     store.close()
 
 
 def test_locked_rows_keep_their_notes_and_every_loop_has_distinct_notes(session):
     wait_for(lambda: session.current is not None, what="a first loop")
-    first = session.current
+    first = session.current.record
     session.set_lock(0, True)
     session.set_lock(2, True)
     session.set_mode("random")

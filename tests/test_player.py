@@ -259,7 +259,7 @@ def test_engine_bad_commands_are_errors_not_crashes():
     eng.handle_command({"type": "dance"}, T0)
     msgs = [e["message"] for e in events if e["type"] == "error"]
     assert "note 200 out of range 0..127" in msgs[0]
-    assert "out of range 20..300" in msgs[1]
+    assert "tempo 999 BPM out of range; use 20-300" in msgs[1]
     assert "player command 'dance' unknown" in msgs[2]
     assert {e["address"] for e in events if e["type"] == "error"} == {"/dd/midi"}  # what /dd/error names
     eng.handle_midi([0xF0, 1, 2, 0xF7], T0)
@@ -300,13 +300,14 @@ def test_engine_follower_steps_on_incoming_clock():
 
 
 def test_config_validation_messages():
-    with pytest.raises(UsageError, match="--clock midi needs an input port"):
+    # A lower layer names the value and the fix, never a flag (cli/run.py words its flags' errors)
+    with pytest.raises(UsageError, match="the MIDI clock needs an input port"):
         PlayerConfig(midi_backend="jack", clock="midi").validate()
-    with pytest.raises(UsageError, match="--clock wall: unknown; use one of internal/midi/link"):
+    with pytest.raises(UsageError, match="clock 'wall' unknown; use one of internal/midi/link"):
         PlayerConfig(clock="wall").validate()
-    with pytest.raises(UsageError, match="--tempo 400"):
+    with pytest.raises(UsageError, match="tempo 400 BPM out of range; use 20-300"):
         PlayerConfig(tempo=400).validate()
-    with pytest.raises(UsageError, match="--midi-offset-ms 900"):
+    with pytest.raises(UsageError, match="MIDI offset 900 ms out of range; use -500 to 500"):
         PlayerConfig(midi_offset_ms=900).validate()
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from deepdrummer_live.cli.main import main
 from deepdrummer_live.cli.report import cmd_report, load_session, rolling_mean
 from deepdrummer_live.errors import StateError
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.storage.store import Store
 
 from daemon import Daemon, OscClient, wait_train_steps
@@ -26,9 +27,9 @@ def fill_store(state_dir: Path, n: int = 12, train: int = 20) -> Store:
     store = Store(state_dir)
     for i in range(n):
         steps = ["x...x...x...x...", "....x.......x...", "x.x.x.x.x.x.x.x.", ("x" if i % 2 else ".") * 16]
-        loop_id = store.add_loop(kit="dd-analog", samples=SAMPLES, notes=[36, 38, 42, 63],
+        loop_id = store.add_loop(LoopRecord.of(kit="dd-analog", samples=SAMPLES, notes=[36, 38, 42, 63],
                                  roles=["kick", "snare", "closed_hat", "conga"], steps=steps, p_like=i / n,
-                                 mode="explore", bpm=120.0)
+                                 mode="explore", tempo=120.0))
         store.add_rating(loop_id, i % 3 != 0, i / n)
     store.add_rating(1, True, 0.0)  # re-rating replaces: loop 1 ends liked
     store.undo_last()               # ...and undo takes that back: loop 1 is disliked again

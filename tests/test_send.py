@@ -154,6 +154,34 @@ def test_bad_usage_exits_2_with_one_line(argv, needle):
     assert len(lines) == 1 and needle in lines[0], out.stderr
 
 
+def test_send_waits_for_the_reply_of_every_command_in_the_table():
+    """One definition: send's expected answers are the command table's `reply=`, never a copy that drifts."""
+    from deepdrummer_live.cli import send as send_cli
+    from deepdrummer_live.commands import COMMANDS
+
+    assert {c.address: send_cli.expected_reply(c.address) for c in COMMANDS.values()} == {
+        c.address: c.reply for c in COMMANDS.values()}
+    assert send_cli.expected_reply("/dd/undo") == "/dd/undone"  # the ones a copy once missed
+    assert send_cli.expected_reply("/dd/experiment") == "/dd/experiment"
+    assert send_cli.expected_reply("/dd/next") is None
+
+
+def test_undo_waits_past_other_messages_for_undone():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fake:
+        fake.bind(("127.0.0.1", 0))
+        proc = subprocess.Popen([*CLI, "send", "--port", str(fake.getsockname()[1]), "--timeout", "20", "/dd/undo"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        fake.settimeout(30)
+        _, sender = fake.recvfrom(65536)
+        from daemon import build
+
+        fake.sendto(build("/dd/levels", 1, "9..."), sender)  # not the answer: printed, and send waits on
+        fake.sendto(build("/dd/undone", 7, 2, 1), sender)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["/dd/levels 1 9...", "/dd/undone 7 2 1"]
+
+
 def test_send_imports_no_torch():
     """What a DAW macro runs per button press: torch (seconds to import) and numpy must stay out."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fake:

@@ -1,4 +1,4 @@
-"""The session in process: a real learner and store, an injected transport that records what it is told.
+"""The session in process: a real learner and store, an injected playback that records what it is told.
 
 Covers what every surface relies on through the command table: replies reach the origin, a rating
 while playing switches on the transport's bar line, settings resume, an explicit tempo wins, and a
@@ -14,6 +14,7 @@ import torch
 
 from deepdrummer_live import commands
 from deepdrummer_live.errors import CommandError
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.player import controller
 from deepdrummer_live.session import Session
@@ -24,8 +25,8 @@ from deepdrummer_live.surfaces import osc, tui
 from daemon import wait_for
 
 
-class RecordingTransport:
-    """A transport whose bar lines come when the test says so."""
+class RecordingPlayback:
+    """A playback whose bar lines come when the test says so."""
 
     def __init__(self):
         self.loops: list[tuple[int, bool]] = []  # (loop_id, at_bar)
@@ -63,9 +64,9 @@ class Harness:
         self.learner.hearing_done = True  # a unit test need not wait for the hearing pretraining
         self.store = Store(state_dir)
         self.session = Session(self.learner, self.store, tempo=tempo)
-        self.transport = RecordingTransport()
-        self.transport.on_event = self.session.on_transport_event
-        self.session.attach_transport(self.transport)
+        self.playback = RecordingPlayback()
+        self.playback.on_event = self.session.on_player_event
+        self.session.attach_playback(self.playback)
         self.sent: list[tuple[str, tuple, object]] = []
         self.lock = threading.Lock()
         self.session.add_listener(lambda a, args, origin: self.sent.append((a, args, origin)))
@@ -79,7 +80,7 @@ class Harness:
         return self
 
     def close(self):
-        self.session.stop()
+        self.session.shutdown()
         self.store.close()
 
 
@@ -111,11 +112,11 @@ def test_a_rating_while_playing_switches_on_the_bar_line(harness):
     first = s.current.id
     commands.execute(s, "dislike")
     pending = wait_for(lambda: s.pending, what="a loop waiting for the bar line")
-    assert harness.transport.loops[-1] == (pending.id, True)
+    assert harness.playback.loops[-1] == (pending.id, True)
     assert s.current.id == first  # still playing the rated loop until the bar line
     commands.execute(s, "dislike", (first,))  # rating it again does not queue a second switch
     assert s.pending is pending
-    harness.transport.bar_line()
+    harness.playback.bar_line()
     assert s.current.id == pending.id and s.pending is None
 
 
@@ -133,7 +134,7 @@ def test_a_waiting_performer_is_served_from_a_smaller_search(harness):
 
     harness.learner.propose = spy
     first = harness.session.current.id
-    with harness.session.lock:  # the worker starts no `good` search before the performer waits for it
+    with harness.session.mutex:  # the worker starts no `good` search before the performer waits for it
         harness.session.set_mode("good")  # a new mode: nothing buffered fits
         harness.session.next()
     wait_for(lambda: harness.session.current.id != first and len(chains) >= 2, what="the next loop and a refill")
@@ -181,7 +182,7 @@ def test_settings_resume_and_an_explicit_tempo_wins(kit, tmp_path):
 def test_stop_writes_every_queued_library_file(kit, tmp_path):
     h = Harness(kit, tmp_path).start()
     liked = h.session.current.id
-    with h.session.lock:  # hold the worker back so the files are still queued when stop() comes
+    with h.session.mutex:  # hold the worker back so the files are still queued when stop() comes
         h.session.rate(None, True)
         assert h.session.worker.queued("library") == 1
     h.close()
@@ -198,7 +199,7 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
 
     monkeypatch.setattr(learner_module, "HEARING_REFIT_EVERY", 60)
     h = Harness(kit, tmp_path)
-    config = dataclasses.replace(LEAN_CONFIG, pretrain_steps=20, pretrain_loops=64, shipped_pretrain_steps=140)
+    config = dataclasses.replace(LEAN_CONFIG, hearing_pass_steps=20, hearing_pass_loops=64, shipped_hearing_steps=140)
     h.learner = h.session.learner = h.session.worker.learner = Learner(kit, torch.device("cpu"), seed=5,
                                                                         config=config, chains=8, iters=1)
     assert h.learner.needs_hearing()
@@ -220,7 +221,7 @@ def test_a_kit_without_a_hearing_critic_keeps_learning_to_hear_in_idle_time(kit,
             torch.load(h.store.checkpoint_path, weights_only=True)), 60, "the checkpoint after the pass")
         assert saved["hearing_done"]
         resumed = Learner(kit, torch.device("cpu"), seed=6, config=config, chains=8, iters=1)
-        assert resumed.load_checkpoint(h.store) and resumed.long_hearing_left() == 0  # no pass again
+        assert checkpoint.load(resumed, h.store) and resumed.long_hearing_left() == 0  # no pass again
         commands.execute(h.session, "like")  # the session goes on as before
         assert h.messages("/dd/rated")[-1][0][1:] == ("like", 2, 1)
     finally:
@@ -249,13 +250,13 @@ def test_the_table_is_documented():
     assert [line.split()[0] for line in out.splitlines()] == [c.address for c in commands.COMMANDS.values()]
 
 
-def test_virtual_transport_switches_on_the_bar_line_of_its_clock():
+def test_virtual_playback_switches_on_the_bar_line_of_its_clock():
     """Bar lines come from the injected clock: at 120 BPM a bar is 2 s; a loop set mid-bar waits for it."""
-    from deepdrummer_live.transport import VirtualTransport
+    from deepdrummer_live.playback import VirtualPlayback
 
     t = [100.0]
     events = []
-    vt = VirtualTransport(120.0, events.append, now=lambda: t[0])
+    vt = VirtualPlayback(120.0, events.append, now=lambda: t[0])
     vt.play()
     t[0] = 100.5
     assert vt.current_step() == 4  # a 16th is 0.125 s

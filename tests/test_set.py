@@ -1,6 +1,6 @@
 """The performer's set (contract v1.2, issue 22): taste profiles, recency, /dd/vary, /dd/fill, /dd/recall.
 
-In process first (a real learner and store, the recording transport of test_session.py), then over
+In process first (a real learner and store, the recording playback of test_session.py), then over
 OSC on a running daemon (with a kill -9 in between).
 """
 
@@ -24,6 +24,7 @@ from test_web import PageDaemon, browser, loop_element, page  # noqa: F401  (fix
 from deepdrummer_live import commands
 from deepdrummer_live.errors import CommandError
 from deepdrummer_live.learn.critic import LEAN_CONFIG, Trainer, with_overrides
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.player.controller import program_event
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.storage import dataset
@@ -88,7 +89,7 @@ def test_an_old_state_dir_opens_with_its_ratings_in_the_default_profile(kit, tmp
     finally:
         store.close()
     rows, _ = dataset.read_ratings(state)
-    assert sorted((r.loop_id, r.profile, r.label) for r in rows) == [(1, "default", "like"), (2, "default", "dislike"),
+    assert sorted((r.loop.id, r.profile, r.label) for r in rows) == [(1, "default", "like"), (2, "default", "dislike"),
                                                                      (2, "verse", "like")]
 
 
@@ -96,8 +97,8 @@ def test_a_copied_profile_learns_from_its_source_up_to_the_copy(tmp_path):
     store = Store(tmp_path / "s")
     try:
         for _ in range(3):
-            store.add_loop(kit="k", samples=["a"], notes=[36], roles=["kick"], steps=["x" * 16], p_like=0.5,
-                           mode="explore", bpm=120.0)
+            store.add_loop(LoopRecord.of(kit="k", samples=["a"], notes=[36], roles=["kick"], steps=["x" * 16],
+                                         p_like=0.5, mode="explore", tempo=120.0))
         store.add_rating(1, True, 0.5)
         store.add_rating(2, False, 0.5)
         store.add_profile("chorus", "default")
@@ -133,7 +134,7 @@ def test_profiles_keep_their_own_ratings_totals_undo_and_taste(harness):
     s.next()
     wait_for(lambda: s.current.id != first, what="a loop from the verse's critic")
     assert s.current.proposal.profile == "verse"
-    assert abs(s.current.p_like - 0.5) < 1e-6  # an untrained taste: P(like) 0.5 for every loop
+    assert abs(s.current.record.p_like - 0.5) < 1e-6  # an untrained taste: P(like) 0.5 for every loop
     assert s.learner.trainer.examples == {}
     commands.execute(s, "like")
     assert h.messages("/dd/rated")[-1][0][2:] == (1, 0)
@@ -180,11 +181,11 @@ def test_program_change_selects_the_nth_profile(harness, caplog):
     commands.execute(s, "profile", ("default",))
     assert program_event([0xC5, 1]) == {"type": "program", "number": 1}  # any channel
     assert program_event([0x95, 1, 100]) is None
-    s.on_transport_event(program_event([0xC0, 1]))
+    s.on_player_event(program_event([0xC0, 1]))
     assert s.profile == "verse"
     errors = len(harness.messages("/dd/error"))
     with caplog.at_level(logging.WARNING):
-        s.on_transport_event(program_event([0xC0, 7]))
+        s.on_player_event(program_event([0xC0, 7]))
     assert s.profile == "verse" and "Program Change 7" in caplog.text
     assert len(harness.messages("/dd/error")) == errors  # ignored and logged, not an error to anyone
 
@@ -206,10 +207,10 @@ def test_variations_stay_within_the_bounds(kit):
 
 def test_vary_makes_the_next_loop_a_variation(harness):
     s = harness.session
-    before = s.current
+    before = s.current.record
     commands.execute(s, "vary")
     wait_for(lambda: s.current.id != before.id, what="the variation")
-    after = s.current
+    after = s.current.record
     assert len(after.steps) == len(before.steps) and len(after.steps[0]) == len(before.steps[0])
     assert sum(a == b for a, b in zip(after.samples, before.samples)) >= len(before.samples) / 2
     assert 1 <= cells_changed(after.steps, before.steps) <= len(before.steps) * len(before.steps[0]) // 4
@@ -220,7 +221,7 @@ def test_vary_makes_the_next_loop_a_variation(harness):
 
 
 def test_a_fill_plays_one_bar_then_the_loop_goes_on(harness):
-    s, t = harness.session, harness.transport
+    s, t = harness.session, harness.playback
     with pytest.raises(CommandError, match="stopped"):
         commands.execute(s, "fill")
     commands.execute(s, "play")
@@ -230,7 +231,7 @@ def test_a_fill_plays_one_bar_then_the_loop_goes_on(harness):
         commands.execute(s, "fill")
     fill = wait_for(lambda: s.fill_loop, what="the fill sent for the bar line")
     assert t.loops[-1] == (fill.id, True) and s.current is loop
-    assert fill.steps[0][:12] == loop.steps[0][:12] and fill.samples == loop.samples
+    assert fill.record.steps[0][:12] == loop.record.steps[0][:12] and fill.record.samples == loop.record.samples
     t.bar_line()  # the fill plays
     filled = harness.messages("/dd/filled")
     assert filled and filled[-1][0][:2] == (fill.id, loop.id)
@@ -247,19 +248,20 @@ def test_recall_brings_back_an_earlier_loop_with_its_own_id(harness, kit):
     commands.execute(s, "recall", (first.id,))
     last = harness.messages("/dd/loop")[-1][0]
     assert last[0] == first.id and s.current.id == first.id
-    assert [last[4 + 3 * r + 2] for r in range(4)] == first.steps
-    assert harness.messages("/dd/levels")[-1][0] == (first.id, *first.levels)
+    assert [last[4 + 3 * r + 2] for r in range(4)] == first.record.steps
+    assert harness.messages("/dd/levels")[-1][0] == (first.id, *first.record.levels)
     with pytest.raises(CommandError, match="never proposed"):
         commands.execute(s, "recall", (999_999,))
-    foreign = harness.store.add_loop(kit=kit.name, samples=["no-such-sample"] * 4, notes=[36] * 4, roles=["kick"] * 4,
-                                     steps=["x" * 16] * 4, p_like=0.5, mode="explore", bpm=120.0)
+    foreign = harness.store.add_loop(LoopRecord.of(kit=kit.name, samples=["no-such-sample"] * 4, notes=[36] * 4,
+                                                   roles=["kick"] * 4, steps=["x" * 16] * 4, p_like=0.5,
+                                                   mode="explore", tempo=120.0))
     with pytest.raises(CommandError, match="no-such-sample"):
         commands.execute(s, "recall", (foreign,))
     assert s.current.id == first.id
     commands.execute(s, "play")
     commands.execute(s, "recall", (foreign - 1,))  # while playing: at the next bar line
     assert s.current.id == first.id and s.pending.id == foreign - 1
-    harness.transport.bar_line()
+    harness.playback.bar_line()
     assert s.current.id == foreign - 1
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deepdrummer_live.learn import grid
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.kit import load_kit
 from deepdrummer_live.vocab import METERS, metric_classes, steps_per_bar
@@ -110,11 +111,8 @@ def test_a_taste_learnt_on_one_kit_ranks_loops_of_another_better_than_chance():
     def judged(learner, loops):
         out = []
         for i in range(len(loops)):
-            names, notes, _, steps = learner.describe(loops.take(i))
-            args = [i, 0.5, 120.0, len(steps[0])]
-            for n, note, st in zip(names, notes, steps):
-                args += [n, note, st]
-            out.append(user.like_probability(parse_loop(args, [i, *learner.levels(loops.take(i))])))
+            rec = learner.record(loops.take(i), id=i, p_like=0.5)
+            out.append(user.like_probability(parse_loop(rec.loop_args(), rec.levels_args())))
         return torch.tensor(out)
 
     teacher = Learner(first, torch.device("cpu"), seed=2, chains=8, iters=1)
@@ -134,7 +132,7 @@ def test_a_taste_learnt_on_one_kit_ranks_loops_of_another_better_than_chance():
 
 
 def test_features_from_the_grid_survive_a_round_trip_through_ratings_csv(tmp_path, kit):
-    """The loop's facts from its grid equal those the engine computes after ratings.csv rebuilds it."""
+    """The loop's facts from its grid equal those the learner computes after ratings.csv rebuilds it."""
     from deepdrummer_live.learn.learner import Learner
     from deepdrummer_live.storage.dataset import read_csv, read_ratings, write_csv
     from deepdrummer_live.storage.store import Store
@@ -145,29 +143,27 @@ def test_features_from_the_grid_survive_a_round_trip_through_ratings_csv(tmp_pat
     for i, (rows, bars, meter) in enumerate([(4, 1, "4/4"), (8, 2, "7/8"), (2, 4, "5/4")]):
         loops = pattern.random_loops(1, len(kit), gen(10 + i), "cpu", prior=pattern.Prior(rows=rows, bars=bars,
                                                                                            meter=meter))
-        names, notes, roles, steps = learner.describe(loops)
-        loop_id = store.add_loop(kit=kit.name, samples=names, notes=notes, roles=roles, steps=steps, p_like=0.5,
-                                 mode="explore", bpm=120.0, levels=learner.levels(loops), meter=meter)
+        loop_id = store.add_loop(learner.record(loops, p_like=0.5, mode="explore", tempo=120.0))
         store.add_rating(loop_id, i % 2 == 0, 0.5)
         made.append(loops)
     store.close()
     ratings, _ = read_ratings(tmp_path / "state")
     write_csv(ratings, tmp_path / "ratings.csv")
     back = read_csv(tmp_path / "ratings.csv")
-    assert [(r.meter, r.bars, len(r.samples)) for r in back] == [("4/4", 1, 4), ("7/8", 2, 8), ("5/4", 4, 2)]
+    assert [(r.loop.meter, r.loop.bars, len(r.loop.rows)) for r in back] == [("4/4", 1, 4), ("7/8", 2, 8),
+                                                                              ("5/4", 4, 2)]
     for loops, rating in zip(made, back):
-        rebuilt = learner.loops_from_record(rating)
+        rebuilt = learner.loops_from_record(rating.loop)
         torch.testing.assert_close(learner.scorer.features(rebuilt), learner.scorer.features(loops))
 
 
 def test_a_hearing_critic_reads_only_one_bar_of_4_4(kit):
     from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.storage.dataset import Rating
 
     hearing = Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1, kind="lean-hearing")
     names = [s.name for s in kit.samples[:2]]
-    waltz = Rating(1, "like", 0.0, kit.name, 120.0, names, [36, 38], ["kick", "snare"], ["x" * 12] * 2,
-                   ["5" * 12] * 2, 0.5, "explore", meter="3/4")
+    waltz = LoopRecord.of(id=1, kit=kit.name, samples=names, notes=[36, 38], roles=["kick", "snare"],
+                          levels=["5" * 12] * 2, p_like=0.5, mode="explore", meter="3/4")
     assert hearing.loops_from_record(waltz) is None
     assert Learner(kit, torch.device("cpu"), seed=1, chains=8, iters=1).loops_from_record(waltz).meter == "3/4"
 

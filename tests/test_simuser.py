@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from deepdrummer_live.learn.simuser import USERS, all_users, base_rate, make_loop, make_user, parse_loop, row_role
+from deepdrummer_live.learn.simuser import (
+    USERS,
+    all_users,
+    base_rate,
+    make_loop,
+    make_user,
+    parse_loop,
+    row_role,
+    total_hits,
+)
 from deepdrummer_live.sound.kit import load_kit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +39,10 @@ def test_parse_loop_reads_the_osc_arguments():
     args = [7, 0.5, 120.0, 16, "808/clean/hhclosed", 42, steps(2, 6), "Vermona_Kick_02", 36, steps(0),
             "weird_thing", 38, REST, "crash_01", 49, ALL]
     loop = parse_loop(args)
-    assert loop.loop_id == 7 and loop.n_steps == 16
+    assert loop.id == 7 and loop.n_steps == 16
     assert [r.role for r in loop.rows] == ["closed_hat", "kick", "snare", "crash"]  # 3rd: from the GM note
-    assert loop.rows[0].steps[2] and not loop.rows[0].steps[3]
-    assert loop.total_hits == 2 + 1 + 0 + 16
+    assert loop.rows[0].on(2) and not loop.rows[0].on(3)
+    assert total_hits(loop) == 2 + 1 + 0 + 16
     assert row_role("perc_07", 99) == "perc"
 
 
@@ -100,7 +109,7 @@ def test_dynamics_user_wants_accents_on_beats_and_ghosts_off_them():
     # the same steps: only the levels differ, and /dd/levels is what tells them apart
     assert [r.steps for r in shaped.rows] == [r.steps for r in inverted.rows]
     with pytest.raises(ValueError, match="not for /dd/loop"):
-        parse_loop(_args(shaped), [shaped.loop_id + 1, *["." * 16] * 4])
+        parse_loop(shaped.loop_args(), [shaped.id + 1, *["." * 16] * 4])
 
 
 def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
@@ -109,20 +118,13 @@ def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
         first = user.judge(loop)
         assert all(user.judge(loop) == first for _ in range(5))
         # same content under another loop id: same answer
-        assert user.judge(parse_loop([99] + [a for a in _args(loop)][1:])) == first
+        assert user.judge(parse_loop([99, *loop.loop_args()[1:]], [99, *loop.levels])) == first
     # a lapse: even a perfect loop is sometimes disliked, across many distinct loops
     u = make_user("backbeat", lapse=0.2)
     congas = [f"{i:016b}".replace("0", ".").replace("1", "x") for i in range(200)]
     answers = [u.judge(make_loop([("snare", steps(4, 12)), ("kick", steps(0)), ("conga", congas[i]),
                                   ("tom_low", REST)], i)) for i in range(200)]
     assert 0.7 < sum(answers) / len(answers) < 0.99
-
-
-def _args(loop) -> list:
-    out = [loop.loop_id, loop.p_like, loop.bpm, loop.n_steps]
-    for r in loop.rows:
-        out += [r.name, r.note, "".join("x" if s else "." for s in r.steps)]
-    return out
 
 
 @pytest.mark.parametrize("kit_name", [None, "paper"])

@@ -28,7 +28,7 @@ def kit_label(kit: str) -> str:
     return resolve_kit_path(kit).name
 
 
-def pretrain_hearing_file(kit_name: str, seed: int = 0, steps: int | None = None,
+def hearing_critic_file(kit_name: str, seed: int = 0, steps: int | None = None,
                           loops: int | None = None) -> bytes:
     """The bytes of a kit's shipped hearing critic (deterministic for given arguments)."""
     import dataclasses
@@ -41,8 +41,8 @@ def pretrain_hearing_file(kit_name: str, seed: int = 0, steps: int | None = None
 
     torch.set_num_threads(1)  # one thread: the same sums in the same order, the same bytes
     config = LEAN.config  # the critic that hears: what the shipped files teach it
-    config = dataclasses.replace(config, pretrain_steps=steps or config.shipped_pretrain_steps,
-                                 pretrain_loops=loops or config.shipped_pretrain_loops)
+    config = dataclasses.replace(config, hearing_pass_steps=steps or config.shipped_hearing_steps,
+                                 hearing_pass_loops=loops or config.shipped_hearing_loops)
     learner = Learner(load_kit(kit_name), torch.device("cpu"), seed, config=config, chains=1, iters=1)
     learner.learn_to_hear()
     buf = io.BytesIO()
@@ -64,7 +64,7 @@ def cmd_critic(args) -> int:
     out = args.out if args.out is not None else shipped_dir()  # in a source checkout: the package data
     out.mkdir(parents=True, exist_ok=True)
     for kit_name in kits:
-        data = pretrain_hearing_file(kit_name, args.seed, args.steps, args.loops)
+        data = hearing_critic_file(kit_name, args.seed, args.steps, args.loops)
         path = out / f"{hearing_file_name(kit_label(kit_name))}.pt"
         path.write_bytes(data)
         print(f"{path}\t{len(data)} bytes", file=sys.stdout)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import KitError, StateError, UsageError
 from deepdrummer_live.storage.dataset import COLUMNS, KIT_PATH_META, Rating, read_csv, read_ratings, write_csv
 
@@ -59,7 +61,8 @@ def resolve_session_kit(kit_arg: str | None, meta: dict[str, str], kit_names: se
     from deepdrummer_live.sound.kit import load_kit
 
     if kit_arg is not None:
-        return load_kit(kit_arg)
+        with flag_errors("--kit"):
+            return load_kit(kit_arg)
     tried = []
     for candidate in [meta.get(KIT_PATH_META)] + sorted(kit_names):
         if not candidate:
@@ -80,9 +83,10 @@ def render_rating(kit, rating: Rating, sr: int = WAV_SR) -> np.ndarray:
     from deepdrummer_live.sound.render import render_bars, sample_bank, step_length
 
     audio = kit.audio_at(sr)
-    ids = [kit.index_of(name) for name in rating.samples]
-    bank = sample_bank([audio[i] for i in ids], step_length(rating.tempo, sr), len(rating.steps[0]), "cpu")
-    levels = pattern.strings_to_levels(rating.levels)[None]
+    loop = rating.loop
+    ids = [kit.index_of(name) for name in loop.samples]
+    bank = sample_bank([audio[i] for i in ids], step_length(loop.tempo, sr), loop.n_steps, "cpu")
+    levels = pattern.strings_to_levels(loop.levels)[None]
     return render_bars(levels, torch.arange(len(ids))[None], bank)[0].numpy()
 
 
@@ -95,7 +99,7 @@ def mark_experiment(ratings: list[Rating], state_dir: Path) -> None:
     plan = Plan.load(state_dir.expanduser() / PLAN_FILE)
     phase2 = {loop_id for loop_id, _ in plan.items}
     for r in ratings:
-        r.phase = "2" if r.loop_id in phase2 else "1"
+        r.phase = "2" if r.loop.id in phase2 else "1"
         r.participant = r.participant or plan.participant
 
 
@@ -121,11 +125,11 @@ def cmd_export(args) -> int:
     state_dir = args.state_dir or default_state_dir()
     ratings, meta = read_ratings(state_dir, args.participant)
     mark_experiment(ratings, Path(state_dir))
-    kit = resolve_session_kit(args.kit, meta, {r.kit for r in ratings}) if ratings else None
+    kit = resolve_session_kit(args.kit, meta, {r.loop.kit for r in ratings}) if ratings else None
     out = prepare_out(args.out)
     wanted = set()
     for r in ratings:
-        wav = out / "audio" / f"{r.loop_id}.wav"
+        wav = out / "audio" / f"{r.loop.id}.wav"
         sf.write(wav, render_rating(kit, r), WAV_SR, subtype="PCM_24")
         wanted.add(wav.name)
     for stale in (out / "audio").glob("*.wav"):  # from an earlier export of ratings since undone
@@ -167,7 +171,7 @@ COLUMN_DOCS = {
 
 def data_card(ratings: list[Rating], kit: str, state_dir: Path) -> str:
     likes = sum(r.liked for r in ratings)
-    modes = Counter(r.mode for r in ratings)
+    modes = Counter(r.loop.mode for r in ratings)
     span = (f"from {ratings[0].time} to {ratings[-1].time}" if ratings else "none yet")
     columns = "\n".join(f"| `{c}` | {COLUMN_DOCS[c]} |" for c in COLUMNS)
     return f"""# DeepDrummer Live ratings ({state_dir.name or 'session'})
@@ -244,7 +248,8 @@ def load_datasets(paths: list[Path]) -> list[Rating]:
         name = path.expanduser().resolve().name
         for r in rows:
             r.participant = r.participant or name
-            r.loop_id = (k + 1) * 1_000_000 + r.loop_id if len(paths) > 1 else r.loop_id
+            if len(paths) > 1:
+                r.loop = replace(r.loop, id=(k + 1) * 1_000_000 + r.loop.id)
         merged += rows
     return merged
 
@@ -252,7 +257,7 @@ def load_datasets(paths: list[Path]) -> list[Rating]:
 def cmd_import(args) -> int:
     import torch
 
-    from deepdrummer_live.learn import pretraining
+    from deepdrummer_live.learn import taste_start
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.sound.kit import load_kit
 
@@ -268,10 +273,12 @@ def cmd_import(args) -> int:
                              f"use one of {', '.join(found) or 'none'}")
     if not ratings:
         raise StateError(f"{', '.join(map(str, args.datasets))}: no ratings to import; export a session with ratings")
-    kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.kit for r in ratings})
-    device = resolve_device(args.device)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit) if args.kit else resolve_session_kit(None, {}, {r.loop.kit for r in ratings})
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
     if args.replay:
-        result = pretraining.replay(kit, ratings, device, args.seed)
+        result = taste_start.replay(kit, ratings, device, args.seed)
         for k, acc in result["curve"]:
             print(f"after {k:4d} ratings: predicted the next ones {acc:.2f}")
         print(f"accuracy predicting each next rating: first half {result['first_half']:.2f}, "
@@ -280,8 +287,8 @@ def cmd_import(args) -> int:
         if args.json:
             print(json.dumps(result))
     if args.out is not None:
-        learner, used = pretraining.critic_from_ratings(kit, ratings, device, args.seed)
-        pretraining.write_critic(learner, args.out)
+        learner, used = taste_start.critic_from_ratings(kit, ratings, device, args.seed)
+        taste_start.write_critic(learner, args.out)
         participants = sorted({r.participant for r in ratings})
         print(f"{args.out}: critic pretrained on {used} ratings of {len(participants)} participant(s) "
               f"({', '.join(participants)}); start a session with `deepdrummer-live run --critic {args.out}`")

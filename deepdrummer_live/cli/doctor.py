@@ -201,7 +201,7 @@ def check_default_run(midi_backend: str | None, jack_files: bool, jack_running: 
     return checks
 
 
-# --- torch, kit, engine -----------------------------------------------------------------------------
+# --- torch, kit, learner ----------------------------------------------------------------------------
 
 def check_device(name: str):
     """(checks, torch.device or None)."""
@@ -247,23 +247,24 @@ def check_kit(name):
     return checks, kit
 
 
-def check_engine(kit, device, seed: int | None, paper: bool) -> list[Check]:
-    """Build the engine and make one proposal: proves torch, render, features and critic work together."""
+def check_learner(kit, device, seed: int | None, paper: bool) -> list[Check]:
+    """Build the learner and make one proposal: proves torch, render, features and critic work together."""
+    from deepdrummer_live.learn import checkpoint
     from deepdrummer_live.learn.learner import Learner
 
     t0 = time.perf_counter()
     try:
         from deepdrummer_live.learn.kinds import kind_for
 
-        engine = Learner(kit, device, seed if seed is not None else 0, kind=kind_for(paper))
-        start = engine.choose_start()
-        engine.propose("explore", False)
+        learner = Learner(kit, device, seed if seed is not None else 0, kind=kind_for(paper))
+        start = checkpoint.choose_start(learner)
+        learner.propose("explore", False)
     except DeepDrummerError as exc:
-        return [Check(FAIL, "engine", str(exc))]
+        return [Check(FAIL, "learner", str(exc))]
     except Exception as exc:  # any failure here is a broken install; show it rather than a traceback
-        return [Check(FAIL, "engine", f"first proposal failed: {exc!r}",
+        return [Check(FAIL, "learner", f"first proposal failed: {exc!r}",
                       "reinstall the package's dependencies (pip install -e .), or try --device cpu")]
-    return [Check(OK, "engine", f"critic {engine.kind.describe(engine.model)} on {device}, {start}: "
+    return [Check(OK, "learner", f"critic {learner.kind.describe(learner.model)} on {device}, {start}: "
                   f"first loop in {time.perf_counter() - t0:.1f} s")]
 
 
@@ -356,7 +357,7 @@ def run_checks(args) -> list[Check]:
     kit_checks, kit = check_kit(args.kit)
     checks += kit_checks
     if device is not None and kit is not None:
-        checks += check_engine(kit, device, args.seed, args.paper)
+        checks += check_learner(kit, device, args.seed, args.paper)
     checks += check_state_dir(args.state_dir or default_state_dir())
     checks += check_osc_port(args.osc_port)
     return checks

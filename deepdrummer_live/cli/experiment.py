@@ -18,12 +18,24 @@ def add_parser(sub) -> None:
 
 
 def cmd(args) -> int:
-    from deepdrummer_live.cli.main import cmd_run, default_state_dir
-    from deepdrummer_live.experiment import ExperimentSession, Plan, participant_dir
+    from deepdrummer_live.cli.flags import flag_errors
+    from deepdrummer_live.cli.run import cmd_run
+    from deepdrummer_live.experiment import (
+        ExperimentSession,
+        check_participant,
+        check_phase1,
+        check_phase2,
+        participant_dir,
+    )
+    from deepdrummer_live.paths import default_state_dir
 
     root = args.state_dir or default_state_dir() / "experiment"
-    Plan.new(args.participant, args.phase1, args.phase2, 0)  # bad values end here, before the daemon starts
+    # bad values end here, before the daemon starts, each worded with its flag
+    for flag, check, value in (("--participant", check_participant, args.participant),
+                               ("--phase1", check_phase1, args.phase1), ("--phase2", check_phase2, args.phase2)):
+        with flag_errors(flag):
+            check(value)
     args.state_dir = participant_dir(Path(root), args.participant)
-    args.session_class = functools.partial(ExperimentSession, participant=args.participant, phase1=args.phase1,
-                                           phase2=args.phase2, plan_seed=args.seed if args.seed is not None else 0)
-    return cmd_run(args)
+    planned = functools.partial(ExperimentSession, participant=args.participant, phase1=args.phase1,
+                                phase2=args.phase2, plan_seed=args.seed if args.seed is not None else 0)
+    return cmd_run(args, session_factory=planned)

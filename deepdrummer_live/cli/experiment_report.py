@@ -54,8 +54,8 @@ def load_participants(root: Path) -> list[Participant]:
         plan = Plan.load(pdir / PLAN_FILE)
         ratings, meta = read_ratings(pdir, plan.participant)
         kinds = {i: k for i, k in plan.items}
-        phase1 = [r for r in ratings if r.loop_id not in kinds][: plan.phase1]
-        phase2 = [(r, kinds[r.loop_id]) for r in ratings if r.loop_id in kinds]
+        phase1 = [r for r in ratings if r.loop.id not in kinds][: plan.phase1]
+        phase2 = [(r, kinds[r.loop.id]) for r in ratings if r.loop.id in kinds]
         out.append(Participant(plan.participant, pdir, plan, phase1, phase2, meta))
     if not out:
         raise StateError(f"{root}/{PARTICIPANTS_DIR} holds no experiment; run `deepdrummer-live experiment "
@@ -130,8 +130,8 @@ def plot_phase2(people: list[Participant], path: Path) -> tuple[Path, dict]:
 def best_and_worst(p: Participant, n: int = N_BEST) -> tuple[list[Rating], list[Rating]]:
     """Liked loops the critic rated highest, disliked loops it rated lowest (P(like) when proposed)."""
     rated = p.phase1 + [r for r, _ in p.phase2]
-    best = sorted((r for r in rated if r.liked), key=lambda r: -r.p_like)[:n]
-    worst = sorted((r for r in rated if not r.liked), key=lambda r: r.p_like)[:n]
+    best = sorted((r for r in rated if r.liked), key=lambda r: -r.loop.p_like)[:n]
+    worst = sorted((r for r in rated if not r.liked), key=lambda r: r.loop.p_like)[:n]
     return best, worst
 
 
@@ -160,13 +160,13 @@ def write_loops(people: list[Participant], out: Path, kit_arg: str | None = None
         lines += [f"## {p.code}", "", "| | loop | P(like) | rows (sample: steps) | audio |", "|---|---|---|---|---|"]
         for tag, group in (("best", best), ("worst", worst)):
             for rank, r in enumerate(group, start=1):
-                key = (p.meta.get("kit_path"), r.kit)
+                key = (p.meta.get("kit_path"), r.loop.kit)
                 if key not in kits:
-                    kits[key] = resolve_session_kit(kit_arg, p.meta, {r.kit})
-                wav = folder / f"{tag}-{rank}-loop{r.loop_id}.wav"
+                    kits[key] = resolve_session_kit(kit_arg, p.meta, {r.loop.kit})
+                wav = folder / f"{tag}-{rank}-loop{r.loop.id}.wav"
                 sf.write(wav, render_rating(kits[key], r), WAV_SR, subtype="PCM_24")
-                rows = "<br>".join(f"`{s}`: `{lv}`" for s, lv in zip(r.samples, r.levels))
-                lines.append(f"| {tag} {rank} | {r.loop_id} | {r.p_like:.2f} | {rows} | `{wav}` |")
+                rows = "<br>".join(f"`{row.sample}`: `{row.levels}`" for row in r.loop.rows)
+                lines.append(f"| {tag} {rank} | {r.loop.id} | {r.loop.p_like:.2f} | {rows} | `{wav}` |")
         lines.append("")
     path = out / "experiment-loops.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
-import socket
 import sys
-import threading
-import time
-from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
 from deepdrummer_live import __version__
@@ -19,20 +12,18 @@ from deepdrummer_live.cli import send
 from deepdrummer_live.errors import DeepDrummerError, StateError, UsageError
 from deepdrummer_live.paths import default_state_dir, user_kits_dir
 from deepdrummer_live.vocab import (
+    AUDIO_BACKENDS,
+    AUDIO_MODES,
     CLOCKS,
     CRITIC_KINDS,
-    DEFAULT_METER,
     DEFAULT_TEMPO,
     METERS,
     MIDI_BACKENDS,
+    OSC_HOST,
+    OSC_PORT,
     SWITCH_POINTS,
-    TEMPO_MAX,
-    TEMPO_MIN,
     WEB_HOST,
     WEB_PORT,
-    profile_problem,
-    shape_problem,
-    swing_problem,
 )
 
 log = logging.getLogger("deepdrummer_live")
@@ -93,7 +84,7 @@ def port_or_off(value: str) -> int:
     return port_number(value, off=True)
 
 
-def add_engine_flags(p: argparse.ArgumentParser) -> None:
+def add_learner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kit", default=None,
                    help="a built-in kit by name (dd-analog, dd-digital), or any folder of one-shots")
     p.add_argument("--device", default="auto", help="torch device: auto|cpu|cuda|mps [auto]")
@@ -102,7 +93,7 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
                    help="the paper's exact path: its critic, 44.1 kHz, one candidate at a time "
                         "(the same as --critic-kind paper)")
     p.add_argument("--critic-kind", default=None, choices=CRITIC_KINDS,
-                   help="grid: reads the loop as the engine wrote it (default); lean-hearing: hears the "
+                   help="grid: reads the loop as the generator wrote it (default); lean-hearing: hears the "
                         "rendered mix; paper: the paper's critic [grid, or the kind of --critic / the state "
                         "dir's critic]")
 
@@ -113,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="the daemon: generate, filter, play and learn until SIGINT/SIGTERM")
-    add_engine_flags(run)
+    add_learner_flags(run)
     run.add_argument("--state-dir", type=Path, default=None, help="ratings, checkpoints and the loop library")
-    run.add_argument("--osc-host", default="127.0.0.1")
-    run.add_argument("--osc-port", type=port_number, default=9000)
+    run.add_argument("--osc-host", default=OSC_HOST)
+    run.add_argument("--osc-port", type=port_number, default=OSC_PORT)
     run.add_argument("--osc-allow", action="append", default=[], metavar="CIDR",
                      help="also serve OSC from these networks (loopback always; others are dropped without it)")
     run.add_argument("--notify", action="append", default=[], type=host_port, metavar="HOST:PORT",
@@ -134,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="odd 16ths late by AMOUNT x one step, 0.0-0.5 [0.0, or the resumed session's]")
     run.add_argument("--note-map", default=None, metavar="NAME|FILE",
                      help="where each drum role goes: a map in data/notemaps (gm, drum-rack) or a .toml [gm]")
-    run.add_argument("--audio", choices=("pyo", "none"), default=None)
-    run.add_argument("--audio-backend", choices=("jack", "portaudio", "offline"), default=None)
+    run.add_argument("--audio", choices=AUDIO_MODES, default=None)
+    run.add_argument("--audio-backend", choices=AUDIO_BACKENDS, default=None)
     run.add_argument("--autoplay", action="store_true", help="start the transport at once (internal clock)")
     run.add_argument("--headless", action="store_true", help="no terminal surface; logs to stderr")
     run.add_argument("--web-port", type=port_or_off, default=None,
@@ -159,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     bench = sub.add_parser("bench", help="measure throughput and latency; last stdout line is JSON")
-    add_engine_flags(bench)
+    add_learner_flags(bench)
     bench.add_argument("--json", action="store_true", help="print the result as one JSON line")
     bench.add_argument("--seconds", type=positive_seconds, default=3.0, help="time per throughput measurement")
     bench.add_argument("--ratings", type=positive_count, default=40, help="ratings for the latency measurement")
@@ -185,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"folder to write the kits into [{user_kits_dir()}]")
 
     doctor = sub.add_parser("doctor", help="check MIDI, audio, torch, kit, state dir and ports")
-    add_engine_flags(doctor)
+    add_learner_flags(doctor)
     doctor.add_argument("--state-dir", type=Path, default=None)
-    doctor.add_argument("--osc-port", type=port_number, default=9000)
+    doctor.add_argument("--osc-port", type=port_number, default=OSC_PORT)
 
     send.add_parser(sub)
     sub.add_parser("commands", help="every command of the one table (OSC /dd/..., keys, controller actions, page)")
@@ -210,249 +201,6 @@ def plugin_commands() -> dict:
     from deepdrummer_live.cli import dataset, experiment, pretrain
 
     return {"dataset": dataset, "pretrain": pretrain, "experiment": experiment}
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class StartupBuffer(logging.Handler):
-    """Holds stderr log lines until start-up succeeds, so a failed start prints one line only."""
-
-    def __init__(self):
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def release_to(self, handler: logging.Handler) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self)
-        root.addHandler(handler)
-        for record in self.records:
-            if record.levelno >= root.level:
-                handler.handle(record)
-        self.records.clear()
-
-
-def setup_logging(level: str, state_dir: Path | None = None) -> StartupBuffer:
-    """Log to <state-dir>/daemon.log now, to stderr once `release_to` is called."""
-    buffer = StartupBuffer()
-    handlers: list[logging.Handler] = [buffer]
-    if state_dir is not None:
-        handlers.append(logging.FileHandler(state_dir / "daemon.log"))
-    logging.basicConfig(level=getattr(logging, level), handlers=handlers, format=LOG_FORMAT, force=True)
-    return buffer
-
-
-def stderr_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    return handler
-
-
-def check_run_flags(args) -> None:
-    if args.tempo is not None and not TEMPO_MIN <= args.tempo <= TEMPO_MAX:
-        raise UsageError(f"--tempo {args.tempo:g}: out of range; use {TEMPO_MIN:g}-{TEMPO_MAX:g} BPM")
-    if args.clock == "midi" and args.midi_in is None:
-        raise UsageError("--clock midi needs an input port to hear the clock on; add --midi-in NAME")
-    if args.clock == "midi" and args.midi_backend == "none":
-        raise UsageError("--clock midi with --midi-backend none: no MIDI to follow; pick a MIDI backend")
-    problem = swing_problem(args.swing) if args.swing is not None else None
-    if problem:
-        raise UsageError(f"--{problem}")
-    problem = shape_problem(args.rows, args.bars, args.meter)
-    if problem:
-        raise UsageError(f"--{problem}")
-    problem = profile_problem(args.profile) if args.profile is not None else None
-    if problem:
-        raise UsageError(f"--profile: {problem}")
-    if not -500.0 <= args.midi_offset_ms <= 500.0:
-        raise UsageError(f"--midi-offset-ms {args.midi_offset_ms:g}: out of range; use -500 to 500")
-    for host, port in args.notify:
-        try:  # a receiver that no datagram could ever reach is a bad flag, not a silent loss
-            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise UsageError(f"--notify {host}:{port}: host {host!r} cannot be resolved ({exc}); give an IP "
-                             f"address (e.g. 127.0.0.1:{port}) or a name this machine knows") from None
-
-
-def resolve_kind(args, critic_path: Path | None, checkpoint: Path):
-    """The critic kind of a run: --paper / --critic-kind when given, else the kind of the --critic file,
-    else the kind of the state dir's own critic (a resumed session goes on with its critic), else the default."""
-    from deepdrummer_live.learn.kinds import kind_for, kind_of_file
-
-    if args.paper or args.critic_kind:
-        return kind_for(args.paper, args.critic_kind)
-    for path in (critic_path, checkpoint):
-        name = kind_of_file(path) if path is not None and path.exists() else None
-        if name is not None:
-            return kind_for(False, name)
-    return kind_for(False)
-
-
-def cmd_run(args) -> int:
-    check_run_flags(args)
-    from deepdrummer_live.learn.kinds import resolve_critic_source
-    from deepdrummer_live.learn.learner import Learner
-    from deepdrummer_live.learn.search import resolve_device
-    from deepdrummer_live.session import Session
-    from deepdrummer_live.sound.kit import load_kit
-    from deepdrummer_live.storage.dataset import KIT_PATH_META
-    from deepdrummer_live.storage.store import Store
-    from deepdrummer_live.surfaces.osc import OscServer
-    from deepdrummer_live.transport import VirtualTransport
-
-    device = resolve_device(args.device)
-    state_dir = args.state_dir or default_state_dir()
-    store = Store(state_dir)
-    startup_log = setup_logging(args.log_level, store.dir)
-    osc = OscServer(args.osc_host, args.osc_port, args.notify, args.osc_allow)
-    web = None
-    transport = None
-    events = EventForwarder()
-    try:
-        web_port = WEB_PORT if args.web_port is None else args.web_port
-        if web_port:  # bound now: a busy port fails in a second, not after the engine warm-up
-            from deepdrummer_live.surfaces.web import WebServer
-
-            try:
-                web = WebServer(args.web_host, web_port, store.dir)
-            except UsageError as exc:
-                if args.web_port is not None or args.web_host != WEB_HOST:
-                    raise  # a page asked for with a flag that cannot be used: exit 2, as for any flag
-                # The default port taken (e.g. by a second daemon): run on without the page, and say so.
-                log.warning("no rating page: %s", exc)
-        from deepdrummer_live.player.notemap import NoteMap
-
-        note_map = NoteMap.load(args.note_map)
-        kit = load_kit(args.kit)
-        store.set_meta(KIT_PATH_META, str(kit.root))  # so `dataset export` renders with the same kit
-        for note in kit.notes:
-            log.info("kit: %s", note)
-        # The tempo the player starts at: the flag, else the resumed session's (the Session decides the same way).
-        resumed_tempo = store.get_meta("tempo") if args.clock == "internal" else None
-        start_tempo = args.tempo if args.tempo is not None else float(resumed_tempo or DEFAULT_TEMPO)
-        player_config = resolve_player(args, start_tempo, store.dir)
-        if player_config is not None:
-            # Ports first: a busy or missing MIDI system fails in a second, not after the engine warm-up.
-            from deepdrummer_live.player.handle import PlayerHandle
-
-            transport = PlayerHandle(player_config, events)
-            ready = transport.start()
-            log.info("player: MIDI out %s, MIDI in %s (writer %s), audio %s", ready.get("midi_out"),
-                     ready.get("midi_in"), ready.get("midi_writer"), ready.get("audio"))
-        seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
-        t0 = time.perf_counter()
-        critic_path = resolve_critic_source(args.critic) if args.critic else None
-        kind = resolve_kind(args, critic_path, store.checkpoint_path)
-        config = replace(kind.config, half_life=args.half_life) if args.half_life is not None else None
-        engine = Learner(kit, device, seed, kind=kind, config=config)
-        start = engine.choose_start(store.checkpoint_path, critic_path)
-        if critic_path is not None and not engine.resumed:
-            # The state dir's own copy at once: a crash before the first rating's checkpoint must not
-            # resume the session from a fresh critic instead of the one it was started from.
-            engine.save_checkpoint(store)
-        log.info("kit %s: %d samples; critic %s on %s; %s; ready in %.1f s", kit.name, len(kit),
-                 engine.kind.describe(engine.model), device, start, time.perf_counter() - t0)
-        audio_sr = player_config.audio_sr if player_config and player_config.audio != "none" else None
-        session_class = getattr(args, "session_class", Session)  # `experiment` runs a planned session
-        if not engine.kind.reads(args.bars or 1, args.meter or DEFAULT_METER):
-            raise UsageError(f"--bars/--meter: the {engine.kind.name} critic hears one bar of 4/4 only; "
-                             f"drop --critic-kind/--paper (the default critic reads any shape)")
-        session = session_class(engine, store, tempo=args.tempo, clock=args.clock, audio_sr=audio_sr,
-                                swing=args.swing, note_map=note_map, rows=args.rows, bars=args.bars,
-                                meter=args.meter, profile=args.profile)
-        if args.switch is not None:
-            session.set_switch(args.switch)
-        if transport is None:
-            transport = VirtualTransport(session.tempo, session.on_transport_event)
-        elif session.tempo != player_config.tempo:
-            transport.set_tempo(session.tempo)  # the resumed session's tempo
-        session.attach_transport(transport)
-        events.attach(session.on_transport_event)
-        osc.start(session)
-        if web is not None:
-            web.start(session)
-            log.info("web page: %s", web.url)
-        session.start(autoplay=args.autoplay)
-        log.info("OSC on %s:%d; state dir %s", *osc.address, store.dir)
-        startup_log.release_to(stderr_handler())
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        if not args.headless and sys.stdout.isatty():
-            from deepdrummer_live.surfaces.tui import run_tui
-
-            run_tui(session, stop, web_url=web.url if web else None)
-        else:
-            while not stop.wait(0.5):
-                pass
-        log.info("shutting down")
-        session.stop()
-        return 0
-    finally:
-        if web is not None:
-            web.stop()
-        osc.stop()
-        if transport is not None:
-            transport.close()
-        store.close()
-
-
-class EventForwarder:
-    """Player events go to the session once it exists. Earlier ones are kept and replayed then:
-    a Link or MIDI-clock tempo learnt during the engine's warm-up must not be lost."""
-
-    def __init__(self):
-        self._target = None
-        self._early: deque = deque(maxlen=256)
-        self._lock = threading.Lock()
-
-    def attach(self, target) -> None:
-        with self._lock:
-            early, self._early = list(self._early), deque()
-            self._target = target
-        for event in early:
-            target(event)
-
-    def __call__(self, event: dict) -> None:
-        with self._lock:
-            target = self._target
-            if target is None:
-                if event.get("type") == "error":
-                    log.warning("player: %s", event.get("message"))
-                if event.get("type") != "step":
-                    self._early.append(event)
-                return
-        target(event)
-
-
-def resolve_player(args, start_tempo: float, state_dir: Path):
-    """PlayerConfig for the player process, or None when neither MIDI nor audio is wanted."""
-    from deepdrummer_live.player import midi
-
-    backend = args.midi_backend
-    if backend is None:
-        backend = midi.default_backend()
-        if backend is None:
-            log.warning("no MIDI system found (no ALSA sequencer, no JACK server): running without MIDI; "
-                        "start JACK or load snd-seq, or pass --midi-backend none to silence this")
-            backend = "none"
-    audio = args.audio or "pyo"
-    if backend == "none" and audio == "none" and args.clock == "internal":
-        return None
-    from deepdrummer_live.player.midilearn import LEARNED_FILE
-    from deepdrummer_live.player.protocol import PlayerConfig
-
-    audio_backend = args.audio_backend or ("jack" if backend == "jack" or midi.jack_server_running() else "portaudio")
-    return PlayerConfig(midi_backend=backend, midi_out=args.midi_out, midi_in=args.midi_in, clock=args.clock,
-                        tempo=start_tempo, midi_offset_ms=args.midi_offset_ms, controller=args.controller,
-                        learned=state_dir / LEARNED_FILE,
-                        audio=audio, audio_backend=audio_backend,
-                        audio_required=audio == "pyo" and (args.audio == "pyo" or args.audio_backend is not None),
-                        audio_out_path=state_dir / "live-audio.wav" if audio_backend == "offline" else None,
-                        stderr_path=state_dir / "player.log")
 
 
 def cmd_kits(args) -> int:
@@ -496,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "run":
+            from deepdrummer_live.cli.run import cmd_run
+
             return cmd_run(args)
         if args.command == "bench":
             from deepdrummer_live.cli.bench import cmd_bench

@@ -2,13 +2,14 @@
 
 Loops or tracks they like (any tempo) are beat-tracked, cut into bars and stretched to the
 reference tempo (sound/bars.py); those bars are the likes, random loops of the generator with the
-kit the dislikes (learn/pretraining.py). The checkpoint starts a session: `run --critic critic.pt`.
+kit the dislikes (learn/taste_start.py). The checkpoint starts a session: `run --critic critic.pt`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from deepdrummer_live.cli.flags import flag_errors
 from deepdrummer_live.errors import UsageError
 
 
@@ -32,7 +33,7 @@ def cmd(args) -> int:
     import numpy as np
     import torch
 
-    from deepdrummer_live.learn import pretraining
+    from deepdrummer_live.learn import taste_start
     from deepdrummer_live.learn.search import resolve_device
     from deepdrummer_live.sound.bars import load_likes
     from deepdrummer_live.sound.kit import load_kit
@@ -40,15 +41,19 @@ def cmd(args) -> int:
     if args.max_bars < 1:
         raise UsageError(f"--max-bars {args.max_bars}: use 1 or more")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    kit = load_kit(args.kit)
-    device = resolve_device(args.device)
-    sr = pretraining.critic_sr()
-    found = load_likes(args.likes, sr, pretraining.reference_bar_samples(), args.max_bars)
+    with flag_errors("--kit"):
+        kit = load_kit(args.kit)
+    with flag_errors("--device"):
+        device = resolve_device(args.device)
+    sr = taste_start.critic_sr()
+    with flag_errors("--likes"):
+        found = load_likes(args.likes, sr, taste_start.reference_bar_samples(), args.max_bars)
     for f in found:
         print(f"{f.path}: {len(f.bars)} bars at {f.bpm:.1f} BPM")
     bars = np.concatenate([f.bars for f in found])
-    learner = pretraining.critic_from_music(kit, bars, device, args.seed, args.negatives, kind=args.critic_kind)
-    pretraining.write_critic(learner, args.out)
+    learner = taste_start.critic_from_music(kit, bars, device, seed=args.seed, negatives=args.negatives,
+                                            kind=args.critic_kind)
+    taste_start.write_critic(learner, args.out)
     print(f"{args.out}: critic pretrained on {len(bars)} liked bars from {len(found)} file(s) against "
           f"{args.negatives or len(bars)} random loops of kit {kit.name}; start with "
           f"`deepdrummer-live run --kit {args.kit or kit.name} --critic {args.out}`")

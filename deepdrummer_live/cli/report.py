@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.paths import default_state_dir
-from deepdrummer_live.storage.store import TASTE_META
+from deepdrummer_live.storage.store import TASTE_META, effective_ratings, loop_rows, open_readonly, profile_column
 from deepdrummer_live.surfaces.taste import taste_line
 from deepdrummer_live.vocab import DEFAULT_PROFILE
 
@@ -34,62 +35,36 @@ class Rated:
 
 
 @dataclass
-class LoopRow:
-    id: int
-    samples: list[str]
-    roles: list[str]
-    steps: list[str]
-    p_like: float
-    mode: str
-
-
-@dataclass
 class SessionData:
     path: Path
     rated: list[Rated] = field(default_factory=list)  # effective ratings, in the order they were given
-    loops: dict[int, LoopRow] = field(default_factory=dict)
+    loops: dict[int, LoopRecord] = field(default_factory=dict)  # the rated ones
     train: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     n_loops: int = 0
-
-
-# A loop's effective rating in a profile is its latest rating there that was not undone (docs/architecture.md);
-# `{profile}` is the column, or a constant for a state dir from before profiles (read-only: no migration).
-EFFECTIVE = """
-SELECT r.seq, r.loop_id, r.rating, r.ts, COALESCE(l.p_like, r.p_like), {profile}
-FROM ratings r
-JOIN (SELECT loop_id, {profile} AS p, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, p) last
-  ON r.seq = last.seq
-LEFT JOIN loops l ON l.id = r.loop_id
-ORDER BY r.seq
-"""
 
 
 def load_session(state_dir: Path, profile: str | None = None) -> SessionData:
     """Read the store without writing to it (a running daemon may hold it open); `profile`: only the
     ratings of that taste profile (None: every rating, each with its profile)."""
     db_path = Path(state_dir).expanduser() / "state.sqlite"
-    if not db_path.exists():
-        raise StateError(f"--state-dir {str(Path(state_dir))!r} has no state.sqlite (no session there); "
-                         f"pass --state-dir with the folder `deepdrummer-live run` used")
+    db = open_readonly(state_dir)
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
-            profiled = "profile" in {c[1] for c in db.execute("PRAGMA table_info(ratings)")}
-            query = EFFECTIVE.format(profile="profile" if profiled else f"'{DEFAULT_PROFILE}'")
+            query = (f"SELECT e.seq, e.loop_id, e.rating, e.ts, COALESCE(l.p_like, e.p_like), e.profile "
+                     f"FROM ({effective_ratings(profile_column(db))}) e LEFT JOIN loops l ON l.id = e.loop_id "
+                     f"ORDER BY e.seq")
             rated = [Rated(s, i, bool(r), ts, float(p or 0.0), str(pr)) for s, i, r, ts, p, pr in db.execute(query)
                      if profile is None or pr == profile]
-            liked_ids = {r.loop_id for r in rated}
-            loops = {}
-            for row in db.execute("SELECT id, samples, roles, grid, p_like, mode FROM loops"):
-                if row[0] in liked_ids:  # only rated loops are drawn; a long session has thousands
-                    loops[row[0]] = LoopRow(row[0], json.loads(row[1]), json.loads(row[2]), row[3].split("|"),
-                                            float(row[4] or 0.0), row[5])
+            rated_ids = {r.loop_id for r in rated}
+            # only rated loops are drawn; a long session has thousands
+            loops = {row["id"]: LoopRecord.from_store(row) for row in loop_rows(db.execute("SELECT * FROM loops"))
+                     if row["id"] in rated_ids}
             train = [(int(s), float(loss)) for s, loss in
                      db.execute("SELECT step, loss FROM train_log WHERE loss IS NOT NULL ORDER BY step, ts")]
             n_loops = db.execute("SELECT COUNT(*) FROM loops").fetchone()[0]
         finally:
             db.close()
-    except (sqlite3.Error, json.JSONDecodeError) as exc:
+    except (sqlite3.Error, ValueError) as exc:  # JSON or a row that is no loop: ValueError
         raise StateError(f"{db_path}: cannot read it ({exc}); is it a deepdrummer-live state file? "
                          f"copy it aside and retry, or point --state-dir elsewhere") from exc
     return SessionData(db_path, rated, loops, train, n_loops)

@@ -1,8 +1,8 @@
 """`deepdrummer-live send`: one OSC message to a running daemon, its answer on stdout (contract v1.1).
 
 What a DAW macro, a shell or a stream deck runs on each button press, so it starts fast: it
-imports only the standard library and deepdrummer_live.client (python-osc; never torch, never the
-engine), and only when it runs, not when the main parser is built. Exit status:
+imports only the standard library, deepdrummer_live.vocab and deepdrummer_live.client (python-osc;
+never torch, never the learner), and only when it runs, not when the main parser is built. Exit status:
 0 the expected answer came (or, for an address with no answer, no /dd/error did), 1 the daemon
 answered /dd/error (its message on stderr), 2 no answer in time, no daemon, or bad usage.
 """
@@ -14,10 +14,11 @@ import re
 import sys
 import time
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
+from deepdrummer_live.vocab import INT32_MAX, INT32_MIN, OSC_HOST, OSC_PORT
+
+DEFAULT_HOST = OSC_HOST
+DEFAULT_PORT = OSC_PORT
 DEFAULT_TIMEOUT = 2.0
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 ERROR = "/dd/error"
 
@@ -57,16 +58,23 @@ def typed_arg(text: str):
     return text
 
 
-def exchange(host: str, port: int, address: str, args, timeout: float, out=sys.stdout, err=sys.stderr) -> int:
+def expected_reply(address: str) -> str | None:
+    """The answer `send` waits for: the command table's `reply=` for the address (commands.py), else None."""
+    from deepdrummer_live.client import EXPECTED_REPLY
+
+    return EXPECTED_REPLY.get(address)
+
+
+def exchange(host: str, port: int, address: str, args, timeout: float, *, out=sys.stdout, err=sys.stderr) -> int:
     """Send one message, print every answer, return the exit status (0, 1 or 2)."""
     # Imported here: building the main parser (every command does) must not pay for python-osc.
-    from deepdrummer_live.client import EXPECTED_REPLY, ClientError, OscClient, Unreachable, format_message, resolve
+    from deepdrummer_live.client import ClientError, OscClient, Unreachable, format_message, resolve
 
     try:
         resolve(host, port)
     except ClientError as exc:
         raise SendUsageError(f"--{exc}") from exc  # "--host NAME: cannot resolve it ..."
-    expected = EXPECTED_REPLY.get(address)
+    expected = expected_reply(address)
     # connect=True: only the daemon's datagrams reach us, and a closed port shows as refused.
     with OscClient(port, host, connect=True) as client:
         try:

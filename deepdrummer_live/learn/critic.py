@@ -9,8 +9,8 @@
   pooled to a few bands: its rise at the step's first frame and its level) through a 1x1 conv,
   two residual 1x1 layers (a small MLP per step: hits sounding together are told apart there),
   then a circular conv across steps. Before any rating the trunk *learns to hear*: on a few
-  thousand random loops of the kit, whose content the engine knows, it learns which GM role
-  group starts on which step (`pretrain_hearing`, a few seconds of CPU in the background).
+  thousand random loops of the kit, whose content the learner knows, it learns which GM role
+  group starts on which step (`train_hearing`, a few seconds of CPU in the background).
   Ratings then train only the like head, a logistic regression on those per-step role
   probabilities and the mean step embedding (what it sounds like): a taste about where the
   snare falls, how busy the loop is, or which drums it uses is a few weights there, which a few
@@ -60,10 +60,10 @@ class CriticConfig:
     hidden: int = 64
     label_smoothing: float = 0.0  # target 1 - eps/2 for the rated class (0: the paper's plain NLL)
     bands: int = 10  # lean: log-mel bands of the per-step onset spectrum (n_mels must be a multiple)
-    pretrain_steps: int = 0  # lean: hearing pretraining steps on random loops (0: none, no role head)
-    pretrain_loops: int = 2048
-    shipped_pretrain_steps: int = 10000  # the built-in kits' shipped hearing critics learn longer, once
-    shipped_pretrain_loops: int = 32768  # fresh loops: hearing kept improving up to here (docs/learning.md)
+    hearing_pass_steps: int = 0  # lean: a new session's hearing pass, steps on random loops (0: none, no role head)
+    hearing_pass_loops: int = 2048
+    shipped_hearing_steps: int = 10000  # the built-in kits' shipped hearing critics learn longer, once
+    shipped_hearing_loops: int = 32768  # fresh loops: hearing kept improving up to here (docs/learning.md)
     fit: str = "sgd"  # "sgd": augmented mini-batches; "full": the like head fitted on every rating at once
     fit_iters: int = 100  # "full": L-BFGS iterations per fit (it stops earlier once converged)
     head_l2: float = 0.2  # "full": L2 penalty on the like head's weights (inputs are standardized)
@@ -76,7 +76,7 @@ class CriticConfig:
 
 
 PAPER_CONFIG = CriticConfig("paper", PAPER_SPEC, PAPER_SR)
-LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, pretrain_steps=400, lr=1e-3, weight_decay=1e-4,
+LEAN_CONFIG = CriticConfig("lean-hearing", LEAN_SPEC, LEAN_SPEC.sr, hearing_pass_steps=400, lr=1e-3, weight_decay=1e-4,
                            dropout=0.2, batches_per_rating=1, noise_sd=0.05, max_shift=0, width=32, hidden=0,
                            label_smoothing=0.2, bands=10, fit="full", head_clip=2.0, step_width=96, step_layers=2,
                            half_life=10.0)  # a change of mind: +0.08 like-rate after it, docs/learning.md
@@ -134,7 +134,7 @@ class LeanCritic(nn.Module):
         self.drop = nn.Dropout(p_dropout)
         # Hearing: which kind of drum (GM role group) starts on which step, and how many rows hit
         # on each step (0..n_rows: how busy it is). Learnt before any rating from random loops
-        # whose content the engine knows (see pretrain_hearing).
+        # whose content the learner knows (see train_hearing).
         self.roles = nn.Conv1d(width, n_groups, kernel_size=1) if n_groups else None
         self.counts = nn.Conv1d(width, n_rows + 1, kernel_size=1) if n_groups else None
         if n_groups:
@@ -168,7 +168,7 @@ class LeanCritic(nn.Module):
         return self.roles(self.trunk(feats))
 
     def rating_parameters(self):
-        """What ratings train: the like head only once hearing is pretrained (50 ratings would
+        """What ratings train: the like head only once hearing is learnt (50 ratings would
         otherwise wash out what thousands of known loops taught), else everything."""
         return self.mlp.parameters() if self.roles is not None else self.parameters()
 
@@ -261,10 +261,10 @@ def hearing_optimizer(model: LeanCritic, lr: float = 3e-3) -> torch.optim.Optimi
     return torch.optim.Adam([p for name, p in model.named_parameters() if not name.startswith("mlp.")], lr=lr)
 
 
-def pretrain_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor,
+def train_hearing(model: LeanCritic, feats: torch.Tensor, targets: torch.Tensor, counts: torch.Tensor,
                      steps: int, gen: torch.Generator, optimizer: torch.optim.Optimizer, batch: int = 64) -> float:
     """Teach the trunk which role group starts on which step, and how many rows hit on each step,
-    from loops the engine made itself.
+    from loops the learner made itself.
 
     feats: MFCC `[n, n_mfcc, frames]`; targets: float `[n, n_groups, n_steps]` (1 where a sample
     of that group is hit); counts: long `[n, n_steps]` (rows hitting) -> mean loss of the last

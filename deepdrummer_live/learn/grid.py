@@ -1,6 +1,6 @@
-"""The critic that reads the loop (the default): P(like) from the loop as the engine wrote it.
+"""The critic that reads the loop (the default): P(like) from the loop as the generator wrote it.
 
-The engine knows every loop it made: which one-shot each row plays, its role, and the level of
+The learner knows every loop it made: which one-shot each row plays, its role, and the level of
 every hit on every step. This critic reads that instead of hearing the mix, so nothing is lost to
 hearing (accents, ghost notes, a hit under another), scoring needs no render, and a producer on
 MIDI, who hears their own drum rack and not our render, teaches it what they hear: roles, steps

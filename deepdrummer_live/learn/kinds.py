@@ -37,7 +37,7 @@ from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, GridScorer
 from deepdrummer_live.learn.search import PaperScorer, Scorer
 from deepdrummer_live.paths import data_path
 from deepdrummer_live.sound.pattern import PAPER_PRIOR, Prior
-from deepdrummer_live.vocab import DEFAULT_METER
+from deepdrummer_live.vocab import DEFAULT_METER, STEPS_PER_BEAT
 
 SHIPPED_DIR = "critics"  # package data: deepdrummer_live/data/critics/<name>.pt
 CHECKPOINT_NAME = "critic.pt"  # what a state dir keeps
@@ -104,10 +104,10 @@ def _build_paper(config: CriticConfig) -> nn.Module:
 
 
 def _build_lean(config: CriticConfig) -> nn.Module:
-    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / 4) // config.spec.hop
+    frames_per_step = int(config.audio_sr * 60 / REFERENCE_BPM / STEPS_PER_BEAT) // config.spec.hop
     return LeanCritic(config.spec.n_mfcc, frames_per_step, config.width, config.hidden, config.dropout,
                       n_mels=config.spec.n_mels, bands=config.bands,
-                      n_groups=N_ROLE_GROUPS if config.pretrain_steps else 0, head_clip=config.head_clip,
+                      n_groups=N_ROLE_GROUPS if config.hearing_pass_steps else 0, head_clip=config.head_clip,
                       step_width=config.step_width, step_layers=config.step_layers)
 
 
@@ -125,7 +125,7 @@ def _grid_budget(device: torch.device) -> tuple[int, int]:
 
 
 # The critic that reads the loop: its like head is fitted on every rating at once, like the hearing one's
-GRID_CONFIG = replace(LEAN_CONFIG, name="grid", pretrain_steps=0, step_width=0, step_layers=0)
+GRID_CONFIG = replace(LEAN_CONFIG, name="grid", hearing_pass_steps=0, step_width=0, step_layers=0)
 
 _BUILDERS = {PAPER_CONFIG.name: _build_paper, LEAN_CONFIG.name: _build_lean, GRID_CONFIG.name: _build_grid}
 
@@ -136,7 +136,7 @@ LEAN = CriticKind(LEAN_CONFIG.name, LEAN_CONFIG,
 PAPER = CriticKind(PAPER_CONFIG.name, PAPER_CONFIG, "the paper's MFCC CNN, 44.1 kHz, one candidate at a time",
                    "audio", PaperScorer, lambda device: (1, 100), PAPER_PRIOR)
 GRID = CriticKind(GRID_CONFIG.name, GRID_CONFIG,
-                  "reads the loop as the engine wrote it (roles, steps, levels, each sound heard alone), "
+                  "reads the loop as the generator wrote it (roles, steps, levels, each sound heard alone), "
                   "then a logistic like head", "features", GridScorer, _grid_budget, any_shape=True)
 KINDS: dict[str, CriticKind] = {k.name: k for k in (GRID, LEAN, PAPER)}
 DEFAULT = GRID
@@ -151,7 +151,8 @@ def kind_named(name: str) -> CriticKind:
 def kind_for(paper: bool, name: str | None = None) -> CriticKind:
     """The kind behind the `--paper` switch and `--critic-kind NAME` (None: the default)."""
     if paper and name not in (None, PAPER.name):
-        raise UsageError(f"--paper and --critic-kind {name}: the paper's critic is --critic-kind paper; give one")
+        raise UsageError(f"the paper's critic and the {name} critic both asked for; the paper's critic is kind "
+                         f"paper; give one")
     return PAPER if paper else kind_named(name) if name else DEFAULT
 
 
@@ -198,7 +199,7 @@ def resolve_critic_source(value: str | Path) -> Path:
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
-        raise CriticFileError(f"--critic {text!r}: no such critic file, state dir with {CHECKPOINT_NAME}, or "
+        raise CriticFileError(f"critic {text!r}: no such critic file, state dir with {CHECKPOINT_NAME}, or "
                               f"shipped critic; use a path or one of: {', '.join(shipped_names()) or 'none shipped'}")
     return path
 

@@ -1,4 +1,4 @@
-"""The engine: one kit, one critic, one device; proposes loops, learns from rated ones.
+"""The learner: one kit, one critic, one device; proposes loops, learns from rated ones.
 
 Not thread-safe by itself: the session's worker thread is its only caller, so training and
 search never run at the same time and never touch the timing-critical player process.
@@ -7,12 +7,10 @@ search never run at the same time and never touch the timing-critical player pro
 from __future__ import annotations
 
 import copy
-import io
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deepdrummer_live.learn.critic import (
@@ -21,26 +19,22 @@ from deepdrummer_live.learn.critic import (
     Trainer,
     count_parameters,
     hearing_optimizer,
-    pretrain_hearing,
+    train_hearing,
 )
 from deepdrummer_live.learn.grid import N_FEATURES, GridCritic, taste_map
 from deepdrummer_live.learn.kinds import (
     DEFAULT,
-    CriticFileError,
     CriticKind,
     kind_named,
     kit_fingerprint,
-    shipped_path,
 )
 from deepdrummer_live.learn.search import search
+from deepdrummer_live.loop import LoopRecord
 from deepdrummer_live.sound import pattern
 from deepdrummer_live.sound.dynamics import MAX_LEVEL
 from deepdrummer_live.sound.kit import Kit
 from deepdrummer_live.sound.pattern import Loops
-from deepdrummer_live.sound.render import delayed, render_bars, sample_bank, step_length, swing_delay, swing_split
-from deepdrummer_live.storage.dataset import Rating
-from deepdrummer_live.storage.store import DEFAULT_PROFILE, LoopRecord, Store, atomic_write
-from deepdrummer_live.vocab import DEFAULT_METER, steps_per_bar
+from deepdrummer_live.vocab import DEFAULT_PROFILE, steps_per_bar
 
 log = logging.getLogger(__name__)
 CALIBRATION_LOOPS = 256
@@ -60,7 +54,7 @@ FILL_CANDIDATES = 16  # /dd/fill: fills scored the same way
 
 @dataclass
 class Proposal:
-    loops: Loops  # batch of one, on the engine's device
+    loops: Loops  # batch of one, on the learner's device
     p_like: float
     mode: str
     fotf: bool
@@ -103,9 +97,8 @@ class Learner:
         self.version = 0
         self.hearing_done = False
         self.hearing_steps: int | None = None  # hearing steps the trunk has learnt; None: came with it
-        self._hearing: dict | None = None  # pretraining data and progress while it runs
+        self._hearing: dict | None = None  # the hearing pass's data and progress while it runs
         self._long_hearing: dict | None = None  # the long pass's pool and progress (keep_hearing)
-        self._live_cache: dict = {}
         self._taste_map: tuple | None = None  # (key, taste map): recomputed when the critic moves
         self.resumed = False  # choose_start found the state dir's own critic to go on with
 
@@ -116,19 +109,19 @@ class Learner:
     # --- proposals --------------------------------------------------------------------------
 
     def make_prior(self, fotf: bool = False, density: tuple[float, ...] | None = None,
-                   locked: tuple[int, ...] = (), source: Loops | None = None, rows: int | None = None,
+                   locked: tuple[int, ...] = (), source: Loops | None = None, *, rows: int | None = None,
                    bars: int | None = None, meter: str | None = None) -> pattern.Prior:
-        """The generator's prior for this engine: the loops' shape, density per row, fotf, and `locked`
-        rows of `source` (a batch of one) kept in every proposal. The paper's engine has no dynamics."""
+        """The generator's prior for this learner: the loops' shape, density per row, fotf, and `locked`
+        rows of `source` (a batch of one) kept in every proposal. The paper's learner has no dynamics."""
         lock = pattern.Lock.of(source.to(self.device), locked) if source is not None and locked else None
         return replace(self.prior, fotf=fotf, lock=lock,
                        density=tuple(density) if density is not None else self.prior.density,
                        rows=rows or self.prior.rows, bars=bars or self.prior.bars, meter=meter or self.prior.meter)
 
-    def propose(self, mode: str, fotf: bool, should_stop=None, prior: pattern.Prior | None = None,
+    def propose(self, mode: str, fotf: bool, *, should_stop=None, prior: pattern.Prior | None = None,
                 chains: int | None = None, profile: str | None = None, profile_base: str | None = None,
                 vary: Loops | None = None, vary_of: int | None = None) -> Proposal:
-        """One proposal; `chains` (default: the engine's budget) is fewer when a performer waits. The budget
+        """One proposal; `chains` (default: the learner's budget) is fewer when a performer waits. The budget
         is in cells of the paper's loop (4 rows x 16 steps): a bigger loop gets fewer chains.
         `profile`: the taste that chooses (made current first; a new one copies `profile_base`'s);
         `vary`: a loop (batch of one) whose variation is wanted instead of a search."""
@@ -158,25 +151,21 @@ class Learner:
         best = int(torch.argmax(p))
         return candidates.take(best), float(p[best])
 
-    def describe(self, loops: Loops) -> tuple[list[str], list[int], list[str], list[str]]:
-        """(sample names, GM notes, roles, step strings) of a batch-of-one."""
-        ids = loops.sample_ids[0].tolist()
-        samples = [self.kit.samples[i] for i in ids]
-        return ([s.name for s in samples], [s.note for s in samples], [s.role for s in samples],
-                pattern.grid_to_strings(loops.grid[0].cpu()))
+    def record(self, loops: Loops, **fields) -> LoopRecord:
+        """A batch-of-one as a loop record (id 0 until stored; each row's note its sample's, before the
+        note map); `fields`: the record's other fields (p_like, mode, tempo...)."""
+        samples = [self.kit.samples[i] for i in loops.sample_ids[0].tolist()]
+        return LoopRecord.of(samples=[s.name for s in samples], notes=[s.note for s in samples],
+                             roles=[s.role for s in samples], levels=pattern.levels_to_strings(loops.levels[0].cpu()),
+                             meter=loops.meter, kit=self.kit.name, **fields)
 
-    @staticmethod
-    def levels(loops: Loops) -> list[str]:
-        """The `/dd/levels` strings of a batch-of-one, one per row."""
-        return pattern.levels_to_strings(loops.levels[0].cpu())
-
-    def loops_from_record(self, rec: LoopRecord | Rating) -> Loops | None:
-        """Rebuild a stored loop or a dataset's rated loop (anything with `samples` and the
-        `steps`/`levels` strings) with this kit; None when the kit lacks one of its samples."""
+    def loops_from_record(self, rec: LoopRecord) -> Loops | None:
+        """Rebuild a stored or rated loop with this kit; None when the kit lacks one of its samples, or
+        the critic cannot read its shape."""
         names = {s.name: i for i, s in enumerate(self.kit.samples)}
         if any(n not in names for n in rec.samples) or not rec.samples:
             return None
-        meter = getattr(rec, "meter", None) or DEFAULT_METER
+        meter = rec.meter
         if len({len(lv) for lv in rec.levels}) != 1 or len(rec.levels[0]) % steps_per_bar(meter):
             return None
         if not self.kind.reads(len(rec.levels[0]) // steps_per_bar(meter), meter):
@@ -196,12 +185,12 @@ class Learner:
         optimizer steps (default: all that are left), so a caller can interleave other work.
         Returns the recent loss; `hearing_done` turns True after the last step."""
         if self._hearing is None:
-            feats, targets, counts = self._hearing_examples(self.config.pretrain_loops)
+            feats, targets, counts = self._hearing_examples(self.config.hearing_pass_loops)
             self._hearing = {"feats": feats, "targets": targets, "counts": counts,
-                             "left": self.config.pretrain_steps, "optimizer": hearing_optimizer(self.model)}
+                             "left": self.config.hearing_pass_steps, "optimizer": hearing_optimizer(self.model)}
         h = self._hearing
         n = h["left"] if steps is None else min(steps, h["left"])
-        loss = pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
+        loss = train_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen,
                                 h["optimizer"])
         h["left"] -= n
         self.hearing_steps = (self.hearing_steps or 0) + n
@@ -233,19 +222,19 @@ class Learner:
 
     def long_hearing_left(self) -> int:
         """Hearing steps still to learn after the short pass at start, to reach what a shipped
-        hearing critic learnt offline (config.shipped_pretrain_steps); 0 for a critic that came
+        hearing critic learnt offline (config.shipped_hearing_steps); 0 for a critic that came
         with its hearing (shipped, --critic, a file that does not say)."""
         if self.hearing_steps is None or not self.hearing_done:
             return 0
-        return max(0, self.config.shipped_pretrain_steps - self.hearing_steps)
+        return max(0, self.config.shipped_hearing_steps - self.hearing_steps)
 
     def hearing_progress(self) -> tuple[int, int] | None:
         """(hearing steps learnt, steps to reach) while the critic still learns to hear this kit (the
         short pass at start, then the long one in idle time); None once it hears as well as it will."""
         if self.needs_hearing():
-            return (self.hearing_steps or 0, self.config.shipped_pretrain_steps)
+            return (self.hearing_steps or 0, self.config.shipped_hearing_steps)
         if self.long_hearing_left():
-            return (self.hearing_steps, self.config.shipped_pretrain_steps)
+            return (self.hearing_steps, self.config.shipped_hearing_steps)
         return None
 
     def keep_hearing(self, steps: int) -> bool:
@@ -272,7 +261,7 @@ class Learner:
             h["fresh_in"] = HEARING_STEPS_PER_REFRESH
             return False
         n = min(steps, h["fresh_in"], h["refit_in"], self.long_hearing_left())
-        pretrain_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen, h["optimizer"])
+        train_hearing(self.model, h["feats"], h["targets"], h["counts"], n, self.train_gen, h["optimizer"])
         self.hearing_steps += n
         h["fresh_in"] -= n
         h["refit_in"] -= n
@@ -321,7 +310,7 @@ class Learner:
             return self.scorer.features(loops)[0]
 
     def set_rating(self, loop_id: int, loops: Loops | None, label: int | None, profile: str | None = None,
-                   example: torch.Tensor | None = None) -> None:
+                   *, example: torch.Tensor | None = None) -> None:
         """Learn (label 1/0) or forget (None) a rated loop in `profile` (default: the current one);
         `example`: what `example(loops)` gives, when the caller has it already."""
         if label is not None and loops is not None and example is None:
@@ -393,27 +382,6 @@ class Learner:
             self._taste_map = (key, taste_map(self.model, examples, self.config.head_l2, top))
         return self._taste_map[1]
 
-    # --- audio out ----------------------------------------------------------------------------
-
-    def live_audio(self, loops: Loops, bpm: float, sr: int, swing: float = 0.0) -> np.ndarray:
-        """The whole loop (every bar) at `bpm` and `sr`, odd steps late by `swing` x one step, through
-        the one mix (render_bars) -> float32 `[n_steps * step_length(bpm, sr)]`."""
-        ids = loops.sample_ids[0].tolist()
-        n_steps = loops.levels.shape[-1]
-        step_len = step_length(bpm, sr)
-        delay = swing_delay(step_len, swing)
-        key = (sr, round(bpm, 3), tuple(ids), delay, n_steps)
-        if key not in self._live_cache:
-            audio = [self.kit.audio_at(sr)[i] for i in ids]
-            if delay:  # the odd steps' rows play these delayed copies (see render.swing_split)
-                audio += [delayed(a, delay) for a in audio]
-            # One entry: the loop and the tempo change together, so older banks are garbage.
-            self._live_cache = {key: sample_bank(audio, step_len, n_steps, "cpu")}
-        cells, row_ids = loops.levels[:1].cpu(), torch.arange(len(ids))[None]
-        if delay:
-            cells, row_ids = swing_split(cells, row_ids, len(ids))
-        return render_bars(cells, row_ids, self._live_cache[key])[0].numpy()
-
     # --- checkpoints --------------------------------------------------------------------------
 
     def critic_state(self) -> dict:
@@ -425,123 +393,45 @@ class Learner:
         # Only a critic still short of full hearing says how far it got (a resumed session goes on from
         # there); a complete one writes nothing, like the shipped files, so `make critics` remakes them
         # byte for byte.
-        if self.hearing_steps is not None and self.hearing_steps < self.config.shipped_pretrain_steps:
+        if self.hearing_steps is not None and self.hearing_steps < self.config.shipped_hearing_steps:
             state["hearing_steps"] = self.hearing_steps
         return state
 
-    def save_checkpoint(self, store: Store) -> None:
-        """critic.pt: the hearing and the `default` profile's taste (so a state dir from before profiles,
-        and `run --critic`, read it as ever); profiles/<name>/critic.pt: the whole critic with that
-        profile's taste, for the current profile and any other whose taste changed since."""
+    def checkpoint_contents(self) -> dict[str | None, dict]:
+        """What the checkpoint files hold (learn/checkpoint.py writes them): None -> critic.pt, the hearing
+        and the `default` profile's taste (so a state dir from before profiles, and `run --critic`, read
+        it as ever); a profile's name -> the whole critic with that profile's taste, for the current
+        profile and any other whose taste changed since the last call."""
         state = self.critic_state()
-        files = {}
+        contents: dict[str | None, dict] = {}
         if self.profile != DEFAULT_PROFILE:
-            files[store.profile_checkpoint_path(self.profile)] = state
+            contents[self.profile] = state
             default = self._tastes.get(DEFAULT_PROFILE, {}).get("taste") or self._fresh_taste
             state = {**state, "model": {**state["model"], **default}}
-        files[store.checkpoint_path] = state
+        contents[None] = state
         for name, entry in self._tastes.items():
             if name != DEFAULT_PROFILE and entry.get("unsaved") and entry["taste"] is not None:
-                files[store.profile_checkpoint_path(name)] = {**state, "model": {**state["model"], **entry["taste"]}}
+                contents[name] = {**state, "model": {**state["model"], **entry["taste"]}}
                 entry["unsaved"] = False
-        for path, content in files.items():
-            buf = io.BytesIO()
-            torch.save(content, buf)
-            data = buf.getvalue()
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(path, lambda fh, data=data: fh.write(data))
+        return contents
 
-    def load_checkpoint(self, store: Store) -> bool:
-        """Resume the state dir's own critic and its profiles' tastes; a bad or foreign file is logged
-        and that critic (or taste) starts fresh."""
-        for name, _ in store.profiles():
-            path = store.profile_checkpoint_path(name)
-            if name == DEFAULT_PROFILE or not path.exists():
-                continue
-            try:
-                taste = self._taste(self.kind.read(path, self.device)["model"])
-            except (CriticFileError, KeyError) as exc:
-                log.warning("profile %s: its critic file is unusable (%s); it learns again from its ratings", name, exc)
-                continue
-            self._tastes[name] = {"examples": {}, "taste": taste, "unsaved": False}
-        path = store.checkpoint_path
-        if not path.exists():
-            return False
-        try:
-            self._adopt(self.kind.read(path, self.device), path)
-        except CriticFileError as exc:
-            log.warning("%s; starting from an untrained critic", exc)
-            return False
-        return True
+    def adopt_taste(self, profile: str, model_state: dict) -> None:
+        """A resumed profile's taste (read from its critic file), swapped in when it becomes current."""
+        self._tastes[profile] = {"examples": {}, "taste": self._taste(model_state), "unsaved": False}
 
-    def choose_start(self, checkpoint: Path | None = None, critic: Path | None = None) -> str:
-        """Where this session's critic starts, before `load_checkpoint` (which a resumed state dir
-        then applies over it). `checkpoint`: the state dir's own critic.pt (a session resumes when it
-        is usable); `critic`: `run --critic` (checked even when resuming, so a bad file is reported).
-        A new session starts from `critic`, else from the shipped hearing critic of a built-in kit,
-        else from an untrained critic that learns to hear in the background. Returns a log line."""
-        resuming = checkpoint is not None and self._usable(checkpoint)
-        self.resumed = resuming
-        if critic is not None:
-            self.start_from(critic)
-            if resuming:
-                return f"--critic {critic} checked, but the state dir resumes its own critic"
-            return f"critic from {critic}"
-        if not resuming and self.start_from_shipped():
-            return f"shipped hearing critic for kit {self.kit.name}: no hearing pass needed"
-        return "the state dir's critic" if resuming else "an untrained critic"
-
-    def _usable(self, path: Path) -> bool:
-        if not path.exists():
-            return False
-        try:
-            self._check_fits(self.kind.read(path, self.device), path)
-        except CriticFileError:
-            return False  # load_checkpoint says why, once
-        return True
-
-    def start_from(self, path: Path) -> None:
-        """A new session starts from another critic (`run --critic`): its weights, what it learnt to
-        hear, and its taste; this session's own ratings then train on from there. CriticFileError
-        (naming the file) when it cannot be used."""
-        state = self.kind.read(path, self.device)
-        self._adopt(state, path)
+    def anchor_taste(self) -> None:
+        """A session started from another critic: its taste is the prior this session's ratings move."""
         head = getattr(self.model, "mlp", None)
-        if head is not None and self.config.fit == "full":  # its taste is the prior this session's ratings move
+        if head is not None and self.config.fit == "full":
             self.trainer.anchor = {n: w.detach().clone() for n, w in head.named_parameters() if n.endswith("weight")}
-        if state.get("kit") not in (None, kit_fingerprint(self.kit)):
-            log.warning("critic %s was made on another kit; its taste for where and how drums play carries over, "
-                        "what it learnt of sounds (or hearing) fits %s less well until you rate", path, self.kit.name)
 
-    def start_from_shipped(self) -> bool:
-        """Start from the hearing trunk shipped for this kit, when there is one made for exactly this
-        kit's audio: the session then needs no hearing pass."""
-        if not self.needs_hearing():
-            return False
-        path = shipped_path(f"{self.kit.name}-hearing")
-        if path is None:
-            return False
-        try:
-            state = self.kind.read(path, self.device)
-            if state.get("kit") != kit_fingerprint(self.kit):
-                log.info("shipped hearing critic %s was made for other audio of kit %s; learning to hear instead",
-                         path.name, self.kit.name)
-                return False
-            # A file made by another version of the critic (not remade with `make critics`) must
-            # not stop the session: learn to hear instead
-            self._check_fits(state, path)
-        except CriticFileError as exc:
-            log.warning("shipped hearing critic unusable (%s); learning to hear instead", exc)
-            return False
-        self._adopt(state, path)
-        return True
-
-    def _check_fits(self, state: dict, path: Path) -> None:
+    def check_fits(self, state: dict, path: Path) -> None:
         """CriticFileError when `state` does not fit this critic; checked on a copy, so a file that
         fails half-way never leaves this critic half-loaded."""
         self.kind.fits(copy.deepcopy(self.model), state, path)
 
-    def _adopt(self, state: dict, path: Path) -> None:
+    def adopt(self, state: dict, path: Path) -> None:
+        """Take over a critic file's state (read by learn/checkpoint.py); `path` names it in errors."""
         self.kind.fits(self.model, state, path)
         self.model.eval()
         anchor = state.get("anchor")

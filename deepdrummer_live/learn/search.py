@@ -147,7 +147,7 @@ def search(scorer, model, mode: str, gen: torch.Generator, chains: int = 256, it
 
 
 def resolve_device(name: str) -> torch.device:
-    """--device auto|cpu|cuda|mps -> torch.device; UsageError naming the value when unusable."""
+    """auto|cpu|cuda|mps -> torch.device; UsageError naming the value and the fix when unusable."""
     from deepdrummer_live.errors import UsageError
 
     if name == "auto":
@@ -160,10 +160,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available to torch; use --device auto or cpu")
+            raise UsageError("device 'cuda': no CUDA device is available to torch; use auto or cpu")
         return torch.device("cuda")
     if name == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise UsageError("--device mps: Metal (MPS) is not available; use --device auto or cpu")
+            raise UsageError("device 'mps': Metal (MPS) is not available; use auto or cpu")
         return torch.device("mps")
-    raise UsageError(f"--device {name!r}: use auto, cpu, cuda or mps")
+    raise UsageError(f"device {name!r} unknown; use auto, cpu, cuda or mps")

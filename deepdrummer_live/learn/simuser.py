@@ -29,9 +29,10 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, default_levels, parse_level
+from deepdrummer_live.loop import LoopRecord, LoopRow
+from deepdrummer_live.sound.dynamics import MAX_LEVEL, default_levels
 from deepdrummer_live.sound.kit import GM_NOTES, role_from_name
-from deepdrummer_live.vocab import DEFAULT_METER, metric_classes
+from deepdrummer_live.vocab import metric_classes
 
 N_STEPS = 16
 
@@ -45,58 +46,29 @@ TOMS = {"tom_low", "tom_mid", "tom_high"}
 PERCS = TOMS | {"conga", "cowbell", "clave", "perc", "tambourine", "shaker"}
 
 
-@dataclass(frozen=True)
-class Row:
-    name: str
-    note: int
-    role: str
-    steps: tuple[bool, ...]
-    levels: tuple[int, ...] = ()  # 0 rest, 1-9 per step; empty: every hit at DEFAULT_LEVEL
-
-    @property
-    def hits(self) -> int:
-        return sum(self.steps)
-
-    def level(self, step: int) -> int:
-        if not self.steps[step]:
-            return 0
-        return self.levels[step] if self.levels else DEFAULT_LEVEL
-
-    def on(self, step: int) -> bool:
-        return self.steps[step]
+def with_roles(loop: LoopRecord, roles: set[str]) -> list[LoopRow]:
+    return [r for r in loop.rows if r.role in roles]
 
 
-@dataclass(frozen=True)
-class LoopMsg:
-    loop_id: int
-    p_like: float
-    bpm: float
-    n_steps: int
-    rows: tuple[Row, ...]
-    meter: str = DEFAULT_METER
+def positions(loop: LoopRecord, *classes: int) -> tuple[int, ...]:
+    """The steps of the loop at these metric classes (0 strong beat, 1 other beat, 2 an 8th
+    between beats, 3 a 16th between 8ths), over every bar."""
+    return tuple(k for k, c in enumerate(metric_classes(loop.meter, loop.n_steps)) if c in classes)
 
-    def with_roles(self, roles: set[str]) -> list[Row]:
-        return [r for r in self.rows if r.role in roles]
 
-    def positions(self, *classes: int) -> tuple[int, ...]:
-        """The steps of the loop at these metric classes (0 strong beat, 1 other beat, 2 an 8th
-        between beats, 3 a 16th between 8ths), over every bar."""
-        return tuple(k for k, c in enumerate(metric_classes(self.meter, self.n_steps)) if c in classes)
+def scale(loop: LoopRecord) -> float:
+    """Hits here -> hits in one bar of 4 rows of 16 steps (the loop the tastes were written for)."""
+    return (4 / max(len(loop.rows), 1)) * (N_STEPS / max(loop.n_steps, 1))
 
-    @property
-    def scale(self) -> float:
-        """Hits here -> hits in one bar of 4 rows of 16 steps (the loop the tastes were written for)."""
-        return (4 / max(len(self.rows), 1)) * (N_STEPS / max(self.n_steps, 1))
 
-    @property
-    def total_hits(self) -> float:
-        """Hits per bar and per 4 rows of 16 steps (the paper's loop: its raw count)."""
-        return sum(r.hits for r in self.rows) * self.scale
+def total_hits(loop: LoopRecord) -> float:
+    """Hits per bar and per 4 rows of 16 steps (the paper's loop: its raw count)."""
+    return sum(r.n_hits for r in loop.rows) * scale(loop)
 
-    def key(self) -> str:
-        """The loop's content (not its id): same content, same judgement."""
-        return "|".join(f"{r.name}:{r.note}:{''.join(str(r.level(k)) for k in range(len(r.steps)))}"
-                        for r in self.rows)
+
+def content_key(loop: LoopRecord) -> str:
+    """The loop's content (not its id): same content, same judgement."""
+    return "|".join(f"{r.sample}:{r.note}:{''.join(str(v) for v in r.level_values)}" for r in loop.rows)
 
 
 def row_role(name: str, note: int) -> str:
@@ -107,33 +79,24 @@ def row_role(name: str, note: int) -> str:
     return role
 
 
-def parse_loop(args: Sequence, levels: Sequence | None = None, shape: Sequence | None = None) -> LoopMsg:
+def parse_loop(args: Sequence | LoopRecord, levels: Sequence | None = None,
+               shape: Sequence | None = None) -> LoopRecord:
     """The arguments of a `/dd/loop` message (a list), and optionally of the `/dd/levels` that
     follows it (`[loop_id, levels...]`) and of the `/dd/shape` after that (`[loop_id, steps_per_bar,
-    bars, meter]`) -> LoopMsg. A LoopMsg is returned as is."""
-    if isinstance(args, LoopMsg):
+    bars, meter]`) -> the loop as this user hears it (each row's role from its name and note). A
+    record is returned as is (one parsed already)."""
+    if isinstance(args, LoopRecord):
         return args
-    loop_id, p_like, bpm, n_steps = int(args[0]), float(args[1]), float(args[2]), int(args[3])
-    rest = list(args[4:])
-    if len(rest) % 3:
-        raise ValueError(f"/dd/loop: {len(rest)} row arguments, want 3 per row (name, note, steps)")
-    if levels is not None and (int(levels[0]) != loop_id or len(levels) - 1 != len(rest) // 3):
-        raise ValueError(f"/dd/levels {list(levels)!r} is not for /dd/loop {loop_id} with {len(rest) // 3} rows")
-    rows = []
-    for i in range(0, len(rest), 3):
-        name, note, steps = str(rest[i]), int(rest[i + 1]), str(rest[i + 2])
-        lv = tuple(parse_level(c) for c in str(levels[1 + i // 3])) if levels is not None else ()
-        rows.append(Row(name, note, row_role(name, note), tuple(c == "x" for c in steps), lv))
-    meter = DEFAULT_METER
-    if shape is not None:
-        if int(shape[0]) != loop_id:
-            raise ValueError(f"/dd/shape {list(shape)!r} is not for /dd/loop {loop_id}")
-        meter = str(shape[3])
-    return LoopMsg(loop_id, p_like, bpm, n_steps, tuple(rows), meter)
+    return LoopRecord.from_osc(args, levels, shape, role=row_role)
 
 
-def make_loop(rows: Sequence[tuple[str, str]], loop_id: int = 0) -> LoopMsg:
-    """A LoopMsg from (role-or-sample-name, steps) pairs, for tests: note from GM_NOTES. Steps
+def hear(loop: LoopRecord) -> LoopRecord:
+    """A loop the daemon would send, as a simulated user hears it: through its OSC messages."""
+    return parse_loop(loop.loop_args(), loop.levels_args(), loop.shape_args())
+
+
+def make_loop(rows: Sequence[tuple[str, str]], loop_id: int = 0) -> LoopRecord:
+    """A loop from (role-or-sample-name, steps) pairs, for tests: note from GM_NOTES. Steps
     may be level strings ('.', '1'-'9') as well as 'x'/'.'."""
     args: list = [loop_id, 0.5, 120.0, len(rows[0][1])]
     levels: list = [loop_id]
@@ -152,7 +115,7 @@ class SimUser:
 
     name: str
     description: str
-    score: Callable[[LoopMsg], float]
+    score: Callable[[LoopRecord], float]
     threshold: float
     sharpness: float = 8.0  # logistic slope around the threshold (per unit of score)
     lapse: float = 0.03  # probability of answering at random
@@ -167,74 +130,74 @@ class SimUser:
     def judge(self, loop) -> bool:
         """Like (True) or dislike; the same loop content always gets the same answer."""
         loop = parse_loop(loop)
-        digest = hashlib.sha256(f"{self.name}/{self.seed}/{loop.key()}".encode()).digest()
+        digest = hashlib.sha256(f"{self.name}/{self.seed}/{content_key(loop)}".encode()).digest()
         u = int.from_bytes(digest[:8], "little") / 2.0**64
         return u < self.like_probability(loop)
 
 
-def _frac(row: Row, steps: Sequence[int]) -> float:
+def _frac(row: LoopRow, steps: Sequence[int]) -> float:
     return sum(row.on(s) for s in steps) / len(steps)
 
 
-def _best(rows: list[Row], f: Callable[[Row], float], default: float = 0.0) -> float:
+def _best(rows: list[LoopRow], f: Callable[[LoopRow], float], default: float = 0.0) -> float:
     return max((f(r) for r in rows), default=default)
 
 
-def backbeat(loop: LoopMsg) -> float:
+def backbeat(loop: LoopRecord) -> float:
     """Snare/clap/rim on the weak beats (2 and 4 in 4/4) and a kick on the one; not on every step."""
-    weak, strong = loop.positions(1), loop.positions(0)
+    weak, strong = positions(loop, 1), positions(loop, 0)
 
-    def row_score(r: Row) -> float:
+    def row_score(r: LoopRow) -> float:
         return _frac(r, weak) - 0.5 * _frac(r, strong)
-    kick_one = 0.5 if any(r.on(0) for r in loop.with_roles(KICKS)) else 0.0
-    return _best(loop.with_roles(SNARES), row_score, -0.5) + kick_one
+    kick_one = 0.5 if any(r.on(0) for r in with_roles(loop, KICKS)) else 0.0
+    return _best(with_roles(loop, SNARES), row_score, -0.5) + kick_one
 
 
-def four_on_the_floor(loop: LoopMsg) -> float:
+def four_on_the_floor(loop: LoopRecord) -> float:
     """A kick on every beat, and few kicks in between."""
-    beats, off = loop.positions(0, 1), loop.positions(2, 3)
+    beats, off = positions(loop, 0, 1), positions(loop, 2, 3)
 
-    def row_score(r: Row) -> float:
+    def row_score(r: LoopRow) -> float:
         return _frac(r, beats) - _frac(r, off)
-    return _best(loop.with_roles(KICKS), row_score, -0.5)
+    return _best(with_roles(loop, KICKS), row_score, -0.5)
 
 
-def offbeat_hats(loop: LoopMsg) -> float:
+def offbeat_hats(loop: LoopRecord) -> float:
     """Hats (closed/pedal/open, shaker, tambourine) on the offbeats, not on the beats."""
-    offbeats, beats = loop.positions(2), loop.positions(0, 1)
+    offbeats, beats = positions(loop, 2), positions(loop, 0, 1)
 
-    def row_score(r: Row) -> float:
+    def row_score(r: LoopRow) -> float:
         return _frac(r, offbeats) - _frac(r, beats)
-    return _best(loop.with_roles(HATS), row_score, -1.0)
+    return _best(with_roles(loop, HATS), row_score, -1.0)
 
 
-def sparse(loop: LoopMsg) -> float:
+def sparse(loop: LoopRecord) -> float:
     """Few hits in all: 1 at 16 hits or fewer, 0 at 40 or more."""
-    return min(1.0, max(0.0, (40 - loop.total_hits) / 24.0))
+    return min(1.0, max(0.0, (40 - total_hits(loop)) / 24.0))
 
 
-def busy(loop: LoopMsg) -> float:
+def busy(loop: LoopRecord) -> float:
     """Many hits in all: 0 at 24 or fewer, 1 at 48 or more."""
-    return min(1.0, max(0.0, (loop.total_hits - 24) / 24.0))
+    return min(1.0, max(0.0, (total_hits(loop) - 24) / 24.0))
 
 
-def no_cymbals(loop: LoopMsg) -> float:
+def no_cymbals(loop: LoopRecord) -> float:
     """Hates crash, ride and open hat (the more their hits, the worse); wants a kick and a snare."""
-    cym = sum(r.hits for r in loop.with_roles(CYMBALS)) * loop.scale * len(loop.rows) / 4
-    core = bool(loop.with_roles(KICKS)) + bool(loop.with_roles(SNARES))
+    cym = sum(r.n_hits for r in with_roles(loop, CYMBALS)) * scale(loop) * len(loop.rows) / 4
+    core = bool(with_roles(loop, KICKS)) + bool(with_roles(loop, SNARES))
     return core / 2.0 - cym / 8.0
 
 
-def percussionist(loop: LoopMsg) -> float:
+def percussionist(loop: LoopRecord) -> float:
     """Loves toms and hand percussion: rows of them, and many hits on them."""
-    rows = loop.with_roles(PERCS)
-    return len(rows) / max(len(loop.rows), 1) + sum(r.hits for r in rows) * loop.scale / 64.0
+    rows = with_roles(loop, PERCS)
+    return len(rows) / max(len(loop.rows), 1) + sum(r.n_hits for r in rows) * scale(loop) / 64.0
 
 
-def dynamics(loop: LoopMsg) -> float:
+def dynamics(loop: LoopRecord) -> float:
     """Accents on the beats, ghost notes off them: the share of beat hits at level 7 or more
     plus the share of other hits at level 4 or less, halved (0..1; a loop with no hits: 0)."""
-    beats, off = loop.positions(0, 1), loop.positions(2, 3)
+    beats, off = positions(loop, 0, 1), positions(loop, 2, 3)
     on_beat = [r.level(s) for r in loop.rows for s in beats if r.on(s)]
     off_beat = [r.level(s) for r in loop.rows for s in off if r.on(s)]
     if not on_beat and not off_beat:
@@ -244,10 +207,10 @@ def dynamics(loop: LoopMsg) -> float:
     return 0.5 * (accents + ghosts)
 
 
-def syncopation(loop: LoopMsg) -> float:
+def syncopation(loop: LoopRecord) -> float:
     """Kick and snare hits off the 8th grid (odd 16ths) rather than on it."""
-    rows = loop.with_roles(KICKS | SNARES)
-    odd_16ths, eighths = loop.positions(3), loop.positions(0, 1, 2)
+    rows = with_roles(loop, KICKS | SNARES)
+    odd_16ths, eighths = positions(loop, 3), positions(loop, 0, 1, 2)
     odd = sum(_frac(r, odd_16ths) for r in rows)
     even = sum(_frac(r, eighths) for r in rows)
     return (odd - even) if rows else -1.0
@@ -255,7 +218,7 @@ def syncopation(loop: LoopMsg) -> float:
 
 # Threshold per user: like-rate on the paper's prior about 0.2-0.5 with both the built-in kit
 # and the paper's kit (measured by `base_rate`, 4000 random loops each; see docs/learning.md).
-USERS: dict[str, tuple[str, Callable[[LoopMsg], float], float, float]] = {
+USERS: dict[str, tuple[str, Callable[[LoopRecord], float], float, float]] = {
     # name: (description, score, threshold, sharpness)
     "backbeat": ("snare/clap on 2 and 4 (steps 4, 12), kick on the one", backbeat, 0.625, 20.0),
     "fotf": ("four-on-the-floor kick (steps 0, 4, 8, 12), little else on the kick", four_on_the_floor, 0.1, 30.0),
@@ -286,7 +249,7 @@ def all_users(seed: int = 0) -> list[SimUser]:
 
 # --- the prior, for calibration ------------------------------------------------------------------
 
-def random_loop_msg(kit_rows: Sequence[tuple[str, int]], rng: random.Random, loop_id: int = 0) -> LoopMsg:
+def random_loop(kit_rows: Sequence[tuple[str, int]], rng: random.Random, loop_id: int = 0) -> LoopRecord:
     """A loop from the paper's prior over (sample name, GM note) pairs of a kit."""
     args: list = [loop_id, 0.5, 120.0, N_STEPS]
     for _ in range(4):
@@ -304,7 +267,7 @@ def base_rate(user: SimUser, kit_rows: Sequence[tuple[str, int]], n: int = 2000,
               expected: bool = True) -> float:
     """The user's like-rate on random loops of a kit (mean like_probability, or judged)."""
     rng = random.Random(seed)
-    loops = [random_loop_msg(kit_rows, rng, i) for i in range(n)]
+    loops = [random_loop(kit_rows, rng, i) for i in range(n)]
     if expected:
         return sum(user.like_probability(lp) for lp in loops) / n
     return sum(user.judge(lp) for lp in loops) / n
@@ -335,15 +298,15 @@ def sound_user(kit, seed: int = 0, lapse: float = 0.03) -> SimUser:
     threshold puts the like-rate on random loops of this kit at about 0.3."""
     bright = brightness_of(kit)
 
-    def darkness(loop: LoopMsg) -> float:
-        rows = [r for r in loop.rows if r.hits and r.name in bright]
+    def darkness(loop: LoopRecord) -> float:
+        rows = [r for r in loop.rows if r.n_hits and r.sample in bright]
         if not rows:
             return -3.0
-        return -sum(bright[r.name] * r.hits for r in rows) / sum(r.hits for r in rows)
+        return -sum(bright[r.sample] * r.n_hits for r in rows) / sum(r.n_hits for r in rows)
 
     rng = random.Random(seed)
     kit_rows = [(x.name, x.note) for x in kit.samples]
-    scores = sorted(darkness(random_loop_msg(kit_rows, rng, i)) for i in range(2000))
+    scores = sorted(darkness(random_loop(kit_rows, rng, i)) for i in range(2000))
     threshold = scores[int(0.7 * len(scores))]
     spread = max(scores[int(0.9 * len(scores))] - scores[int(0.5 * len(scores))], 1e-3)
     return SimUser("sounds", "dark, warm sounds over bright ones (about sounds, not where they fall)", darkness,

@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from deepdrummer_live.errors import AudioLost, UsageError
+from deepdrummer_live.vocab import AUDIO_BACKENDS
 
-BACKENDS = ("jack", "portaudio", "offline")
+BACKENDS = AUDIO_BACKENDS
 N_VOICES = 2
 OFFLINE_LEAD_IN = 1024  # samples of silence before bar 0 in offline files (> pyo's 5 ms fade-in up to 192 kHz)
 OFFLINE_BLOCK = 64  # offline buffer size; bar starts inside a block are placed by the Count offset

@@ -9,7 +9,7 @@ with a list of events for the engine:
     ("step", step, t_step, step_seconds)    16th-note step `step` (counted from the song
                                             start, so step % 16 == 0 is a bar line) sounds at t_step
     ("transport", playing)
-    ("tempo", bpm)
+    ("tempo", tempo)
 
 Times are absolute (next tick = anchor + n * interval), never accumulated sleeps, so the
 rate does not drift with scheduling delays. `lead` (seconds, >= 0) asks a source to announce
@@ -23,12 +23,11 @@ from collections import deque
 from typing import Protocol
 
 from deepdrummer_live.player import midi
-from deepdrummer_live.vocab import N_STEPS, TEMPO_MAX, TEMPO_MIN
+from deepdrummer_live.vocab import DEFAULT_TEMPO, N_STEPS, STEPS_PER_BEAT, check_tempo
 
 TICKS_PER_QUARTER = 24
-TICKS_PER_STEP = 6  # a 16th note
+TICKS_PER_STEP = TICKS_PER_QUARTER // STEPS_PER_BEAT  # 6: a 16th note
 STEPS_PER_BAR = N_STEPS
-MIN_BPM, MAX_BPM = TEMPO_MIN, TEMPO_MAX
 START_GUARD_S = 0.002  # Start goes out with a tick at least this far ahead, never a late one
 LATENESS_KEPT = 8192  # ticks of send lateness kept for the player's stats (about 4 min at 120 BPM)
 
@@ -53,39 +52,32 @@ class ClockSource(Protocol):
 
     def stop(self, now: float) -> list: ...
 
-    def set_tempo(self, bpm: float, now: float) -> list: ...
+    def set_tempo(self, tempo: float, now: float) -> list: ...
 
     def close(self) -> None:
         """Leave whatever session the source joined."""
 
 
-def tick_interval(bpm: float) -> float:
-    return 60.0 / (bpm * TICKS_PER_QUARTER)
-
-
-def check_bpm(bpm: float) -> float:
-    bpm = float(bpm)
-    if not (MIN_BPM <= bpm <= MAX_BPM) or math.isnan(bpm):
-        raise ValueError(f"tempo {bpm:g} BPM out of range {MIN_BPM:g}..{MAX_BPM:g}; use a value in range")
-    return bpm
+def tick_interval(tempo: float) -> float:
+    return 60.0 / (tempo * TICKS_PER_QUARTER)
 
 
 class TickGrid:
     """Tick n happens at anchor_t + (n - anchor_n) * interval; a tempo change re-anchors."""
 
-    def __init__(self, bpm: float, t0: float):
-        self.interval = tick_interval(bpm)
+    def __init__(self, tempo: float, t0: float):
+        self.interval = tick_interval(tempo)
         self.anchor_n = 0
         self.anchor_t = t0
 
     def time_of(self, n: int) -> float:
         return self.anchor_t + (n - self.anchor_n) * self.interval
 
-    def retempo(self, bpm: float, at_tick: int) -> None:
+    def retempo(self, tempo: float, at_tick: int) -> None:
         """Keep tick `at_tick` where it was (no jump), space the following ones at the new rate."""
         self.anchor_t = self.time_of(at_tick)
         self.anchor_n = at_tick
-        self.interval = tick_interval(bpm)
+        self.interval = tick_interval(tempo)
 
     def first_tick_at_or_after(self, t: float) -> int:
         return self.anchor_n + math.ceil((t - self.anchor_t) / self.interval - 1e-9)
@@ -96,10 +88,10 @@ class InternalClock:
 
     kind = "internal"
 
-    def __init__(self, bpm: float, now: float, lead: float = 0.0):
-        self.bpm = check_bpm(bpm)
+    def __init__(self, tempo: float, now: float, lead: float = 0.0):
+        self.tempo = check_tempo(tempo)
         self.lead = max(0.0, lead)
-        self.grid = TickGrid(self.bpm, now + START_GUARD_S)
+        self.grid = TickGrid(self.tempo, now + START_GUARD_S)
         self.next_tick = 0
         self.playing = False
         self.start_tick: int | None = None  # tick that carries Start and is step 0
@@ -154,10 +146,10 @@ class InternalClock:
         self.playing = False
         return [("send", [midi.STOP], now), ("transport", False)]
 
-    def set_tempo(self, bpm: float, now: float) -> list:
-        self.bpm = check_bpm(bpm)
-        self.grid.retempo(self.bpm, self.next_tick)
-        return [("tempo", self.bpm)]
+    def set_tempo(self, tempo: float, now: float) -> list:
+        self.tempo = check_tempo(tempo)
+        self.grid.retempo(self.tempo, self.next_tick)
+        return [("tempo", self.tempo)]
 
     def on_midi(self, data: list[int], t: float) -> list:
         return []  # the leader ignores incoming clock
@@ -190,7 +182,7 @@ class TempoEstimator:
         return (self.times[-1] - self.times[0]) / n
 
     @property
-    def bpm(self) -> float | None:
+    def tempo(self) -> float | None:
         iv = self.interval
         return None if not iv else 60.0 / (iv * TICKS_PER_QUARTER)
 
@@ -200,22 +192,22 @@ class MidiClockFollower:
 
     kind = "midi"
     REPORT_EVERY = TICKS_PER_QUARTER  # tempo events at most once a beat
-    REPORT_DELTA_BPM = 0.05
+    REPORT_DELTA_TEMPO = 0.05
 
-    def __init__(self, lead: float = 0.0, fallback_bpm: float = 120.0):
+    def __init__(self, lead: float = 0.0, fallback_tempo: float = DEFAULT_TEMPO):
         self.lead = max(0.0, lead)
         self.estimator = TempoEstimator()
-        self.fallback_interval = tick_interval(fallback_bpm)
+        self.fallback_interval = tick_interval(fallback_tempo)
         self.playing = False
         self.pulse = 0  # song position of the next clock, in clocks
         self.next_step = 0
-        self.reported_bpm: float | None = None
+        self.reported_tempo: float | None = None
         self._since_report = 0
         self.lateness: deque[float] = deque(maxlen=0)  # the clock is the source's, not ours
 
     @property
-    def bpm(self) -> float | None:
-        return self.estimator.bpm
+    def tempo(self) -> float | None:
+        return self.estimator.tempo
 
     def resync(self, now: float) -> None:
         pass  # event driven: nothing is due before the next incoming clock
@@ -239,12 +231,12 @@ class MidiClockFollower:
         if status == midi.CLOCK:
             self.estimator.add(t)
             self._since_report += 1
-            bpm = self.estimator.bpm
-            if bpm is not None and self._since_report >= self.REPORT_EVERY and (
-                    self.reported_bpm is None or abs(bpm - self.reported_bpm) >= self.REPORT_DELTA_BPM):
-                self.reported_bpm = bpm
+            tempo = self.estimator.tempo
+            if tempo is not None and self._since_report >= self.REPORT_EVERY and (
+                    self.reported_tempo is None or abs(tempo - self.reported_tempo) >= self.REPORT_DELTA_TEMPO):
+                self.reported_tempo = tempo
                 self._since_report = 0
-                events.append(("tempo", round(bpm, 2)))
+                events.append(("tempo", round(tempo, 2)))
             if self.playing:
                 events.extend(self._clock(t))
                 self.pulse += 1
@@ -283,8 +275,8 @@ class MidiClockFollower:
 
     stop = play
 
-    def set_tempo(self, bpm: float, now: float) -> list:
-        raise ValueError(f"tempo {bpm:g}: the tempo follows the incoming MIDI clock (--clock midi); "
+    def set_tempo(self, tempo: float, now: float) -> list:
+        raise ValueError(f"tempo {tempo:g}: the tempo follows the incoming MIDI clock; "
                          "change it at the clock source")
 
 
@@ -299,23 +291,23 @@ class LinkClock:
     QUANTUM = 4.0  # beats per bar
     POLL_S = 0.01  # how often peers' tempo and transport changes are noticed
 
-    def __init__(self, link, bpm: float, now: float, lead: float = 0.0):
+    def __init__(self, link, tempo: float, now: float, lead: float = 0.0):
         self.link = link
         self.lead = max(0.0, lead)
         link.quantum = self.QUANTUM
         link.start_stop_sync_enabled = True
         link.enabled = True
         if not link.num_peers:  # joining a session must not impose our tempo on it
-            link.tempo = check_bpm(bpm)
+            link.tempo = check_tempo(tempo)
         self.playing = False
         self.origin = 0.0  # beat of step 0
         self.next_step = 0
-        self.reported_bpm: float | None = None
+        self.reported_tempo: float | None = None
         self._deadline = now
         self.lateness: deque[float] = deque(maxlen=0)  # Link sends no MIDI clock
 
     @property
-    def bpm(self) -> float:
+    def tempo(self) -> float:
         return float(self.link.tempo)
 
     def resync(self, now: float) -> None:
@@ -327,8 +319,8 @@ class LinkClock:
     def advance(self, now: float) -> list:
         events: list = []
         tempo = float(self.link.tempo)
-        if self.reported_bpm is None or abs(tempo - self.reported_bpm) >= 0.01:
-            self.reported_bpm = tempo
+        if self.reported_tempo is None or abs(tempo - self.reported_tempo) >= 0.01:
+            self.reported_tempo = tempo
             events.append(("tempo", round(tempo, 2)))
         beat = float(self.link.beat)
         playing = bool(self.link.playing)
@@ -342,14 +334,14 @@ class LinkClock:
         self._deadline = now + self.POLL_S
         if self.playing:
             while True:
-                t_step = now + (self.origin + self.next_step / 4.0 - beat) * spb
+                t_step = now + (self.origin + self.next_step / STEPS_PER_BEAT - beat) * spb
                 if t_step - self.lead > now:
                     self._deadline = min(self._deadline, t_step - self.lead)
                     break
-                if t_step < now - spb / 4.0:  # the session jumped ahead: resync, don't burst
-                    self.next_step = math.ceil((beat - self.origin) * 4.0 - 1e-9)
+                if t_step < now - spb / STEPS_PER_BEAT:  # the session jumped ahead: resync, don't burst
+                    self.next_step = math.ceil((beat - self.origin) * STEPS_PER_BEAT - 1e-9)
                     continue
-                events.append(("step", self.next_step, t_step, spb / 4.0))
+                events.append(("step", self.next_step, t_step, spb / STEPS_PER_BEAT))
                 self.next_step += 1
         return events
 
@@ -361,8 +353,8 @@ class LinkClock:
         self.link.playing = False
         return []
 
-    def set_tempo(self, bpm: float, now: float) -> list:
-        self.link.tempo = check_bpm(bpm)
+    def set_tempo(self, tempo: float, now: float) -> list:
+        self.link.tempo = check_tempo(tempo)
         return []
 
     def on_midi(self, data: list[int], t: float) -> list:

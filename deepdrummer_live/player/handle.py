@@ -115,11 +115,12 @@ class PlayerHandle:
         with self._send_lock:
             self._cmd.send(cmd)
 
-    def set_loop(self, loop_id: int, rows: list[msg.Row], audio=None, at_bar: bool = True,
+    def set_loop(self, loop_id: int, rows: list[msg.Row], audio=None, at_bar: bool = True, *,
                  swing: float | None = None, steps_per_bar: int = 16, switch_at: str = "phrase") -> None:
         """Play `rows` ({note, steps, levels}, steps over every bar) from the playing loop's phrase end (or its
         next bar line: `switch_at`), or now; `swing` None keeps it."""
-        self._send(msg.set_loop(loop_id, rows, audio, at_bar, swing, steps_per_bar, switch_at))
+        self._send(msg.set_loop(loop_id, rows, audio, at_bar, swing=swing, steps_per_bar=steps_per_bar,
+                                switch_at=switch_at))
 
     def play(self) -> None:
         self._send(msg.play())
@@ -127,8 +128,8 @@ class PlayerHandle:
     def stop(self) -> None:
         self._send(msg.stop())
 
-    def set_tempo(self, bpm: float) -> None:
-        self._send(msg.tempo(bpm))
+    def set_tempo(self, tempo: float) -> None:
+        self._send(msg.tempo(tempo))
 
     @property
     def can_learn(self) -> bool:

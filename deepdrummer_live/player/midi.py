@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepdrummer_live.errors import UsageError
-from deepdrummer_live.vocab import MIDI_BACKENDS
+from deepdrummer_live.vocab import DRUM_CHANNEL, MIDI_BACKENDS
 
 BACKENDS = MIDI_BACKENDS
 # Our backend names -> rtmidi API names as mido spells them.
@@ -25,7 +25,6 @@ RTMIDI_APIS = {
     "winmm": "WINDOWS_MM",
 }
 CLIENT_NAME = "DeepDrummer Live"
-DRUM_CHANNEL = 9  # GM percussion: channel 10, zero-based 9
 NOTE_VELOCITY = 100
 
 # System realtime / common status bytes.

@@ -22,13 +22,10 @@ from pathlib import Path
 
 from deepdrummer_live.errors import CommandError, UsageError
 from deepdrummer_live.player.controller import Binding, ControllerMap, make_binding, parse_mapping, value_for_file
-from deepdrummer_live.vocab import MAX_ROWS
+from deepdrummer_live.vocab import LEARNABLE_ACTIONS, MAX_ROWS
 
 LEARNED_FILE = "controller.toml"
 ANY = '"any"'
-# What a pad can learn, with the value its binding carries (see player/controller.py).
-LEARNABLE = {"like": None, "dislike": None, "next": None, "undo": None, "save": None, "play": None,
-             "stop": None, "mode": "cycle", "fotf": "toggle", "lock": "row"}
 
 
 def is_press(data: list[int]) -> bool:
@@ -41,8 +38,8 @@ def is_press(data: list[int]) -> bool:
 
 def target(action: str, row: int | None = None) -> tuple[str, object]:
     """(action, binding value) for a learn request; CommandError naming the fix for a bad one."""
-    if action not in LEARNABLE:
-        raise CommandError(f"cannot learn {action!r}; use one of {', '.join(LEARNABLE)}")
+    if action not in LEARNABLE_ACTIONS:
+        raise CommandError(f"cannot learn {action!r}; use one of {', '.join(LEARNABLE_ACTIONS)}")
     if action == "lock":
         if row is None or not 0 <= row < MAX_ROWS:
             raise CommandError(f"learning lock needs the row, 0-{MAX_ROWS - 1} as in /dd/lock "
@@ -50,7 +47,7 @@ def target(action: str, row: int | None = None) -> tuple[str, object]:
         return action, row
     if row is not None:
         raise CommandError(f"{action!r} takes no row (got {row}); give a row only to lock")
-    return action, LEARNABLE[action]
+    return action, LEARNABLE_ACTIONS[action]
 
 
 def binding_from_midi(data: list[int], action: str, value) -> Binding:
@@ -128,14 +125,14 @@ class MidiLearn:
         self.choosing = False  # the terminal surface's `L` waits for the action's key
         self._lock = threading.Lock()
 
-    def start(self, transport, action: str, row: int | None = None, origin=None) -> None:
+    def start(self, player, action: str, row: int | None = None, origin=None) -> None:
         wanted = target(action, row)
-        if not getattr(transport, "can_learn", False):
+        if not getattr(player, "can_learn", False):
             raise CommandError("MIDI learn needs a MIDI input port; run with --midi-in NAME "
                            "(and a --midi-backend other than none)")
         with self._lock:
             self._pending, self._origin = wanted, origin
-        transport.learn()
+        player.learn()
 
     def on_armed(self, on: bool) -> None:
         """The player is listening for the press: say so (a surface shows "press a pad")."""
@@ -144,7 +141,7 @@ class MidiLearn:
         if on and wanted is not None:
             self.out("/dd/learning", wanted[0], origin=origin)
 
-    def on_midi(self, transport, data: list[int]) -> None:
+    def on_midi(self, player, data: list[int]) -> None:
         """The press the player forwarded: bind it, save it, tell the player and the subscribers."""
         with self._lock:
             wanted, self._pending = self._pending, None
@@ -154,7 +151,7 @@ class MidiLearn:
         save_learned(self.path, binding)
         with self._lock:
             self._announce = (wanted[0], describe(binding))
-        transport.bind(binding)
+        player.bind(binding)
 
     def on_bound(self) -> None:
         """The player maps the pad now: announce it (so a press right after /dd/learned works)."""

@@ -46,12 +46,12 @@ class NoteMap:
             try:
                 text = path.read_text()
             except OSError as exc:
-                raise UsageError(f"--note-map {spec}: cannot read it ({exc.strerror or exc}); give a "
+                raise UsageError(f"note map {spec}: cannot read it ({exc.strerror or exc}); give a "
                                  f"readable .toml file or one of {', '.join(available())}") from exc
         else:
             resource = paths.notemaps_dir() / f"{spec}.toml"
             if not resource.is_file():
-                raise UsageError(f"--note-map {spec}: no such map; use one of {', '.join(available())} "
+                raise UsageError(f"note map {spec}: no such map; use one of {', '.join(available())} "
                                  f"or a .toml file (see docs/protocol.md, note maps)")
             where, text = f"note map {spec}", resource.read_text()
         try:

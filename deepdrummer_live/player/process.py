@@ -26,7 +26,7 @@ def make_clock(config: PlayerConfig, now: float) -> ClockSource:
     if config.clock == "internal":
         return InternalClock(config.tempo, now, lead)
     if config.clock == "midi":
-        return MidiClockFollower(lead, fallback_bpm=config.tempo)
+        return MidiClockFollower(lead, fallback_tempo=config.tempo)
     try:
         import asyncio
 

@@ -1,7 +1,7 @@
 """The player process's boundary, in one place: its configuration and every message across the pipes.
 
 Commands go from the session (`PlayerHandle`) to the player process (`Sequencer.handle_command`);
-events come back (`Session.on_transport_event`, the CLI's forwarder). On the wire each message is a
+events come back (`Session.on_player_event`, the CLI's forwarder). On the wire each message is a
 plain dict with a `type` (picklable, cheap, and what the unit tests feed the engine); the TypedDicts
 below spell out each one's fields, and the small constructors build them, so a field is named once.
 This module imports nothing heavy: the session, `send` and the player process all read it.
@@ -9,18 +9,22 @@ This module imports nothing heavy: the session, `send` and the player process al
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from deepdrummer_live.errors import UsageError
 from deepdrummer_live.player import midi
-from deepdrummer_live.player.clock import check_bpm
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, LEVEL_CHARS, velocity
-from deepdrummer_live.vocab import CLOCKS, swing_problem
+from deepdrummer_live.sound.dynamics import LEVEL_CHARS, default_levels, velocity
+from deepdrummer_live.vocab import (
+    AUDIO_MODES,
+    DEFAULT_TEMPO,
+    check_clock,
+    check_midi_offset,
+    check_tempo,
+    swing_problem,
+)
 
-AUDIO_MODES = ("pyo", "none")
 MIDI_WRITERS = ("jack-frames", "rtmidi", "none")  # what the `ready` event's midi_writer can say
 
 
@@ -32,7 +36,7 @@ class PlayerConfig:
     midi_out: str | None = "DeepDrummer"
     midi_in: str | None = None
     clock: str = "internal"
-    tempo: float = 120.0
+    tempo: float = DEFAULT_TEMPO
     midi_offset_ms: float = 0.0
     controller: str | None = None  # a built-in mapping name (paths.controllers_dir()) or a .toml path
     learned: Path | None = None  # MIDI-learned bindings (player/midilearn.py), laid over `controller`
@@ -50,22 +54,18 @@ class PlayerConfig:
     def validate(self) -> None:
         """UsageError naming the bad value and the fix; called before anything opens."""
         if self.midi_backend not in midi.BACKENDS:
-            raise UsageError(f"--midi-backend {self.midi_backend}: unknown; use one of "
-                             f"{'/'.join(midi.BACKENDS)}")
-        if self.clock not in CLOCKS:
-            raise UsageError(f"--clock {self.clock}: unknown; use one of {'/'.join(CLOCKS)}")
+            raise UsageError(f"MIDI backend {self.midi_backend!r} unknown; use one of {'/'.join(midi.BACKENDS)}")
         try:
-            check_bpm(self.tempo)
+            check_clock(self.clock)
+            check_tempo(self.tempo)
+            check_midi_offset(self.midi_offset_ms)
         except ValueError as exc:
-            raise UsageError(f"--tempo {self.tempo}: {exc}") from exc
-        if not (math.isfinite(self.midi_offset_ms) and abs(self.midi_offset_ms) <= 500):
-            raise UsageError(f"--midi-offset-ms {self.midi_offset_ms}: out of range -500..500; "
-                             f"use the DAW's reported latency in ms")
+            raise UsageError(str(exc)) from None
         if self.audio not in AUDIO_MODES:
-            raise UsageError(f"--audio {self.audio}: unknown; use one of {'/'.join(AUDIO_MODES)}")
+            raise UsageError(f"audio {self.audio!r} unknown; use one of {'/'.join(AUDIO_MODES)}")
         if self.clock == "midi" and (self.midi_backend == "none" or not self.midi_in):
-            raise UsageError("--clock midi needs an input port to receive the clock on; add "
-                             "--midi-in NAME (and a --midi-backend other than none)")
+            raise UsageError("the MIDI clock needs an input port to receive the clock on; give the player a "
+                             "MIDI input and a MIDI backend other than none")
 
 
 # ---- loop rows ---------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def parse_rows(rows) -> list[ParsedRow]:
         n_steps = len(steps)
         levels = row.get("levels")
         if levels is None:
-            levels = "".join(str(DEFAULT_LEVEL) if c == "x" else "." for c in steps)
+            levels = default_levels([steps])[0]
         if not (isinstance(levels, str) and len(levels) == n_steps
                 and all((c == ".") if s == "." else (c in LEVEL_CHARS) for s, c in zip(steps, levels))):
             raise ValueError(f"set_loop row {i}: levels {levels!r} must have '1'-'9' where steps {steps!r} "
@@ -171,7 +171,7 @@ Command = SetLoop | Play | Stop | Tempo | Stats | Learn | Bind | Shutdown
 COMMANDS = ("set_loop", "play", "stop", "tempo", "stats", "learn", "bind", "shutdown")
 
 
-def set_loop(loop_id: int | None, rows: list[Row], audio=None, at_bar: bool = True,
+def set_loop(loop_id: int | None, rows: list[Row], audio=None, at_bar: bool = True, *,
              swing: float | None = None, steps_per_bar: int = 16, switch_at: str = "phrase") -> SetLoop:
     return {"type": "set_loop", "loop_id": loop_id, "rows": rows, "audio": audio, "at_bar": at_bar, "swing": swing,
             "steps_per_bar": steps_per_bar, "switch_at": switch_at}
@@ -185,8 +185,8 @@ def stop() -> Stop:
     return {"type": "stop"}
 
 
-def tempo(bpm: float) -> Tempo:
-    return {"type": "tempo", "bpm": float(bpm)}
+def tempo(value: float) -> Tempo:
+    return {"type": "tempo", "bpm": float(value)}
 
 
 def stats() -> Stats:
@@ -302,8 +302,8 @@ def transport(playing: bool) -> Transport:
     return {"type": "transport", "playing": bool(playing)}
 
 
-def tempo_changed(bpm: float) -> TempoChanged:
-    return {"type": "tempo", "bpm": bpm}
+def tempo_changed(value: float) -> TempoChanged:
+    return {"type": "tempo", "bpm": value}
 
 
 def step(n: int) -> Step:

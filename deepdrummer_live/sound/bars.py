@@ -76,7 +76,7 @@ def load_likes(folder: Path, sr: int, bar_samples: int, max_bars_per_file: int =
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise UsageError(f"--likes {str(folder)!r} is not a folder; give a folder of loops or tracks you like")
+        raise UsageError(f"{str(folder)!r} is not a folder; give a folder of loops or tracks you like")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     out = []
     for path in files:
@@ -85,6 +85,6 @@ def load_likes(folder: Path, sr: int, bar_samples: int, max_bars_per_file: int =
         if len(bars):
             out.append(Bars(path, bpm, bars))
     if not out:
-        raise UsageError(f"--likes {str(folder)!r}: no bars found in {len(files)} audio file(s) "
+        raise UsageError(f"{str(folder)!r}: no bars found in {len(files)} audio file(s) "
                          f"({', '.join(AUDIO_SUFFIXES)}); give loops or tracks with a beat, at least 2 s long")
     return out

@@ -212,13 +212,13 @@ def resolve_kit_path(name_or_dir: str | Path | None) -> Path:
     if candidate.is_dir():
         return candidate.resolve()
     if candidate.is_file():
-        raise KitError(f"--kit {str(name_or_dir)!r} is a file; give the folder that holds the one-shots "
+        raise KitError(f"kit {str(name_or_dir)!r} is a file; give the folder that holds the one-shots "
                        f"({candidate.resolve().parent})")
     for kits_dir in (paths.builtin_kits_dir(), paths.user_kits_dir()):
         named = kits_dir / str(name_or_dir)
         if named.is_dir():
             return named.resolve()
-    raise KitError(f"--kit {str(name_or_dir)!r}: no such kit or folder; give a folder of one-shots "
+    raise KitError(f"kit {str(name_or_dir)!r}: no such kit or folder; give a folder of one-shots "
                    f"(built-in kits: {', '.join(builtin_kit_names())})")
 
 
@@ -243,5 +243,5 @@ def load_kit(name_or_dir: str | Path | None = None) -> Kit:
     if not samples:
         why = f" ({len(notes)} files skipped, first: {notes[0].split(': ', 1)[-1]})" if notes else ""
         raise KitError(f"kit folder {root} has no usable one-shots (wav/aiff/flac){why}; "
-                       f"point --kit at a folder of drum samples")
+                       f"give a folder of drum samples")
     return Kit(root.name, root, samples, notes)

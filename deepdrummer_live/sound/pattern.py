@@ -38,6 +38,8 @@ P_CELL_ON = 0.5  # paper: random cells on with p=0.5 (the default density)
 P_TOGGLE = 0.05  # paper: mutation toggles each cell with p=0.05 (at density 0.5)
 P_SWAP_SAMPLE = 0.15  # paper: and swaps each row's sample with p=0.15
 P_RELEVEL = 0.1  # ours: mutation re-draws a hit's level with p=0.1
+P_ROW_DENSITY = 0.1  # ours: mutation thins or fills a whole row with p=0.1 (cell toggles alone barely move
+#                      the density of a big loop: 8 rows x 2 bars at 0.5 is 50 % +- 3 % hits)
 P_FILL = 0.5  # ours: the last bar of a phrase ends in a fill with this probability
 FILL_DENSITY_BOOST = 0.25  # a fill's half bar is re-drawn this much denser (capped at DENSITY_MAX)
 DENSITY_RANGE = (DENSITY_MIN, DENSITY_MAX)
@@ -263,6 +265,24 @@ def _mutate_levels(levels: torch.Tensor, density: torch.Tensor, gen: torch.Gener
     return torch.where(new_hit, torch.where(keep_level, levels, fresh), torch.zeros_like(fresh))
 
 
+def _move_row_density(levels: torch.Tensor, density: torch.Tensor, gen: torch.Generator,
+                      dynamics: bool) -> torch.Tensor:
+    """With p=P_ROW_DENSITY per row of uint8 levels `[batch, row, step]`: thin it (each hit off with p = 1 -
+    the row's density) or fill it (each rest on with p = its density), either with p=0.5. A row's density
+    moves in one step, and a chain of these keeps the prior's density on average (at density d, thinning
+    takes d x (1 - d) of the cells, filling gives (1 - d) x d)."""
+    batch, rows, steps = levels.shape
+    device = levels.device
+    u = torch.rand((batch, rows, 1), generator=gen, device=device)
+    thin, fill = u < P_ROW_DENSITY / 2, (u >= P_ROW_DENSITY / 2) & (u < P_ROW_DENSITY)
+    cell = torch.rand(levels.shape, generator=gen, device=device)
+    hit = levels > 0
+    off = thin & hit & (cell < 1 - density)
+    on = fill & ~hit & (cell < density)
+    fresh = _random_levels(levels.shape, gen, device, dynamics)
+    return torch.where(off, torch.zeros_like(levels), torch.where(on, fresh, levels))
+
+
 def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
            fotf: bool = False, kick_ids: torch.Tensor | None = None, prior: Prior | None = None) -> Loops:
     """The paper's mutation, applied to every loop of the batch independently, plus levels.
@@ -270,12 +290,14 @@ def mutate(loops: Loops, n_samples: int, gen: torch.Generator,
     A rest turns on with p = 2 * P_TOGGLE * density and a hit turns off with
     p = 2 * P_TOGGLE * (1 - density): the paper's p=0.05 both ways at density 0.5, and in general
     a chain of mutations keeps the row's density. A hit that stays re-draws its level with
-    p=P_RELEVEL; a new hit gets a random level.
+    p=P_RELEVEL; a new hit gets a random level. Ours too: a row is thinned or filled as a whole with
+    p=P_ROW_DENSITY, so the search can reach sparser and busier loops than the prior's.
     """
     prior = _prior_of(prior, fotf)
     device = loops.levels.device
     density = prior.density_tensor(device)[None, :, None]
     levels = _mutate_levels(loops.levels, density, gen, prior.dynamics)
+    levels = _move_row_density(levels, density, gen, prior.dynamics)
     swap = torch.rand(loops.sample_ids.shape, generator=gen, device=device) < P_SWAP_SAMPLE
     ids = torch.where(swap, _random_ids(loops.sample_ids.shape, n_samples, gen, device), loops.sample_ids)
     return _finish(Loops(levels, ids, loops.meter), gen, prior, kick_ids)

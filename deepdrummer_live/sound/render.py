@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL
+from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, parse_level
+from deepdrummer_live.vocab import STEPS_PER_BEAT
 
 MIX_GAIN = 0.5
-STEPS_PER_BEAT = 4
 LEVEL_DB = 2.5  # dB between two levels: level 1 (ghost) is -15 dB, 9 (accent) +5 dB from the default
 CEILING_DBFS = -1.0
 # A hundredth of a dB under: float32 and 24-bit WAV rounding never lift a peak past -1 dBFS.
@@ -48,9 +48,9 @@ def _levels_of(levels: torch.Tensor) -> torch.Tensor:
     return levels.long() * DEFAULT_LEVEL if levels.dtype == torch.bool else levels.long()
 
 
-def step_length(bpm: float, sr: int) -> int:
+def step_length(tempo: float, sr: int) -> int:
     """Samples per 16th note, rounded so a bar is a whole number of equal steps."""
-    return int(round(sr * 60.0 / bpm / STEPS_PER_BEAT))
+    return int(round(sr * 60.0 / tempo / STEPS_PER_BEAT))
 
 
 def swing_delay(step_len: int, swing: float) -> int:
@@ -176,8 +176,8 @@ def render_bar_numpy(steps: list[str], samples: list[np.ndarray], step_len: int,
     for r, (row, sample) in enumerate(zip(steps, samples)):
         folded = fold_to_bar(sample, bar)
         for k, cell in enumerate(row):
-            if cell != ".":
-                level = DEFAULT_LEVEL if cell == "x" else int(cell)
+            level = parse_level(cell)
+            if level:
                 rows[r] += level_gain(level) * np.roll(folded, onsets[k])
     out = MIX_GAIN * rows.sum(axis=0)
     peak = float(np.abs(out).max(initial=0.0))
@@ -205,10 +205,10 @@ def mix_one(summed: np.ndarray) -> np.ndarray:
     return mix(torch.from_numpy(np.asarray(summed, dtype=np.float64))[None])[0].numpy().astype(np.float32)
 
 
-def render_paper(steps: list[str], samples: list[np.ndarray], bpm: float = 120.0, sr: int = 44100,
+def render_paper(steps: list[str], samples: list[np.ndarray], *, tempo: float = 120.0, sr: int = 44100,
                  num_repeats: int = 4, pad_seconds: float = 1.0) -> np.ndarray:
     """The original program's renderer, kept as the baseline: four bars plus a 1 s pad, no wrap."""
-    note_len = 60.0 / bpm / STEPS_PER_BEAT
+    note_len = 60.0 / tempo / STEPS_PER_BEAT
     n_steps = len(steps[0])
     audio = np.zeros(int((num_repeats * n_steps * note_len + pad_seconds) * sr), dtype=np.float32)
     for step in range(num_repeats * n_steps):

@@ -72,7 +72,7 @@ def _noise(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- analog models
 
-def kick(rng, f_start=160.0, f_end=50.0, pitch_tau=0.03, decay=0.25, click=0.3, drive=1.0, dur=0.6):
+def kick(rng, *, f_start=160.0, f_end=50.0, pitch_tau=0.03, decay=0.25, click=0.3, drive=1.0, dur=0.6):
     """808/909 kick: sine with a falling pitch envelope, a noise click, optional tanh drive."""
     t = _t(dur)
     body = np.sin(_sweep(t, f_start, f_end, pitch_tau)) * _env(t, decay)
@@ -80,7 +80,7 @@ def kick(rng, f_start=160.0, f_end=50.0, pitch_tau=0.03, decay=0.25, click=0.3, 
     return np.tanh(drive * (body + click * tick)) / np.tanh(drive)
 
 
-def snare(rng, tone_hz=(180.0, 330.0), tone_decay=0.06, noise_decay=0.12, noise_mix=0.6,
+def snare(rng, *, tone_hz=(180.0, 330.0), tone_decay=0.06, noise_decay=0.12, noise_mix=0.6,
           noise_hp=1500.0, dur=0.4):
     """Two damped sine modes for the shell plus high-passed noise for the wires."""
     t = _t(dur)
@@ -89,14 +89,14 @@ def snare(rng, tone_hz=(180.0, 330.0), tone_decay=0.06, noise_decay=0.12, noise_
     return (1 - noise_mix) * tone * _env(t, tone_decay) + noise_mix * wires * _env(t, noise_decay)
 
 
-def hat(rng, decay=0.04, cutoff=7000.0, metal_mix=0.5, ratio=1.0, dur=0.2):
+def hat(rng, *, decay=0.04, cutoff=7000.0, metal_mix=0.5, ratio=1.0, dur=0.2):
     """Hi-hat: 808 square-wave metal plus noise, high-passed; `decay` sets closed vs open."""
     t = _t(dur)
     src = metal_mix * _metal(t, ratio) + (1 - metal_mix) * _noise(rng, t)
     return _filter(src, "highpass", cutoff, order=4) * _env(t, decay, attack=0.0005)
 
 
-def clap(rng, bursts=4, spacing=0.011, tail=0.12, band=(900.0, 2200.0), dur=0.45):
+def clap(rng, *, bursts=4, spacing=0.011, tail=0.12, band=(900.0, 2200.0), dur=0.45):
     """Hand clap: several short noise bursts (many hands) then a reverberant band-passed tail."""
     t = _t(dur)
     env = np.zeros_like(t)
@@ -107,41 +107,41 @@ def clap(rng, bursts=4, spacing=0.011, tail=0.12, band=(900.0, 2200.0), dur=0.45
     return _filter(_noise(rng, t), "bandpass", band) * env
 
 
-def tom(rng, f_start=160.0, f_end=120.0, decay=0.2, noise_mix=0.08, dur=0.5):
+def tom(rng, *, f_start=160.0, f_end=120.0, decay=0.2, noise_mix=0.08, dur=0.5):
     """Tom: sine with a small downward pitch bend and a little noise on the attack."""
     t = _t(dur)
     body = np.sin(_sweep(t, f_start, f_end, 0.05)) * _env(t, decay)
     return body + noise_mix * _filter(_noise(rng, t), "lowpass", 3000) * _env(t, 0.01)
 
 
-def cowbell(rng, f1=540.0, f2=800.0, decay=0.12, dur=0.35):
+def cowbell(rng, *, f1=540.0, f2=800.0, decay=0.12, dur=0.35):
     """808 cowbell: two detuned square oscillators through a band-pass, short then long decay."""
     t = _t(dur)
     tone = _filter(_square(t, f1) + _square(t, f2), "bandpass", (f1 * 0.9, f2 * 2.5))
     return tone * (0.6 * _env(t, 0.015) + 0.4 * _env(t, decay))
 
 
-def rim(rng, freq=1700.0, decay=0.012, click=0.5, dur=0.1):
+def rim(rng, *, freq=1700.0, decay=0.012, click=0.5, dur=0.1):
     """Rim shot: very short resonant tone plus a high click."""
     t = _t(dur)
     tone = np.sin(2 * np.pi * freq * t) + 0.5 * np.sin(2 * np.pi * freq * 0.54 * t)
     return tone * _env(t, decay) + click * _filter(_noise(rng, t), "highpass", 3000) * _env(t, 0.002)
 
 
-def clave(rng, freq=2500.0, decay=0.03, dur=0.15):
+def clave(rng, *, freq=2500.0, decay=0.03, dur=0.15):
     """Clave: a near-pure sine with a fast decay (808 used a ringing bridged-T at ~2.5 kHz)."""
     t = _t(dur)
     return np.sin(2 * np.pi * freq * t) * _env(t, decay)
 
 
-def conga(rng, freq=330.0, decay=0.12, bend=1.15, dur=0.35):
+def conga(rng, *, freq=330.0, decay=0.12, bend=1.15, dur=0.35):
     """Conga/bongo: sine that starts slightly sharp (skin tension) with a soft slap."""
     t = _t(dur)
     body = np.sin(_sweep(t, freq * bend, freq, 0.015)) * _env(t, decay)
     return body + 0.15 * _filter(_noise(rng, t), "bandpass", (1000, 4000)) * _env(t, 0.004)
 
 
-def cymbal(rng, decay=0.45, cutoff=5000.0, metal_mix=0.6, ratio=1.0, bell=0.0, dur=1.5):
+def cymbal(rng, *, decay=0.45, cutoff=5000.0, metal_mix=0.6, ratio=1.0, bell=0.0, dur=1.5):
     """Crash/ride: metal plus noise with a long decay; `bell` adds the ride's pinged tone."""
     t = _t(dur)
     src = metal_mix * _metal(t, ratio) + (1 - metal_mix) * _noise(rng, t)
@@ -150,7 +150,7 @@ def cymbal(rng, decay=0.45, cutoff=5000.0, metal_mix=0.6, ratio=1.0, bell=0.0, d
     return wash + bell * ping
 
 
-def shaker(rng, attack=0.02, decay=0.05, band=(4000.0, 12000.0), dur=0.25):
+def shaker(rng, *, attack=0.02, decay=0.05, band=(4000.0, 12000.0), dur=0.25):
     """Shaker/maracas: band-passed noise with a swelling attack (beads travelling)."""
     t = _t(dur)
     return _filter(_noise(rng, t), "bandpass", band) * _env(t, decay, attack=attack)
@@ -158,7 +158,7 @@ def shaker(rng, attack=0.02, decay=0.05, band=(4000.0, 12000.0), dur=0.25):
 
 # ---------------------------------------------------------------------------- digital models
 
-def fm(rng, carrier=200.0, ratio=1.5, index=4.0, index_decay=0.05, decay=0.2, pitch_drop=0.0,
+def fm(rng, *, carrier=200.0, ratio=1.5, index=4.0, index_decay=0.05, decay=0.2, pitch_drop=0.0,
        noise_mix=0.0, dur=0.4):
     """Two-operator FM: the modulation index decays faster than the tone (bright attack)."""
     t = _t(dur)
@@ -172,7 +172,7 @@ def fm(rng, carrier=200.0, ratio=1.5, index=4.0, index_decay=0.05, decay=0.2, pi
     return out
 
 
-def zap(rng, f_start=3000.0, f_end=80.0, tau=0.03, decay=0.12, dur=0.3):
+def zap(rng, *, f_start=3000.0, f_end=80.0, tau=0.03, decay=0.12, dur=0.3):
     """Laser/zap percussion: a square-ish fast downward sweep."""
     t = _t(dur)
     return np.tanh(3 * np.sin(_sweep(t, f_start, f_end, tau))) * _env(t, decay)

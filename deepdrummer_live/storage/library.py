@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -27,29 +26,18 @@ import numpy as np
 import soundfile as sf
 
 from deepdrummer_live.errors import CommandError, StateError
-from deepdrummer_live.sound.dynamics import DEFAULT_LEVEL, MAX_LEVEL, velocity
+from deepdrummer_live.loop import LoopRecord
+from deepdrummer_live.sound.dynamics import MAX_LEVEL, velocity
 from deepdrummer_live.sound.render import level_gain, mix_one, sum_events
 from deepdrummer_live.storage import sfz
 from deepdrummer_live.storage.store import atomic_write
-from deepdrummer_live.vocab import DEFAULT_METER
+from deepdrummer_live.vocab import DRUM_CHANNEL, STEPS_PER_BEAT
 
 NAME_RE = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 TICKS_PER_BEAT = 960  # a common DAW resolution: swing lands within 1/240 of a step
-DRUM_CHANNEL = 9  # MIDI channel 10
-STEP_TICKS = TICKS_PER_BEAT // 4
+STEP_TICKS = TICKS_PER_BEAT // STEPS_PER_BEAT
 NOTE_TICKS = STEP_TICKS // 2
 SAMPLE_NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-@dataclass
-class LibraryRow:
-    """One row of a loop as the library writes it."""
-
-    note: int  # the MIDI note it goes out on (after the note map)
-    steps: str  # 'x'/'.'
-    levels: str | None  # '1'-'9'/'.' per step; None: every hit at DEFAULT_LEVEL
-    sample: str  # the kit sample's name
-    audio: np.ndarray  # the one-shot, float32 mono at the library's rate, unit gain
 
 
 def check_name(name: str) -> str:
@@ -57,13 +45,6 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise CommandError(f"save name {name!r} is invalid: use 1-64 letters, digits, spaces, '-' or '_'")
     return name
-
-
-def row_levels(steps: str, levels: str | None) -> list[int]:
-    """Level per step (0 on a rest) of a row; a row without levels has every hit at DEFAULT_LEVEL."""
-    if levels is None:
-        return [DEFAULT_LEVEL if c == "x" else 0 for c in steps]
-    return [0 if c == "." else int(c) for c in levels]
 
 
 def swing_ticks(swing: float) -> int:
@@ -84,47 +65,47 @@ def tick_sample(tick: int, tempo_us: int, sr: int) -> int:
     return (2 * tick * tempo_us * sr + scale) // (2 * scale)
 
 
-def midi_file(rows: list[tuple[int, str, str | None]], bpm: float, swing: float = 0.0,
-              meter: str = DEFAULT_METER) -> mido.MidiFile:
-    """The loop (every bar of its phrase): rows of (note, 'x'/'.' steps, levels or None) -> type-0 SMF
-    with tempo and the meter's time signature meta events; velocity round(127 x level / 9); odd steps
-    late by `swing` x one step. The file is as long as the phrase."""
+def midi_file(loop: LoopRecord) -> mido.MidiFile:
+    """The loop (every bar of its phrase) -> type-0 SMF with its tempo and its meter's time signature
+    meta events; velocity round(127 x level / 9); odd steps late by its swing x one step. The file is
+    as long as the phrase."""
     events = []  # (absolute tick, order, message): note-offs sort before note-ons on the same tick
-    for note, steps, levels in rows:
-        ticks = hit_ticks(len(steps), swing)
-        for k, level in enumerate(row_levels(steps, levels)):
+    ticks = hit_ticks(loop.n_steps, loop.swing)
+    for row in loop.rows:
+        for k, level in enumerate(row.level_values):
             if level:
                 on = ticks[k]
-                events.append((on, 1, mido.Message("note_on", channel=DRUM_CHANNEL, note=note,
+                events.append((on, 1, mido.Message("note_on", channel=DRUM_CHANNEL, note=row.note,
                                                    velocity=velocity(level))))
-                events.append((on + NOTE_TICKS, 0, mido.Message("note_off", channel=DRUM_CHANNEL, note=note,
+                events.append((on + NOTE_TICKS, 0, mido.Message("note_off", channel=DRUM_CHANNEL, note=row.note,
                                                                 velocity=0)))
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("track_name", name="DeepDrummer", time=0))
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    numerator, denominator = (int(v) for v in meter.split("/"))
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(loop.tempo), time=0))
+    numerator, denominator = (int(v) for v in loop.meter.split("/"))
     track.append(mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0))
     now = 0
     for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1], e[2].note)):
         track.append(msg.copy(time=tick - now))
         now = tick
-    loop_ticks = len(rows[0][1]) * STEP_TICKS if rows else 4 * TICKS_PER_BEAT
+    loop_ticks = loop.n_steps * STEP_TICKS if loop.rows else 4 * TICKS_PER_BEAT
     track.append(mido.MetaMessage("end_of_track", time=loop_ticks - now))
     mid = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
     mid.tracks.append(track)
     return mid
 
 
-def render_bar(rows: list[LibraryRow], bpm: float, swing: float, sr: int) -> np.ndarray:
-    """The loop of the .mid (same ticks, same tempo) before the mix -> float64 `[loop samples]`."""
-    tempo_us = mido.bpm2tempo(bpm)
+def render_bar(loop: LoopRecord, audio: list[np.ndarray], sr: int) -> np.ndarray:
+    """The loop of the .mid (same ticks, same tempo) before the mix, each row playing its one-shot of
+    `audio` (float32 mono at `sr`, unit gain) -> float64 `[loop samples]`."""
+    tempo_us = mido.bpm2tempo(loop.tempo)
+    ticks = hit_ticks(loop.n_steps, loop.swing)
     events = []
-    for index, row in enumerate(rows):
-        ticks = hit_ticks(len(row.steps), swing)
+    for index, row in enumerate(loop.rows):
         events += [(tick_sample(ticks[k], tempo_us, sr), index, level_gain(level))
-                   for k, level in enumerate(row_levels(row.steps, row.levels)) if level]
-    bar_len = tick_sample(len(rows[0].steps) * STEP_TICKS, tempo_us, sr)
-    return sum_events(events, [row.audio for row in rows], bar_len)
+                   for k, level in enumerate(row.level_values) if level]
+    bar_len = tick_sample(loop.n_steps * STEP_TICKS, tempo_us, sr)
+    return sum_events(events, list(audio), bar_len)
 
 
 def _wav_bytes(audio: np.ndarray, sr: int, subtype: str) -> bytes:
@@ -142,13 +123,13 @@ def sample_file_name(index: int, sample: str) -> str:
     return f"r{index}-{SAMPLE_NAME_RE.sub('_', sample).strip('_') or 'sample'}.wav"
 
 
-def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], bpm: float, sr: int,
-               swing: float = 0.0, meter: str = DEFAULT_METER) -> tuple[Path, Path]:
-    """Write the loop's kit (one-shots + .sfz), then `.mid` and `.wav`; returns the .mid and .wav paths."""
-    stem = f"{loop_id:06d}-{check_name(name)}"
+def write_loop(library: Path, loop: LoopRecord, name: str, audio: list[np.ndarray], sr: int) -> tuple[Path, Path]:
+    """Write the loop's kit (one-shots + .sfz), then `.mid` and `.wav`, at its tempo and swing; `audio`:
+    each row's one-shot (float32 mono at `sr`, unit gain). Returns the .mid and .wav paths."""
+    stem = f"{loop.id:06d}-{check_name(name)}"
     mid_path = library / f"{stem}.mid"
     wav_path = library / f"{stem}.wav"
-    summed = render_bar(rows, bpm, swing, sr)
+    summed = render_bar(loop, audio, sr)
     wav = mix_one(summed)
     samples_dir = library / f"{stem}-samples"
     try:
@@ -156,17 +137,17 @@ def write_loop(library: Path, loop_id: int, name: str, rows: list[LibraryRow], b
     except OSError as exc:  # the library folder gone, or a file now: answered with /dd/error, as a failed write
         raise StateError(f"cannot write {samples_dir} ({exc.strerror or exc}); make {library} a writable "
                          f"folder again") from exc
-    files = [sample_file_name(i, row.sample) for i, row in enumerate(rows)]
-    for file, row in zip(files, rows):
-        _write(samples_dir / file, _wav_bytes(row.audio, sr, "FLOAT"))  # float: the .sfz plays them exactly
+    files = [sample_file_name(i, row.sample) for i, row in enumerate(loop.rows)]
+    for file, one_shot in zip(files, audio):
+        _write(samples_dir / file, _wav_bytes(one_shot, sr, "FLOAT"))  # float: the .sfz plays them exactly
     # The mix scales a loop as a whole (one gain per loop): that gain is the SFZ's volume.
     gain = float(np.dot(wav, summed) / max(np.dot(summed, summed), 1e-30))
-    text = sfz.sfz_text([(row.note, file) for row, file in zip(rows, files)], f"{stem}-samples/", gain,
+    text = sfz.sfz_text([(row.note, file) for row, file in zip(loop.rows, files)], f"{stem}-samples/", gain,
                         [level_gain(level) for level in range(1, MAX_LEVEL + 1)],
-                        title=f"DeepDrummer Live loop {loop_id} ({name}) at {bpm:g} BPM, swing {swing:g}")
+                        title=f"DeepDrummer Live loop {loop.id} ({name}) at {loop.tempo:g} BPM, swing {loop.swing:g}")
     _write(library / f"{stem}.sfz", text.encode())
     mid = io.BytesIO()
-    midi_file([(r.note, r.steps, r.levels) for r in rows], bpm, swing, meter).save(file=mid)
+    midi_file(loop).save(file=mid)
     _write(mid_path, mid.getvalue())
     _write(wav_path, _wav_bytes(wav, sr, "PCM_24"))
     return mid_path, wav_path

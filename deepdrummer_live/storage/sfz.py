@@ -38,7 +38,7 @@ class SfzError(DeepDrummerError):
 
 
 def sfz_text(regions: list[tuple[int, str]], default_path: str, gain: float, level_gains: list[float],
-             title: str = "") -> str:
+             *, title: str = "") -> str:
     """SFZ text: regions (note, sample file), the loop's linear mix gain, gains of levels 1..9."""
     loudest = max(level_gains)
     total = gain * loudest

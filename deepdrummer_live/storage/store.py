@@ -8,18 +8,17 @@ old or the new checkpoint, never half of one.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from deepdrummer_live.errors import StateError
-from deepdrummer_live.sound import dynamics
-from deepdrummer_live.vocab import DEFAULT_METER, DEFAULT_PROFILE, steps_per_bar
+from deepdrummer_live.loop import STORE_COLUMNS, LoopRecord
+from deepdrummer_live.vocab import DEFAULT_PROFILE
 
+# loops.grid holds the rows' steps (its name since the first state dirs); loop.LoopRecord reads and writes a row
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS loops(id INTEGER PRIMARY KEY, created REAL, kit TEXT, samples TEXT,
                                  notes TEXT, roles TEXT, grid TEXT, p_like REAL, mode TEXT, bpm REAL);
@@ -31,45 +30,48 @@ CREATE INDEX IF NOT EXISTS ratings_loop ON ratings(loop_id);
 CREATE TABLE IF NOT EXISTS profiles(name TEXT PRIMARY KEY, created REAL, base TEXT, base_seq INTEGER);
 """
 TASTE_META = "taste"  # meta key: the latest taste map (learn/grid.taste_map) as JSON, for `report`
-LOOP_COLUMNS = "id, created, kit, samples, notes, roles, grid, p_like, mode, bpm, levels, meter"
+LOOP_COLUMNS = ", ".join(STORE_COLUMNS)
 
-# A loop's effective rating in a profile: its latest rating there that was not undone (re-rating
-# replaces). Profiles are apart: a loop may be liked in one and disliked in another.
-EFFECTIVE = """
-SELECT r.loop_id, r.rating, r.profile, r.seq FROM ratings r
-JOIN (SELECT loop_id, profile, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, profile) last
+
+def effective_ratings(profile: str = "profile") -> str:
+    """SQL of the ratings in effect, one row per loop and profile: (seq, loop_id, rating, ts, p_like, profile).
+
+    A loop's effective rating in a profile is its latest rating there that was not undone (re-rating
+    replaces); profiles are apart: a loop may be liked in one and disliked in another. `profile` is the
+    ratings' profile column, or a constant for a state dir from before profiles that is read without
+    being migrated (`dataset export`, `report`: read-only)."""
+    return f"""
+SELECT r.seq, r.loop_id, r.rating, r.ts, r.p_like, {profile} AS profile FROM ratings r
+JOIN (SELECT loop_id, {profile} AS p, MAX(seq) AS seq FROM ratings WHERE undone = 0 GROUP BY loop_id, p) last
   ON r.seq = last.seq
 """
 
 
-@dataclass
-class LoopRecord:
-    id: int
-    kit: str
-    samples: list[str]
-    notes: list[int]
-    roles: list[str]
-    steps: list[str]
-    p_like: float
-    mode: str
-    bpm: float
-    levels: list[str]  # per row: '.' rest, '1'-'9' a hit's level (old loops: every hit at the default)
-    meter: str = DEFAULT_METER  # steps run over every bar of this meter (old loops: one bar of 4/4)
-
-    @property
-    def n_steps(self) -> int:
-        return len(self.steps[0]) if self.steps else 0
-
-    @property
-    def bars(self) -> int:
-        return max(1, self.n_steps // steps_per_bar(self.meter))
+EFFECTIVE = effective_ratings()
 
 
-def _row_to_loop(row) -> LoopRecord:
-    steps = row[6].split("|")
-    levels = row[10].split("|") if row[10] else dynamics.default_levels(steps)
-    return LoopRecord(row[0], row[2], json.loads(row[3]), json.loads(row[4]), json.loads(row[5]),
-                      steps, row[7], row[8], row[9], levels, row[11] or DEFAULT_METER)
+def loop_rows(cursor: sqlite3.Cursor) -> list[dict]:
+    """The rows of a query as dicts by column name (a `loops` row for LoopRecord.from_store)."""
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def open_readonly(state_dir: Path) -> sqlite3.Connection:
+    """A state dir's database, read-only and unmigrated: a running daemon may hold it open."""
+    db_path = Path(state_dir).expanduser() / "state.sqlite"
+    if not db_path.exists():
+        raise StateError(f"--state-dir {str(state_dir)!r} has no state.sqlite (no session there); "
+                         f"pass the folder `deepdrummer-live run --state-dir` used")
+    try:
+        return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StateError(f"{db_path}: cannot open it read-only ({exc}); copy the state dir aside and retry") from exc
+
+
+def profile_column(db: sqlite3.Connection) -> str:
+    """What effective_ratings() takes for this database: its profile column, or `default` before profiles."""
+    profiled = "profile" in {c[1] for c in db.execute("PRAGMA table_info(ratings)")}
+    return "profile" if profiled else f"'{DEFAULT_PROFILE}'"
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -171,24 +173,21 @@ class Store:
         with self.lock:
             return self.db.execute(sql, args)
 
-    def add_loop(self, *, kit: str, samples, notes, roles, steps, p_like: float, mode: str, bpm: float,
-                 levels: list[str] | None = None, meter: str = DEFAULT_METER) -> int:
-        """Store a loop that is about to become current; returns its new id (increasing forever).
-        `levels` (one string per row, see pattern.levels_to_strings) default to DEFAULT_LEVEL hits."""
-        levels = levels if levels is not None else dynamics.default_levels(steps)
+    def add_loop(self, loop: LoopRecord) -> int:
+        """Store a loop that is about to become current (its id is not read); returns its new id
+        (increasing forever)."""
+        values = loop.store_values()
         with self.lock:
             loop_id = self._next_id
-            self.db.execute(f"INSERT INTO loops({LOOP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (loop_id, time.time(), kit, json.dumps(samples), json.dumps(notes),
-                             json.dumps(roles), "|".join(steps), float(p_like), mode, float(bpm),
-                             "|".join(levels), meter))
+            self.db.execute(f"INSERT INTO loops({LOOP_COLUMNS}) VALUES ({', '.join('?' * len(STORE_COLUMNS))})",
+                            (loop_id, time.time(), *(values[c] for c in STORE_COLUMNS[2:])))
             self._next_id += 1
         return loop_id
 
     def loop(self, loop_id: int) -> LoopRecord | None:
         with self.lock:
-            row = self.db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE id = ?", (loop_id,)).fetchone()
-        return _row_to_loop(row) if row else None
+            rows = loop_rows(self.db.execute(f"SELECT {LOOP_COLUMNS} FROM loops WHERE id = ?", (loop_id,)))
+        return LoopRecord.from_store(rows[0]) if rows else None
 
     def add_rating(self, loop_id: int, liked: bool, p_like: float,
                    profile: str = DEFAULT_PROFILE) -> tuple[int, int]:
@@ -210,12 +209,12 @@ class Store:
 
     def effective_rating(self, loop_id: int, profile: str | None = None) -> int | None:
         """The loop's rating in effect in `profile` (None: in any profile, the latest)."""
-        sql, args = EFFECTIVE + " WHERE r.loop_id = ?", [loop_id]
+        sql, args = f"SELECT rating FROM ({EFFECTIVE}) WHERE loop_id = ?", [loop_id]
         if profile is not None:
-            sql, args = sql + " AND r.profile = ?", args + [profile]
+            sql, args = sql + " AND profile = ?", args + [profile]
         with self.lock:
-            row = self.db.execute(sql + " ORDER BY r.seq DESC LIMIT 1", args).fetchone()
-        return None if row is None else row[1]
+            row = self.db.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return None if row is None else row[0]
 
     def totals(self, profile: str = DEFAULT_PROFILE) -> tuple[int, int]:
         """(likes, dislikes) in effect in `profile`."""
@@ -228,10 +227,10 @@ class Store:
     def rated_loops(self) -> list[tuple[LoopRecord, int]]:
         """Every rated loop with its rating in effect (the latest over all profiles), by loop id."""
         with self.lock:
-            cols = ", ".join(f"l.{c.strip()}" for c in LOOP_COLUMNS.split(","))
-            rows = self.db.execute(f"SELECT {cols}, e.rating FROM loops l JOIN ({EFFECTIVE}) e ON e.loop_id = l.id "
-                                   "ORDER BY l.id, e.seq").fetchall()
-        latest = {r[0]: (_row_to_loop(r[:-1]), r[-1]) for r in rows}  # by seq: the last one wins
+            cols = ", ".join(f"l.{c}" for c in STORE_COLUMNS)
+            rows = loop_rows(self.db.execute(f"SELECT {cols}, e.rating AS rating FROM loops l JOIN ({EFFECTIVE}) e "
+                                             "ON e.loop_id = l.id ORDER BY l.id, e.seq"))
+        latest = {r["id"]: (LoopRecord.from_store(r), r["rating"]) for r in rows}  # by seq: the last one wins
         return list(latest.values())
 
     # --- taste profiles ------------------------------------------------------------------------------

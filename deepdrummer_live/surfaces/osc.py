@@ -1,4 +1,4 @@
-"""OSC over UDP: transport (socket, parsing, subscribers) apart from routing (plain handler functions).
+"""OSC over UDP: the server (socket, parsing, subscribers) apart from routing (plain handler functions).
 
 Every datagram is parsed with python-osc, then each message is validated against its route's
 argument spec *before* its handler runs, so a bad message changes nothing and is answered with
@@ -83,7 +83,7 @@ class Request:
 
 # --- routing -------------------------------------------------------------------------------------
 # Every /dd/ command comes from the one command table (commands.py). Only what is about this
-# transport itself lives here: who receives outbound messages.
+# server itself lives here: who receives outbound messages.
 
 @dataclass(frozen=True)
 class OscSender:
@@ -105,16 +105,16 @@ def _port(value) -> int:
     return commands.Param("port", "int", 1, 65535).check(value, "/dd/subscribe")
 
 
-# A transport route: (min args, max args, handler(server, request)).
-TRANSPORT_ROUTES: dict[str, tuple[int, int, Callable[[OscServer, Request], None]]] = {
+# A route of the server itself: (min args, max args, handler(server, request)).
+SERVER_ROUTES: dict[str, tuple[int, int, Callable[[OscServer, Request], None]]] = {
     "/dd/subscribe": (0, 1, h_subscribe),
     "/dd/unsubscribe": (0, 1, h_unsubscribe),
 }
 
 
 def addresses() -> set[str]:
-    """Every inbound /dd/ address: the command table's and this transport's own."""
-    return set(TRANSPORT_ROUTES) | {c.address for c in commands.COMMANDS.values()}
+    """Every inbound /dd/ address: the command table's and this server's own."""
+    return set(SERVER_ROUTES) | {c.address for c in commands.COMMANDS.values()}
 
 
 class OscServer:
@@ -280,7 +280,7 @@ class OscServer:
         try:
             if req.bad:
                 raise CommandError(f"{req.address}: {req.bad}")
-            route = TRANSPORT_ROUTES.get(req.address)
+            route = SERVER_ROUTES.get(req.address)
             if route is not None:
                 lo, hi, handler = route
                 if not lo <= len(req.args) <= hi:

@@ -111,7 +111,7 @@ class Mark:
     style: str
 
 
-def layout(snap: dict, width: int, height: int | None = None, unicode: bool = True,
+def layout(snap: dict, width: int, height: int | None = None, *, unicode: bool = True,
            message: str = "", error: str | None = None) -> tuple[list[str], list[Mark]]:
     """Text lines (each at most width-1 wide) and style marks for one frame.
 
@@ -305,7 +305,7 @@ def handle_key(session, key) -> KeyResult:
     c = _key_char(key)
     if c in ("q", "Q"):
         return KeyResult(quit=True)
-    learn = getattr(session, "midi_learn", None)
+    learn = getattr(session, "pad_learning", None)
     if learn is not None and learn.choosing:  # after `L`: this key names the action to learn
         learn.choosing = False
         if c not in LEARN_KEYS:

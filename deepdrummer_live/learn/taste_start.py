@@ -1,5 +1,7 @@
-"""Critics trained before a session: from exported ratings (one or many participants) or from the
-performer's own music (bars they like against the generator's random loops).
+"""A taste to start from (`deepdrummer-live pretrain`, `dataset import`): critics whose taste is trained
+before a session, from exported ratings (one or many participants) or from the performer's own music
+(bars they like against the generator's random loops). Learning to hear the kit is another thing
+(the hearing pass: critic.train_hearing, `critic pretrain-hearing`).
 
 Every critic here is a `Learner`'s critic written in the `Learner.save_checkpoint` format, so
 `run --critic PATH` (and a state dir's `critic.pt`) load it as they load any checkpoint. The
@@ -9,12 +11,12 @@ the examples, with the session's own trainer (balanced batches, the same augment
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from deepdrummer_live.learn import checkpoint
 from deepdrummer_live.learn.critic import LEAN_CONFIG, REFERENCE_BPM, ROLE_GROUPS
 from deepdrummer_live.learn.learner import Learner
 from deepdrummer_live.sound import pattern
@@ -30,7 +32,7 @@ REPLAY_WINDOW = 10  # ratings per point of the replay's learning curve
 
 def new_learner(kit, device, seed: int, kind: str | None = None) -> Learner:
     learner = Learner(kit, device, seed, kind=kind)
-    learner.choose_start()  # a built-in kit's shipped hearing critic, as a new session
+    checkpoint.choose_start(learner)  # a built-in kit's shipped hearing critic, as a new session
     if learner.needs_hearing():
         learner.learn_to_hear()
     return learner
@@ -47,7 +49,7 @@ def critic_from_ratings(kit, ratings: list[Rating], device, seed: int = 1) -> tu
     learner = new_learner(kit, device, seed)
     used = 0
     for key, r in enumerate(ratings):
-        loops = learner.loops_from_record(r)
+        loops = learner.loops_from_record(r.loop)
         if loops is not None:
             learner.set_rating(key, loops, int(r.liked))
             used += 1
@@ -68,7 +70,7 @@ def replay(kit, ratings: list[Rating], device, seed: int = 1) -> dict:
     hits, base, skipped = [], [], 0
     seen = {0: 0, 1: 0}
     for key, r in enumerate(ratings):
-        loops = learner.loops_from_record(r)
+        loops = learner.loops_from_record(r.loop)
         if loops is None:
             skipped += 1
             continue
@@ -127,7 +129,7 @@ def transcribe(hearer: Learner, feats: torch.Tensor, threshold: float = 0.5) -> 
     return out
 
 
-def critic_from_music(kit, bars: np.ndarray, device, seed: int = 1, negatives: int | None = None,
+def critic_from_music(kit, bars: np.ndarray, device, *, seed: int = 1, negatives: int | None = None,
                       kind: str | None = None) -> Learner:
     """A critic that likes the performer's bars (float `[n, bar_samples]` at the hearing critic's rate and
     the reference tempo) over random loops of the generator (the paper's prior, `negatives` of them,
@@ -172,6 +174,6 @@ def write_critic(learner: Learner, path: Path) -> Path:
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     # save_checkpoint writes to a store's checkpoint_path; this names any file instead.
-    learner.save_checkpoint(types.SimpleNamespace(checkpoint_path=path))
+    checkpoint.write(learner.checkpoint_contents()[None], path)
     return path
 

@@ -1,6 +1,7 @@
-"""What the session plays loops through: the player process, or bar lines from the clock alone.
+"""What the session plays loops through (`Playback`): the player process (player/handle.py), or bar
+lines from the clock alone (`VirtualPlayback`). ("Transport" is only the music's play/stop.)
 
-The session calls a `Transport`; events come back through the callback given to it
+The session calls a `Playback`; events come back through the callback given to it
 (`switched`, `transport`, `tempo`, `step`, `control`, `error`: see docs/architecture.md).
 """
 
@@ -14,16 +15,16 @@ from typing import Protocol
 from deepdrummer_live.vocab import N_STEPS, STEPS_PER_BEAT
 
 
-class Transport(Protocol):
-    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, swing: float | None = None,
+class Playback(Protocol):
+    def set_loop(self, loop_id: int, rows: list[dict], audio, at_bar: bool, *, swing: float | None = None,
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None: ...
     def play(self) -> None: ...
     def stop(self) -> None: ...
-    def set_tempo(self, bpm: float) -> None: ...
+    def set_tempo(self, tempo: float) -> None: ...
     def close(self) -> None: ...
 
 
-class VirtualTransport:
+class VirtualPlayback:
     """Bar lines from the monotonic clock, for runs with no MIDI and no audio (headless tests)."""
 
     def __init__(self, tempo: float, on_event: Callable[[dict], None],
@@ -44,7 +45,7 @@ class VirtualTransport:
     def _bar_seconds(self) -> float:
         return self.loop_steps * self._step_seconds()
 
-    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, swing: float | None = None,
+    def set_loop(self, loop_id: int, rows, audio, at_bar: bool, *, swing: float | None = None,
                  steps_per_bar: int = N_STEPS, switch_at: str = "phrase") -> None:
         n_steps = len(rows[0]["steps"]) if rows else N_STEPS
         with self._lock:
@@ -94,15 +95,15 @@ class VirtualTransport:
             timer.function(*timer.args)  # a switch waiting for a bar line happens now
         self.on_event({"type": "transport", "playing": False})
 
-    def set_tempo(self, bpm: float) -> None:
+    def set_tempo(self, tempo: float) -> None:
         with self._lock:
             if self.playing:  # keep the bar phase: re-anchor so the current position is unchanged
                 now = self.now()
                 phase = ((now - self.origin) / self._bar_seconds()) % 1.0
-                self.tempo = bpm
+                self.tempo = tempo
                 self.origin = now - phase * self._bar_seconds()
             else:
-                self.tempo = bpm
+                self.tempo = tempo
 
     def close(self) -> None:
         with self._lock:
