@@ -20,7 +20,7 @@ NAME = PACKAGE.name
 # Top-level modules and subpackages are named by their first part under the package.
 LAYERS = (
     ("vocab", "errors", "paths", "progress"),
-    ("commands", "sound", "client", "testing", "playback"),
+    ("commands", "sound", "loop", "client", "testing", "playback"),
     ("storage", "player"),
     ("learn",),
     ("worker",),
@@ -30,7 +30,7 @@ LAYERS = (
 )
 
 # The player process and what a DAW macro imports: light enough to start in milliseconds.
-TORCH_FREE = ("player", "vocab", "errors", "commands", "client")
+TORCH_FREE = ("player", "vocab", "errors", "commands", "client", "loop")
 HEAVY = ("torch",)
 
 
