@@ -230,12 +230,17 @@ class Daemon:
         self._close_log()
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    """Poll `condition()` until it is truthy (returned) or `timeout` passes (AssertionError naming `what`)."""
+def wait_for(condition, timeout: float = 60.0, what="condition", interval: float = 0.02):
+    """Poll `condition()` every `interval` s until it is truthy (returned) or `timeout` passes.
+
+    Then AssertionError naming `what` (a string, or a callable giving one: what was last seen). The
+    condition is tried once more at the deadline, so a slow poll never fails a condition that holds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = condition()
         if value:
             return value
-        time.sleep(0.02)  # poll interval
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))  # poll interval
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")

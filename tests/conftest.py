@@ -80,6 +80,19 @@ def private_jack_server(monkeypatch):
         state["server"].stop()
 
 
+PAPER_KIT = Path(__file__).resolve().parents[1].parent / "shared" / "external-kits" / "deepdrummer-paper"
+
+
+@pytest.fixture(scope="session")
+def paper_kit() -> Path:
+    """The paper's kit: test data kept outside the repo (../shared/external-kits, see its README.md),
+    which the suite needs (test_critics reads it too): a checkout without it fails, it never skips."""
+    if not PAPER_KIT.is_dir():
+        pytest.fail(f"the paper's external kit is not at {PAPER_KIT}: the tests need ../shared/external-kits "
+                    f"beside the checkout (its README.md says what it holds)")
+    return PAPER_KIT
+
+
 @pytest.fixture(scope="session")
 def alsa_seq():
     if not Path("/dev/snd/seq").exists():

@@ -58,14 +58,59 @@ class OscClient(dd_client.OscClient):
 def wait_train_steps(client: OscClient, above: int, timeout: float = 300.0) -> int:
     """/dd/status's train_steps once it is above `above`, polled with a deadline (the critic first
     learns to hear the kit, then trains on ratings: minutes on a busy CPU)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen = []
+
+    def trained() -> bool:
         client.send("/dd/status")
-        steps = client.expect("/dd/status")[5]
-        if steps > above:
-            return steps
-        assert time.monotonic() < deadline, f"train_steps still {steps} after {timeout} s (needed > {above})"
-        time.sleep(0.2)  # poll interval
+        seen.append(client.expect("/dd/status")[5])
+        return seen[-1] > above
+
+    wait_for(trained, timeout, lambda: f"train_steps > {above} (still {seen[-1] if seen else '?'})", interval=0.2)
+    return seen[-1]
+
+
+def playhead(web_port: int, until, what: str, timeout: float = 30.0) -> list[tuple[int, bool]]:
+    """The daemon's playhead as its rating page sees it (a WebSocket to `--web-port`): the (step, playing)
+    of the hello and of every snapshot and step pushed after it, until `until(seen)` holds; AssertionError
+    naming `what` after `timeout` s. The page is pushed the playhead a dozen times a second."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    seen: list[tuple[int, bool]] = []
+
+    async def watch() -> bool:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{web_port}/ws") as ws:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    frame = await ws.receive(timeout=left)
+                except TimeoutError:
+                    break
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break  # the page was closed (the daemon went away)
+                msg = json.loads(frame.data)
+                snap = msg.get("snapshot", msg)  # hello and snapshot carry a snapshot; step carries its fields
+                if msg["type"] in ("hello", "snapshot", "step"):
+                    seen.append((snap["step"], bool(snap["playing"])))
+                    if until(seen):
+                        return True
+        return False
+
+    assert asyncio.run(watch()), f"timed out after {timeout:g} s waiting for {what}; playhead seen: {seen[-40:]}"
+    return seen
+
+
+def a_loop_played(seen: list[tuple[int, bool]]) -> bool:
+    """A `playhead` condition: the playing playhead came round to the loop's start again (so the whole
+    loop was played once, and its first bar line has passed)."""
+    return any(p and q and t < s for (s, p), (t, q) in zip(seen, seen[1:]))
+
+
+def stopped(seen: list[tuple[int, bool]]) -> bool:
+    """A `playhead` condition: the transport is stopped."""
+    return not seen[-1][1]
 
 
 def start_with_client(state_dir: Path, *extra: str, **kw) -> tuple[Daemon, OscClient]:

@@ -6,12 +6,29 @@ Every wait is for a condition (a port exists, JACK lists a connection), with a d
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import numpy as np
 
+from deepdrummer_live.testing import wait_for
+
 CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
+
+
+def connect_when_listed(server, port: str, to: str, timeout: float = 20.0) -> None:
+    """Connect JACK port `port` (once JACK lists it: a daemon or player opens it) to `to`; returns once JACK
+    itself reports the connection."""
+    import os
+    import shutil
+    import subprocess
+
+    from deepdrummer_live.player.jackd import jack_lsp
+
+    wait_for(lambda: port in (jack_lsp(server) or ""), timeout,
+             lambda: f"JACK port {port!r} (its owner opens it); listed: {jack_lsp(server)}", interval=0.05)
+    subprocess.run([shutil.which("jack_connect") or "jack_connect", port, to], check=True, timeout=10,
+                   env={**os.environ, "JACK_DEFAULT_SERVER": server})
+    server.wait_connected(port, to)
 
 
 class FrameLeader:
@@ -26,10 +43,8 @@ class FrameLeader:
         self._sched: deque = deque()
         self.client.set_process_callback(self._process)
         self.client.activate()
-        deadline = time.monotonic() + 10
-        while not (ports := self.client.get_ports(play_into, is_midi=True, is_input=True)):
-            assert time.monotonic() < deadline, f"no JACK MIDI input like {play_into!r}"
-            time.sleep(0.05)  # poll interval while the player opens its port
+        ports = wait_for(lambda: self.client.get_ports(play_into, is_midi=True, is_input=True), 10,
+                         f"a JACK MIDI input like {play_into!r} (the player opens it)", interval=0.05)
         self.client.connect(self.out, ports[0])
         server.wait_connected("dd-leader:out", ports[0].name)
 

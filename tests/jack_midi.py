@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+from deepdrummer_live.testing import wait_for
+
 ALL_NOTES_OFF = [0xB9, 123, 0]
 START, CLOCK = 0xFA, 0xF8
 POLL_S = 0.002  # rtmidi has no blocking read: poll interval, never a proof
@@ -30,10 +32,8 @@ def jack_port(server, kind: str, substring: str, timeout: float = 10.0):
     else:
         port = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "dd-probe-out")
     deadline = time.monotonic() + timeout
-    while not (found := [i for i, p in enumerate(port.get_ports()) if substring in p]):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no JACK MIDI port containing {substring!r}: {port.get_ports()}")
-        time.sleep(0.05)  # poll interval while the other side opens its port
+    found = wait_for(lambda: [i for i, p in enumerate(port.get_ports()) if substring in p], timeout,
+                     lambda: f"a JACK MIDI port containing {substring!r} (have {port.get_ports()})", interval=0.05)
     port.open_port(found[0], kind)
     try:
         server.wait_connected(f"dd-probe-{kind}", substring, timeout=max(1.0, deadline - time.monotonic()))
@@ -47,20 +47,17 @@ def collect_until(port, pred, timeout: float = 10.0, into: list | None = None) -
     accepts; times are seconds since the first message of `into` (or of this call). AssertionError,
     with what came, when none does within `timeout`."""
     out = [] if into is None else into
-    t = out[-1][0] if out else 0.0
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = port.get_message()
-        if msg is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no matching MIDI within {timeout} s; last: {[d for _, d in out[-8:]]}")
-            time.sleep(POLL_S)
-            continue
-        data, delta = msg
-        t += delta if out else 0.0
-        out.append((t, data))
-        if pred(data):
-            return out
+
+    def matched() -> bool:  # what the port holds now, up to the first match (the rest stays in the port)
+        while (msg := port.get_message()) is not None:
+            data, delta = msg
+            out.append(((out[-1][0] + delta) if out else 0.0, data))
+            if pred(data):
+                return True
+        return False
+
+    wait_for(matched, timeout, lambda: f"matching MIDI; last: {[d for _, d in out[-8:]]}", interval=POLL_S)
+    return out
 
 
 def send_clock(port, bpm: float, n: int, t0: float | None = None) -> float:
@@ -78,33 +75,11 @@ def send_clock(port, bpm: float, n: int, t0: float | None = None) -> float:
     return t0 + n * interval
 
 
-def drain(port, into: list) -> list[tuple[float, list[int]]]:
-    """Append what `port` holds now (no waiting) to `into`, timed as in `collect_until`."""
-    t = into[-1][0] if into else 0.0
-    while (msg := port.get_message()) is not None:
-        t += msg[1] if into else 0.0
-        into.append((t, msg[0]))
-    return into
-
-
 def clocks_since_start(msgs) -> int:
     """MIDI clocks after the last Start in `msgs`."""
     data = [d for _, d in msgs]
     starts = [i for i, d in enumerate(data) if d[0] == START]
     return sum(1 for d in data[starts[-1]:] if d[0] == CLOCK) if starts else 0
-
-
-def note_ons_by_clock(msgs) -> list[tuple[int, int, int]]:
-    """(MIDI clocks since Start, note, velocity) of every channel-10 note-on after Start, in arrival order."""
-    out, clocks = [], None
-    for _, data in msgs:
-        if data[0] == START:
-            clocks = 0
-        elif data[0] == CLOCK and clocks is not None:
-            clocks += 1
-        elif clocks is not None and data[0] == 0x99 and data[2] > 0:
-            out.append((clocks, data[1], data[2]))
-    return out
 
 
 def clocks_after_start(n: int, so_far: list | None = None):

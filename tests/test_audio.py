@@ -195,10 +195,8 @@ audio.queue_bar(np.zeros(4800, dtype=np.float32))
 audio.bar_line()
 print("ready", flush=True)
 sys.stdin.readline()  # the test stops jackd here
-import time
-deadline = time.monotonic() + 10
-while audio.alive and time.monotonic() < deadline:
-    time.sleep(0.05)
+from deepdrummer_live.testing import wait_for
+wait_for(lambda: not audio.alive, 10, "pyo to see its JACK server gone (audio.alive false)", interval=0.05)
 try:
     audio.bar_line()
     print("no error")

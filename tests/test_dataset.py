@@ -183,7 +183,7 @@ def render_tiled(kit, steps: list[str], names: list[str], bpm: float, bars: int,
     return np.tile(render_bar_numpy(steps, samples, step_length(bpm, sr)), bars)
 
 
-@pytest.mark.skipif(not EXTERNAL_KIT.is_dir(), reason="the paper's kit is not in ../shared/external-kits")
+@pytest.mark.usefixtures("paper_kit")  # fails, never skips, where the kit is missing
 def test_pretrain_from_loops_at_other_tempos(tmp_path):
     torch.set_num_threads(1)
     kit = load_kit(EXTERNAL_KIT)

@@ -76,16 +76,64 @@ def test_state_dir_checks(tmp_path):
     assert statuses(doctor.check_state_dir(f)) == [FAIL]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable dir cannot be made")
-def test_unwritable_state_dir_fails(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    os.chmod(d, 0o500)
+NOBODY = 65534  # root writes anywhere: as root, the check runs as this user, for whom the dir is unwritable
+
+
+def _unprivileged(fn):
+    """(euid, fn()) run as NOBODY in a forked child when this is root (in this process otherwise).
+
+    The child has the parent's imported modules, so it needs no access to the interpreter or the
+    checkout (a root-only /root, say); fn's result comes back pickled through a pipe."""
+    if os.geteuid() != 0:
+        return os.geteuid(), fn()
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            data = pickle.dumps((True, (os.geteuid(), fn())))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            data, code = pickle.dumps((False, repr(exc))), 1
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as got:
+        data = got.read()
+    os.waitpid(pid, 0)
+    ok, value = pickle.loads(data)
+    assert ok, f"the unprivileged check failed: {value}"
+    return value
+
+
+def test_unwritable_state_dir_fails():
+    """A state dir the user may read but not write: FAIL, "not writable". As root it runs as nobody
+    (root writes anywhere); the same dir made writable for that user then passes (the harness itself
+    does not fail the check)."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="dd-doctor-"))  # under /tmp: a path nobody can reach (pytest's is 0700)
     try:
-        checks = doctor.check_state_dir(d)
+        os.chmod(top, 0o755)
+        d = top / "ro"
+        d.mkdir()
+        os.chmod(d, 0o555)  # readable and searchable by everyone, writable by no one but root
+        euid, checks = _unprivileged(lambda: doctor.check_state_dir(d))
+        assert euid != 0
+        assert checks[0].status == FAIL and "not writable" in checks[0].detail, checks
+        assert not list(d.iterdir())  # and it left nothing behind
+        os.chmod(d, 0o777)
+        euid, checks = _unprivileged(lambda: doctor.check_state_dir(d))
+        assert euid != 0 and checks[0].status == OK and "is writable" in checks[0].detail, checks
     finally:
-        os.chmod(d, 0o700)
-    assert checks[0].status == FAIL and "not writable" in checks[0].detail
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_state_dir_with_a_session_is_described(tmp_path):
@@ -158,14 +206,14 @@ def test_default_run_prediction():
 
 def test_jack_detection_with_a_real_server(jack_server):
     if doctor.shutil.which("jack_lsp") is None:
-        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+        pytest.skip("jack_lsp is not installed (apt-get install jackd2; make test installs it as root)")
     running, how = doctor.ask_jack_server()
     assert running and jack_server in how
 
 
 def test_jack_detection_without_a_server(monkeypatch):
     if doctor.shutil.which("jack_lsp") is None:
-        pytest.skip("jack_lsp is not installed (apt-get install jack-tools)")
+        pytest.skip("jack_lsp is not installed (apt-get install jackd2; make test installs it as root)")
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "ddnoserver-doctor-test")
     running, how = doctor.ask_jack_server()
     assert running is False and "not running" in how

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,21 @@ from deepdrummer_live.learn.simuser import make_user, parse_loop
 from deepdrummer_live.storage.dataset import read_csv
 from deepdrummer_live.storage.store import Store
 
-from daemon import CLI, REPO, OscClient, free_udp_port
+from daemon import CLI, REPO, OscClient, free_udp_port, wait_for
 
 PHASE1, PHASE2 = 6, 4
 
 
 def wait_ready(proc: subprocess.Popen, client: OscClient, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         assert proc.poll() is None, "the experiment daemon exited during start-up"
         client.send("/dd/status")
         try:
-            if client.expect("/dd/status", 0.5)[2] >= 0:
-                return
+            return client.expect("/dd/status", 0.5)[2] >= 0
         except TimeoutError:
-            continue
-    raise TimeoutError("experiment daemon not ready")
+            return False
+
+    wait_for(ready, timeout, "the experiment daemon to answer /dd/status with a first loop", interval=0.1)
 
 
 class ExperimentDaemon:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from daemon import Daemon, OscClient, free_udp_port
+from daemon import Daemon, OscClient, free_udp_port, wait_for
 
 OSCSEND = shutil.which("oscsend")
 OSCDUMP = shutil.which("oscdump")
@@ -50,16 +49,17 @@ class OscDump:
 
     def next(self, address: str, timeout: float = 10.0) -> tuple[str, list]:
         """(types, args) of the first `address` message after those already returned."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> tuple[str, list] | None:
             assert self.proc.poll() is None, self.path.read_text()
             msgs = self.messages()
             for i in range(self.seen, len(msgs)):
                 if msgs[i][0] == address:
                     self.seen = i + 1
                     return msgs[i][1], msgs[i][2]
-            time.sleep(0.05)
-        raise AssertionError(f"oscdump got no {address} in {timeout} s: {self.path.read_text()[-2000:]}")
+            return None
+
+        return wait_for(arrived, timeout, lambda: f"{address} in oscdump's output: {self.path.read_text()[-2000:]}",
+                        interval=0.05)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -74,16 +74,17 @@ def test_oscsend_rates_and_oscdump_receives_typed_replies(tmp_path):
     probe = OscClient(d.port)
     try:
         # oscdump's socket is up once a subscribed /dd/ping comes back to it
-        deadline = time.monotonic() + 15
-        while True:
+        def subscribed() -> bool:
             oscsend(d.port, "/dd/subscribe", "i", dump.port)
             oscsend(d.port, "/dd/ping")
             try:
                 dump.next("/dd/pong", timeout=1.0)
-                break
+                return True
             except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
+                assert dump.proc.poll() is None, dump.path.read_text()
+                return False
+
+        wait_for(subscribed, 15, "a subscribed /dd/pong at oscdump (its socket is up)", interval=0.0)
 
         oscsend(d.port, "/dd/next")
         types, loop = dump.next("/dd/loop")

@@ -1,15 +1,17 @@
 """Velocities and swing at a real JACK MIDI port: the daemon on the JACK dummy server, its output
-connected to a port of this test, checked against `/dd/loop`, `/dd/levels` and the MIDI clock grid."""
+connected to a JACK client that records each message with its frame (jackd.FrameRecorder), checked
+against `/dd/loop`, `/dd/levels` and the MIDI clock grid."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 
-from daemon import Daemon, OscClient
-from jack_midi import ALL_NOTES_OFF, CLOCK, START, clocks_after_start, collect_until, jack_port
+from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder
+
+from daemon import Daemon, OscClient, a_loop_played, free_tcp_port, playhead, stopped
+from jack_frames import connect_when_listed
+from jack_midi import ALL_NOTES_OFF, CLOCK, START
 
 BPM = 120.0
 STEP_S = 60.0 / BPM / 4
@@ -30,11 +32,21 @@ def expected_hits(loop, levels) -> set[tuple[int, int, int]]:
 
 def clock_grid(msgs) -> tuple[float, float]:
     """(time of the clock at Start, seconds per clock) fitted to every clock after Start: the grid
-    the notes are measured against (each single clock carries JACK's period of jitter)."""
+    the notes are measured against. Each clock is indexed by its time, so one lost with a cycle jackd
+    missed leaves a gap, not a shift."""
     start = max(i for i, (_, d) in enumerate(msgs) if d[0] == START)
-    times = [t for t, d in msgs[start:] if d[0] == CLOCK]
-    slope, intercept = np.polyfit(np.arange(len(times)), times, 1)
+    times = np.array([t for t, d in msgs[start:] if d[0] == CLOCK])
+    index = np.round((times - times[0]) / (STEP_S / 6))
+    slope, intercept = np.polyfit(index, times, 1)
     return float(intercept), float(slope)
+
+
+def clocks_heard_after_start(n: int):
+    """A FrameRecorder.wait_for condition: `n` MIDI clocks heard after the last Start."""
+    def pred(msgs) -> bool:
+        starts = [i for i, (_, data) in enumerate(msgs) if data == bytes([START])]
+        return bool(starts) and sum(1 for _, data in msgs[starts[-1]:] if data == bytes([CLOCK])) >= n
+    return pred
 
 
 def test_velocities_and_swing_at_a_jack_port(tmp_path, jack_server):
@@ -43,23 +55,29 @@ def test_velocities_and_swing_at_a_jack_port(tmp_path, jack_server):
     d = Daemon(tmp_path / "state", "--notify", f"127.0.0.1:{client.port}", "--tempo", str(BPM),
                "--swing", "0.5", midi="jack", audio="none")
     client.target = ("127.0.0.1", d.port)
+    # timed by JACK's frames, not by this process's clock: a busy machine that delays this process moves nothing
+    dump = FrameRecorder(jack_server, name="dd-swing")
     d.start()
     try:
         client.drain()
         client.send("/dd/swing", 0.7)
-        assert client.expect("/dd/error")[1] == "/dd/swing"
+        assert client.expect("/dd/error", timeout=30)[1] == "/dd/swing"  # a deadline for a busy machine
         client.send("/dd/swing", SWING)  # over OSC, replacing --swing 0.5
-        with jack_port(jack_server, "in", "DeepDrummer") as probe:
-            client.send("/dd/next")
-            loop = client.expect("/dd/loop", timeout=30)
-            levels = client.expect("/dd/levels", timeout=30)
-            client.send("/dd/play")
-            msgs = collect_until(probe, clocks_after_start(2 * 96 + 3), timeout=20)  # two whole bars
-            client.send("/dd/stop")
-            collect_until(probe, lambda data: data == ALL_NOTES_OFF, timeout=15, into=msgs)
+        connect_when_listed(jack_server, "DeepDrummer Live:DeepDrummer", dump.port)
+        client.send("/dd/next")
+        loop = client.expect("/dd/loop", timeout=30)
+        levels = client.expect("/dd/levels", timeout=30)
+        xruns_playing = jack_server.xruns()
+        client.send("/dd/play")
+        dump.wait_for(clocks_heard_after_start(2 * 96 + 3), timeout=20)  # two whole bars
+        client.send("/dd/stop")
+        heard = dump.wait_for(lambda m: any(data == bytes(ALL_NOTES_OFF) for _, data in m), timeout=15)
+        lost = jack_server.xruns() - xruns_playing  # cycles jackd missed while it played
     finally:
         client.close()
+        dump.stop()
         assert d.stop() == 0, d.output()
+    msgs = [(frame / SAMPLE_RATE, list(data)) for frame, data in heard]
     assert levels[0] == loop[0]
     t0, clock_s = clock_grid(msgs)
     assert clock_s * 6 == pytest.approx(STEP_S, rel=0.01)
@@ -77,7 +95,11 @@ def test_velocities_and_swing_at_a_jack_port(tmp_path, jack_server):
             played.setdefault(step // 16, set()).add((step % 16, data[1], data[2]))
     want = expected_hits(loop, levels)
     assert any(v != 127 for _, _, v in want), "the generator proposes levels: some hit below 127"
-    assert played.get(0) == want and played.get(1) == want  # notes, steps and velocities
+    for bar in (0, 1):  # notes, steps and velocities; a step's notes may be lost only with a cycle jackd missed
+        got = played.get(bar, set())
+        assert got <= want and len({s for s, _, _ in want - got}) <= lost, \
+            f"bar {bar}: played {sorted(got - want)[:5]} not announced, missing {sorted(want - got)[:5]} " \
+            f"({lost} jackd cycles missed while playing)"
     missed = jack_server.xruns() - xruns_before
     if missed and not jack_server.realtime:
         # a timing check fails, never skips: where jackd may not run realtime, this machine proves nothing
@@ -101,8 +123,9 @@ def test_live_audio_is_swung(tmp_path):
 
     client = OscClient(0)
     state = tmp_path / "state"
+    web_port = free_tcp_port()  # the page's playhead says when a bar was played
     d = Daemon(state, "--notify", f"127.0.0.1:{client.port}", "--tempo", "240", "--swing", str(SWING),
-               "--audio-backend", "offline", midi="none", audio="pyo")
+               "--audio-backend", "offline", "--web-port", str(web_port), midi="none", audio="pyo")
     client.target = ("127.0.0.1", d.port)
     d.start()
     try:
@@ -112,10 +135,10 @@ def test_live_audio_is_swung(tmp_path):
         levels = client.expect("/dd/levels")
         client.send("/dd/play")
         # The file is written at shutdown with the bars played; what proves the swing is its content
-        # below, and a bar too few fails it. No OSC message marks a bar line, so this waits the time
-        # of one 1 s bar at 240 BPM, plus slack.
-        time.sleep(1.5)
+        # below. No OSC message marks a bar line; the rating page's playhead does.
+        playhead(web_port, a_loop_played, "the playhead to come round the loop once")
         client.send("/dd/stop")
+        playhead(web_port, stopped, "the transport to stop")
     finally:
         client.close()
         assert d.stop() == 0, d.output()

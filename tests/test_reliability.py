@@ -19,7 +19,7 @@ import torch
 
 from deepdrummer_live.storage import library
 
-from daemon import Daemon, OscClient, wait_train_steps
+from daemon import Daemon, OscClient, wait_for, wait_train_steps
 
 SEED = 20240611
 
@@ -58,10 +58,10 @@ def db_effective_totals(state: Path) -> tuple[int, int]:
 
 def wait_library(state: Path, loop_ids: list[int], timeout: float) -> None:
     """Until every loop in `loop_ids` has its .mid and .wav in the library (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while missing := [i for i in loop_ids if not library.has_files(state / "library", i)]:
-        assert time.monotonic() < deadline, f"no library files for loops {missing} after {timeout} s"
-        time.sleep(0.1)  # poll interval
+    def missing() -> list[int]:
+        return [i for i in loop_ids if not library.has_files(state / "library", i)]
+
+    wait_for(lambda: not missing(), timeout, lambda: f"library files of loops {missing()}", interval=0.1)
 
 
 def check_state_dir(state: Path) -> None:
@@ -215,20 +215,21 @@ def test_state_dir_unwritable_mid_session_never_acks_and_recovers(tmp_path):
     assert (loop_id, 1) in [(r[1], r[2]) for r in db_ratings(state)]
 
 
-def _can_mount_tmpfs(where: Path) -> bool:
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
+def _mount_tmpfs(where: Path) -> str | None:
+    """Mount an 8 MB tmpfs at `where`: None when done, else why not (mount's own words)."""
     where.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)],
-                        capture_output=True).returncode == 0
-    return ok
+    done = subprocess.run([shutil.which("mount") or "mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"mount exited {done.returncode}")
 
 
 def test_disk_full_on_a_small_tmpfs(tmp_path):
     """A real ENOSPC: the state dir on an 8 MB tmpfs, then filled up mid-session."""
     mnt = tmp_path / "small"
-    if not _can_mount_tmpfs(mnt):
-        pytest.skip("needs root and mount -t tmpfs (the RLIMIT_FSIZE test covers the same path)")
+    if os.geteuid() != 0:  # `make test` runs as root in CI: there this always runs
+        pytest.skip("needs root to mount a tmpfs (the RLIMIT_FSIZE test covers the same path unprivileged)")
+    if (why := _mount_tmpfs(mnt)) is not None:  # root that may not mount (a container without CAP_SYS_ADMIN)
+        pytest.fail(f"root could not mount an 8 MB tmpfs at {mnt}: {why}; CI must allow mount (CAP_SYS_ADMIN)")
     state = mnt / "state"
     try:
         d, c = start(state)
@@ -256,6 +257,8 @@ def test_disk_full_on_a_small_tmpfs(tmp_path):
                     if addr == "/dd/error" and args[1] in ("/dd/like", "/dd/dislike"):
                         errors += 1
                         break
+                else:
+                    raise AssertionError(f"rating {i} got neither /dd/rated nor its /dd/error within 10 s")
             c.send("/dd/save", "no room")
             assert "cannot write" in c.expect("/dd/error", timeout=15)[0]  # a .wav never fits
             c.send("/dd/ping")

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
-
 import pytest
 
-from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder, jack_lsp
+from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder
 
 from daemon import Daemon, OscClient
+from jack_frames import connect_when_listed
 
 SWING = 0.25  # an odd step a quarter of a step late: 750 frames at 240 BPM, 48 kHz
 TEMPO = 240.0
@@ -20,17 +16,6 @@ STEP_FRAMES = SAMPLE_RATE * 60 / (TEMPO * 4)  # 3000
 START, CLOCK, NOTE_ON = 0xFA, 0xF8, 0x99
 ALL_NOTES_OFF = bytes([0xB9, 123, 0])
 OUT_PORT = "DeepDrummer Live:DeepDrummer"
-
-
-def _connect_when_listed(server, port: str, to: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while port not in (jack_lsp(server) or ""):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no JACK port {port!r}: {jack_lsp(server)}")
-        time.sleep(0.05)  # poll interval while the daemon opens its ports
-    subprocess.run([shutil.which("jack_connect") or "jack_connect", port, to], check=True, timeout=10,
-                   env={**os.environ, "JACK_DEFAULT_SERVER": server})
-    server.wait_connected(port, to)
 
 
 def _clocks_after_start(n: int):
@@ -54,7 +39,7 @@ def test_a_shape_plays_on_the_grid_of_its_loop(tmp_path, jack_server, rows, bars
     d.start()
     try:
         client.drain()
-        _connect_when_listed(jack_server, OUT_PORT, dump.port)
+        connect_when_listed(jack_server, OUT_PORT, dump.port)
         client.send("/dd/next")
         loop = client.expect("/dd/loop", timeout=60)
         levels = client.expect("/dd/levels")

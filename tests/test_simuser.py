@@ -22,7 +22,6 @@ from deepdrummer_live.learn.simuser import (
 from deepdrummer_live.sound.kit import load_kit
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER_KIT = ROOT.parent / "shared" / "external-kits" / "deepdrummer-paper"
 
 REST = "................"
 ALL = "xxxxxxxxxxxxxxxx"
@@ -129,11 +128,9 @@ def test_judge_is_deterministic_per_loop_content_and_noisy_across_users():
 
 
 @pytest.mark.parametrize("kit_name", [None, "paper"])
-def test_base_rates_on_random_loops_are_realistic(kit_name):
+def test_base_rates_on_random_loops_are_realistic(kit_name, request):
     if kit_name == "paper":
-        if not PAPER_KIT.is_dir():
-            pytest.skip("the paper's external kit is not present")
-        kit = load_kit(str(PAPER_KIT))
+        kit = load_kit(str(request.getfixturevalue("paper_kit")))  # fails, never skips, where it is missing
     else:
         kit = load_kit(None)
     rows = [(s.name, s.note) for s in kit.samples]

@@ -7,7 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from deepdrummer_live.surfaces.tui import (
     step_col,
 )
 
-from daemon import free_udp_port
+from daemon import free_udp_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "deepdrummer-live"
@@ -262,14 +261,13 @@ class Tmux:
         return self("capture-pane", "-p", "-t", "dd")
 
     def wait_for(self, needle: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if needle in screen:
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"{needle!r} did not appear within {timeout:g} s; screen:\n{screen}")
+        screen = [""]
+
+        def shown() -> str | None:
+            screen[0] = self.screen()
+            return screen[0] if needle in screen[0] else None
+
+        return wait_for(shown, timeout, lambda: f"{needle!r} on the screen; screen:\n{screen[0]}", interval=0.2)
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=10)
@@ -302,9 +300,8 @@ def test_daemon_surface_in_tmux(tmp_path):
         tmux("resize-window", "-t", "dd", "-x", "100", "-y", "30")
         tmux.wait_for("P(like)")
         tmux("send-keys", "-t", "dd", "q")
-        deadline = time.monotonic() + 60
-        while not (rc_file.exists() and rc_file.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: rc_file.exists() and rc_file.read_text().strip(), 60, "the daemon's exit status (it quit)",
+                 interval=0.2)
         assert rc_file.read_text().strip() == "0", (tmp_path / "stderr").read_text()[-2000:]
     finally:
         tmux.kill()
