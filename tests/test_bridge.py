@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from deepdrummer_live.client import NoReply
 from deepdrummer_live.player.jackd import SAMPLE_RATE, FrameRecorder
 
 from daemon import Daemon, OscClient, a_loop_played, free_tcp_port, playhead, start_with_client, stopped, wait_for
@@ -176,8 +177,10 @@ def test_live_audio_in_real_time_on_jack(tmp_path, jack_server):
         rec = subprocess.Popen(["jack_rec", "-f", str(wav), "-b", "24", "-d", "4", "DeepDrummer:output_1"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         jack_server.wait_connected("DeepDrummer:output_1", "jackrec")  # recording before the first bar
+        xruns_before = jack_server.xruns()
         client.send("/dd/play")
-        rec_out, _ = rec.communicate(timeout=60)  # it stops by itself after 4 s
+        rec_out, _ = rec.communicate(timeout=60)  # it stops by itself after 4 s: 4 bars at 240 BPM
+        missed = jack_server.xruns() - xruns_before
         client.send("/dd/stop")
         assert rec.returncode == 0, rec_out
     finally:
@@ -193,9 +196,24 @@ def test_live_audio_in_real_time_on_jack(tmp_path, jack_server):
     audible = 1e-4
     start = int(np.flatnonzero(np.abs(audio) > audible)[0] - np.flatnonzero(np.abs(bar) > audible)[0])
     n = int(0.9 * len(bar))  # the next bar line may come a little early: compare before it
-    played = audio[start: start + n]
-    assert len(played) == n, f"the recording ends {n - len(played)} samples into the first bar"
-    np.testing.assert_allclose(played, bar[:n], atol=1e-3)
+    assert len(audio) >= start + n, f"the recording ends {start + n - len(audio)} samples into the first bar"
+    # Every whole bar recorded plays the loop sample for sample. A cycle jackd missed (a loaded machine) may
+    # spoil the bar it falls in and move the bars after it by up to a few periods: each later bar is found
+    # again within that, and only as many bars as jackd reports missed cycles may differ.
+    slack = 4 * jack_server.period
+    wrong = []
+    for i in range(min(4, (len(audio) - start - slack) // len(bar) + 1)):
+        at = start + i * len(bar)
+        window = audio[max(0, at - slack): at + slack + n]
+        if len(window) < n:
+            break
+        shifts = range(len(window) - n + 1)
+        best = min(shifts, key=lambda k: float(np.abs(window[k: k + n] - bar[:n]).max()))
+        err = float(np.abs(window[best: best + n] - bar[:n]).max())
+        if err > 1e-3:
+            wrong.append((i, round(err, 4)))
+    assert len(wrong) <= missed and len(wrong) < 4, \
+        f"bars {wrong} (bar, max error) differ from the mix; jackd missed {missed} cycles while recording"
 
 
 def test_controller_pads_rate_loops(tmp_path, jack_server):
@@ -205,15 +223,27 @@ def test_controller_pads_rate_loops(tmp_path, jack_server):
                "--controller", "generic", midi="jack", audio="none")
     client.target = ("127.0.0.1", d.port)
     d.start()
+
+    def press(*messages) -> list:
+        """Play the pad and take the rating it gives. A press may be lost only in a cycle jackd missed (a
+        loaded machine), as from a real pad: then, and only then, it is pressed again."""
+        for _ in range(3):
+            missed = jack_server.xruns()
+            for m in messages:
+                pads.send_message(m)
+            try:
+                return client.expect("/dd/rated", timeout=30)
+            except NoReply:
+                if jack_server.xruns() == missed:
+                    raise AssertionError(f"no /dd/rated for pad {messages} (jackd missed no cycle)") from None
+        raise AssertionError(f"no /dd/rated for pad {messages} in 3 presses")
+
     try:
         client.drain()
         with jack_port(jack_server, "out", "pads") as pads:  # yields once JACK has the connection
-            pads.send_message([0x90, 36, 100])
-            pads.send_message([0x80, 36, 0])
-            assert client.expect("/dd/rated", timeout=30)[1:] == ["like", 1, 0]
+            assert press([0x90, 36, 100], [0x80, 36, 0])[1:] == ["like", 1, 0]
             client.expect("/dd/loop", timeout=30)
-            pads.send_message([0x99, 37, 90])  # any channel
-            assert client.expect("/dd/rated", timeout=30)[1:] == ["dislike", 1, 1]
+            assert press([0x99, 37, 90])[1:] == ["dislike", 1, 1]  # any channel
             client.expect("/dd/loop", timeout=30)  # the dislike's new loop, so later loops are newer
             pads.send_message([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])  # sysex junk is ignored
             pads.send_message([0x90, 41, 100])  # fotf on: from now on every loop has a kick on every beat
