@@ -119,31 +119,38 @@ def test_clock_and_swung_notes_to_the_frame(jack_at):
     i_start = next(i for i, (_, d) in enumerate(msgs) if d == bytes([START]))
     start = msgs[i_start][0]
     i_stop = next(i for i, (_, d) in enumerate(msgs) if d == bytes([0xFC]))
-    clocks = clock_figures(msgs[i_start:i_stop], clock_frames)
+    # a clock jackd's missed cycles held back is late by at least a period: excused from the rate, counted
+    clocks = clock_figures(msgs[i_start:i_stop], clock_frames, late_after=server.period / 2)
     errors, heard = [], set()
     for frame, data in msgs[i_start:i_stop]:
         if data[0] == 0x99 and data[2] > 0:
             x = (frame - start) / step_frames
             step = int(x + 0.25)  # a swung step is a third of a step late
             onset = step + (swing if step % 2 else 0.0)
-            errors.append(abs(x - onset) * step_frames)
+            errors.append((step, abs(x - onset) * step_frames))
             heard.add((step, data[1]))
     clock_at = [f for f, d in msgs[i_start:i_stop] if d == bytes([CLOCK])]
     gaps = [a for a, b in zip(clock_at, clock_at[1:]) if b - a > 1.5 * clock_frames]
     want = {(s, r["note"]) for s in range(96) for r in ROWS if r["steps"][s % 16] == "x"}
     missing_steps = sorted({s for s, _ in want - heard})
+    note_errors = [err for _, err in errors]
     figures = (f"period {server.period}: {clocks['clocks']} clocks, lost {clocks['lost']}, jitter p99 "
                f"{clocks['jitter_p99'] / RATE * 1000:.3f} ms (max {clocks['jitter_max'] / RATE * 1000:.3f}), rate "
-               f"{clocks['rate_error_pct']:+.4f} %, {len(errors)} notes, error p99 {p99(errors) / RATE * 1000:.3f} ms "
-               f"(max {max(errors) / RATE * 1000:.3f}), jackd xruns {missed} while playing "
-               f"({server.xruns()} in all), gaps after clocks {[(f - start) / clock_frames for f in gaps[:5]]}, "
+               f"{clocks['rate_error_pct']:+.4f} %, {len(errors)} notes, "
+               f"error p99 {p99(note_errors) / RATE * 1000:.3f} ms "
+               f"(max {max(note_errors) / RATE * 1000:.3f}), jackd xruns {missed} while playing "
+               f"({server.xruns()} in all), {clocks['late']} clocks late, "
+               f"gaps after clocks {[(f - start) / clock_frames for f in gaps[:5]]}, "
                f"steps with notes missing {missing_steps[:8]}")
     print(figures)
     assert len(missing_steps) <= missed, f"notes missing: {sorted(want - heard)[:8]}; {figures}"
-    assert clocks["lost"] <= missed, figures
+    assert clocks["lost"] <= missed and clocks["late"] <= missed, figures
     assert clocks["jitter_p99"] / RATE * 1000 <= BOUND_MS, figures
     assert abs(clocks["rate_error_pct"]) <= RATE_BOUND_PCT, figures
-    assert p99(errors) / RATE * 1000 <= BOUND_MS, figures
+    # a step's notes held back by cycles jackd missed are late by a period or more: as many steps as it missed
+    late_steps = {step for step, err in errors if err > server.period / 2}
+    assert len(late_steps) <= missed, f"notes late at steps {sorted(late_steps)[:8]}; {figures}"
+    assert p99([err for step, err in errors if step not in late_steps]) / RATE * 1000 <= BOUND_MS, figures
 
 
 @pytest.mark.slow
